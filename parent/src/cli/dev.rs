@@ -1,0 +1,1 @@
+//! `ekms dev`: mock enclave + parent relay on loopback.

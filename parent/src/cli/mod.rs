@@ -1,0 +1,4 @@
+//! `ekms`, the operator's tool. One module per subcommand.
+
+pub mod attestation;
+pub mod dev;

@@ -1,0 +1,1 @@
+//! The relay: client TCP connections to enclave streams, bytes only.

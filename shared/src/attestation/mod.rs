@@ -1,0 +1,1 @@
+//! Nitro attestation documents: verification and the insecure mock attester.

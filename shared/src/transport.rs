@@ -1,0 +1,1 @@
+//! Transport addresses and streams (vsock, TCP, Unix).
