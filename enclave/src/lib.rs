@@ -1,1 +1,22 @@
-//! placeholder
+//! ekms-enclave: the trusted half of ekms.
+//!
+//! Everything that touches key material or authenticates a caller runs here: the AWS KMS API
+//! server (TLS ends here), SigV4 verification, the key store and the cryptography.
+//!
+//! Trusts: its own binary, the clock and random source it is given ([`env`]), and the
+//! principals file in mock mode. Does not trust: the parent, the bytes it relays, or any
+//! client until its request verifies.
+
+pub mod ciphertext;
+pub mod config;
+pub mod dispatch;
+pub mod env;
+pub mod error;
+pub mod json;
+pub mod keys;
+pub mod ops;
+pub mod principals;
+pub mod server;
+pub mod sigv4;
+pub mod tls;
+pub mod validate;

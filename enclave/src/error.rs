@@ -1,0 +1,111 @@
+//! Every failure a KMS request can meet, and the one place that maps it to an AWS error code.
+//!
+//! Messages are shown to the caller: they never carry key material, plaintext or secrets.
+//! Every failure to open a ciphertext is the same opaque [`KmsError::InvalidCiphertext`].
+
+use crate::sigv4::SigV4Error;
+
+/// A failed KMS request.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// A field violates its documented constraint (length, range, enum, exclusivity).
+    #[error("{0}")]
+    Validation(String),
+    /// The body is not the JSON the operation expects.
+    #[error("{0}")]
+    Serialization(String),
+    /// The named key or alias does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The key is disabled.
+    #[error("{0}")]
+    Disabled(String),
+    /// The key's state does not allow the operation (for example pending deletion).
+    #[error("{0}")]
+    InvalidState(String),
+    /// The ciphertext could not be opened. Deliberately says nothing about why.
+    #[error("The ciphertext is invalid, or was not encrypted under the given key and encryption context.")]
+    InvalidCiphertext,
+    /// Decrypt named a key other than the one that encrypted the ciphertext.
+    #[error("{0}")]
+    IncorrectKey(String),
+    /// The alias (or other named resource) already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The alias name is malformed or reserved.
+    #[error("{0}")]
+    InvalidAliasName(String),
+    /// The pagination marker is not one this service issued.
+    #[error("{0}")]
+    InvalidMarker(String),
+    /// A tag key or value is invalid.
+    #[error("{0}")]
+    Tag(String),
+    /// The key cannot be used for this operation or algorithm.
+    #[error("{0}")]
+    InvalidKeyUsage(String),
+    /// A known KMS operation (or option) this service does not offer yet.
+    #[error("{0}")]
+    UnsupportedOperation(String),
+    /// The target is not a KMS operation at all.
+    #[error("{0}")]
+    UnknownOperation(String),
+    /// `DryRun` was set and the request would have succeeded.
+    #[error("The request would have succeeded, but the DryRun option is set.")]
+    DryRun,
+    /// A configured bound (number of keys, aliases, tags) was reached.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The request body exceeds the service's limit.
+    #[error("Request body of {0} bytes exceeds the limit of {1} bytes")]
+    RequestTooLarge(u64, usize),
+    /// The request could not be authenticated.
+    #[error(transparent)]
+    Auth(#[from] SigV4Error),
+    /// A fault on our side (for example the random source failed). Details go to the log only.
+    #[error("An internal error occurred.")]
+    Internal(&'static str),
+}
+
+impl KmsError {
+    /// The AWS error code sent as `__type` and `x-amzn-ErrorType`.
+    pub fn aws_code(&self) -> &'static str {
+        match self {
+            KmsError::Validation(_) | KmsError::RequestTooLarge(..) => "ValidationException",
+            KmsError::Serialization(_) => "SerializationException",
+            KmsError::NotFound(_) => "NotFoundException",
+            KmsError::Disabled(_) => "DisabledException",
+            KmsError::InvalidState(_) => "KMSInvalidStateException",
+            KmsError::InvalidCiphertext => "InvalidCiphertextException",
+            KmsError::IncorrectKey(_) => "IncorrectKeyException",
+            KmsError::AlreadyExists(_) => "AlreadyExistsException",
+            KmsError::InvalidAliasName(_) => "InvalidAliasNameException",
+            KmsError::InvalidMarker(_) => "InvalidMarkerException",
+            KmsError::Tag(_) => "TagException",
+            KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
+            KmsError::UnknownOperation(_) => "UnknownOperationException",
+            KmsError::DryRun => "DryRunOperationException",
+            KmsError::LimitExceeded(_) => "LimitExceededException",
+            KmsError::Auth(e) => match e {
+                SigV4Error::MissingAuthenticationToken => "MissingAuthenticationToken",
+                SigV4Error::IncompleteSignature(_) => "IncompleteSignature",
+                SigV4Error::InvalidSignature(_) => "InvalidSignatureException",
+                SigV4Error::UnrecognizedClient => "UnrecognizedClientException",
+                SigV4Error::RequestExpired(_) => "RequestExpired",
+            },
+            KmsError::Internal(_) => "KMSInternalException",
+        }
+    }
+
+    /// HTTP status: 400 for client faults, 500 for ours.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            KmsError::Internal(_) => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// Shorthand for operation results.
+pub type KmsResult<T> = Result<T, KmsError>;

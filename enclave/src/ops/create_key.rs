@@ -1,0 +1,130 @@
+//! CreateKey: a new symmetric key whose material is generated inside the enclave.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::metadata::KeyMetadata;
+use super::tag_resource::validate_tags;
+use super::Ctx;
+use crate::error::{KmsError, KmsResult};
+use crate::keys::{Key, KeyMaterial, KeyState, Tag};
+use crate::validate;
+
+/// CreateKey request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Request {
+    policy: Option<String>,
+    description: Option<String>,
+    key_usage: Option<String>,
+    customer_master_key_spec: Option<String>,
+    key_spec: Option<String>,
+    origin: Option<String>,
+    custom_key_store_id: Option<String>,
+    bypass_policy_lockout_safety_check: Option<bool>,
+    tags: Option<Vec<Tag>>,
+    multi_region: Option<bool>,
+    xks_key_id: Option<String>,
+}
+
+/// CreateKey response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    key_metadata: KeyMetadata,
+}
+
+const KEY_USAGES: &[&str] = &[
+    "SIGN_VERIFY",
+    "ENCRYPT_DECRYPT",
+    "GENERATE_VERIFY_MAC",
+    "KEY_AGREEMENT",
+];
+const KEY_SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "SYMMETRIC_DEFAULT",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+];
+const ORIGINS: &[&str] = &["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
+
+fn unsupported(what: &str) -> KmsError {
+    KmsError::UnsupportedOperation(format!("{what} is not supported yet."))
+}
+
+/// Creates the key.
+///
+/// # Errors
+/// `ValidationException` for bad fields, `UnsupportedOperationException` for key types and
+/// options this service does not offer yet, `TagException`, `LimitExceededException`.
+pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
+    let description = req.description.unwrap_or_default();
+    validate::str_len("description", &description, 0, 8192)?;
+    if let Some(usage) = &req.key_usage {
+        if validate::one_of("keyUsage", usage, KEY_USAGES)? != "ENCRYPT_DECRYPT" {
+            return Err(unsupported(&format!("KeyUsage {usage}")));
+        }
+    }
+    if let (Some(a), Some(b)) = (&req.key_spec, &req.customer_master_key_spec) {
+        if a != b {
+            return Err(KmsError::Validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. CustomerMasterKeySpec parameter is deprecated. Use KeySpec instead.".to_owned(),
+            ));
+        }
+    }
+    for (field, spec) in [
+        ("keySpec", &req.key_spec),
+        ("customerMasterKeySpec", &req.customer_master_key_spec),
+    ] {
+        if let Some(spec) = spec {
+            if validate::one_of(field, spec, KEY_SPECS)? != "SYMMETRIC_DEFAULT" {
+                return Err(unsupported(&format!("KeySpec {spec}")));
+            }
+        }
+    }
+    if let Some(origin) = &req.origin {
+        if validate::one_of("origin", origin, ORIGINS)? != "AWS_KMS" {
+            return Err(unsupported(&format!("Origin {origin}")));
+        }
+    }
+    if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
+        return Err(unsupported("Custom key stores"));
+    }
+    if req.multi_region == Some(true) {
+        return Err(unsupported("Multi-Region keys"));
+    }
+    if let Some(policy) = &req.policy {
+        validate::str_len("policy", policy, 1, 32768)?;
+        return Err(unsupported("Key policies"));
+    }
+    let _ = req.bypass_policy_lockout_safety_check;
+    let tags = req.tags.unwrap_or_default();
+    validate_tags(&tags)?;
+
+    let mut material = Zeroizing::new([0u8; 32]);
+    ctx.env.entropy.fill(&mut material[..])?;
+    let mut id = [0u8; 16];
+    ctx.env.entropy.fill(&mut id)?;
+    let id = uuid::Builder::from_random_bytes(id).into_uuid();
+    let key = Key {
+        id,
+        created: ctx.env.now(),
+        description,
+        state: KeyState::Enabled,
+        deletion_date: None,
+        tags,
+        versions: vec![KeyMaterial::new(material)],
+    };
+    let key_metadata = KeyMetadata::of(&key, ctx.config);
+    ctx.state.write().insert(key, ctx.config)?;
+    Ok(Response { key_metadata })
+}

@@ -1,0 +1,106 @@
+//! Decrypt: the blob names its key, so KeyId is optional; when given it must match.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::Ctx;
+use crate::ciphertext::{self, EncryptionContext};
+use crate::error::{KmsError, KmsResult};
+use crate::json::{Blob, SecretBlob};
+use crate::keys::KeyStore;
+use crate::validate;
+
+/// Decrypt request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Request {
+    ciphertext_blob: Option<Blob>,
+    encryption_context: Option<BTreeMap<String, String>>,
+    grant_tokens: Option<Vec<String>>,
+    key_id: Option<String>,
+    encryption_algorithm: Option<String>,
+    recipient: Option<serde_json::Value>,
+    dry_run: Option<bool>,
+}
+
+/// Decrypt response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    key_id: String,
+    plaintext: SecretBlob,
+    encryption_algorithm: &'static str,
+}
+
+/// Opens a blob, checking the named key (if any) and the key's state.
+///
+/// Returns the id of the key that opened it and the plaintext.
+///
+/// # Errors
+/// `InvalidCiphertextException` (opaque), `IncorrectKeyException`, `NotFoundException` for a
+/// named key that does not exist, `DisabledException`, `KMSInvalidStateException`.
+pub fn open_blob(
+    ctx: &Ctx<'_>,
+    store: &KeyStore,
+    field: &str,
+    blob: &[u8],
+    key_id: Option<&str>,
+    context: &EncryptionContext,
+    dry_run: Option<bool>,
+) -> KmsResult<(Uuid, Zeroizing<Vec<u8>>)> {
+    let now = ctx.env.now();
+    let named = match key_id {
+        Some(key_id) => Some(store.resolve(field, key_id, ctx.config, now)?.id),
+        None => None,
+    };
+    let parsed = ciphertext::parse(blob)?;
+    let id = parsed.header.key_id;
+    if let Some(named) = named {
+        if named != id {
+            return Err(KmsError::IncorrectKey(
+                "The key ID in the request does not identify a KMS key that can perform this operation.".to_owned(),
+            ));
+        }
+    }
+    let key = store.by_id(&id, now).ok_or(KmsError::InvalidCiphertext)?;
+    key.check_usable(ctx.config)?;
+    let index =
+        usize::try_from(parsed.header.key_version).map_err(|_| KmsError::InvalidCiphertext)?;
+    let material = key.versions.get(index).ok_or(KmsError::InvalidCiphertext)?;
+    super::dry_run(dry_run)?;
+    let plaintext = parsed.open(material, context)?;
+    Ok((id, plaintext))
+}
+
+/// Decrypts.
+///
+/// # Errors
+/// As [`open_blob`], and `ValidationException`, `InvalidKeyUsageException`,
+/// `UnsupportedOperationException` for a Recipient.
+pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
+    let blob = validate::required("ciphertextBlob", req.ciphertext_blob)?;
+    validate::blob_len("ciphertextBlob", &blob.0, 1, super::MAX_CIPHERTEXT)?;
+    let context = super::encryption_context("encryptionContext", req.encryption_context)?;
+    super::grant_tokens(req.grant_tokens.as_deref())?;
+    let algorithm =
+        super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
+    super::no_recipient(req.recipient.as_ref())?;
+    let store = ctx.state.read();
+    let (id, plaintext) = open_blob(
+        ctx,
+        &store,
+        "keyId",
+        &blob.0,
+        req.key_id.as_deref(),
+        &context,
+        req.dry_run,
+    )?;
+    Ok(Response {
+        key_id: ctx.config.key_arn(&id),
+        plaintext: SecretBlob(plaintext),
+        encryption_algorithm: algorithm,
+    })
+}

@@ -1,0 +1,28 @@
+//! GenerateDataKeyWithoutPlaintext: as GenerateDataKey, returning only the encrypted key.
+
+use serde::Serialize;
+
+use super::generate_data_key::{generate, Request};
+use super::Ctx;
+use crate::error::KmsResult;
+use crate::json::Blob;
+
+/// GenerateDataKeyWithoutPlaintext response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    ciphertext_blob: Blob,
+    key_id: String,
+}
+
+/// Generates a data key and returns it encrypted only; the plaintext is zeroed here.
+///
+/// # Errors
+/// As [`generate`].
+pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
+    let key = generate(ctx, req)?;
+    Ok(Response {
+        ciphertext_blob: Blob(key.ciphertext),
+        key_id: key.key_arn,
+    })
+}

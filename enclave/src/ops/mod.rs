@@ -1,0 +1,173 @@
+//! KMS operations: one file each, a plain function of (state, environment, caller, request).
+//!
+//! No I/O happens here; the server shell around [`crate::dispatch`] owns sockets and time.
+
+use std::collections::BTreeMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::ciphertext::EncryptionContext;
+use crate::config::Config;
+use crate::env::Env;
+use crate::error::{KmsError, KmsResult};
+use crate::keys::KeyStore;
+use crate::validate;
+
+pub mod cancel_key_deletion;
+pub mod create_alias;
+pub mod create_key;
+pub mod decrypt;
+pub mod delete_alias;
+pub mod describe_key;
+pub mod disable_key;
+pub mod enable_key;
+pub mod encrypt;
+pub mod generate_data_key;
+pub mod generate_data_key_without_plaintext;
+pub mod generate_random;
+pub mod list_aliases;
+pub mod list_keys;
+pub mod list_resource_tags;
+pub mod metadata;
+pub mod re_encrypt;
+pub mod schedule_key_deletion;
+pub mod tag_resource;
+pub mod untag_resource;
+pub mod update_alias;
+pub mod update_key_description;
+
+/// Everything the enclave keeps in memory.
+#[derive(Debug, Default)]
+pub struct State {
+    keys: RwLock<KeyStore>,
+}
+
+impl State {
+    /// Shared access to the key store.
+    pub fn read(&self) -> RwLockReadGuard<'_, KeyStore> {
+        // A panic while holding the lock cannot leave the store half-changed: every operation
+        // validates before it mutates. So a poisoned lock is still consistent.
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    /// Exclusive access to the key store.
+    pub fn write(&self) -> RwLockWriteGuard<'_, KeyStore> {
+        self.keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `arn:aws:iam::<account>:user/<name>`.
+    pub arn: String,
+    /// The access key the request was signed with.
+    pub access_key_id: String,
+}
+
+/// What every operation is given.
+pub struct Ctx<'a> {
+    /// The in-memory state.
+    pub state: &'a State,
+    /// Region, account and bounds.
+    pub config: &'a Config,
+    /// Clock and randomness.
+    pub env: &'a Env,
+    /// Who is asking.
+    pub caller: &'a Caller,
+}
+
+/// Largest plaintext Encrypt accepts.
+pub const MAX_PLAINTEXT: usize = 4096;
+/// Largest ciphertext blob accepted.
+pub const MAX_CIPHERTEXT: usize = 6144;
+/// Largest canonical encryption context, in bytes.
+pub const MAX_CONTEXT_BYTES: usize = 8192;
+
+/// Checks an encryption context and returns it in canonical order.
+///
+/// # Errors
+/// `ValidationException` when its keys and values together exceed [`MAX_CONTEXT_BYTES`].
+pub fn encryption_context(
+    field: &str,
+    context: Option<BTreeMap<String, String>>,
+) -> KmsResult<EncryptionContext> {
+    let context = context.unwrap_or_default();
+    let size: usize = context.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_CONTEXT_BYTES {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: keys and values together must be at most {MAX_CONTEXT_BYTES} bytes"
+        )));
+    }
+    if context.keys().any(String::is_empty) {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: keys must not be empty"
+        )));
+    }
+    Ok(context)
+}
+
+/// Checks `GrantTokens` (grants arrive later; until then tokens are validated and unused).
+///
+/// # Errors
+/// `ValidationException` for more than 10 tokens or a token outside 1–8192 characters.
+pub fn grant_tokens(tokens: Option<&[String]>) -> KmsResult<()> {
+    let tokens = tokens.unwrap_or_default();
+    validate::count("grantTokens", tokens, 10)?;
+    for token in tokens {
+        validate::str_len("grantTokens", token, 1, 8192)?;
+    }
+    Ok(())
+}
+
+/// Every encryption algorithm AWS KMS names.
+pub const ENCRYPTION_ALGORITHMS: &[&str] = &[
+    "SYMMETRIC_DEFAULT",
+    "RSAES_OAEP_SHA_1",
+    "RSAES_OAEP_SHA_256",
+    "SM2PKE",
+];
+
+/// Checks an `EncryptionAlgorithm` field for a symmetric key.
+///
+/// # Errors
+/// `ValidationException` for a name AWS does not know; `InvalidKeyUsageException` for an
+/// asymmetric algorithm on a symmetric key.
+pub fn symmetric_algorithm(field: &str, value: Option<&str>) -> KmsResult<&'static str> {
+    match value {
+        None | Some("SYMMETRIC_DEFAULT") => Ok("SYMMETRIC_DEFAULT"),
+        Some(other) => {
+            validate::one_of(field, other, ENCRYPTION_ALGORITHMS)?;
+            Err(KmsError::InvalidKeyUsage(format!(
+                "The encryption algorithm {other} is not compatible with the symmetric KMS key."
+            )))
+        }
+    }
+}
+
+/// Answers `DryRunOperationException` when a dry run was asked for and all checks passed.
+///
+/// # Errors
+/// [`KmsError::DryRun`] when `dry_run` is true.
+pub fn dry_run(dry_run: Option<bool>) -> KmsResult<()> {
+    if dry_run == Some(true) {
+        Err(KmsError::DryRun)
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses a `Recipient` until attested recipients are supported.
+///
+/// # Errors
+/// `UnsupportedOperationException` when a recipient is given.
+pub fn no_recipient(recipient: Option<&serde_json::Value>) -> KmsResult<()> {
+    match recipient {
+        Some(_) => Err(KmsError::UnsupportedOperation(
+            "Recipient (attested enclave recipients) is not supported yet.".to_owned(),
+        )),
+        None => Ok(()),
+    }
+}

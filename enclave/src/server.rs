@@ -1,0 +1,246 @@
+//! The API server shell: TLS, HTTP/1.1, SigV4, then the KMS core. All I/O of the enclave's
+//! request path lives here; the core ([`crate::dispatch`]) does none.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use ekms_shared::transport::{Listener, Stream};
+
+use crate::config::Config;
+use crate::dispatch;
+use crate::env::Env;
+use crate::error::KmsError;
+use crate::ops::{Caller, Ctx, State};
+use crate::principals::Principals;
+use crate::sigv4::{self, Scope, SignedRequest};
+
+/// Largest request body accepted (the largest KMS request, a 32 KiB key policy, fits).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// SigV4's allowed clock skew.
+pub const MAX_SKEW_SECS: i64 = 15 * 60;
+/// Time allowed for a TLS handshake, for request headers, and for a request body.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The enclave's service: state plus what it needs to answer requests.
+pub struct Service {
+    /// Keys and aliases.
+    pub state: State,
+    /// Region, account, bounds.
+    pub config: Config,
+    /// Clock and randomness.
+    pub env: Env,
+    /// Who may call.
+    pub principals: Principals,
+}
+
+const JSON: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.1");
+
+fn respond(request_id: &str, result: Result<Vec<u8>, KmsError>) -> Response<Full<Bytes>> {
+    let (status, body, error_type) = match result {
+        Ok(body) => (StatusCode::OK, body, None),
+        Err(e) => {
+            if let KmsError::Internal(why) = &e {
+                tracing::warn!(request_id, why, "internal error");
+            }
+            let body = serde_json::json!({ "__type": e.aws_code(), "message": e.to_string() });
+            (
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                serde_json::to_vec(&body).unwrap_or_default(),
+                Some(e.aws_code()),
+            )
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, JSON);
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(code) = error_type {
+        headers.insert("x-amzn-errortype", HeaderValue::from_static(code));
+    }
+    response
+}
+
+impl Service {
+    /// Serves one HTTP request.
+    pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let result = self.answer(request).await;
+        // An oversized body was not read: the connection cannot carry another request.
+        let close = matches!(result, Err(KmsError::RequestTooLarge(..)));
+        let mut response = respond(&request_id, result);
+        if close {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> Result<Vec<u8>, KmsError> {
+        if request.method() != Method::POST || request.uri().path() != "/" {
+            return Err(KmsError::UnknownOperation(
+                "The AWS KMS API is served by POST / with an X-Amz-Target header.".to_owned(),
+            ));
+        }
+        if let Some(len) = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > MAX_BODY as u64 {
+                return Err(KmsError::RequestTooLarge(len, MAX_BODY));
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let body =
+            match tokio::time::timeout(IO_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Ok(Err(e)) => {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        return Err(KmsError::RequestTooLarge(MAX_BODY as u64 + 1, MAX_BODY));
+                    }
+                    return Err(KmsError::Serialization(
+                        "The request body could not be read.".to_owned(),
+                    ));
+                }
+                Err(_) => {
+                    return Err(KmsError::Serialization(
+                        "Timed out reading the request body.".to_owned(),
+                    ))
+                }
+            };
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        let mut body_sha256 = [0u8; 32];
+        body_sha256.copy_from_slice(digest.as_ref());
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body_sha256,
+        };
+        let scope = Scope {
+            region: &self.config.region,
+            service: "kms",
+        };
+        let now_secs = self.env.now().div_euclid(1000);
+        let verified = sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &self.principals)?;
+        let principal = self
+            .principals
+            .by_access_key(&verified.access_key_id)
+            .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
+        let caller = Caller {
+            arn: principal.arn.clone(),
+            access_key_id: verified.access_key_id,
+        };
+        let op = dispatch::parse_target(
+            parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        let ctx = Ctx {
+            state: &self.state,
+            config: &self.config,
+            env: &self.env,
+            caller: &caller,
+        };
+        let started = std::time::Instant::now();
+        let result = dispatch::handle(&ctx, op, &body);
+        tracing::debug!(op = op.name(), caller = %caller.arn, elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok(), "request");
+        result
+    }
+}
+
+/// Accepts connections until `shutdown` resolves, serving each with HTTP/1.1 keep-alive,
+/// behind TLS when `tls` is given.
+///
+/// # Errors
+/// Only if accepting fails in a way that will not recover.
+pub async fn serve(
+    listener: Listener,
+    service: Arc<Service>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = service.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(stream, service, tls).await {
+                tracing::debug!(peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn connection(
+    stream: Stream,
+    service: Arc<Service>,
+    tls: Option<TlsAcceptor>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match tls {
+        Some(acceptor) => {
+            let stream = tokio::time::timeout(IO_TIMEOUT, acceptor.accept(stream)).await??;
+            http(TokioIo::new(stream), service).await
+        }
+        None => http(TokioIo::new(stream), service).await,
+    }
+}
+
+async fn http<I>(
+    io: I,
+    service: Arc<Service>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |request| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(service.serve_request(request).await) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(IO_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(MAX_BODY)
+        .serve_connection(io, svc)
+        .await?;
+    Ok(())
+}
