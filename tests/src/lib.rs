@@ -1,1 +1,799 @@
-//! placeholder
+//! End-to-end harness: starts the real `ekms dev` (mock enclave + parent relay) on a free
+//! loopback port and drives it with the AWS SDK for Rust, or with raw HTTP/1.1 requests
+//! signed (or not) by `aws-sigv4` with whatever credentials and clock a test chooses.
+//!
+//! Trusts: nothing the server says beyond what a test asserts. Does not: test real Nitro
+//! isolation (mock mode only).
+//!
+//! Every wait is bounded, so a server bug fails a test instead of hanging the suite.
+//!
+//! Lifetime of the server: `ekms dev` runs under a small `sh` watchdog whose stdin is a pipe
+//! from the test process. [`Ekms`]'s `Drop` sends SIGTERM to `ekms dev`; and when the test
+//! process exits without dropping it (a `static` shared instance), the pipe closes, and the
+//! watchdog sends the SIGTERM instead. `ekms dev` then stops its two children. Its output goes
+//! to `DATA_DIR/dev.log`, not to a pipe, so its shutdown never writes into a closed pipe.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sdk_kms::config::{BehaviorVersion, Region};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Region the dev server signs for.
+pub const REGION: &str = "us-east-1";
+/// Account in the dev server's ARNs.
+pub const ACCOUNT: &str = "111122223333";
+/// How long `ekms dev` may take to print its ready line.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `ekms dev` may take to stop after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Upper bound for one raw HTTP exchange.
+pub const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for one SDK operation (all attempts).
+pub const SDK_TIMEOUT: Duration = Duration::from_secs(20);
+
+const READY_LINE: &str = "ekms dev is ready";
+
+/// A running `ekms dev`, with the credentials it wrote.
+pub struct Ekms {
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The loopback address it listens on.
+    pub addr: SocketAddr,
+    /// The dev principal's access key id (from `DATA_DIR/credentials`).
+    pub access_key_id: String,
+    /// The dev principal's secret access key.
+    pub secret: String,
+    /// With `--tls`: the CA certificate clients must trust (`DATA_DIR/ca.pem`).
+    pub ca_pem: Option<Vec<u8>>,
+    data_dir: tempfile::TempDir,
+    /// The `sh` watchdog around `ekms dev`.
+    child: Child,
+    /// Closing it tells the watchdog to stop `ekms dev`.
+    watchdog_stdin: Option<ChildStdin>,
+    /// Pid of `ekms dev` itself, as the watchdog reported it.
+    dev_pid: Option<i32>,
+}
+
+impl std::fmt::Debug for Ekms {
+    // Hand-written: leaves the secret out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ekms")
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("data_dir", &self.data_dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `target/debug` (or `target/release`) directory the binaries are built into: the
+/// grandparent of this test executable (`target/debug/deps/<test>-<hash>`).
+///
+/// # Panics
+/// When the test executable's path has no such ancestor.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in target/<profile>/deps/")
+        .to_path_buf()
+}
+
+fn require_binaries() -> PathBuf {
+    let dir = bin_dir();
+    let missing: Vec<&str> = ["ekms", "ekms-enclave", "ekms-parent"]
+        .into_iter()
+        .filter(|name| !dir.join(name).is_file())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing binaries {missing:?} in {}: run `cargo build --workspace --bins` first \
+         (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
+}
+
+/// The last `n` lines of `ekms dev`'s log, for failure messages.
+fn log_tail(log: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Parses the `[ekms]` profile of an AWS shared-credentials file.
+fn parse_credentials(text: &str) -> Option<(String, String)> {
+    let mut in_profile = false;
+    let (mut id, mut secret) = (None, None);
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_profile = line == "[ekms]";
+            continue;
+        }
+        if !in_profile {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            match k.trim() {
+                "aws_access_key_id" => id = Some(v.trim().to_owned()),
+                "aws_secret_access_key" => secret = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+    }
+    Some((id?, secret?))
+}
+
+/// The watchdog: runs `ekms dev` in the background with its output in the log, reports its
+/// pid, and SIGTERMs it when stdin closes; SIGKILL after 10 s. Removes the data dir last.
+const WATCHDOG: &str = r#"
+log="$1"; dir="$2"; shift 2
+"$@" >"$log" 2>&1 </dev/null &
+pid=$!
+echo "pid $pid"
+cat >/dev/null
+kill -TERM "$pid" 2>/dev/null
+i=0
+while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -rf "$dir"
+"#;
+
+impl Ekms {
+    /// Starts `ekms dev` over plain HTTP.
+    ///
+    /// # Panics
+    /// When the binaries are missing or the server is not ready within [`READY_TIMEOUT`].
+    pub fn start() -> Ekms {
+        Self::launch(false)
+    }
+
+    /// Starts `ekms dev --tls`; [`Ekms::ca_pem`] holds the CA to trust.
+    ///
+    /// # Panics
+    /// As [`Ekms::start`], and when `ca.pem` is missing.
+    pub fn start_tls() -> Ekms {
+        Self::launch(true)
+    }
+
+    /// One plain-HTTP server per test binary, started by the first test that asks. A failed
+    /// start is remembered, so later tests fail at once with the same message.
+    ///
+    /// # Panics
+    /// When the server could not be started.
+    pub fn shared() -> &'static Ekms {
+        static SHARED: OnceLock<Result<Ekms, String>> = OnceLock::new();
+        let started = SHARED.get_or_init(|| {
+            std::panic::catch_unwind(Self::start).map_err(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "ekms dev failed to start".to_owned())
+            })
+        });
+        match started {
+            Ok(ekms) => ekms,
+            Err(e) => panic!("shared ekms dev is not running: {e}"),
+        }
+    }
+
+    /// The TLS counterpart of [`Ekms::shared`].
+    ///
+    /// # Panics
+    /// When the server could not be started.
+    pub fn shared_tls() -> &'static Ekms {
+        static SHARED_TLS: OnceLock<Result<Ekms, String>> = OnceLock::new();
+        let started = SHARED_TLS.get_or_init(|| {
+            std::panic::catch_unwind(Self::start_tls).map_err(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "ekms dev --tls failed to start".to_owned())
+            })
+        });
+        match started {
+            Ok(ekms) => ekms,
+            Err(e) => panic!("shared ekms dev --tls is not running: {e}"),
+        }
+    }
+
+    fn launch(tls: bool) -> Ekms {
+        let bin = require_binaries();
+        let data_dir = tempfile::Builder::new()
+            .prefix("ekms-tests-")
+            .tempdir()
+            .expect("creating a temporary data dir");
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let dir = data_dir.path().join("data");
+        let log = data_dir.path().join("dev.log");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("ekms-watchdog")
+            .arg(&log)
+            .arg(data_dir.path())
+            .arg(bin.join("ekms"))
+            .args(["dev", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(&dir);
+        if tls {
+            command.arg("--tls");
+        }
+        // `ekms dev` runs `cargo build` for missing siblings when CARGO is set; never from here.
+        command
+            .env_remove("CARGO")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = command.spawn().expect("spawning sh to run ekms dev");
+        let watchdog_stdin = child.stdin.take();
+        let dev_pid = child.stdout.take().and_then(|mut out| {
+            // The watchdog prints one short line and nothing else.
+            let mut buf = [0u8; 32];
+            let n = out.read(&mut buf).ok()?;
+            std::str::from_utf8(&buf[..n])
+                .ok()?
+                .trim()
+                .strip_prefix("pid ")?
+                .parse()
+                .ok()
+        });
+        let mut ekms = Ekms {
+            endpoint: format!("{}://{addr}", if tls { "https" } else { "http" }),
+            addr,
+            access_key_id: String::new(),
+            secret: String::new(),
+            ca_pem: None,
+            data_dir,
+            child,
+            watchdog_stdin,
+            dev_pid,
+        };
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(READY_LINE) {
+                break;
+            }
+            if let Ok(Some(status)) = ekms.child.try_wait() {
+                panic!(
+                    "ekms dev exited ({status}) before it was ready; its log:\n{}",
+                    log_tail(&log, 40)
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "ekms dev printed no {READY_LINE:?} line within {READY_TIMEOUT:?}; its log:\n{}",
+                    log_tail(&log, 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        let credentials_path = dir.join("credentials");
+        let text = std::fs::read_to_string(&credentials_path).unwrap_or_else(|e| {
+            panic!("reading {}: {e}", credentials_path.display());
+        });
+        let (id, secret) = parse_credentials(&text).unwrap_or_else(|| {
+            panic!(
+                "{} has no [ekms] profile with aws_access_key_id and aws_secret_access_key",
+                credentials_path.display()
+            )
+        });
+        ekms.access_key_id = id;
+        ekms.secret = secret;
+        if tls {
+            let ca_path = dir.join("ca.pem");
+            let pem = std::fs::read(&ca_path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", ca_path.display()));
+            ekms.ca_pem = Some(pem);
+        }
+        ekms
+    }
+
+    /// The data dir `ekms dev` was given.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    /// `ekms dev`'s combined output so far (its last `lines` lines).
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.data_dir.path().join("dev.log"), lines)
+    }
+
+    /// An SDK client with the dev credentials; over TLS it trusts exactly `ca.pem`.
+    pub async fn client(&self) -> aws_sdk_kms::Client {
+        self.client_with(&self.access_key_id, &self.secret, self.ca_pem.as_deref())
+    }
+
+    /// An SDK client with the given credentials, trusting `ca_pem` only (or, when `None`, the
+    /// platform's roots: used to show that an https endpoint is not trusted by default).
+    pub fn client_with(
+        &self,
+        access_key_id: &str,
+        secret: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> aws_sdk_kms::Client {
+        let trust = match ca_pem {
+            Some(pem) => TrustStore::empty().with_pem_certificate(pem.to_vec()),
+            None => TrustStore::default(),
+        };
+        let tls_context = TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .expect("a TLS context from a PEM certificate");
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .tls_context(tls_context)
+            .build_https();
+        let config = aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(
+                access_key_id,
+                secret,
+                None,
+                None,
+                "ekms-tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .http_client(http_client)
+            .timeout_config(
+                aws_sdk_kms::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(SDK_TIMEOUT)
+                    .build(),
+            )
+            .build();
+        aws_sdk_kms::Client::from_conf(config)
+    }
+
+    /// Sends one raw HTTP/1.1 `POST /` (plain HTTP only) with `Content-Type:
+    /// application/x-amz-json-1.1`, the given `X-Amz-Target` (none when `None`) and body,
+    /// signed as `sign` says, and reads the whole response.
+    ///
+    /// # Panics
+    /// On an I/O error or when no complete response arrives within [`RAW_TIMEOUT`].
+    pub async fn raw(&self, target: Option<&str>, body: &[u8], sign: SignWith) -> RawResponse {
+        let request = self.raw_request(target, body, &sign);
+        match send_raw(self.addr, &request).await {
+            Ok(response) => response,
+            Err(e) => panic!("raw request to {}: {e}", self.endpoint),
+        }
+    }
+
+    /// The bytes of the request [`Ekms::raw`] sends.
+    pub fn raw_request(&self, target: Option<&str>, body: &[u8], sign: &SignWith) -> Vec<u8> {
+        let host = self.addr.to_string();
+        let mut headers: Vec<(String, String)> = vec![
+            ("host".to_owned(), host),
+            (
+                "content-type".to_owned(),
+                "application/x-amz-json-1.1".to_owned(),
+            ),
+        ];
+        if let Some(target) = target {
+            headers.push(("x-amz-target".to_owned(), target.to_owned()));
+        }
+        let signer = match sign {
+            SignWith::Unsigned => None,
+            SignWith::Dev => Some((
+                self.access_key_id.clone(),
+                self.secret.clone(),
+                SystemTime::now(),
+            )),
+            SignWith::Custom {
+                access_key_id,
+                secret,
+                time,
+            } => Some((access_key_id.clone(), secret.clone(), *time)),
+        };
+        if let Some((id, secret, time)) = signer {
+            headers.extend(sigv4_headers(
+                &self.endpoint,
+                &headers,
+                body,
+                &id,
+                &secret,
+                time,
+            ));
+        }
+        let mut request = b"POST / HTTP/1.1\r\n".to_vec();
+        for (name, value) in &headers {
+            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        request.extend_from_slice(
+            format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        request.extend_from_slice(body);
+        request
+    }
+}
+
+impl Drop for Ekms {
+    fn drop(&mut self) {
+        if let Some(pid) = self.dev_pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        // EOF on the watchdog's stdin: it waits for ekms dev, then removes the data dir.
+        drop(self.watchdog_stdin.take());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(pid) = self.dev_pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How [`Ekms::raw`] signs a request.
+#[derive(Debug, Clone)]
+pub enum SignWith {
+    /// No `Authorization` and no `X-Amz-Date` header.
+    Unsigned,
+    /// The dev credentials, now.
+    Dev,
+    /// Any credentials at any time (a wrong secret, an unknown key, a stale clock).
+    Custom {
+        access_key_id: String,
+        secret: String,
+        time: SystemTime,
+    },
+}
+
+/// SigV4 (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html>)
+/// headers for a `POST /` with `headers` and `body`, service `kms`, region [`REGION`].
+fn sigv4_headers(
+    endpoint: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    access_key_id: &str,
+    secret: &str,
+    time: SystemTime,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity = Credentials::new(access_key_id, secret, None, None, "ekms-tests").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name("kms")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .expect("complete SigV4 signing params")
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        format!("{endpoint}/"),
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .expect("a signable request from valid header values");
+    let (instructions, _signature) = sign(signable, &params)
+        .expect("SigV4 signing of a well-formed request")
+        .into_parts();
+    instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A raw HTTP response.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names lower-cased, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body (chunked encoding removed).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    ///
+    /// # Panics
+    /// When the body is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `__type` of an error body, without any `prefix#`.
+    pub fn error_code(&self) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        let code = value.get("__type")?.as_str()?;
+        Some(code.rsplit('#').next().unwrap_or(code).to_owned())
+    }
+}
+
+/// Writes `request` to `addr` (concurrently with reading, so a server that answers before it
+/// has read everything is seen) and reads one response, all within [`RAW_TIMEOUT`].
+///
+/// # Errors
+/// On connect or read errors, a malformed response, or the timeout.
+pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<RawResponse> {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (mut reader, mut writer) = stream.into_split();
+        let request = request.to_vec();
+        let write = tokio::spawn(async move {
+            // The server may answer and close before reading everything: not an error here.
+            let _ = writer.write_all(&request).await;
+            let _ = writer.flush().await;
+            writer
+        });
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    received.extend_from_slice(&chunk[..n]);
+                    if parse_response(&received).is_some() {
+                        break;
+                    }
+                }
+                // A reset after a complete response still counts as that response.
+                Err(e) if parse_response(&received).is_some() => {
+                    let _ = e;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        write.abort();
+        parse_response(&received).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "incomplete HTTP response ({} bytes): {:?}",
+                    received.len(),
+                    String::from_utf8_lossy(&received[..received.len().min(512)])
+                ),
+            )
+        })
+    };
+    tokio::time::timeout(RAW_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no complete response within {RAW_TIMEOUT:?}"),
+            )
+        })?
+}
+
+/// Parses a complete HTTP/1.1 response, or `None` while it is incomplete.
+fn parse_response(bytes: &[u8]) -> Option<RawResponse> {
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &bytes[head_end + 4..];
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        dechunk(rest)?
+    } else {
+        let len: usize = find("content-length")?.parse().ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        rest[..len].to_vec()
+    };
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = bytes.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&bytes[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        bytes = &bytes[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        if bytes.len() < size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&bytes[..size]);
+        bytes = &bytes[size + 2..];
+    }
+}
+
+/// Opens a connection, sends `partial` (an incomplete request) and returns the socket, for
+/// tests of clients that stall or vanish mid-request.
+///
+/// # Panics
+/// When the connection cannot be made within [`RAW_TIMEOUT`].
+pub fn stall(addr: SocketAddr, partial: &[u8]) -> std::net::TcpStream {
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, RAW_TIMEOUT).expect("connecting to ekms");
+    stream
+        .write_all(partial)
+        .expect("writing a partial request");
+    stream
+}
+
+/// The code of a failed SDK call (`err.into_service_error().meta().code()`), or a description
+/// of the failure when it never reached the service.
+pub fn error_code<E, R>(err: aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_kms::error::SdkError;
+    match err {
+        SdkError::ServiceError(service) => {
+            let e = service.into_err();
+            e.meta().code().map_or_else(
+                || format!("<service error without a code: {:?}>", e.meta()),
+                str::to_owned,
+            )
+        }
+        other => format!(
+            "<not a service error: {}>",
+            aws_sdk_kms::error::DisplayErrorContext(&other)
+        ),
+    }
+}
+
+/// Asserts that an SDK call failed with the service error `code`.
+#[macro_export]
+macro_rules! assert_code {
+    ($result:expr, $code:expr) => {{
+        match $result {
+            Ok(ok) => panic!("expected {}, got success: {:?}", $code, ok),
+            Err(err) => {
+                let got = $crate::error_code(err);
+                assert_eq!(got, $code, "wrong error code");
+            }
+        }
+    }};
+}
+
+/// A key ARN's expected shape: `arn:aws:kms:us-east-1:111122223333:key/<uuid>`.
+pub fn key_arn(key_id: &str) -> String {
+    format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id}")
+}
+
+/// An alias ARN: `arn:aws:kms:us-east-1:111122223333:alias/<name>` for `alias/<name>`.
+pub fn alias_arn(alias_name: &str) -> String {
+    format!("arn:aws:kms:{REGION}:{ACCOUNT}:{alias_name}")
+}
+
+/// A name no other test uses: `prefix-<nanos>-<counter>`.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{prefix}-{nanos}-{}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a symmetric key and returns its key id (the uuid).
+///
+/// # Panics
+/// When CreateKey fails or answers without metadata.
+pub async fn create_key(client: &aws_sdk_kms::Client) -> String {
+    let out = client
+        .create_key()
+        .description("ekms-tests")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateKey: {}", aws_sdk_kms::error::DisplayErrorContext(e)));
+    out.key_metadata()
+        .expect("CreateKey returns KeyMetadata")
+        .key_id()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_ekms_profile_only() {
+        let text = "[default]\naws_access_key_id = A\naws_secret_access_key = B\n\
+                    [ekms]\naws_access_key_id = AKIAX\naws_secret_access_key = s/e+c=\n";
+        assert_eq!(
+            parse_credentials(text),
+            Some(("AKIAX".to_owned(), "s/e+c=".to_owned()))
+        );
+        assert_eq!(parse_credentials("[ekms]\naws_access_key_id = A\n"), None);
+    }
+
+    #[test]
+    fn parses_length_and_chunked_responses() {
+        let r =
+            parse_response(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\nX-A: b\r\n\r\n{}")
+                .expect("complete");
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.header("x-a")),
+            (400, &b"{}"[..], Some("b"))
+        );
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}").is_none());
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n1\r\n \r\n0\r\n\r\n",
+        )
+        .expect("complete");
+        assert_eq!(r.body, b"{} ");
+    }
+
+    #[test]
+    fn error_code_drops_a_namespace_prefix() {
+        let r = RawResponse {
+            status: 400,
+            headers: vec![],
+            body: br#"{"__type":"com.amazonaws.kms#NotFoundException"}"#.to_vec(),
+        };
+        assert_eq!(r.error_code().as_deref(), Some("NotFoundException"));
+    }
+}
