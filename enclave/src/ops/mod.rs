@@ -171,3 +171,6 @@ pub fn no_recipient(recipient: Option<&serde_json::Value>) -> KmsResult<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;
