@@ -1,0 +1,270 @@
+//! The protocol's error edges, through raw HTTP/1.1 requests (and the SDK where it can say
+//! it): malformed bodies, unknown and unimplemented operations, oversized bodies, and clients
+//! that stall or vanish mid-request. One shared `ekms dev`.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use aws_sdk_kms::error::DisplayErrorContext;
+use aws_sdk_kms::primitives::Blob;
+use ekms_tests::{assert_code, create_key, send_raw, Ekms, RawResponse, SignWith};
+
+/// Asserts an AWS JSON 1.1 error: 400, `__type`, and the `x-amzn-*` headers.
+fn assert_error(response: &RawResponse, code: &str) {
+    assert_eq!(
+        response.status,
+        400,
+        "status; body {:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(
+        response.error_code().as_deref(),
+        Some(code),
+        "__type; body {:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert!(
+        response
+            .json()
+            .get("message")
+            .is_some_and(serde_json::Value::is_string),
+        "no message in {:?}",
+        response.json()
+    );
+    assert_eq!(
+        response
+            .header("x-amzn-errortype")
+            .map(|v| v.split(':').next().unwrap_or(v)),
+        Some(code),
+        "x-amzn-ErrorType"
+    );
+    assert!(
+        response
+            .header("x-amzn-requestid")
+            .is_some_and(|v| !v.is_empty()),
+        "x-amzn-RequestId missing: {:?}",
+        response.headers
+    );
+}
+
+#[tokio::test]
+async fn raw_signed_request_succeeds() {
+    let ekms = Ekms::shared();
+    let response = ekms
+        .raw(
+            Some("TrentService.GenerateRandom"),
+            br#"{"NumberOfBytes": 24}"#,
+            SignWith::Dev,
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("application/x-amz-json-1.1")),
+        "content-type {:?}",
+        response.header("content-type")
+    );
+    assert!(response.header("x-amzn-requestid").is_some());
+    let plaintext = response.json()["Plaintext"]
+        .as_str()
+        .expect("Plaintext is a base64 string")
+        .to_owned();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(plaintext)
+        .expect("base64");
+    assert_eq!(bytes.len(), 24);
+}
+
+#[tokio::test]
+async fn malformed_json_is_serialization_exception() {
+    let ekms = Ekms::shared();
+    for body in [
+        &br#"{"NumberOfBytes": "#[..],
+        b"not json at all",
+        b"[1, 2, 3]",
+    ] {
+        let response = ekms
+            .raw(Some("TrentService.GenerateRandom"), body, SignWith::Dev)
+            .await;
+        assert_error(&response, "SerializationException");
+    }
+}
+
+#[tokio::test]
+async fn unknown_target_is_unknown_operation() {
+    let ekms = Ekms::shared();
+    for target in ["TrentService.Nope", "NotTrentService.Encrypt"] {
+        let response = ekms.raw(Some(target), b"{}", SignWith::Dev).await;
+        assert_error(&response, "UnknownOperationException");
+    }
+}
+
+#[tokio::test]
+async fn known_but_unimplemented_operations_are_unsupported() {
+    let ekms = Ekms::shared();
+    let response = ekms
+        .raw(
+            Some("TrentService.Sign"),
+            br#"{"KeyId": "alias/x", "Message": "aGk=", "SigningAlgorithm": "ECDSA_SHA_256"}"#,
+            SignWith::Dev,
+        )
+        .await;
+    assert_error(&response, "UnsupportedOperationException");
+
+    // The same through the SDK.
+    let client = ekms.client().await;
+    let key = create_key(&client).await;
+    assert_code!(
+        client
+            .create_grant()
+            .key_id(&key)
+            .grantee_principal("arn:aws:iam::111122223333:role/x")
+            .operations(aws_sdk_kms::types::GrantOperation::Encrypt)
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        client
+            .sign()
+            .key_id(&key)
+            .message(Blob::new("hi"))
+            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+}
+
+/// A 70 KiB body (over the 64 KiB limit) is answered with 400 ValidationException and the
+/// connection is closed, well within the raw timeout: the server neither buffers it all nor
+/// waits.
+#[tokio::test]
+async fn body_over_64_kib_is_validation_exception() {
+    let ekms = Ekms::shared();
+    let padding = "A".repeat(70 * 1024);
+    let body = format!(r#"{{"KeyId": "alias/x", "Plaintext": "{padding}"}}"#);
+    let response = ekms
+        .raw(Some("TrentService.Encrypt"), body.as_bytes(), SignWith::Dev)
+        .await;
+    assert_error(&response, "ValidationException");
+    assert_eq!(
+        response
+            .header("connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("close"),
+        "{:?}",
+        response.headers
+    );
+}
+
+/// A request that only announces a huge body is refused from its Content-Length, without the
+/// server waiting for bytes that never come.
+#[tokio::test]
+async fn declared_body_over_64_kib_is_refused_without_waiting() {
+    let ekms = Ekms::shared();
+    let head = format!(
+        "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-amz-json-1.1\r\n\
+         x-amz-target: TrentService.Encrypt\r\ncontent-length: {}\r\n\r\n{{",
+        ekms.addr,
+        1024 * 1024 * 1024
+    );
+    let response = send_raw(ekms.addr, head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("no response to a 1 GiB Content-Length: {e}"));
+    assert_error(&response, "ValidationException");
+}
+
+/// Clients that send half a request and then vanish, or stall, must not stop the service
+/// from answering others.
+#[tokio::test]
+async fn half_requests_do_not_block_other_clients() {
+    let ekms = Ekms::shared();
+    let partial = format!(
+        "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-amz-json-1.1\r\n\
+         x-amz-target: TrentService.GenerateRandom\r\ncontent-length: 100\r\n\r\n{{\"Num",
+        ekms.addr
+    );
+    // Vanish after half a request (also after half a header block).
+    for bytes in [partial.as_bytes(), &partial.as_bytes()[..20]] {
+        let stream = ekms_tests::stall(ekms.addr, bytes);
+        drop(stream);
+    }
+    // Stall with half a request while others are served.
+    let mut stalled: Vec<_> = (0..8)
+        .map(|_| ekms_tests::stall(ekms.addr, partial.as_bytes()))
+        .collect();
+
+    let client = ekms.client().await;
+    for _ in 0..3 {
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.generate_random().number_of_bytes(8).send(),
+        )
+        .await
+        .expect("GenerateRandom answered while other clients stall");
+        let out = result.unwrap_or_else(|e| {
+            panic!(
+                "GenerateRandom while others stall: {}",
+                DisplayErrorContext(e)
+            )
+        });
+        assert_eq!(out.plaintext().map(|p| p.as_ref().len()), Some(8));
+    }
+    let response = ekms
+        .raw(
+            Some("TrentService.GenerateRandom"),
+            br#"{"NumberOfBytes": 8}"#,
+            SignWith::Dev,
+        )
+        .await;
+    assert_eq!(response.status, 200);
+
+    // The stalled clients then vanish mid-body; the service still answers.
+    for stream in &mut stalled {
+        let _ = stream.write_all(b"berOfBytes");
+    }
+    drop(stalled);
+    let out = client
+        .generate_random()
+        .number_of_bytes(8)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "GenerateRandom after clients vanished: {}",
+                DisplayErrorContext(e)
+            )
+        });
+    assert_eq!(out.plaintext().map(|p| p.as_ref().len()), Some(8));
+}
+
+#[tokio::test]
+async fn validation_errors_through_raw_requests() {
+    let ekms = Ekms::shared();
+    // Missing required member.
+    let response = ekms
+        .raw(
+            Some("TrentService.Encrypt"),
+            br#"{"Plaintext": "aGk="}"#,
+            SignWith::Dev,
+        )
+        .await;
+    assert_error(&response, "ValidationException");
+    let response = ekms
+        .raw(
+            Some("TrentService.GenerateRandom"),
+            br#"{"NumberOfBytes": 0}"#,
+            SignWith::Dev,
+        )
+        .await;
+    assert_error(&response, "ValidationException");
+}
