@@ -1,4 +1,5 @@
 //! `ekms`, the operator's tool. One module per subcommand.
 
 pub mod attestation;
+pub mod bench;
 pub mod dev;

@@ -1,0 +1,466 @@
+//! `ekms bench`: a closed-loop load generator for the KMS API, measured side by side with a
+//! baseline in the same run.
+//!
+//! N workers, each with its own HTTP/1.1 keep-alive connection, send real SigV4-signed
+//! requests back to back for a fixed time after a one-second warm-up, and the run reports
+//! requests per second, latency percentiles and errors. `--baseline` also loads, in the same
+//! process and with the same client, a bare hyper server that answers a body of the same size
+//! behind the parent's relay code, so ekms's figures read as a fraction of the ceiling.
+//!
+//! What it trusts: only the CA certificate it is given for https. What it does not do: it
+//! never fakes a figure; failed requests (including operations the server does not support,
+//! such as `Sign` today) are counted as errors and the first one is shown.
+
+mod baseline;
+mod client;
+mod credentials;
+mod load;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use base64::Engine as _;
+use bytes::Bytes;
+use ring::rand::{SecureRandom as _, SystemRandom};
+
+use client::{Connector, Endpoint, Signer};
+use load::{Plan, Workload};
+use report::{JsonLine, Summary};
+
+/// Warm-up before each measured window; nothing in it is counted.
+const WARMUP: Duration = Duration::from_secs(1);
+/// Bound on one request, connecting included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest plaintext KMS Encrypt accepts.
+const MAX_PLAINTEXT: usize = 4096;
+/// Upper bound on `--connections`.
+const MAX_CONNECTIONS: i64 = 1024;
+/// Upper bound on `--duration`, in seconds.
+const MAX_DURATION_SECS: u64 = 3600;
+/// Bytes of data key GenerateDataKey asks for.
+const DATA_KEY_BYTES: usize = 32;
+
+/// The operation to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchOp {
+    /// Encrypt `--size` random bytes (at most 4096) under a key made at setup.
+    Encrypt,
+    /// Decrypt one ciphertext of `--size` bytes, made at setup, over and over.
+    Decrypt,
+    /// GenerateDataKey with NumberOfBytes 32.
+    GenerateDataKey,
+    /// Sign a `--size`-byte message (not supported by the server yet: counted as errors).
+    Sign,
+    /// CreateKey on every request.
+    CreateKey,
+    /// Unseal and load a sealed store of `--keys` keys (needs the sealed store).
+    Unseal,
+}
+
+impl BenchOp {
+    /// The name used on the command line and in the JSON line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchOp::Encrypt => "encrypt",
+            BenchOp::Decrypt => "decrypt",
+            BenchOp::GenerateDataKey => "generate-data-key",
+            BenchOp::Sign => "sign",
+            BenchOp::CreateKey => "create-key",
+            BenchOp::Unseal => "unseal",
+        }
+    }
+}
+
+/// `ekms bench` options.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The KMS endpoint: http://HOST:PORT or https://HOST:PORT (as printed by `ekms dev`).
+    #[arg(long, default_value = "http://127.0.0.1:4599")]
+    pub endpoint: String,
+    /// The operation to load.
+    #[arg(long, value_enum)]
+    pub op: BenchOp,
+    /// Plaintext or message size in bytes (encrypt, decrypt, sign).
+    #[arg(long, default_value_t = 4096)]
+    pub size: usize,
+    /// Concurrent connections, one closed-loop worker each.
+    #[arg(long, default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_CONNECTIONS))]
+    pub connections: u16,
+    /// Measured seconds, after a one-second warm-up.
+    #[arg(long, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
+    pub duration: u64,
+    /// Use TLS (implied by an https:// endpoint).
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificate (PEM) to trust for TLS; default $AWS_CA_BUNDLE.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Also measure the bare-hyper-behind-the-relay baseline in the same run.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Print exactly one JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// With `--op unseal`: how many keys the sealed store holds.
+    #[arg(long)]
+    pub keys: Option<u64>,
+}
+
+/// Runs `ekms bench`.
+///
+/// # Errors
+///
+/// Bad arguments, missing credentials or CA, a failed setup (CreateKey, Encrypt for
+/// decrypt), or `--op unseal` (not measurable yet). Failures during the measured run are
+/// counted, not returned.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.op == BenchOp::Unseal {
+        bail!(
+            "`ekms bench --op unseal{}` cannot run: this ekms build has no sealed store yet, so \
+             there is nothing to unseal and load. Nothing was measured.",
+            args.keys
+                .map(|k| format!(" --keys {k}"))
+                .unwrap_or_default()
+        );
+    }
+    if args.keys.is_some() {
+        bail!("--keys applies to --op unseal only");
+    }
+    if matches!(args.op, BenchOp::Encrypt | BenchOp::Decrypt | BenchOp::Sign)
+        && !(1..=MAX_PLAINTEXT).contains(&args.size)
+    {
+        bail!(
+            "--size must be from 1 to {MAX_PLAINTEXT} for {}",
+            args.op.name()
+        );
+    }
+    let connections = usize::from(args.connections);
+    let endpoint = Endpoint::parse(&args.endpoint, args.tls)?;
+    let tls = if endpoint.https {
+        let ca = args
+            .ca
+            .clone()
+            .or_else(|| std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from))
+            .ok_or_else(|| anyhow!("TLS needs the server's CA: pass --ca FILE"))?;
+        Some(client::tls_client_config(
+            client::root_store_from_pem_file(&ca)?,
+        )?)
+    } else {
+        None
+    };
+    let connector = Connector::new(endpoint, tls)?;
+    let credentials = credentials::from_environment()?;
+    let region = std::env::var("AWS_DEFAULT_REGION")
+        .or_else(|_| std::env::var("AWS_REGION"))
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let signer = Arc::new(Signer::new(&credentials, region));
+
+    let workload = Arc::new(
+        tokio::time::timeout(
+            4 * REQUEST_TIMEOUT,
+            setup(&connector, &signer, args.op, args.size),
+        )
+        .await
+        .map_err(|_| anyhow!("setup did not finish within {:?}", 4 * REQUEST_TIMEOUT))??,
+    );
+    let plan = Plan {
+        connections,
+        warmup: WARMUP,
+        duration: Duration::from_secs(args.duration),
+        request_timeout: REQUEST_TIMEOUT,
+    };
+
+    let ekms = bounded(load::run(&connector, &signer, &workload, plan), plan).await?;
+    if let Some(e) = &ekms.first_error {
+        eprintln!("ekms bench: {}: first error: {e}", args.op.name());
+    }
+    let ekms_summary = Summary::new(&ekms.histogram, ekms.errors, ekms.window);
+
+    let baseline_summary = if args.baseline {
+        let len = ekms
+            .response_len
+            .unwrap_or_else(|| typical_response_len(args.op, args.size));
+        let base = baseline::start(len, connector.endpoint().https).await?;
+        let base_connector = Connector::new(base.endpoint.clone(), base.tls_client.clone())?;
+        let outcome = bounded(load::run(&base_connector, &signer, &workload, plan), plan).await?;
+        drop(base);
+        if let Some(e) = &outcome.first_error {
+            eprintln!("ekms bench: baseline: first error: {e}");
+        }
+        Some(Summary::new(
+            &outcome.histogram,
+            outcome.errors,
+            outcome.window,
+        ))
+    } else {
+        None
+    };
+
+    if args.json {
+        let line = JsonLine::new(
+            args.op.name(),
+            connections,
+            &ekms_summary,
+            baseline_summary.as_ref(),
+        );
+        println!("{}", serde_json::to_string(&line)?);
+    } else {
+        print!(
+            "{}",
+            report::table(
+                args.op.name(),
+                connections,
+                ekms.window,
+                &ekms_summary,
+                baseline_summary.as_ref()
+            )
+        );
+    }
+    Ok(())
+}
+
+/// Runs a load with an outer bound, in case a worker ignores its own.
+async fn bounded(
+    run: impl std::future::Future<Output = load::Outcome>,
+    plan: Plan,
+) -> anyhow::Result<load::Outcome> {
+    let limit = plan.warmup + plan.duration + plan.request_timeout + Duration::from_secs(5);
+    tokio::time::timeout(limit, run)
+        .await
+        .map_err(|_| anyhow!("the run did not end within {limit:?}"))
+}
+
+/// Prepares what the timed loop sends: creates a key where the operation needs one, and for
+/// decrypt encrypts the one ciphertext that is decrypted over and over.
+async fn setup(
+    connector: &Connector,
+    signer: &Signer,
+    op: BenchOp,
+    size: usize,
+) -> anyhow::Result<Workload> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut connection = connector
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", connector.endpoint().url()))?;
+    let workload = |target: &str, body: serde_json::Value| Workload {
+        target: format!("TrentService.{target}"),
+        body: Bytes::from(body.to_string()),
+    };
+    let key_id = match op {
+        BenchOp::CreateKey | BenchOp::Unseal => None,
+        _ => {
+            let created = call(
+                &mut connection,
+                connector,
+                signer,
+                "CreateKey",
+                serde_json::json!({ "Description": "ekms bench" }),
+            )
+            .await?;
+            Some(
+                created["KeyMetadata"]["KeyId"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("setup CreateKey: no KeyMetadata.KeyId in the answer"))?
+                    .to_owned(),
+            )
+        }
+    };
+    Ok(match op {
+        BenchOp::Encrypt => workload(
+            "Encrypt",
+            serde_json::json!({ "KeyId": key_id, "Plaintext": b64.encode(random_bytes(size)?) }),
+        ),
+        BenchOp::Decrypt => {
+            let encrypted = call(
+                &mut connection,
+                connector,
+                signer,
+                "Encrypt",
+                serde_json::json!({ "KeyId": key_id, "Plaintext": b64.encode(random_bytes(size)?) }),
+            )
+            .await?;
+            let blob = encrypted["CiphertextBlob"]
+                .as_str()
+                .ok_or_else(|| anyhow!("setup Encrypt: no CiphertextBlob in the answer"))?;
+            workload("Decrypt", serde_json::json!({ "CiphertextBlob": blob }))
+        }
+        BenchOp::GenerateDataKey => workload(
+            "GenerateDataKey",
+            serde_json::json!({ "KeyId": key_id, "NumberOfBytes": DATA_KEY_BYTES }),
+        ),
+        BenchOp::Sign => workload(
+            "Sign",
+            serde_json::json!({
+                "KeyId": key_id,
+                "Message": b64.encode(random_bytes(size)?),
+                "MessageType": "RAW",
+                "SigningAlgorithm": "ECDSA_SHA_256",
+            }),
+        ),
+        BenchOp::CreateKey => workload("CreateKey", serde_json::json!({})),
+        BenchOp::Unseal => bail!("unseal has no request workload"),
+    })
+}
+
+/// One setup request; its JSON answer, or an error naming the operation.
+async fn call(
+    connection: &mut client::Connection,
+    connector: &Connector,
+    signer: &Signer,
+    operation: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let request = signer.request(
+        connector.endpoint(),
+        &format!("TrentService.{operation}"),
+        &Bytes::from(body.to_string()),
+    )?;
+    let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, connection.send(request))
+        .await
+        .map_err(|_| anyhow!("setup {operation}: no answer within {REQUEST_TIMEOUT:?}"))?
+        .with_context(|| format!("setup {operation}"))?;
+    if !status.is_success() {
+        bail!(
+            "setup {operation} failed: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    serde_json::from_slice(&body).with_context(|| format!("setup {operation}: answer is not JSON"))
+}
+
+fn random_bytes(len: usize) -> anyhow::Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| anyhow!("the OS random source failed"))?;
+    Ok(out)
+}
+
+/// Base64 length of `n` bytes (padded).
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// Answer size the baseline uses when the ekms run had no successful answer to copy:
+/// the base64 fields of the operation's answer plus about 150 bytes of JSON and key id.
+/// A ciphertext blob is the plaintext plus 81 bytes of header, salt, nonce and tag.
+fn typical_response_len(op: BenchOp, size: usize) -> usize {
+    const FRAME: usize = 150;
+    const BLOB_OVERHEAD: usize = 81;
+    match op {
+        BenchOp::Encrypt => base64_len(size + BLOB_OVERHEAD) + FRAME,
+        BenchOp::Decrypt => base64_len(size) + FRAME,
+        BenchOp::GenerateDataKey => {
+            base64_len(DATA_KEY_BYTES) + base64_len(DATA_KEY_BYTES + BLOB_OVERHEAD) + FRAME
+        }
+        // An ECDSA P-256 DER signature is at most 72 bytes.
+        BenchOp::Sign => base64_len(72) + FRAME,
+        // KeyMetadata: ids, ARN, dates, usage, spec, algorithms.
+        BenchOp::CreateKey | BenchOp::Unseal => 600,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typical_sizes_follow_the_base64_of_the_blob() {
+        assert_eq!(base64_len(0), 0);
+        assert_eq!(base64_len(1), 4);
+        assert_eq!(base64_len(3), 4);
+        assert_eq!(base64_len(4), 8);
+        assert_eq!(
+            typical_response_len(BenchOp::Encrypt, 4096),
+            base64_len(4177) + 150
+        );
+        assert!(typical_response_len(BenchOp::Decrypt, 4096) > 5000);
+    }
+
+    #[tokio::test]
+    async fn unseal_is_refused_with_a_clear_error() {
+        let args = BenchArgs {
+            endpoint: "http://127.0.0.1:1".into(),
+            op: BenchOp::Unseal,
+            size: 4096,
+            connections: 1,
+            duration: 1,
+            tls: false,
+            ca: None,
+            baseline: false,
+            json: true,
+            keys: Some(1_000_000),
+        };
+        let err = run(args).await.unwrap_err().to_string();
+        assert!(err.contains("no sealed store"), "{err}");
+        assert!(err.contains("--keys 1000000"), "{err}");
+    }
+
+    /// The generator, the signer and the baseline together: load the in-process baseline
+    /// (plain and TLS) for a short window and check that requests flow without errors.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn generator_drives_the_baseline_without_errors() {
+        for tls in [false, true] {
+            let base = baseline::start(1000, tls).await.unwrap();
+            let connector = Connector::new(base.endpoint.clone(), base.tls_client.clone()).unwrap();
+            let creds = credentials::Credentials::for_tests("AKIDEXAMPLE", "secret");
+            let signer = Arc::new(Signer::new(&creds, "us-east-1".into()));
+            let workload = Arc::new(Workload {
+                target: "TrentService.Encrypt".into(),
+                body: Bytes::from_static(b"{\"KeyId\":\"k\",\"Plaintext\":\"AAAA\"}"),
+            });
+            let plan = Plan {
+                connections: 4,
+                warmup: Duration::from_millis(100),
+                duration: Duration::from_millis(400),
+                request_timeout: Duration::from_secs(5),
+            };
+            let outcome = load::run(&connector, &signer, &workload, plan).await;
+            assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
+            assert!(outcome.histogram.len() > 10, "tls={tls}");
+            assert_eq!(outcome.response_len, Some(1000));
+            let summary = Summary::new(&outcome.histogram, outcome.errors, outcome.window);
+            assert!(summary.requests_per_sec > 0.0);
+            assert!(summary.p50_ms <= summary.p99_ms);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_endpoint_counts_errors_and_stops_on_time() {
+        // Bind then drop, so the port is (very likely) closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}"), false).unwrap();
+        let connector = Connector::new(endpoint, None).unwrap();
+        let creds = credentials::Credentials::for_tests("AKIDEXAMPLE", "secret");
+        let signer = Arc::new(Signer::new(&creds, "us-east-1".into()));
+        let workload = Arc::new(Workload {
+            target: "TrentService.CreateKey".into(),
+            body: Bytes::from_static(b"{}"),
+        });
+        let plan = Plan {
+            connections: 2,
+            warmup: Duration::ZERO,
+            duration: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(1),
+        };
+        let started = std::time::Instant::now();
+        let outcome = load::run(&connector, &signer, &workload, plan).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(outcome.errors > 0);
+        assert_eq!(outcome.histogram.len(), 0);
+        assert!(outcome.first_error.unwrap().contains("connecting"));
+    }
+}
