@@ -1,1 +1,103 @@
-fn main() {}
+//! `ekms-parent`: the relay between clients and the enclave, run on the parent instance.
+//!
+//! Binds `--listen`, prints `ekms-parent listening on <address>` on stdout once ready (other
+//! programs wait for that line), relays every client connection to a new `--enclave` stream,
+//! and exits with code 0 on SIGTERM or SIGINT. Logs go to stderr, filtered by `EKMS_LOG`
+//! (default `info`).
+
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ekms_parent::relay::{self, RelayConfig};
+use ekms_shared::transport::{Address, Listener};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+/// Relays client connections, byte for byte, to the ekms enclave.
+#[derive(Debug, Parser)]
+#[command(name = "ekms-parent", version)]
+struct Args {
+    /// Where clients connect: tcp://HOST:PORT, unix:PATH or vsock://CID:PORT.
+    #[arg(long, value_name = "ADDRESS")]
+    listen: Address,
+
+    /// Where the enclave listens: vsock://CID:PORT, or tcp:// / unix: in mock mode.
+    #[arg(long, value_name = "ADDRESS")]
+    enclave: Address,
+
+    /// Connections relayed at once; further clients wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value = "1024")]
+    max_connections: NonZeroUsize,
+
+    /// Close a connection after this many seconds without traffic in either direction.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+
+    /// Give up on reaching the enclave for a connection after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout_secs: u64,
+}
+
+const LOG_ENV: &str = "EKMS_LOG";
+
+fn init_logging() -> anyhow::Result<()> {
+    let filter = match std::env::var(LOG_ENV) {
+        Ok(directives) => EnvFilter::try_new(&directives)
+            .with_context(|| format!("invalid {LOG_ENV}={directives:?}"))?,
+        Err(std::env::VarError::NotPresent) => EnvFilter::new("info"),
+        Err(e) => return Err(e).with_context(|| format!("invalid {LOG_ENV}")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging()?;
+
+    // Install the handlers before announcing readiness, so a signal sent right after the
+    // ready line is not lost.
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
+    };
+
+    let listener = Listener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "ekms-parent listening on {bound}")
+            .and_then(|()| stdout.flush())
+            .context("cannot write the ready line to stdout")?;
+    }
+    tracing::info!(listen = %bound, enclave = %args.enclave, "relay started");
+
+    let config = RelayConfig {
+        enclave: args.enclave,
+        max_connections: args.max_connections.get(),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        connect_timeout: Duration::from_secs(args.connect_timeout_secs),
+    };
+    relay::serve(listener, config, shutdown)
+        .await
+        .context("relay failed")?;
+    tracing::info!("relay stopped");
+    Ok(())
+}
