@@ -331,3 +331,49 @@ async fn list_aliases_filters_by_key_id() {
         "NotFoundException"
     );
 }
+
+#[tokio::test]
+async fn list_aliases_paginates_with_limit() {
+    let client = client().await;
+    let key = create_key(&client).await;
+    let mut mine = HashSet::new();
+    for i in 0..3 {
+        let alias = format!("alias/{}", unique(&format!("page{i}")));
+        create_alias(&client, &alias, &key).await;
+        mine.insert(alias);
+    }
+    let mut seen = Vec::new();
+    let mut marker = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(
+            pages <= 10,
+            "ListAliases with Limit 1 over 3 aliases does not end"
+        );
+        let out = client
+            .list_aliases()
+            .key_id(&key)
+            .limit(1)
+            .set_marker(marker)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ListAliases Limit 1: {}", DisplayErrorContext(e)));
+        assert!(out.aliases().len() <= 1, "{:?}", out.aliases());
+        seen.extend(
+            out.aliases()
+                .iter()
+                .filter_map(|a| a.alias_name().map(str::to_owned)),
+        );
+        if !out.truncated() {
+            break;
+        }
+        marker = Some(
+            out.next_marker()
+                .expect("a truncated page has NextMarker")
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), mine);
+}

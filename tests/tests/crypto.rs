@@ -675,3 +675,68 @@ async fn generate_random_lengths() {
         );
     }
 }
+
+#[tokio::test]
+async fn re_encrypt_from_a_disabled_source_key_is_disabled() {
+    let client = client().await;
+    let source = create_key(&client).await;
+    let destination = create_key(&client).await;
+    let blob = encrypt(&client, &source, b"x").await;
+    client
+        .disable_key()
+        .key_id(&source)
+        .send()
+        .await
+        .expect("DisableKey");
+    assert_code!(
+        client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .destination_key_id(&destination)
+            .send()
+            .await,
+        "DisabledException"
+    );
+}
+
+/// Many requests in flight at once, over several connections, all get their own answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_round_trips_all_succeed() {
+    let client = client().await;
+    let key = create_key(&client).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..48u32 {
+        let client = client.clone();
+        let key = key.clone();
+        tasks.spawn(async move {
+            let plaintext = format!("message {i}");
+            let blob = client
+                .encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(plaintext.clone()))
+                .encryption_context("i", i.to_string())
+                .send()
+                .await
+                .map_err(|e| format!("Encrypt {i}: {}", DisplayErrorContext(e)))?
+                .ciphertext_blob
+                .ok_or_else(|| format!("Encrypt {i}: no CiphertextBlob"))?;
+            let out = client
+                .decrypt()
+                .ciphertext_blob(blob)
+                .encryption_context("i", i.to_string())
+                .send()
+                .await
+                .map_err(|e| format!("Decrypt {i}: {}", DisplayErrorContext(e)))?;
+            if out.plaintext().map(Blob::as_ref) == Some(plaintext.as_bytes()) {
+                Ok(())
+            } else {
+                Err(format!("round trip {i}: got {:?}", out.plaintext()))
+            }
+        });
+    }
+    let results = tokio::time::timeout(std::time::Duration::from_secs(60), tasks.join_all())
+        .await
+        .expect("48 concurrent round trips within 60 s");
+    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+}

@@ -571,3 +571,35 @@ async fn operations_on_a_key_pending_deletion_are_invalid_state() {
         Some(&KeyState::PendingDeletion)
     );
 }
+
+#[tokio::test]
+async fn lifecycle_operations_on_unknown_or_malformed_key_ids_are_not_found() {
+    let client = client().await;
+    for key in ["6c5b4a39-0000-4000-8000-000000000000", "not-a-key-id"] {
+        assert_code!(
+            client
+                .schedule_key_deletion()
+                .key_id(key)
+                .pending_window_in_days(7)
+                .send()
+                .await,
+            "NotFoundException"
+        );
+        assert_code!(
+            client.cancel_key_deletion().key_id(key).send().await,
+            "NotFoundException"
+        );
+        assert_code!(
+            client.enable_key().key_id(key).send().await,
+            "NotFoundException"
+        );
+        assert_code!(
+            client.disable_key().key_id(key).send().await,
+            "NotFoundException"
+        );
+        assert_code!(
+            client.describe_key().key_id(key).send().await,
+            "NotFoundException"
+        );
+    }
+}
