@@ -223,6 +223,9 @@ impl KeyStore {
             )));
         }
         self.order.insert(key.id);
+        if let (KeyState::PendingDeletion, Some(date)) = (key.state, key.deletion_date) {
+            self.pending.insert((date, key.id));
+        }
         self.keys.insert(key.id, key);
         Ok(())
     }
@@ -286,6 +289,11 @@ impl KeyStore {
         self.keys
             .get_mut(&id)
             .ok_or_else(|| Self::not_found(&reference, config))
+    }
+
+    /// The key with this id, even if its deletion date has passed (for sealing its record).
+    pub fn raw(&self, id: &Uuid) -> Option<&Key> {
+        self.keys.get(id)
     }
 
     /// The live key with this id, if any (used by Decrypt, which learns the id from the blob).
@@ -402,8 +410,9 @@ impl KeyStore {
         Ok(())
     }
 
-    /// Destroys every key whose deletion date has passed, with its aliases; how many.
-    pub fn sweep(&mut self, now: Millis) -> usize {
+    /// Destroys every key whose deletion date has passed, with its aliases; returns the ids
+    /// of the keys destroyed and the names of the aliases removed.
+    pub fn sweep(&mut self, now: Millis) -> (Vec<Uuid>, Vec<String>) {
         let mut doomed = std::collections::HashSet::new();
         while let Some(&(date, id)) = self.pending.first() {
             if date > now {
@@ -416,9 +425,16 @@ impl KeyStore {
                 doomed.insert(id);
             }
         }
+        let mut removed = Vec::new();
         if !doomed.is_empty() {
-            self.aliases.retain(|_, a| !doomed.contains(&a.target));
+            self.aliases.retain(|name, a| {
+                let keep = !doomed.contains(&a.target);
+                if !keep {
+                    removed.push(name.clone());
+                }
+                keep
+            });
         }
-        doomed.len()
+        (doomed.into_iter().collect(), removed)
     }
 }

@@ -7,6 +7,8 @@
 //! principals file in mock mode. Does not trust: the parent, the bytes it relays, or any
 //! client until its request verifies.
 
+pub mod admin;
+pub mod attest;
 pub mod ciphertext;
 pub mod config;
 pub mod dispatch;
@@ -15,7 +17,9 @@ pub mod error;
 pub mod json;
 pub mod keys;
 pub mod ops;
+pub mod persist;
 pub mod principals;
+pub mod seal;
 pub mod server;
 pub mod sigv4;
 pub mod tls;

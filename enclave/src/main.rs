@@ -15,9 +15,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 
+use ekms_enclave::admin::Phase;
+use ekms_enclave::attest::{self, Attester, NsmAttester};
 use ekms_enclave::config::{Config, DEFAULT_ACCOUNT, DEFAULT_REGION};
 use ekms_enclave::env::Env;
+use ekms_enclave::keys::KeyStore;
 use ekms_enclave::ops::State;
+use ekms_enclave::persist;
 use ekms_enclave::principals::Principals;
 use ekms_enclave::server::{self, Service};
 use ekms_enclave::tls;
@@ -34,9 +38,16 @@ struct Args {
     /// allowed. NOT SECURE: for development and CI only.
     #[arg(long)]
     insecure_mock_enclave: bool,
-    /// Principals and their access keys (mock mode only).
+    /// Principals and their access keys (mock mode only; others come from the sealed store).
     #[arg(long)]
     principals: Option<PathBuf>,
+    /// The parent's store channel: vsock://3:PORT in an enclave, tcp:// or unix: in mock mode.
+    /// Without it (mock mode only) keys live in memory and are lost at exit.
+    #[arg(long)]
+    store: Option<Address>,
+    /// Mock attester CA directory (mock mode): loaded if present, else created.
+    #[arg(long)]
+    mock_ca: Option<PathBuf>,
     /// Serve HTTPS with a certificate made at boot (always on outside mock mode).
     #[arg(long)]
     tls: bool,
@@ -87,31 +98,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
         account: args.account,
         ..Config::default()
     };
-    if !args.insecure_mock_enclave {
-        // Outside mock mode principals arrive sealed, through `ekms init` and the sealed
-        // store, which this build does not have yet. Refuse rather than run half-secured.
-        bail!(
-            "running as a real enclave needs sealed state and the NSM attester, which this build \
-             does not provide yet; start with --insecure-mock-enclave for development"
+    let attester: Arc<dyn Attester> = if args.insecure_mock_enclave {
+        tracing::warn!(
+            "INSECURE MOCK ENCLAVE: no hardware isolation, mock attestation{}{}. \
+             Never use this mode with real keys.",
+            if args.tls { "" } else { ", plain HTTP" },
+            if args.principals.is_some() {
+                ", principals from a file"
+            } else {
+                ""
+            },
         );
-    }
-    tracing::warn!(
-        "INSECURE MOCK ENCLAVE: no hardware isolation, principals from a file{}. \
-         Never use this mode with real keys.",
-        if args.tls { "" } else { ", plain HTTP" }
-    );
-    let principals = match &args.principals {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("reading principals file {}", path.display()))?;
-            Principals::from_json(&bytes, &config)
-                .with_context(|| format!("loading principals file {}", path.display()))?
+        Arc::new(mock_attester(args.mock_ca.as_deref())?)
+    } else {
+        if args.principals.is_some() || args.mock_ca.is_some() {
+            bail!("--principals and --mock-ca exist only with --insecure-mock-enclave");
         }
-        None => bail!("--principals FILE is required in mock mode"),
+        if args.store.is_none() {
+            bail!("a real enclave needs --store: keys must survive restarts");
+        }
+        Arc::new(NsmAttester::open().context("opening the NSM (/dev/nsm)")?)
     };
-    let acceptor = if args.tls {
+    let tls = args.tls || !args.insecure_mock_enclave;
+    let mut principals = Principals::default();
+    if let Some(path) = &args.principals {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading principals file {}", path.display()))?;
+        principals = Principals::from_json(&bytes, &config)
+            .with_context(|| format!("loading principals file {}", path.display()))?;
+    }
+    let acceptor = if tls {
         let boot = tls::boot(&args.tls_names).context("making the boot TLS certificate")?;
         if let Some(path) = &args.tls_ca_out {
+            if !args.insecure_mock_enclave {
+                bail!("--tls-ca-out exists only with --insecure-mock-enclave");
+            }
             std::fs::write(path, boot.ca_pem.as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
         }
@@ -123,12 +144,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
-    let service = Arc::new(Service {
-        state: State::default(),
+    let (phase, store) = match &args.store {
+        None => (Phase::MemoryOnly, None),
+        Some(address) => {
+            let mut stream = connect_store(address).await?;
+            let empty = persist::store_is_empty(&mut stream)
+                .await
+                .context("asking the store whether it holds records")?;
+            let phase = if empty {
+                Phase::Uninitialized
+            } else {
+                Phase::Sealed
+            };
+            tracing::info!(store = %address, state = phase.as_str(), "store channel open");
+            (phase, Some(stream))
+        }
+    };
+    let state = Arc::new(State::new(KeyStore::default(), principals));
+    let service = Arc::new(Service::new(
+        state,
         config,
-        env: Env::system(),
-        principals,
-    });
+        Env::system(),
+        attester,
+        phase,
+        store,
+    ));
     let listener = Listener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -146,17 +186,59 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
-                let destroyed = service.state.write().sweep(service.env.now());
-                if destroyed > 0 {
-                    tracing::info!(destroyed, "destroyed keys whose deletion date passed");
-                }
+                service.sweep().await;
             }
         })
     };
-    server::serve(listener, service, acceptor, shutdown_signal()).await?;
+    let fatal = service.fatal.clone();
+    let failed = tokio::select! {
+        served = server::serve(listener, service, acceptor, shutdown_signal()) => { served?; false }
+        () = fatal.notified() => true,
+    };
     sweeper.abort();
+    if failed {
+        bail!("the durable store failed: stopping so that a restart reloads what is durable");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The mock attester: a CA kept in `dir` (created on first use), PCRs from this binary.
+fn mock_attester(dir: Option<&std::path::Path>) -> anyhow::Result<attest::insecure::MockAttester> {
+    use ekms_shared::attestation::insecure::{pcrs_from_binary, MockAttester, MockCa};
+    let ca = match dir {
+        Some(dir) if dir.join("root.pem").exists() => MockCa::load(dir)
+            .with_context(|| format!("loading the mock CA in {}", dir.display()))?,
+        Some(dir) => {
+            let ca = MockCa::generate(std::time::SystemTime::now()).context("making a mock CA")?;
+            ca.save(dir)
+                .with_context(|| format!("saving the mock CA in {}", dir.display()))?;
+            ca
+        }
+        None => MockCa::generate(std::time::SystemTime::now()).context("making a mock CA")?,
+    };
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let binary = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
+    Ok(attest::insecure::MockAttester(
+        MockAttester::new(ca, pcrs_from_binary(&binary)).context("starting the mock attester")?,
+    ))
+}
+
+/// Connects to the parent's store channel, waiting up to 30 s for it to come up.
+async fn connect_store(address: &Address) -> anyhow::Result<ekms_shared::transport::Stream> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match ekms_shared::transport::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "store channel not up yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("connecting to the store at {address}"))
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -16,7 +16,10 @@ pub struct Principal {
     pub name: String,
     /// `arn:aws:iam::<account>:user/<name>`.
     pub arn: String,
+    access_key_id: String,
     secret: SecretAccessKey,
+    /// Whether it lives in the sealed store (rather than a mock-mode principals file).
+    sealed: bool,
 }
 
 impl std::fmt::Debug for Principal {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Principal {
 #[derive(Debug, Default)]
 pub struct Principals {
     by_access_key: HashMap<String, Principal>,
+    by_name: HashMap<String, String>,
 }
 
 /// A principals file could not be used.
@@ -69,36 +73,76 @@ impl Principals {
     /// ids outside 16–128 alphanumerics, secrets shorter than 16 characters, or duplicates.
     pub fn from_json(bytes: &[u8], config: &Config) -> Result<Self, PrincipalsError> {
         let file: File = serde_json::from_slice(bytes).map_err(PrincipalsError::Format)?;
-        let mut by_access_key = HashMap::new();
+        let mut principals = Principals::default();
         for (index, e) in file.principals.into_iter().enumerate() {
-            let invalid = |reason| PrincipalsError::Invalid { index, reason };
-            if e.name.is_empty()
-                || e.name.len() > 64
-                || !e
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-            {
-                return Err(invalid("name must match [A-Za-z0-9+=,.@_-]{1,64}"));
-            }
-            if !(16..=128).contains(&e.access_key_id.len())
-                || !e.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return Err(invalid("access_key_id must be 16-128 alphanumerics"));
-            }
-            if e.secret_access_key.len() < 16 {
-                return Err(invalid("secret_access_key must be at least 16 characters"));
-            }
-            let principal = Principal {
-                arn: config.user_arn(&e.name),
-                name: e.name,
-                secret: SecretAccessKey::new(e.secret_access_key),
-            };
-            if by_access_key.insert(e.access_key_id, principal).is_some() {
-                return Err(invalid("duplicate access_key_id"));
-            }
+            principals
+                .insert(e.name, e.access_key_id, e.secret_access_key, false, config)
+                .map_err(|reason| PrincipalsError::Invalid { index, reason })?;
         }
-        Ok(Principals { by_access_key })
+        Ok(principals)
+    }
+
+    /// Adds a principal with one access key.
+    ///
+    /// # Errors
+    /// Why the entry is invalid: a name outside IAM's `[\w+=,.@-]{1,64}`, an access key id
+    /// outside 16–128 alphanumerics, a secret shorter than 16 characters, or a duplicate.
+    pub fn insert(
+        &mut self,
+        name: String,
+        access_key_id: String,
+        secret: String,
+        sealed: bool,
+        config: &Config,
+    ) -> Result<(), &'static str> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        {
+            return Err("name must match [A-Za-z0-9+=,.@_-]{1,64}");
+        }
+        if !(16..=128).contains(&access_key_id.len())
+            || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err("access_key_id must be 16-128 alphanumerics");
+        }
+        if secret.len() < 16 {
+            return Err("secret_access_key must be at least 16 characters");
+        }
+        if self.by_access_key.contains_key(&access_key_id) || self.by_name.contains_key(&name) {
+            return Err("duplicate principal name or access_key_id");
+        }
+        self.by_name.insert(name.clone(), access_key_id.clone());
+        self.by_access_key.insert(
+            access_key_id.clone(),
+            Principal {
+                arn: config.user_arn(&name),
+                name,
+                access_key_id,
+                secret: SecretAccessKey::new(secret),
+                sealed,
+            },
+        );
+        Ok(())
+    }
+
+    /// Access key id and secret of a sealed principal.
+    pub fn sealed(&self, name: &str) -> Option<(&str, &str)> {
+        let p = self.by_access_key.get(self.by_name.get(name)?)?;
+        p.sealed
+            .then(|| (p.access_key_id.as_str(), p.secret.expose_secret()))
+    }
+
+    /// Number of principals.
+    pub fn len(&self) -> usize {
+        self.by_access_key.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_access_key.is_empty()
     }
 
     /// The principal owning an access key.

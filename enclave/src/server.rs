@@ -2,7 +2,8 @@
 //! request path lives here; the core ([`crate::dispatch`]) does none.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,17 +12,21 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use ekms_shared::transport::{Listener, Stream};
 
+use crate::admin::{Custody, Phase};
+use crate::attest::Attester;
 use crate::config::Config;
 use crate::dispatch;
 use crate::env::Env;
 use crate::error::KmsError;
 use crate::ops::{Caller, Ctx, State};
-use crate::principals::Principals;
+use crate::persist::{self, Persister, Touched};
+use crate::seal::manifest::{Manifest, Refusal};
+use crate::seal::DomainKey;
 use crate::sigv4::{self, Scope, SignedRequest};
 
 /// Largest request body accepted (the largest KMS request, a 32 KiB key policy, fits).
@@ -35,14 +40,39 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The enclave's service: state plus what it needs to answer requests.
 pub struct Service {
-    /// Keys and aliases.
-    pub state: State,
+    /// Keys, aliases, principals.
+    pub state: Arc<State>,
     /// Region, account, bounds.
     pub config: Config,
     /// Clock and randomness.
     pub env: Env,
-    /// Who may call.
-    pub principals: Principals,
+    /// Signs attestation documents.
+    pub attester: Arc<dyn Attester>,
+    phase: AtomicU8,
+    custody: tokio::sync::Mutex<Custody>,
+    /// The store channel until unseal hands it to the persister.
+    store: tokio::sync::Mutex<Option<Stream>>,
+    persister: OnceLock<Persister>,
+    /// Fires when the service must stop (the durable store failed).
+    pub fatal: Arc<Notify>,
+}
+
+fn phase_code(phase: Phase) -> u8 {
+    match phase {
+        Phase::MemoryOnly => 0,
+        Phase::Uninitialized => 1,
+        Phase::Sealed => 2,
+        Phase::Unsealed => 3,
+    }
+}
+
+fn phase_of(code: u8) -> Phase {
+    match code {
+        0 => Phase::MemoryOnly,
+        1 => Phase::Uninitialized,
+        2 => Phase::Sealed,
+        _ => Phase::Unsealed,
+    }
 }
 
 const JSON: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.1");
@@ -76,6 +106,171 @@ fn respond(request_id: &str, result: Result<Vec<u8>, KmsError>) -> Response<Full
 }
 
 impl Service {
+    /// A service in `phase`; `store` is the open store channel (none in memory-only mode).
+    pub fn new(
+        state: Arc<State>,
+        config: Config,
+        env: Env,
+        attester: Arc<dyn Attester>,
+        phase: Phase,
+        store: Option<Stream>,
+    ) -> Self {
+        Service {
+            state,
+            config,
+            env,
+            attester,
+            phase: AtomicU8::new(phase_code(phase)),
+            custody: tokio::sync::Mutex::new(Custody::new(phase)),
+            store: tokio::sync::Mutex::new(store),
+            persister: OnceLock::new(),
+            fatal: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Where the service is in its lifecycle.
+    pub fn phase(&self) -> Phase {
+        phase_of(self.phase.load(Ordering::SeqCst))
+    }
+
+    /// Makes `touched` durable (nothing to do in memory-only mode).
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store cannot; the service is then stopping.
+    pub async fn persist(&self, touched: Vec<Touched>) -> Result<(), KmsError> {
+        match self.persister.get() {
+            Some(p) => Ok(p.persist(touched).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// Destroys keys whose deletion date passed, durably.
+    pub async fn sweep(&self) {
+        let (keys, aliases) = self.state.write().sweep(self.env.now());
+        if keys.is_empty() {
+            return;
+        }
+        tracing::info!(
+            destroyed = keys.len(),
+            "destroyed keys whose deletion date passed"
+        );
+        let touched = keys
+            .into_iter()
+            .map(Touched::Key)
+            .chain(aliases.into_iter().map(Touched::Alias))
+            .collect();
+        if let Err(e) = self.persist(touched).await {
+            tracing::error!(error = %e, "could not make key destruction durable");
+        }
+    }
+
+    fn start_persister(&self, stream: Stream, domain: DomainKey, manifest: Manifest) {
+        let persister = Persister::start(
+            stream,
+            self.state.clone(),
+            Arc::new(domain),
+            manifest,
+            self.env.entropy.clone(),
+        );
+        let fatal = self.fatal.clone();
+        let watcher = persister.clone();
+        tokio::spawn(async move {
+            watcher.fatal().await;
+            fatal.notify_one();
+        });
+        let _ = self.persister.set(persister);
+    }
+
+    async fn admin(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let mut custody = self.custody.lock().await;
+        match name {
+            "GetAttestation" => custody.attestation(body, self.attester.as_ref()),
+            "Status" => custody.status_json(),
+            "Initialize" => {
+                let init = custody.initialize(body, self.env.entropy.as_ref(), &self.config)?;
+                let stream = self.store.lock().await.take().ok_or_else(|| {
+                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
+                })?;
+                self.state
+                    .principals_mut()
+                    .insert(
+                        init.admin.name.clone(),
+                        init.admin.access_key_id.clone(),
+                        init.admin.secret_access_key.to_string(),
+                        true,
+                        &self.config,
+                    )
+                    .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
+                self.start_persister(stream, init.domain_key, Manifest::empty());
+                self.persist(vec![Touched::Principal(init.admin.name.clone())])
+                    .await?;
+                custody.unsealed(Vec::new());
+                self.phase
+                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
+                tracing::info!("initialized: domain key made and split; serving");
+                Ok(init.response)
+            }
+            "Unseal" => {
+                let (domain, response) = custody.unseal(body)?;
+                let Some(domain) = domain else {
+                    return Ok(response);
+                };
+                let mut guard = self.store.lock().await;
+                let mut stream = guard.take().ok_or_else(|| {
+                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
+                })?;
+                let loaded = match persist::load(&mut stream, &domain, &self.config).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "loading the sealed store failed");
+                        *guard = Some(stream);
+                        return Err(KmsError::Internal("loading the sealed store failed"));
+                    }
+                };
+                if loaded.refused.iter().any(|r| matches!(r, Refusal::Root(_))) {
+                    *guard = Some(stream);
+                    let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+                    tracing::error!(
+                        ?why,
+                        "the store's root manifest does not open with the rebuilt domain key"
+                    );
+                    return Err(KmsError::InvalidState(
+                        "The store's root manifest does not open with this deployment's domain key: the parent serves another or a damaged store.".to_owned(),
+                    ));
+                }
+                let refused: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+                for r in &refused {
+                    tracing::warn!(refused = %r, "sealed record refused");
+                }
+                {
+                    let mut principals = self.state.principals_mut();
+                    for p in &loaded.principals {
+                        if let Err(why) = principals.insert(
+                            p.name.clone(),
+                            p.access_key_id.clone(),
+                            p.secret_access_key.clone(),
+                            true,
+                            &self.config,
+                        ) {
+                            tracing::warn!(name = %p.name, why, "sealed principal not loaded");
+                        }
+                    }
+                }
+                let keys = loaded.keys.key_count();
+                *self.state.write() = loaded.keys;
+                self.start_persister(stream, domain, loaded.manifest);
+                custody.unsealed(refused);
+                self.phase
+                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
+                tracing::info!(keys, "unsealed: every sealed record loaded");
+                custody.status_json()
+            }
+            other => Err(KmsError::UnknownOperation(format!(
+                "Unknown operation Ekms.{other}"
+            ))),
+        }
+    }
+
     /// Serves one HTTP request.
     pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let request_id = uuid::Uuid::new_v4().to_string();
@@ -127,6 +322,26 @@ impl Service {
                     ))
                 }
             };
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok());
+        if let Some(admin) = target.and_then(|t| t.strip_prefix("Ekms.")) {
+            return self.admin(admin, &body).await;
+        }
+        match self.phase() {
+            Phase::Unsealed | Phase::MemoryOnly => {}
+            Phase::Uninitialized => {
+                return Err(KmsError::InvalidState(
+                    "ekms is not initialized: run `ekms init`.".to_owned(),
+                ))
+            }
+            Phase::Sealed => {
+                return Err(KmsError::InvalidState(
+                    "ekms is sealed: custodians must run `ekms unseal` until the threshold of shares is reached.".to_owned(),
+                ))
+            }
+        }
         let digest = ring::digest::digest(&ring::digest::SHA256, &body);
         let mut body_sha256 = [0u8; 32];
         body_sha256.copy_from_slice(digest.as_ref());
@@ -142,31 +357,34 @@ impl Service {
             service: "kms",
         };
         let now_secs = self.env.now().div_euclid(1000);
-        let verified = sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &self.principals)?;
-        let principal = self
-            .principals
-            .by_access_key(&verified.access_key_id)
-            .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
-        let caller = Caller {
-            arn: principal.arn.clone(),
-            access_key_id: verified.access_key_id,
+        let caller = {
+            let principals = self.state.principals();
+            let verified = sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &*principals)?;
+            let principal = principals
+                .by_access_key(&verified.access_key_id)
+                .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
+            Caller {
+                arn: principal.arn.clone(),
+                access_key_id: verified.access_key_id,
+            }
         };
-        let op = dispatch::parse_target(
-            parts
-                .headers
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        let ctx = Ctx {
-            state: &self.state,
-            config: &self.config,
-            env: &self.env,
-            caller: &caller,
+        let op = dispatch::parse_target(target)?;
+        let (result, touched) = {
+            let ctx = Ctx {
+                touched: Default::default(),
+                state: &self.state,
+                config: &self.config,
+                env: &self.env,
+                caller: &caller,
+            };
+            let result = dispatch::handle(&ctx, op, &body);
+            (result, ctx.touched.take())
         };
-        let started = std::time::Instant::now();
-        let result = dispatch::handle(&ctx, op, &body);
-        tracing::debug!(op = op.name(), caller = %caller.arn, elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok(), "request");
-        result
+        tracing::debug!(op = op.name(), caller = %caller.arn, ok = result.is_ok(), "request");
+        let body = result?;
+        // Durable before the answer: the client hears of a change only once it is on disk.
+        self.persist(touched).await?;
+        Ok(body)
     }
 }
 

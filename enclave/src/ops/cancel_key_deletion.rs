@@ -38,6 +38,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     store.cancel_deletion(&id, ctx.config)?;
+    ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
     })

@@ -90,6 +90,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             )));
         }
     }
+    ctx.touch(crate::persist::Touched::Alias(name.clone()));
     store.put_alias(
         name,
         Alias {

@@ -126,5 +126,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     };
     let key_metadata = KeyMetadata::of(&key, ctx.config);
     ctx.state.write().insert(key, ctx.config)?;
+    ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response { key_metadata })
 }

@@ -36,5 +36,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             ctx.config.alias_arn(&name)
         )));
     }
+    ctx.touch(crate::persist::Touched::Alias(name));
     Ok(Response {})
 }

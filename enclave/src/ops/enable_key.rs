@@ -42,5 +42,6 @@ pub fn set_enabled(ctx: &Ctx<'_>, key_id: Option<String>, to: KeyState) -> KmsRe
         )));
     }
     key.state = to;
+    ctx.touch(crate::persist::Touched::Key(key.id));
     Ok(())
 }

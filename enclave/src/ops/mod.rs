@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::env::Env;
 use crate::error::{KmsError, KmsResult};
 use crate::keys::KeyStore;
+use crate::principals::Principals;
 use crate::validate;
 
 pub mod cancel_key_deletion;
@@ -39,9 +40,34 @@ pub mod update_key_description;
 #[derive(Debug, Default)]
 pub struct State {
     keys: RwLock<KeyStore>,
+    principals: RwLock<Principals>,
 }
 
 impl State {
+    /// A state holding these keys and principals.
+    pub fn new(keys: KeyStore, principals: Principals) -> Self {
+        State {
+            keys: RwLock::new(keys),
+            principals: RwLock::new(principals),
+        }
+    }
+    /// Shared access to the principals.
+    pub fn principals(&self) -> RwLockReadGuard<'_, Principals> {
+        self.principals
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    /// Exclusive access to the principals.
+    pub fn principals_mut(&self) -> RwLockWriteGuard<'_, Principals> {
+        self.principals
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    /// Replaces keys and principals (after an unseal loaded them).
+    pub fn replace(&self, keys: KeyStore, principals: Principals) {
+        *self.write() = keys;
+        *self.principals_mut() = principals;
+    }
     /// Shared access to the key store.
     pub fn read(&self) -> RwLockReadGuard<'_, KeyStore> {
         // A panic while holding the lock cannot leave the store half-changed: every operation
@@ -69,6 +95,8 @@ pub struct Caller {
 
 /// What every operation is given.
 pub struct Ctx<'a> {
+    /// Records this request changed, for the durable store.
+    pub touched: std::cell::RefCell<Vec<crate::persist::Touched>>,
     /// The in-memory state.
     pub state: &'a State,
     /// Region, account and bounds.
@@ -77,6 +105,13 @@ pub struct Ctx<'a> {
     pub env: &'a Env,
     /// Who is asking.
     pub caller: &'a Caller,
+}
+
+impl Ctx<'_> {
+    /// Notes that this request changed a record.
+    pub fn touch(&self, t: crate::persist::Touched) {
+        self.touched.borrow_mut().push(t);
+    }
 }
 
 /// Largest plaintext Encrypt accepts.

@@ -74,5 +74,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     key.tags = merged;
+    ctx.touch(crate::persist::Touched::Key(key.id));
     Ok(Response {})
 }

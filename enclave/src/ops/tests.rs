@@ -45,6 +45,7 @@ impl Core {
 
     fn call(&self, op: &str, body: Value) -> Result<Value, KmsError> {
         let ctx = Ctx {
+            touched: Default::default(),
             state: &self.state,
             config: &self.config,
             env: &self.env,
@@ -118,7 +119,7 @@ fn key_is_destroyed_when_its_deletion_date_passes_on_the_enclave_clock() {
         "InvalidCiphertextException"
     );
     // The sweep frees the memory and the alias name.
-    assert_eq!(core.state.write().sweep(core.env.now()), 1);
+    assert_eq!(core.state.write().sweep(core.env.now()).0.len(), 1);
     assert_eq!(core.state.read().key_count(), 0);
     let other = core.create_key();
     core.call(
@@ -147,7 +148,7 @@ fn cancelled_deletion_leaves_the_key_disabled_and_never_destroys_it() {
     assert_eq!(meta["KeyMetadata"]["KeyState"], "Disabled");
     assert!(meta["KeyMetadata"].get("DeletionDate").is_none());
     core.clock.advance(31 * DAY_MS);
-    assert_eq!(core.state.write().sweep(core.env.now()), 0);
+    assert!(core.state.write().sweep(core.env.now()).0.is_empty());
     assert_eq!(
         code(core.call("Encrypt", json!({"KeyId": id, "Plaintext": "AA=="}))),
         "DisabledException"
@@ -448,6 +449,7 @@ fn bad_requests_get_the_aws_error() {
         "UnknownOperationException"
     );
     let ctx = Ctx {
+        touched: Default::default(),
         state: &core.state,
         config: &core.config,
         env: &core.env,

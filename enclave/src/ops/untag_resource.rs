@@ -39,5 +39,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     key.tags.retain(|t| !tag_keys.contains(&t.tag_key));
+    ctx.touch(crate::persist::Touched::Key(key.id));
     Ok(Response {})
 }

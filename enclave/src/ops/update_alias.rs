@@ -43,6 +43,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key = store.resolve("targetKeyId", &target, ctx.config, now)?;
     check_target(key, ctx.config)?;
     let target = key.id;
+    ctx.touch(crate::persist::Touched::Alias(name.clone()));
     store.put_alias(
         name,
         Alias {

@@ -36,5 +36,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     key.description = description;
+    ctx.touch(crate::persist::Touched::Key(key.id));
     Ok(Response {})
 }
