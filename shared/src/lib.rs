@@ -9,3 +9,4 @@
 
 pub mod attestation;
 pub mod transport;
+pub mod wire;

@@ -1,22 +1,29 @@
-//! `ekms-parent`: the relay between clients and the enclave, run on the parent instance.
+//! `ekms-parent`: the relay between clients and the enclave, and the enclave's store, run on
+//! the parent instance.
 //!
-//! Binds `--listen`, prints `ekms-parent listening on <address>` on stdout once ready (other
-//! programs wait for that line), relays every client connection to a new `--enclave` stream,
-//! and exits with code 0 on SIGTERM or SIGINT. Logs go to stderr, filtered by `EKMS_LOG`
-//! (default `info`).
+//! Binds `--listen`, relays every client connection to a new `--enclave` stream, and exits
+//! with code 0 on SIGTERM or SIGINT. With `--store-listen` and `--data-dir` it also opens
+//! `DATA_DIR/store.redb` and serves the store channel there. Once every listener is bound it
+//! prints `ekms-parent store on <address>` (with a store) and then `ekms-parent listening on
+//! <address>` on stdout: other programs wait for the last line. Logs go to stderr, filtered by
+//! `EKMS_LOG` (default `info`).
 
 use std::io::Write;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use ekms_parent::relay::{self, RelayConfig};
+use ekms_parent::store::{serve_store, RedbStore, Store};
 use ekms_shared::transport::{Address, Listener};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
-/// Relays client connections, byte for byte, to the ekms enclave.
+/// Relays client connections, byte for byte, to the ekms enclave, and stores its sealed
+/// records.
 #[derive(Debug, Parser)]
 #[command(name = "ekms-parent", version)]
 struct Args {
@@ -41,6 +48,14 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..))]
     connect_timeout_secs: u64,
+
+    /// Where the enclave reaches its store: vsock://CID:PORT, or tcp:// / unix: in mock mode.
+    #[arg(long, value_name = "ADDRESS", requires = "data_dir")]
+    store_listen: Option<Address>,
+
+    /// Directory of the store (store.redb, audit.jsonl); created if missing.
+    #[arg(long, value_name = "DIR", requires = "store_listen")]
+    data_dir: Option<PathBuf>,
 }
 
 const LOG_ENV: &str = "EKMS_LOG";
@@ -68,11 +83,37 @@ async fn main() -> anyhow::Result<()> {
     // ready line is not lost.
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let shutdown = async move {
+    // One signal stops both services.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
             _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
         }
+        let _ = stop.send(true);
+    });
+    let shutdown = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            // An error means the sender is gone, which also means stop.
+            let _ = stopped.wait_for(|&stop| stop).await;
+        }
+    };
+
+    let store = match (&args.store_listen, &args.data_dir) {
+        (Some(address), Some(dir)) => {
+            let store = RedbStore::open(dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let listener = Listener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for the store"))?;
+            let bound = listener
+                .local_addr()
+                .context("cannot read the bound store address")?;
+            Some((listener, bound, Arc::new(store), dir))
+        }
+        // clap's `requires` makes the two options go together.
+        _ => None,
     };
 
     let listener = Listener::bind(&args.listen)
@@ -83,11 +124,27 @@ async fn main() -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
     {
         let mut stdout = std::io::stdout().lock();
+        if let Some((_, store_bound, _, _)) = &store {
+            writeln!(stdout, "ekms-parent store on {store_bound}")
+                .context("cannot write the store line to stdout")?;
+        }
         writeln!(stdout, "ekms-parent listening on {bound}")
             .and_then(|()| stdout.flush())
             .context("cannot write the ready line to stdout")?;
     }
     tracing::info!(listen = %bound, enclave = %args.enclave, "relay started");
+    let store_service = async {
+        let Some((listener, store_bound, store, dir)) = store else {
+            return Ok(());
+        };
+        tracing::info!(store = %store_bound, data_dir = %dir.display(), "store started");
+        let store: Arc<dyn Store> = store;
+        serve_store(listener, store, shutdown())
+            .await
+            .context("store service failed")?;
+        tracing::info!("store stopped");
+        Ok::<(), anyhow::Error>(())
+    };
 
     let config = RelayConfig {
         enclave: args.enclave,
@@ -95,9 +152,13 @@ async fn main() -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         connect_timeout: Duration::from_secs(args.connect_timeout_secs),
     };
-    relay::serve(listener, config, shutdown)
-        .await
-        .context("relay failed")?;
-    tracing::info!("relay stopped");
+    let relay_service = async {
+        relay::serve(listener, config, shutdown())
+            .await
+            .context("relay failed")?;
+        tracing::info!("relay stopped");
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::try_join!(relay_service, store_service)?;
     Ok(())
 }

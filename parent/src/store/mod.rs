@@ -1,0 +1,155 @@
+//! The parent's store: sealed records and audit lines on disk, served to the enclave.
+//!
+//! The parent holds only opaque bytes. It never decodes a sealed record or an audit line: the
+//! enclave seals and signs them, and checks what it gets back. What the parent does promise is
+//! durability: a commit is acknowledged only once it is on disk (fsync), and a commit is applied
+//! whole or not at all.
+//!
+//! - [`Store`]: the seam, with [`RedbStore`] (redb, the default) and [`FailingStore`] (fault
+//!   injection for tests; both always compiled).
+//! - [`serve_store`]: the store channel ([`ekms_shared::wire::v1`]) with group commit.
+
+use std::io;
+use std::path::PathBuf;
+
+use ekms_shared::wire::v1::{Record, RecordKey};
+use thiserror::Error;
+
+mod failing;
+mod redb_store;
+mod service;
+
+pub use failing::FailingStore;
+pub use redb_store::RedbStore;
+pub use service::{serve_store, serve_store_with, StoreServiceConfig};
+
+/// One `Commit` request of the store channel, as the store applies it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CommitBatch {
+    /// The request's `seq`, echoed in its acknowledgement.
+    pub seq: u64,
+    /// Records to insert or overwrite.
+    pub puts: Vec<Record>,
+    /// Records to remove, after `puts`; absent ones are ignored.
+    pub deletes: Vec<RecordKey>,
+    /// Opaque audit lines, without their `\n`.
+    pub audit: Vec<Vec<u8>>,
+}
+
+impl CommitBatch {
+    /// Bytes this batch carries, to bound a group commit.
+    pub fn payload_len(&self) -> usize {
+        let puts: usize = self
+            .puts
+            .iter()
+            .map(|r| r.key.id.len() + r.sealed.len() + 1)
+            .sum();
+        let deletes: usize = self.deletes.iter().map(|k| k.id.len() + 1).sum();
+        let audit: usize = self.audit.iter().map(|line| line.len() + 1).sum();
+        puts + deletes + audit
+    }
+}
+
+/// Durable storage of sealed records: the seam between the store channel and the disk.
+///
+/// Methods block (they fsync); async callers run them with `spawn_blocking`.
+pub trait Store: Send + Sync + 'static {
+    /// Applies every batch, in order, in one atomic and durable step: when this returns `Ok`,
+    /// all of them survive a crash; when it returns `Err`, none of them was applied. Within a
+    /// batch, puts are applied before deletes. Audit lines are appended to the audit log in
+    /// batch order, in the same durable step.
+    ///
+    /// # Errors
+    ///
+    /// Any failure to write or sync; nothing of `batches` is then visible.
+    fn commit(&self, batches: &[CommitBatch]) -> Result<(), StoreError>;
+
+    /// Returns up to `limit` records strictly after `after` in (kind, id) order, and whether
+    /// no record follows them. A `limit` of 0 is taken as 1, so paging always progresses.
+    ///
+    /// # Errors
+    ///
+    /// Any failure to read the store.
+    fn load(
+        &self,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<(Vec<Record>, bool), StoreError>;
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or directory operation failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done, as "cannot ...".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The embedded database failed.
+    #[error("redb: cannot {action}")]
+    Redb {
+        /// What was being done.
+        action: &'static str,
+        /// What redb said (boxed: `redb::Error` is large, and errors are the rare path).
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// A previous audit append failed and could not be undone, so the audit log's tail is
+    /// unknown; no commit is accepted until the store is reopened.
+    #[error(
+        "the audit log {path} is in an unknown state after an earlier failure; reopen the store"
+    )]
+    AuditLogPoisoned {
+        /// The audit log.
+        path: PathBuf,
+    },
+    /// An audit line contains `\n`, so it cannot be stored as one line.
+    #[error("audit line {index} of commit {seq} contains a newline")]
+    AuditLineHasNewline {
+        /// The batch's `seq`.
+        seq: u64,
+        /// The line's position in the batch.
+        index: usize,
+    },
+    /// A failure injected by [`FailingStore`].
+    #[error("injected failure (FailingStore, commit call {call})")]
+    Injected {
+        /// Which `commit` call failed, counting from 1.
+        call: u64,
+    },
+}
+
+/// Checks what a store can reject in a batch before touching the disk, so that the service
+/// can refuse one bad request without failing the group it would have joined.
+///
+/// # Errors
+///
+/// [`StoreError::AuditLineHasNewline`].
+pub fn validate_batch(batch: &CommitBatch) -> Result<(), StoreError> {
+    match batch.audit.iter().position(|line| line.contains(&b'\n')) {
+        Some(index) => Err(StoreError::AuditLineHasNewline {
+            seq: batch.seq,
+            index,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `error` and its sources, joined by ": ", for the store channel's `Error { message }`.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
