@@ -4,9 +4,16 @@
 //!   connect/listen code path for all three.
 //! - [`attestation`]: verification of Nitro attestation documents (COSE_Sign1, ES384, X.509
 //!   chain to a pinned root, PCR policy), and the insecure mock attester used off-Nitro.
+//! - [`envelope`]: ECDH P-384 + HKDF-SHA384 + AES-256-GCM envelopes bound to their purpose, and
+//!   P-384 key codecs (SPKI, PKCS #8, PEM).
+//! - [`shamir`]: M-of-N secret sharing of the domain key over GF(256).
+//! - [`custody`]: custodians' key files, and shares as custodians hold them (`share-N.json`).
 //!
 //! This crate trusts nothing it receives: every decoder caps its input before allocating.
 
 pub mod attestation;
+pub mod custody;
+pub mod envelope;
+pub mod shamir;
 pub mod transport;
 pub mod wire;

@@ -2,4 +2,5 @@
 
 pub mod attestation;
 pub mod bench;
+pub mod custodian;
 pub mod dev;
