@@ -477,3 +477,6 @@ impl Principals {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,21 +6,41 @@ use std::time::{Duration, Instant};
 
 use ekms_tests::Ekms;
 
-/// The `tcp://HOST:PORT` addresses named in the ready line ("mock enclave A behind parent
-/// relay B").
-fn ready_addresses(log: &str) -> Vec<SocketAddr> {
+/// An address named in the ready line ("mock enclave A behind parent relay B").
+#[derive(Debug)]
+enum Named {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+fn ready_addresses(log: &str) -> Vec<Named> {
     let line = log
         .lines()
         .find(|l| l.contains("ekms dev is ready"))
         .expect("a ready line");
     line.split_whitespace()
         .map(|w| w.trim_end_matches(['.', ',']))
-        .filter_map(|w| w.strip_prefix("tcp://").unwrap_or(w).parse().ok())
+        .filter_map(|w| {
+            if let Some(path) = w
+                .strip_prefix("unix://")
+                .or_else(|| w.strip_prefix("unix:"))
+            {
+                return Some(Named::Unix(path.into()));
+            }
+            w.strip_prefix("tcp://")
+                .unwrap_or(w)
+                .parse()
+                .ok()
+                .map(Named::Tcp)
+        })
         .collect()
 }
 
-fn refuses(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
+fn refuses(named: &Named) -> bool {
+    match named {
+        Named::Tcp(addr) => TcpStream::connect_timeout(addr, Duration::from_secs(1)).is_err(),
+        Named::Unix(path) => std::os::unix::net::UnixStream::connect(path).is_err(),
+    }
 }
 
 #[tokio::test]
@@ -29,7 +49,9 @@ async fn sigterm_stops_ekms_dev_and_both_children() {
     let log = ekms.log_tail(200);
     let addresses = ready_addresses(&log);
     assert!(
-        addresses.contains(&ekms.addr),
+        addresses
+            .iter()
+            .any(|a| matches!(a, Named::Tcp(t) if *t == ekms.addr)),
         "the ready line names the relay {}: {log}",
         ekms.addr
     );
@@ -58,8 +80,11 @@ async fn sigterm_stops_ekms_dev_and_both_children() {
         "stopping took {:?}: SIGTERM was not enough",
         started.elapsed()
     );
-    for addr in addresses {
-        assert!(refuses(addr), "{addr} still accepts connections after stop");
+    for addr in &addresses {
+        assert!(
+            refuses(addr),
+            "{addr:?} still accepts connections after stop"
+        );
     }
     assert!(!data_dir.exists(), "{} was not removed", data_dir.display());
 }

@@ -23,6 +23,17 @@ enum Command {
         #[command(subcommand)]
         command: cli::attestation::AttestationCommand,
     },
+    /// Custodian keys.
+    Custodian {
+        #[command(subcommand)]
+        command: cli::custodian::CustodianCommand,
+    },
+    /// Initialize a deployment: make the domain key, split it M-of-N among custodians.
+    Init(cli::custody::InitArgs),
+    /// Submit one custodian's share to a sealed enclave.
+    Unseal(cli::custody::UnsealArgs),
+    /// Show whether the enclave is sealed, and how many shares it holds.
+    Status(cli::custody::Target),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,14 +45,40 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Args::parse().command {
-        Command::Dev(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(cli::dev::run(args)),
+        Command::Dev(args) => runtime()?.block_on(cli::dev::run(args)),
         Command::Bench(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
             .block_on(cli::bench::run(args)),
         Command::Attestation { command } => cli::attestation::run(command),
+        Command::Custodian { command } => cli::custodian::run(command),
+        Command::Init(args) => runtime()?.block_on(async {
+            let (shares, admin) = cli::custody::init(&args).await?;
+            for path in &shares {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "wrote {} (profile ekms, principal {})",
+                args.out.join("credentials").display(),
+                admin.user_name
+            );
+            Ok(())
+        }),
+        Command::Unseal(args) => runtime()?.block_on(async {
+            let status = cli::custody::unseal(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }),
+        Command::Status(target) => runtime()?.block_on(async {
+            let status = cli::custody::status(&target).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }),
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

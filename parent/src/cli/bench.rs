@@ -12,7 +12,7 @@
 //! such as `Sign` today) are counted as errors and the first one is shown.
 
 mod baseline;
-mod client;
+pub(crate) mod client;
 mod credentials;
 mod load;
 mod report;

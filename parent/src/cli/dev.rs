@@ -6,16 +6,19 @@
 //! dies, `ekms dev` stops the other and exits with an error naming it.
 
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use base64::Engine as _;
-use ring::rand::{SecureRandom as _, SystemRandom};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
+
+use ekms_shared::attestation::insecure::pcrs_from_binary;
+use ekms_shared::attestation::pcr_set_to_json;
+
+use super::custody::{self, Expectation, Target};
 
 /// How long a child may take to report that it listens.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,78 +37,9 @@ pub struct DevArgs {
     /// Serve HTTPS; the CA certificate clients must trust is written to DATA_DIR/ca.pem.
     #[arg(long)]
     pub tls: bool,
-}
-
-/// The dev principal's access key, as written to the principals and credentials files.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct DevKey {
-    name: String,
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PrincipalsFile {
-    principals: Vec<DevKey>,
-}
-
-fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
-    let mut out = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut out)
-        .map_err(|_| anyhow!("the OS random source failed"))?;
-    Ok(out)
-}
-
-/// A new access key in AWS's shapes: `AKIA` + 16 base32 characters, a 40-character secret.
-fn new_dev_key() -> anyhow::Result<DevKey> {
-    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let id: String = random_bytes::<16>()?
-        .iter()
-        .map(|b| char::from(BASE32[usize::from(b & 31)]))
-        .collect();
-    let secret = base64::engine::general_purpose::STANDARD.encode(random_bytes::<30>()?);
-    Ok(DevKey {
-        name: "dev".to_owned(),
-        access_key_id: format!("AKIA{id}"),
-        secret_access_key: secret,
-    })
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(())
-}
-
-/// Reuses the dev principal from an earlier run, so exported credentials stay valid.
-fn dev_principal(data_dir: &Path) -> anyhow::Result<(PathBuf, DevKey)> {
-    let path = data_dir.join("principals.json");
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(mut file) = serde_json::from_slice::<PrincipalsFile>(&bytes) {
-            if let Some(key) = file.principals.pop() {
-                return Ok((path, key));
-            }
-        }
-    }
-    let key = new_dev_key()?;
-    let file = PrincipalsFile {
-        principals: vec![key],
-    };
-    write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
-    let key = file
-        .principals
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("no principal"))?;
-    Ok((path, key))
+    /// Leave init and unseal to `ekms init` / `ekms unseal` (the enclave starts sealed).
+    #[arg(long)]
+    pub manual_unseal: bool,
 }
 
 /// Finds a sibling binary; under `cargo run`, builds it first if it is missing.
@@ -214,6 +148,63 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// Inits the deployment on first run (one dev custodian, 1-of-1, admin principal `dev`), or
+/// unseals it with the dev custodian's share on later runs.
+async fn init_or_unseal(
+    data_dir: &Path,
+    target: &Target,
+    expect: &Expectation,
+) -> anyhow::Result<()> {
+    let status = custody::status(target).await?;
+    let custodian_dir = data_dir.join("custodian");
+    let share = data_dir.join("share-1.json");
+    match status["State"].as_str() {
+        Some("Uninitialized") => {
+            if !custodian_dir.join("custodian.key").exists() {
+                ekms_shared::custody::keygen(&custodian_dir)
+                    .context("making the dev custodian key")?;
+            }
+            for stale in [&share, &data_dir.join("credentials")] {
+                if stale.exists() {
+                    std::fs::remove_file(stale)?;
+                }
+            }
+            let args = custody::InitArgs {
+                target: target.clone(),
+                expect: expect.clone(),
+                custodians: vec![custodian_dir.join("custodian.pub")],
+                threshold: 1,
+                admin_name: "dev".to_owned(),
+                out: data_dir.to_path_buf(),
+            };
+            custody::init(&args)
+                .await
+                .context("initializing the deployment")?;
+            println!(
+                "ekms dev: initialized a new deployment (1-of-1 dev custodian in {})",
+                custodian_dir.display()
+            );
+        }
+        Some("Sealed") => {
+            let args = custody::UnsealArgs {
+                target: target.clone(),
+                expect: expect.clone(),
+                share: share.clone(),
+                key: custodian_dir.join("custodian.key"),
+            };
+            let status = custody::unseal(&args)
+                .await
+                .context("unsealing with the dev custodian's share")?;
+            println!(
+                "ekms dev: unsealed; refused records: {}",
+                status["RefusedRecords"].as_array().map_or(0, Vec::len)
+            );
+        }
+        other => bail!("unexpected enclave state {other:?}"),
+    }
+    Ok(())
+}
+
 /// Runs `ekms dev` until a signal or a child's death.
 ///
 /// # Errors
@@ -228,19 +219,50 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .data_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", args.data_dir.display()))?;
-    let (principals_path, key) = dev_principal(&data_dir)?;
     let host = args
         .listen
         .rsplit_once(':')
         .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_owned())
         .ok_or_else(|| anyhow!("--listen must be HOST:PORT"))?;
+    let enclave_bin = sibling("ekms-enclave")?;
+    let parent_bin = sibling("ekms-parent")?;
 
-    let mut enclave_cmd = Command::new(sibling("ekms-enclave")?);
+    // The PCRs the mock attester will report for this enclave binary, in --expect-pcrs form.
+    let binary = std::fs::read(&enclave_bin)
+        .with_context(|| format!("reading {}", enclave_bin.display()))?;
+    let pcrs: std::collections::BTreeMap<u8, Vec<u8>> = pcrs_from_binary(&binary)
+        .into_iter()
+        .filter(|(i, _)| *i <= 2)
+        .map(|(i, v)| (i, v.to_vec()))
+        .collect();
+    let pcrs_path = data_dir.join("pcrs.json");
+    std::fs::write(
+        &pcrs_path,
+        serde_json::to_vec_pretty(&pcr_set_to_json(&pcrs))?,
+    )?;
+
+    let enclave_socket = data_dir.join("enclave.sock");
+    let store_socket = data_dir.join("store.sock");
+    let mut parent_cmd = Command::new(parent_bin);
+    parent_cmd
+        .args(["--listen", &format!("tcp://{}", args.listen)])
+        .arg("--enclave")
+        .arg(format!("unix:{}", enclave_socket.display()))
+        .arg("--store-listen")
+        .arg(format!("unix:{}", store_socket.display()))
+        .arg("--data-dir")
+        .arg(data_dir.join("store"));
+    let mut parent = start("ekms-parent", parent_cmd).await?;
+
+    let mut enclave_cmd = Command::new(enclave_bin);
     enclave_cmd
         .arg("--insecure-mock-enclave")
-        .args(["--listen", "tcp://127.0.0.1:0"])
-        .arg("--principals")
-        .arg(&principals_path);
+        .arg("--listen")
+        .arg(format!("unix:{}", enclave_socket.display()))
+        .arg("--store")
+        .arg(format!("unix:{}", store_socket.display()))
+        .arg("--mock-ca")
+        .arg(data_dir.join("mock-ca"));
     let ca_path = data_dir.join("ca.pem");
     if args.tls {
         enclave_cmd.arg("--tls").arg("--tls-ca-out").arg(&ca_path);
@@ -248,31 +270,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             enclave_cmd.args(["--tls-name", name]);
         }
     }
-    let mut enclave = start("ekms-enclave", enclave_cmd).await?;
-
-    let mut parent_cmd = Command::new(sibling("ekms-parent")?);
-    parent_cmd
-        .args(["--listen", &format!("tcp://{}", args.listen)])
-        .args(["--enclave", &enclave.address]);
-    let mut parent = match start("ekms-parent", parent_cmd).await {
-        Ok(p) => p,
+    let mut enclave = match start("ekms-enclave", enclave_cmd).await {
+        Ok(e) => e,
         Err(e) => {
-            stop(&mut enclave).await;
+            stop(&mut parent).await;
             return Err(e);
         }
     };
 
-    let credentials = data_dir.join("credentials");
-    write_private(
-        &credentials,
-        format!(
-            "[ekms]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            key.access_key_id, key.secret_access_key
-        )
-        .as_bytes(),
-    )?;
     let scheme = if args.tls { "https" } else { "http" };
     let endpoint = format!("{scheme}://{}", args.listen);
+    let target = Target {
+        endpoint: endpoint.clone(),
+        ca: args.tls.then(|| ca_path.clone()),
+    };
+    let expect = Expectation {
+        expect_pcrs: pcrs_path.clone(),
+        root: Some(data_dir.join("mock-ca").join("root.pem")),
+        allow_debug: false,
+    };
+    if !args.manual_unseal {
+        if let Err(e) = init_or_unseal(&data_dir, &target, &expect).await {
+            stop(&mut parent).await;
+            stop(&mut enclave).await;
+            return Err(e);
+        }
+    }
+
+    let credentials = data_dir.join("credentials");
     let ca_export = if args.tls {
         format!(" AWS_CA_BUNDLE={}", ca_path.display())
     } else {
@@ -280,18 +305,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     println!(
         "\nekms dev is ready: mock enclave {} behind parent relay {}.\n\
-         INSECURE development mode: no enclave isolation; keys live only in the mock enclave's \
-         memory and are gone when it stops.\n\n\
+         INSECURE development mode: no enclave isolation, mock attestation. Keys are sealed \
+         into {} and survive restarts.\n\n\
          endpoint:    {endpoint}\n\
-         credentials: {} (profile ekms, principal {})\n\n\
+         credentials: {} (profile ekms, principal dev)\n\
+         custody:     {}\n\n\
          Try:\n  \
          export AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=ekms AWS_DEFAULT_REGION=us-east-1{ca_export}\n  \
          aws kms create-key --endpoint-url {endpoint}\n\n\
          Ctrl-C stops both processes.",
         enclave.address,
         parent.address,
+        data_dir.join("store").display(),
         credentials.display(),
-        key.name,
+        if args.manual_unseal {
+            "manual (ekms init / ekms unseal)".to_owned()
+        } else {
+            format!("1-of-1 dev custodian in {}", data_dir.join("custodian").display())
+        },
         credentials.display(),
     );
     let _ = std::io::stdout().flush();

@@ -3,4 +3,5 @@
 pub mod attestation;
 pub mod bench;
 pub mod custodian;
+pub mod custody;
 pub mod dev;

@@ -1,0 +1,324 @@
+//! The parent-tampering cases: a store written through the real committer, then altered the
+//! way a hostile parent could, then loaded. Each altered record is refused by name; the rest
+//! load.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::DuplexStream;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use ekms_shared::wire::v1::{self, Record, RecordKey, Request, Response};
+
+use super::{load, Loaded, Persister, Touched};
+use crate::config::Config;
+use crate::env::OsEntropy;
+use crate::keys::{Alias, Key, KeyMaterial, KeyState, KeyStore};
+use crate::ops::State;
+use crate::principals::Principals;
+use crate::seal::manifest::{Manifest, Refusal};
+use crate::seal::{DomainKey, RecordKind};
+
+type Disk = Arc<Mutex<BTreeMap<(u8, Vec<u8>), Vec<u8>>>>;
+
+/// A parent that keeps records in a map and answers Commit and Load.
+async fn fake_parent(mut stream: DuplexStream, disk: Disk) {
+    while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
+        let response = match request {
+            Request::Commit {
+                seq, puts, deletes, ..
+            } => {
+                let mut d = disk.lock().unwrap();
+                for p in puts {
+                    d.insert((p.key.kind, p.key.id), p.sealed);
+                }
+                for k in deletes {
+                    d.remove(&(k.kind, k.id));
+                }
+                Response::Committed { seq }
+            }
+            Request::Load { after, limit } => {
+                let d = disk.lock().unwrap();
+                let start = after.map(|k| (k.kind, k.id));
+                let mut records: Vec<Record> = d
+                    .iter()
+                    .filter(|(k, _)| start.as_ref().is_none_or(|s| *k > s))
+                    .take(limit as usize)
+                    .map(|((kind, id), sealed)| Record {
+                        key: RecordKey {
+                            kind: *kind,
+                            id: id.clone(),
+                        },
+                        sealed: sealed.clone(),
+                    })
+                    .collect();
+                let done = records.len() < limit as usize;
+                records.truncate(limit as usize);
+                Response::Records { records, done }
+            }
+            _ => Response::Pong,
+        };
+        if v1::write_frame(&mut stream, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn domain() -> DomainKey {
+    DomainKey::new(Zeroizing::new([42; 32]))
+}
+
+fn key(n: u8) -> Key {
+    Key {
+        id: Uuid::from_bytes([n; 16]),
+        created: 1,
+        description: format!("key {n}"),
+        state: KeyState::Enabled,
+        deletion_date: None,
+        tags: vec![],
+        versions: vec![KeyMaterial::new(Zeroizing::new([n; 32]))],
+    }
+}
+
+/// Writes keys 1..=4 and alias/a → key 1 through the committer, then a second generation of
+/// key 2 (its description changed). Returns the disk and a copy of key 2's first generation.
+async fn written_store() -> (Disk, Vec<u8>) {
+    let disk: Disk = Arc::default();
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk.clone()));
+    let config = Config::default();
+    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state.clone(),
+        Arc::new(domain()),
+        Manifest::empty(),
+        Arc::new(OsEntropy::default()),
+    );
+    for n in 1..=4 {
+        state.write().insert(key(n), &config).unwrap();
+    }
+    state
+        .write()
+        .put_alias(
+            "alias/a".to_owned(),
+            Alias {
+                target: Uuid::from_bytes([1; 16]),
+                created: 1,
+                updated: 1,
+            },
+            &config,
+        )
+        .unwrap();
+    let mut touched: Vec<Touched> = (1..=4)
+        .map(|n| Touched::Key(Uuid::from_bytes([n; 16])))
+        .collect();
+    touched.push(Touched::Alias("alias/a".to_owned()));
+    persister.persist(touched).await.unwrap();
+    let key2_gen1 = disk.lock().unwrap()[&(RecordKind::Key as u8, vec![2; 16])].clone();
+    state
+        .write()
+        .resolve_mut("k", &Uuid::from_bytes([2; 16]).to_string(), &config, 0)
+        .unwrap()
+        .description = "second generation".to_owned();
+    persister
+        .persist(vec![Touched::Key(Uuid::from_bytes([2; 16]))])
+        .await
+        .unwrap();
+    (disk, key2_gen1)
+}
+
+async fn load_from(disk: Disk) -> Loaded {
+    let (mut enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk));
+    load(&mut enclave_end, &domain(), &Config::default())
+        .await
+        .unwrap()
+}
+
+fn key_id(n: u8) -> String {
+    Uuid::from_bytes([n; 16]).to_string()
+}
+
+#[tokio::test]
+async fn an_untouched_store_loads_everything() {
+    let (disk, _) = written_store().await;
+    let loaded = load_from(disk).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(loaded.keys.key_count(), 4);
+    let k2 = loaded.keys.by_id(&Uuid::from_bytes([2; 16]), 0).unwrap();
+    assert_eq!(k2.description, "second generation");
+    assert_eq!(
+        loaded.keys.alias("alias/a").unwrap().target,
+        Uuid::from_bytes([1; 16])
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_record_is_refused_and_the_rest_load() {
+    let (disk, _) = written_store().await;
+    disk.lock()
+        .unwrap()
+        .remove(&(RecordKind::Key as u8, vec![3; 16]));
+    let loaded = load_from(disk).await;
+    assert_eq!(
+        loaded.refused,
+        vec![Refusal::Missing {
+            kind: RecordKind::Key,
+            id: key_id(3)
+        }]
+    );
+    assert_eq!(loaded.keys.key_count(), 3);
+}
+
+#[tokio::test]
+async fn a_replayed_older_generation_is_refused() {
+    let (disk, key2_gen1) = written_store().await;
+    disk.lock()
+        .unwrap()
+        .insert((RecordKind::Key as u8, vec![2; 16]), key2_gen1);
+    let loaded = load_from(disk).await;
+    assert!(
+        matches!(
+            loaded.refused.as_slice(),
+            [Refusal::Generation { kind: RecordKind::Key, id, found: 1, expected: 2 }] if *id == key_id(2)
+        ),
+        "{:?}",
+        loaded.refused
+    );
+    assert_eq!(loaded.keys.key_count(), 3);
+}
+
+#[tokio::test]
+async fn swapped_records_are_refused() {
+    let (disk, _) = written_store().await;
+    {
+        let mut d = disk.lock().unwrap();
+        let a = d[&(RecordKind::Key as u8, vec![1; 16])].clone();
+        let b = d[&(RecordKind::Key as u8, vec![4; 16])].clone();
+        d.insert((RecordKind::Key as u8, vec![1; 16]), b);
+        d.insert((RecordKind::Key as u8, vec![4; 16]), a);
+    }
+    let loaded = load_from(disk).await;
+    let ids: Vec<&str> = loaded
+        .refused
+        .iter()
+        .map(|r| match r {
+            Refusal::Unopenable {
+                kind: RecordKind::Key,
+                id,
+                ..
+            } => id.as_str(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, [key_id(1), key_id(4)]);
+    assert_eq!(loaded.keys.key_count(), 2);
+}
+
+#[tokio::test]
+async fn a_bucket_from_another_point_in_time_is_refused() {
+    // Snapshot the whole store after the first commit, then mix that snapshot's manifest
+    // bucket for key 2 into the current store.
+    let (disk, _) = written_store().await;
+    let bucket = crate::seal::manifest::bucket_of(RecordKind::Key, &[2; 16]);
+    let old_disk: Disk = Arc::default();
+    {
+        // Re-create the first generation's bucket by writing the same first commit again.
+        let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+        tokio::spawn(fake_parent(parent_end, old_disk.clone()));
+        let config = Config::default();
+        let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
+        let persister = Persister::start(
+            Box::new(enclave_end),
+            state.clone(),
+            Arc::new(domain()),
+            Manifest::empty(),
+            Arc::new(OsEntropy::default()),
+        );
+        state.write().insert(key(2), &config).unwrap();
+        persister
+            .persist(vec![Touched::Key(Uuid::from_bytes([2; 16]))])
+            .await
+            .unwrap();
+    }
+    let old_bucket = old_disk.lock().unwrap()
+        [&(RecordKind::Bucket as u8, bucket.to_be_bytes().to_vec())]
+        .clone();
+    disk.lock().unwrap().insert(
+        (RecordKind::Bucket as u8, bucket.to_be_bytes().to_vec()),
+        old_bucket,
+    );
+    let loaded = load_from(disk).await;
+    assert!(
+        loaded.refused.iter().any(|r| matches!(r, Refusal::Bucket { bucket: b, why } if *b == bucket && why.contains("another point in time"))),
+        "{:?}",
+        loaded.refused
+    );
+    assert!(loaded.keys.by_id(&Uuid::from_bytes([2; 16]), 0).is_none());
+    assert!(
+        loaded.keys.by_id(&Uuid::from_bytes([1; 16]), 0).is_some()
+            || bucket == crate::seal::manifest::bucket_of(RecordKind::Key, &[1; 16])
+    );
+}
+
+#[tokio::test]
+async fn an_altered_record_or_another_domain_key_is_refused() {
+    let (disk, _) = written_store().await;
+    {
+        let mut d = disk.lock().unwrap();
+        let r = d
+            .get_mut(&(RecordKind::Alias as u8, b"alias/a".to_vec()))
+            .unwrap();
+        let last = r.len() - 1;
+        r[last] ^= 1;
+    }
+    let loaded = load_from(disk.clone()).await;
+    assert!(matches!(
+        loaded.refused.as_slice(),
+        [Refusal::Unopenable {
+            kind: RecordKind::Alias,
+            ..
+        }]
+    ));
+    assert_eq!(loaded.keys.key_count(), 4);
+    // Under another domain key not even the root opens: nothing is trusted.
+    let (mut enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk));
+    let other = DomainKey::new(Zeroizing::new([7; 32]));
+    let loaded = load(&mut enclave_end, &other, &Config::default())
+        .await
+        .unwrap();
+    assert!(matches!(loaded.refused.first(), Some(Refusal::Root(_))));
+    assert_eq!(loaded.keys.key_count(), 0);
+}
+
+#[tokio::test]
+async fn a_broken_store_channel_fails_the_waiting_request() {
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 16);
+    drop(parent_end);
+    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state.clone(),
+        Arc::new(domain()),
+        Manifest::empty(),
+        Arc::new(OsEntropy::default()),
+    );
+    state.write().insert(key(1), &Config::default()).unwrap();
+    assert!(persister
+        .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))])
+        .await
+        .is_err());
+    // Fail-stop: everything after fails at once, and the fatal signal fired.
+    tokio::time::timeout(std::time::Duration::from_secs(5), persister.fatal())
+        .await
+        .unwrap();
+    assert!(persister
+        .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))])
+        .await
+        .is_err());
+}

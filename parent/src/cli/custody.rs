@@ -1,0 +1,325 @@
+//! `ekms init`, `ekms unseal`, `ekms status`: the custodians' side of the domain key.
+//!
+//! Both `init` and `unseal` first fetch an attestation document with a fresh nonce and verify
+//! it (pinned root, pinned PCRs, the nonce, at most five minutes old) before they act:
+//! `unseal` encrypts its share only to the boot key bound in that verified document.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context as _};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use p384::elliptic_curve::rand_core::OsRng;
+use ring::rand::{SecureRandom as _, SystemRandom};
+use serde_json::{json, Value};
+
+use ekms_shared::attestation::{self, Policy, TrustAnchor};
+use ekms_shared::custody::{self as shares, ShareFile};
+use ekms_shared::envelope::{self, Purpose};
+
+use super::bench::client::{self, Connector, Endpoint};
+
+/// How old an attestation document may be when a custodian acts on it.
+const MAX_DOCUMENT_AGE: Duration = Duration::from_secs(300);
+/// Time allowed for one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the enclave is and how to trust it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The ekms endpoint, e.g. https://kms.internal:4599.
+    #[arg(long)]
+    pub endpoint: String,
+    /// CA certificate (PEM) to trust for an https endpoint.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+/// What an attestation must prove.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Expectation {
+    /// The PCRs the enclave image must have (`pcrs.json`, as `nitro-cli build-enclave` prints).
+    #[arg(long)]
+    pub expect_pcrs: PathBuf,
+    /// Root certificate (PEM) to verify against; default: the AWS Nitro Enclaves root.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Accept a debug-mode enclave (PCR0 all zero). Never in production.
+    #[arg(long)]
+    pub allow_debug: bool,
+}
+
+/// `ekms init` options.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub expect: Expectation,
+    /// A custodian's public key (custodian.pub); one per custodian, in share order.
+    #[arg(long = "custodian", required = true)]
+    pub custodians: Vec<PathBuf>,
+    /// Shares needed to unseal (M of N).
+    #[arg(long)]
+    pub threshold: u8,
+    /// Name of the first admin principal.
+    #[arg(long, default_value = "admin")]
+    pub admin_name: String,
+    /// Where share-N.json and credentials are written.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `ekms unseal` options.
+#[derive(Debug, clap::Args)]
+pub struct UnsealArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub expect: Expectation,
+    /// This custodian's share file.
+    #[arg(long)]
+    pub share: PathBuf,
+    /// This custodian's secret key (custodian.key).
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+/// An unauthenticated custody call: `POST /` with `X-Amz-Target: Ekms.<op>`.
+async fn call(target: &Target, op: &str, body: Value) -> anyhow::Result<Value> {
+    let endpoint = Endpoint::parse(&target.endpoint, false)?;
+    let tls = match (&target.ca, endpoint.https) {
+        (Some(ca), _) => Some(client::tls_client_config(
+            client::root_store_from_pem_file(ca)?,
+        )?),
+        (None, true) => bail!("an https endpoint needs --ca"),
+        (None, false) => None,
+    };
+    let connector = Connector::new(endpoint.clone(), tls)?;
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/")
+        .header(http::header::HOST, endpoint.authority())
+        .header(http::header::CONTENT_TYPE, client::CONTENT_TYPE)
+        .header("x-amz-target", format!("Ekms.{op}"))
+        .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
+    let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut connection = connector
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", endpoint.url()))?;
+        connection.send(request).await.map_err(anyhow::Error::from)
+    })
+    .await
+    .map_err(|_| anyhow!("Ekms.{op} timed out after {REQUEST_TIMEOUT:?}"))??;
+    let value: Value = serde_json::from_slice(&body).with_context(|| {
+        format!("Ekms.{op} answered HTTP {status} with a body that is not JSON")
+    })?;
+    if !status.is_success() {
+        bail!(
+            "Ekms.{op} failed: {}: {}",
+            value["__type"].as_str().unwrap_or("error"),
+            value["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(value)
+}
+
+fn blob(value: &Value, field: &str) -> anyhow::Result<Vec<u8>> {
+    let text = value[field]
+        .as_str()
+        .ok_or_else(|| anyhow!("the answer has no {field}"))?;
+    B64.decode(text)
+        .with_context(|| format!("{field} is not base64"))
+}
+
+/// Fetches and verifies an attestation with a fresh nonce; returns the enclave's boot key
+/// (SubjectPublicKeyInfo DER) bound in it.
+///
+/// # Errors
+/// When the call fails or the document does not verify against `expect`.
+pub async fn attested_boot_key(target: &Target, expect: &Expectation) -> anyhow::Result<Vec<u8>> {
+    let mut nonce = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| anyhow!("the OS random source failed"))?;
+    let answer = call(
+        target,
+        "GetAttestation",
+        json!({ "Nonce": B64.encode(nonce) }),
+    )
+    .await?;
+    let doc = blob(&answer, "AttestationDocument")?;
+    let anchor = match &expect.root {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            TrustAnchor::from_pem(&pem)
+                .with_context(|| format!("{} is not a root certificate", path.display()))?
+        }
+        None => TrustAnchor::aws_nitro_root(),
+    };
+    let pcrs_json = std::fs::read_to_string(&expect.expect_pcrs)
+        .with_context(|| format!("reading {}", expect.expect_pcrs.display()))?;
+    let pcrs = attestation::pcr_set_from_json(&pcrs_json)
+        .with_context(|| format!("{} is not a PCR file", expect.expect_pcrs.display()))?;
+    let mut policy = Policy::pinned(pcrs)
+        .with_nonce(nonce.to_vec())
+        .with_max_age(MAX_DOCUMENT_AGE);
+    if expect.allow_debug {
+        policy = policy.allowing_debug();
+    }
+    let verified = attestation::verify(&doc, &anchor, SystemTime::now(), &policy)
+        .context("the enclave's attestation document does not verify")?;
+    let key = verified
+        .public_key()
+        .ok_or_else(|| anyhow!("the attestation document binds no public key"))?
+        .to_vec();
+    envelope::public_key_from_spki_der(&key).context("the attested key is not a P-384 key")?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The first admin's access key, as `ekms init` returns it.
+pub struct AdminCredentials {
+    /// User name.
+    pub user_name: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: zeroize::Zeroizing<String>,
+}
+
+/// Runs `ekms init`; returns the share files and the admin credentials it wrote.
+///
+/// # Errors
+/// When attestation, the call, or writing the files fails.
+pub async fn init(args: &InitArgs) -> anyhow::Result<(Vec<PathBuf>, AdminCredentials)> {
+    attested_boot_key(&args.target, &args.expect).await?;
+    let mut custodians = Vec::with_capacity(args.custodians.len());
+    for path in &args.custodians {
+        let key =
+            shares::load_public(path).with_context(|| format!("reading {}", path.display()))?;
+        custodians.push(B64.encode(envelope::public_key_to_spki_der(&key)?));
+    }
+    let client_key = p384::SecretKey::random(&mut OsRng);
+    let client_public = envelope::public_key_to_spki_der(&client_key.public_key())?;
+    let answer = call(
+        &args.target,
+        "Initialize",
+        json!({
+            "Custodians": custodians,
+            "Threshold": args.threshold,
+            "ClientPublicKey": B64.encode(client_public),
+            "AdminName": args.admin_name,
+        }),
+    )
+    .await?;
+    let deployment_id = answer["DeploymentId"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the answer has no DeploymentId"))?;
+    let sealed = blob(&answer, "AdminCredentials")?;
+    let plain = envelope::open(
+        &client_key,
+        &Purpose::AdminCredentials,
+        deployment_id.as_bytes(),
+        &sealed,
+    )
+    .map_err(|_| anyhow!("the admin credentials do not open with this client's key"))?;
+    let creds: Value = serde_json::from_slice(&plain).context("admin credentials are not JSON")?;
+    let admin = AdminCredentials {
+        user_name: creds["UserName"].as_str().unwrap_or_default().to_owned(),
+        access_key_id: creds["AccessKeyId"].as_str().unwrap_or_default().to_owned(),
+        secret_access_key: zeroize::Zeroizing::new(
+            creds["SecretAccessKey"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut written = Vec::new();
+    for share in answer["Shares"]
+        .as_array()
+        .ok_or_else(|| anyhow!("the answer has no Shares"))?
+    {
+        let file: ShareFile =
+            serde_json::from_value(share.clone()).context("a share is malformed")?;
+        let path = args.out.join(file.file_name());
+        write_private(&path, file.to_json()?.as_bytes())?;
+        written.push(path);
+    }
+    write_private(
+        &args.out.join("credentials"),
+        credentials_file(&admin).as_bytes(),
+    )?;
+    Ok((written, admin))
+}
+
+/// AWS shared-credentials text for profile `ekms`.
+pub fn credentials_file(admin: &AdminCredentials) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(format!(
+        "[ekms]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        admin.access_key_id, &*admin.secret_access_key
+    ))
+}
+
+/// Runs `ekms unseal`; returns the enclave's status afterwards.
+///
+/// # Errors
+/// When attestation fails, the share does not open with the key, or the enclave refuses it.
+pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
+    let share_text =
+        std::fs::read(&args.share).with_context(|| format!("reading {}", args.share.display()))?;
+    let file = ShareFile::from_json(&share_text)
+        .with_context(|| format!("{} is not a share file", args.share.display()))?;
+    let secret = shares::load_secret(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let plaintext = shares::open_share_file(&file, &secret).with_context(|| {
+        format!(
+            "{} does not open with {}",
+            args.share.display(),
+            args.key.display()
+        )
+    })?;
+    let boot_key = attested_boot_key(&args.target, &args.expect).await?;
+    let enclave = envelope::public_key_from_spki_der(&boot_key)?;
+    let sealed = envelope::seal_to(
+        &enclave,
+        &Purpose::Unseal,
+        &boot_key,
+        &plaintext.to_bytes()?,
+    )
+    .map_err(|_| anyhow!("sealing the share to the enclave failed"))?;
+    call(
+        &args.target,
+        "Unseal",
+        json!({ "Envelope": B64.encode(sealed.as_bytes()) }),
+    )
+    .await
+}
+
+/// Runs `ekms status`.
+///
+/// # Errors
+/// When the call fails.
+pub async fn status(target: &Target) -> anyhow::Result<Value> {
+    call(target, "Status", json!({})).await
+}
