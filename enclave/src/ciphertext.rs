@@ -185,7 +185,7 @@ mod tests {
     use crate::env::OsEntropy;
 
     fn material(byte: u8) -> KeyMaterial {
-        KeyMaterial::new(Zeroizing::new([byte; 32]))
+        KeyMaterial::symmetric(&Zeroizing::new([byte; 32]))
     }
 
     fn header() -> Header {

@@ -12,16 +12,21 @@ use crate::config::Config;
 use crate::env::Millis;
 use crate::error::{KmsError, KmsResult};
 
-/// 256 bits of symmetric key material. No `Debug` output, no `Clone`, zeroed on drop.
-pub struct KeyMaterial(Zeroizing<[u8; 32]>);
+/// Secret key material: 32 bytes for symmetric keys, the HMAC key for HMAC keys, the PKCS #8
+/// DER private key for asymmetric keys. No `Debug` output, no `Clone`, zeroed on drop.
+pub struct KeyMaterial(Zeroizing<Vec<u8>>);
 
 impl KeyMaterial {
     /// Wraps freshly generated (or imported) bytes.
-    pub fn new(bytes: Zeroizing<[u8; 32]>) -> Self {
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
         KeyMaterial(bytes)
     }
+    /// Wraps a 256-bit symmetric key.
+    pub fn symmetric(bytes: &Zeroizing<[u8; 32]>) -> Self {
+        KeyMaterial(Zeroizing::new(bytes.to_vec()))
+    }
     /// The raw bytes, for the cipher. Grep for `expose_secret` to find every use.
-    pub fn expose_secret(&self) -> &[u8; 32] {
+    pub fn expose_secret(&self) -> &[u8] {
         &self.0
     }
 }
@@ -41,6 +46,8 @@ pub enum KeyState {
     Disabled,
     /// Scheduled for destruction at `Key::deletion_date`.
     PendingDeletion,
+    /// Origin EXTERNAL, waiting for (or having lost) its imported key material.
+    PendingImport,
 }
 
 impl KeyState {
@@ -50,8 +57,128 @@ impl KeyState {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
         }
     }
+}
+
+macro_rules! aws_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $(#[allow(missing_docs)] $variant,)* }
+        impl $name {
+            /// Every value, in AWS's order.
+            pub const ALL: &'static [&'static str] = &[$($text),*];
+            /// The AWS spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+            /// Parses the AWS spelling.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+aws_enum!(
+    /// What kind of key: AWS `KeySpec`.
+    KeySpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        EccNistP256 = "ECC_NIST_P256",
+        EccNistP384 = "ECC_NIST_P384",
+        EccNistP521 = "ECC_NIST_P521",
+        EccSecgP256k1 = "ECC_SECG_P256K1",
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        Hmac224 = "HMAC_224",
+        Hmac256 = "HMAC_256",
+        Hmac384 = "HMAC_384",
+        Hmac512 = "HMAC_512",
+        Sm2 = "SM2",
+    }
+);
+
+aws_enum!(
+    /// What a key is for: AWS `KeyUsage`.
+    KeyUsage {
+        SignVerify = "SIGN_VERIFY",
+        EncryptDecrypt = "ENCRYPT_DECRYPT",
+        GenerateVerifyMac = "GENERATE_VERIFY_MAC",
+        KeyAgreement = "KEY_AGREEMENT",
+    }
+);
+
+aws_enum!(
+    /// Where the key material came from: AWS `Origin`.
+    Origin {
+        AwsKms = "AWS_KMS",
+        External = "EXTERNAL",
+        AwsCloudhsm = "AWS_CLOUDHSM",
+        ExternalKeyStore = "EXTERNAL_KEY_STORE",
+    }
+);
+
+aws_enum!(
+    /// How a key version came to be: AWS `RotationType`.
+    RotationType {
+        Automatic = "AUTOMATIC",
+        OnDemand = "ON_DEMAND",
+    }
+);
+
+impl KeySpec {
+    /// HMAC_*.
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self,
+            KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512
+        )
+    }
+    /// RSA_*.
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096)
+    }
+    /// ECC_*.
+    pub fn is_ecc(self) -> bool {
+        matches!(
+            self,
+            KeySpec::EccNistP256
+                | KeySpec::EccNistP384
+                | KeySpec::EccNistP521
+                | KeySpec::EccSecgP256k1
+        )
+    }
+}
+
+/// One version of a key's material.
+pub struct KeyVersion {
+    /// The secret.
+    pub material: KeyMaterial,
+    /// When it was made (or imported).
+    pub created: Millis,
+    /// How it came to be: `None` for the key's first material, else the rotation that made it.
+    pub rotation: Option<RotationType>,
+}
+
+impl std::fmt::Debug for KeyVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyVersion")
+            .field("created", &self.created)
+            .field("rotation", &self.rotation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Automatic rotation settings of a symmetric key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// 90–2560 days.
+    pub period_days: u32,
+    /// When the next automatic rotation is due.
+    pub next: Millis,
 }
 
 /// A tag on a key.
@@ -79,11 +206,63 @@ pub struct Key {
     pub deletion_date: Option<Millis>,
     /// Tags, in insertion order, unique keys.
     pub tags: Vec<Tag>,
-    /// Every version of the key material, oldest first; the last one encrypts.
-    pub versions: Vec<KeyMaterial>,
+    /// What kind of key.
+    pub spec: KeySpec,
+    /// What it is for.
+    pub usage: KeyUsage,
+    /// Where its material came from.
+    pub origin: Origin,
+    /// Automatic rotation, when enabled (symmetric encryption keys only).
+    pub rotation: Option<Rotation>,
+    /// When imported material expires (`ExpirationModel` KEY_MATERIAL_EXPIRES).
+    pub valid_to: Option<Millis>,
+    /// The key policy document; `None` means the default key policy.
+    pub policy: Option<String>,
+    /// Every version of the key material, oldest first; the last one encrypts and signs.
+    /// Empty while an EXTERNAL key waits for its material.
+    pub versions: Vec<KeyVersion>,
 }
 
 impl Key {
+    /// A new enabled key with its first material (none for an EXTERNAL key: it is then
+    /// PendingImport).
+    pub fn new(
+        id: Uuid,
+        created: Millis,
+        spec: KeySpec,
+        usage: KeyUsage,
+        origin: Origin,
+        material: Option<KeyMaterial>,
+    ) -> Self {
+        let state = if material.is_some() {
+            KeyState::Enabled
+        } else {
+            KeyState::PendingImport
+        };
+        Key {
+            id,
+            created,
+            description: String::new(),
+            state,
+            deletion_date: None,
+            tags: Vec::new(),
+            spec,
+            usage,
+            origin,
+            rotation: None,
+            valid_to: None,
+            policy: None,
+            versions: material
+                .map(|material| KeyVersion {
+                    material,
+                    created,
+                    rotation: None,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Whether the key is gone as of `now` (its deletion date has passed).
     pub fn is_destroyed(&self, now: Millis) -> bool {
         self.state == KeyState::PendingDeletion && self.deletion_date.is_some_and(|d| d <= now)
@@ -104,6 +283,26 @@ impl Key {
                 "{} is pending deletion.",
                 config.key_arn(&self.id)
             ))),
+            KeyState::PendingImport => Err(KmsError::InvalidState(format!(
+                "{} is pending import.",
+                config.key_arn(&self.id)
+            ))),
+        }
+    }
+
+    /// Checks that the key is for `usage`.
+    ///
+    /// # Errors
+    /// `InvalidKeyUsageException` naming the key's usage.
+    pub fn check_usage(&self, usage: KeyUsage, config: &Config) -> KmsResult<()> {
+        if self.usage == usage {
+            Ok(())
+        } else {
+            Err(KmsError::InvalidKeyUsage(format!(
+                "{} key usage is {} which is not valid for this operation.",
+                config.key_arn(&self.id),
+                self.usage.as_str()
+            )))
         }
     }
 
@@ -114,12 +313,19 @@ impl Key {
             .len()
             .checked_sub(1)
             .ok_or(KmsError::Internal("key without material"))?;
-        let material = self
+        let version = self
             .versions
             .get(index)
             .ok_or(KmsError::Internal("key without material"))?;
         let index = u32::try_from(index).map_err(|_| KmsError::Internal("too many versions"))?;
-        Ok((index, material))
+        Ok((index, &version.material))
+    }
+
+    /// The material of version `index`, if it exists.
+    pub fn version(&self, index: u32) -> Option<&KeyMaterial> {
+        self.versions
+            .get(usize::try_from(index).ok()?)
+            .map(|v| &v.material)
     }
 }
 

@@ -7,7 +7,7 @@ use super::metadata::KeyMetadata;
 use super::tag_resource::validate_tags;
 use super::Ctx;
 use crate::error::{KmsError, KmsResult};
-use crate::keys::{Key, KeyMaterial, KeyState, Tag};
+use crate::keys::{Key, KeyMaterial, KeySpec, KeyUsage, Origin, Tag};
 use crate::validate;
 
 /// CreateKey request.
@@ -115,15 +115,16 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let mut id = [0u8; 16];
     ctx.env.entropy.fill(&mut id)?;
     let id = uuid::Builder::from_random_bytes(id).into_uuid();
-    let key = Key {
+    let mut key = Key::new(
         id,
-        created: ctx.env.now(),
-        description,
-        state: KeyState::Enabled,
-        deletion_date: None,
-        tags,
-        versions: vec![KeyMaterial::new(material)],
-    };
+        ctx.env.now(),
+        KeySpec::SymmetricDefault,
+        KeyUsage::EncryptDecrypt,
+        Origin::AwsKms,
+        Some(KeyMaterial::symmetric(&material)),
+    );
+    key.description = description;
+    key.tags = tags;
     let key_metadata = KeyMetadata::of(&key, ctx.config);
     ctx.state.write().insert(key, ctx.config)?;
     ctx.touch(crate::persist::Touched::Key(id));

@@ -10,7 +10,7 @@ use super::Ctx;
 use crate::ciphertext::{self, EncryptionContext};
 use crate::error::{KmsError, KmsResult};
 use crate::json::{Blob, SecretBlob};
-use crate::keys::KeyStore;
+use crate::keys::{KeySpec, KeyStore, KeyUsage};
 use crate::validate;
 
 /// Decrypt request.
@@ -67,9 +67,13 @@ pub fn open_blob(
     }
     let key = store.by_id(&id, now).ok_or(KmsError::InvalidCiphertext)?;
     key.check_usable(ctx.config)?;
-    let index =
-        usize::try_from(parsed.header.key_version).map_err(|_| KmsError::InvalidCiphertext)?;
-    let material = key.versions.get(index).ok_or(KmsError::InvalidCiphertext)?;
+    key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+    if key.spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::InvalidCiphertext);
+    }
+    let material = key
+        .version(parsed.header.key_version)
+        .ok_or(KmsError::InvalidCiphertext)?;
     super::dry_run(dry_run)?;
     let plaintext = parsed.open(material, context)?;
     Ok((id, plaintext))

@@ -35,10 +35,14 @@ pub fn set_enabled(ctx: &Ctx<'_>, key_id: Option<String>, to: KeyState) -> KmsRe
     let key_id = validate::required("keyId", key_id)?;
     let mut store = ctx.state.write();
     let key = store.resolve_mut("keyId", &key_id, ctx.config, ctx.env.now())?;
-    if key.state == KeyState::PendingDeletion {
+    if matches!(
+        key.state,
+        KeyState::PendingDeletion | KeyState::PendingImport
+    ) {
         return Err(KmsError::InvalidState(format!(
-            "{} is pending deletion.",
-            ctx.config.key_arn(&key.id)
+            "{} is {}.",
+            ctx.config.key_arn(&key.id),
+            key.state.as_str()
         )));
     }
     key.state = to;

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use crate::ciphertext::{self, EncryptionContext, Header};
-use crate::error::KmsResult;
+use crate::error::{KmsError, KmsResult};
 use crate::json::{Blob, SecretBlob};
-use crate::keys::Key;
+use crate::keys::{Key, KeySpec, KeyUsage};
 use crate::validate;
 
 /// Encrypt request.
@@ -43,6 +43,13 @@ pub fn seal_with(
     plaintext: &[u8],
 ) -> KmsResult<Vec<u8>> {
     key.check_usable(ctx.config)?;
+    key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+    if key.spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "{} is an asymmetric key: this operation needs a symmetric encryption key.",
+            ctx.config.key_arn(&key.id)
+        )));
+    }
     let (key_version, material) = key.current_version()?;
     ciphertext::seal(
         material,

@@ -16,7 +16,7 @@ use ekms_shared::wire::v1::{self, Record, RecordKey, Request, Response};
 use super::{load, Loaded, Persister, Touched};
 use crate::config::Config;
 use crate::env::OsEntropy;
-use crate::keys::{Alias, Key, KeyMaterial, KeyState, KeyStore};
+use crate::keys::{Alias, Key, KeyMaterial, KeySpec, KeyStore, KeyUsage, Origin};
 use crate::ops::State;
 use crate::principals::Principals;
 use crate::seal::manifest::{Manifest, Refusal};
@@ -72,15 +72,16 @@ fn domain() -> DomainKey {
 }
 
 fn key(n: u8) -> Key {
-    Key {
-        id: Uuid::from_bytes([n; 16]),
-        created: 1,
-        description: format!("key {n}"),
-        state: KeyState::Enabled,
-        deletion_date: None,
-        tags: vec![],
-        versions: vec![KeyMaterial::new(Zeroizing::new([n; 32]))],
-    }
+    let mut key = Key::new(
+        Uuid::from_bytes([n; 16]),
+        1,
+        KeySpec::SymmetricDefault,
+        KeyUsage::EncryptDecrypt,
+        Origin::AwsKms,
+        Some(KeyMaterial::symmetric(&Zeroizing::new([n; 32]))),
+    );
+    key.description = format!("key {n}");
+    key
 }
 
 /// Writes keys 1..=4 and alias/a → key 1 through the committer, then a second generation of

@@ -9,7 +9,10 @@ use uuid::Uuid;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::env::Millis;
-use crate::keys::{Alias, Key, KeyMaterial, KeyState, Tag};
+use crate::keys::{
+    Alias, Key, KeyMaterial, KeySpec, KeyState, KeyUsage, KeyVersion, Origin, Rotation,
+    RotationType, Tag,
+};
 
 /// Largest plaintext record accepted when loading (keys with many versions and tags fit).
 pub const MAX_RECORD_LEN: usize = 256 * 1024;
@@ -29,15 +32,35 @@ pub enum CodecError {
 }
 
 #[derive(Serialize)]
+struct VersionOut<'a> {
+    material: &'a Bytes,
+    created: Millis,
+    rotation: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct VersionIn {
+    material: ByteBuf,
+    created: Millis,
+    rotation: Option<String>,
+}
+
+#[derive(Serialize)]
 struct KeyOut<'a> {
     v: u8,
     id: &'a Bytes,
     created: Millis,
     description: &'a str,
-    state: u8,
+    state: &'static str,
     deletion_date: Option<Millis>,
     tags: &'a [Tag],
-    versions: Vec<&'a Bytes>,
+    spec: &'static str,
+    usage: &'static str,
+    origin: &'static str,
+    rotation: Option<(u32, Millis)>,
+    valid_to: Option<Millis>,
+    policy: Option<&'a str>,
+    versions: Vec<VersionOut<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -46,18 +69,16 @@ struct KeyIn {
     id: ByteBuf,
     created: Millis,
     description: String,
-    state: u8,
+    state: String,
     deletion_date: Option<Millis>,
     tags: Vec<Tag>,
-    versions: Vec<ByteBuf>,
-}
-
-fn state_byte(state: KeyState) -> u8 {
-    match state {
-        KeyState::Enabled => 0,
-        KeyState::Disabled => 1,
-        KeyState::PendingDeletion => 2,
-    }
+    spec: String,
+    usage: String,
+    origin: String,
+    rotation: Option<(u32, Millis)>,
+    valid_to: Option<Millis>,
+    policy: Option<String>,
+    versions: Vec<VersionIn>,
 }
 
 /// Encodes a key, material included.
@@ -70,13 +91,23 @@ pub fn encode_key(key: &Key) -> Result<Zeroizing<Vec<u8>>, CodecError> {
         id: Bytes::new(key.id.as_bytes()),
         created: key.created,
         description: &key.description,
-        state: state_byte(key.state),
+        state: key.state.as_str(),
         deletion_date: key.deletion_date,
         tags: &key.tags,
+        spec: key.spec.as_str(),
+        usage: key.usage.as_str(),
+        origin: key.origin.as_str(),
+        rotation: key.rotation.map(|r| (r.period_days, r.next)),
+        valid_to: key.valid_to,
+        policy: key.policy.as_deref(),
         versions: key
             .versions
             .iter()
-            .map(|m| Bytes::new(&m.expose_secret()[..]))
+            .map(|v| VersionOut {
+                material: Bytes::new(v.material.expose_secret()),
+                created: v.created,
+                rotation: v.rotation.map(RotationType::as_str),
+            })
             .collect(),
     };
     Ok(Zeroizing::new(serde_cbor::to_vec(&out)?))
@@ -91,31 +122,58 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
         return Err(CodecError::TooLarge(bytes.len()));
     }
     let mut raw: KeyIn = serde_cbor::from_slice(bytes)?;
+    // Move the material into zeroizing buffers first, whatever else is wrong.
     let mut versions = Vec::with_capacity(raw.versions.len());
-    let mut bad_length = false;
+    let mut bad_rotation = false;
     for v in &mut raw.versions {
-        match <[u8; 32]>::try_from(&v[..]) {
-            Ok(bytes) => versions.push(KeyMaterial::new(Zeroizing::new(bytes))),
-            Err(_) => bad_length = true,
-        }
-        v.zeroize();
-    }
-    if bad_length || versions.is_empty() {
-        return Err(CodecError::Invalid("key material must be 32-byte versions"));
+        let material = KeyMaterial::new(Zeroizing::new(v.material.to_vec()));
+        v.material.zeroize();
+        let rotation = match v.rotation.as_deref() {
+            None => None,
+            Some(r) => {
+                let parsed = RotationType::parse(r);
+                bad_rotation |= parsed.is_none();
+                parsed
+            }
+        };
+        versions.push(KeyVersion {
+            material,
+            created: v.created,
+            rotation,
+        });
     }
     if raw.v != 1 {
         return Err(CodecError::Invalid("unknown key record version"));
     }
+    if bad_rotation {
+        return Err(CodecError::Invalid("rotation type"));
+    }
     let id = Uuid::from_slice(&raw.id).map_err(|_| CodecError::Invalid("key id"))?;
-    let state = match raw.state {
-        0 => KeyState::Enabled,
-        1 => KeyState::Disabled,
-        2 => KeyState::PendingDeletion,
+    let state = match raw.state.as_str() {
+        "Enabled" => KeyState::Enabled,
+        "Disabled" => KeyState::Disabled,
+        "PendingDeletion" => KeyState::PendingDeletion,
+        "PendingImport" => KeyState::PendingImport,
         _ => return Err(CodecError::Invalid("key state")),
     };
     if (state == KeyState::PendingDeletion) != raw.deletion_date.is_some() {
         return Err(CodecError::Invalid(
             "deletion date without pending deletion",
+        ));
+    }
+    let spec = KeySpec::parse(&raw.spec).ok_or(CodecError::Invalid("key spec"))?;
+    let usage = KeyUsage::parse(&raw.usage).ok_or(CodecError::Invalid("key usage"))?;
+    let origin = Origin::parse(&raw.origin).ok_or(CodecError::Invalid("origin"))?;
+    if versions.is_empty() && origin != Origin::External {
+        return Err(CodecError::Invalid("key without material"));
+    }
+    if spec == KeySpec::SymmetricDefault
+        && versions
+            .iter()
+            .any(|v| v.material.expose_secret().len() != 32)
+    {
+        return Err(CodecError::Invalid(
+            "symmetric key material must be 32 bytes",
         ));
     }
     Ok(Key {
@@ -125,6 +183,14 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
         state,
         deletion_date: raw.deletion_date,
         tags: raw.tags,
+        spec,
+        usage,
+        origin,
+        rotation: raw
+            .rotation
+            .map(|(period_days, next)| Rotation { period_days, next }),
+        valid_to: raw.valid_to,
+        policy: raw.policy,
         versions,
     })
 }
@@ -218,41 +284,52 @@ mod tests {
 
     #[test]
     fn key_round_trip() {
-        let key = Key {
-            id: Uuid::from_bytes([3; 16]),
-            created: 5,
-            description: "d".to_owned(),
-            state: KeyState::PendingDeletion,
-            deletion_date: Some(9),
-            tags: vec![Tag {
-                tag_key: "k".to_owned(),
-                tag_value: "v".to_owned(),
-            }],
-            versions: vec![
-                KeyMaterial::new(Zeroizing::new([1; 32])),
-                KeyMaterial::new(Zeroizing::new([2; 32])),
-            ],
-        };
+        let mut key = Key::new(
+            Uuid::from_bytes([3; 16]),
+            5,
+            KeySpec::SymmetricDefault,
+            KeyUsage::EncryptDecrypt,
+            Origin::AwsKms,
+            Some(KeyMaterial::symmetric(&Zeroizing::new([1; 32]))),
+        );
+        key.description = "d".to_owned();
+        key.state = KeyState::PendingDeletion;
+        key.deletion_date = Some(9);
+        key.tags = vec![Tag {
+            tag_key: "k".to_owned(),
+            tag_value: "v".to_owned(),
+        }];
+        key.rotation = Some(Rotation {
+            period_days: 365,
+            next: 77,
+        });
+        key.versions.push(KeyVersion {
+            material: KeyMaterial::symmetric(&Zeroizing::new([2; 32])),
+            created: 6,
+            rotation: Some(RotationType::OnDemand),
+        });
         let back = decode_key(&encode_key(&key).unwrap()).unwrap();
         assert_eq!(back.id, key.id);
         assert_eq!(back.deletion_date, Some(9));
         assert_eq!(back.state, KeyState::PendingDeletion);
         assert_eq!(back.tags, key.tags);
         assert_eq!(back.versions.len(), 2);
-        assert_eq!(back.versions[1].expose_secret(), &[2; 32]);
+        assert_eq!(back.versions[1].material.expose_secret(), &[2; 32]);
+        assert_eq!(back.versions[1].rotation, Some(RotationType::OnDemand));
+        assert_eq!(back.rotation, key.rotation);
+        assert_eq!(back.spec, KeySpec::SymmetricDefault);
     }
 
     #[test]
     fn garbage_is_refused_without_panicking() {
-        let good = encode_key(&Key {
-            id: Uuid::from_bytes([3; 16]),
-            created: 5,
-            description: String::new(),
-            state: KeyState::Enabled,
-            deletion_date: None,
-            tags: vec![],
-            versions: vec![KeyMaterial::new(Zeroizing::new([1; 32]))],
-        })
+        let good = encode_key(&Key::new(
+            Uuid::from_bytes([3; 16]),
+            5,
+            KeySpec::SymmetricDefault,
+            KeyUsage::EncryptDecrypt,
+            Origin::AwsKms,
+            Some(KeyMaterial::symmetric(&Zeroizing::new([1; 32]))),
+        ))
         .unwrap();
         for len in 0..good.len() {
             assert!(decode_key(&good[..len]).is_err());
