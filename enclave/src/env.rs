@@ -78,21 +78,24 @@ impl Entropy for OsEntropy {
     }
 }
 
-/// The clock and random source handed to every operation.
+/// The clock, random source and attester handed to every operation.
 #[derive(Clone)]
 pub struct Env {
     /// The enclave clock.
     pub clock: Arc<dyn Clock>,
     /// The random source.
     pub entropy: Arc<dyn Entropy>,
+    /// Signs attestation documents (NSM, or the insecure mock).
+    pub attester: Arc<dyn crate::attest::Attester>,
 }
 
 impl Env {
-    /// The system clock and the OS random source.
-    pub fn system() -> Self {
+    /// The system clock, the OS random source and `attester`.
+    pub fn system(attester: Arc<dyn crate::attest::Attester>) -> Self {
         Env {
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy::default()),
+            attester,
         }
     }
 

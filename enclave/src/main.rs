@@ -164,8 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let service = Arc::new(Service::new(
         state,
         config,
-        Env::system(),
-        attester,
+        Env::system(attester),
         phase,
         store,
     ));

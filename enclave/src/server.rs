@@ -18,7 +18,6 @@ use tokio_rustls::TlsAcceptor;
 use ekms_shared::transport::{Listener, Stream};
 
 use crate::admin::{Custody, Phase};
-use crate::attest::Attester;
 use crate::config::Config;
 use crate::dispatch;
 use crate::env::Env;
@@ -46,8 +45,6 @@ pub struct Service {
     pub config: Config,
     /// Clock and randomness.
     pub env: Env,
-    /// Signs attestation documents.
-    pub attester: Arc<dyn Attester>,
     phase: AtomicU8,
     custody: tokio::sync::Mutex<Custody>,
     /// The store channel until unseal hands it to the persister.
@@ -111,7 +108,6 @@ impl Service {
         state: Arc<State>,
         config: Config,
         env: Env,
-        attester: Arc<dyn Attester>,
         phase: Phase,
         store: Option<Stream>,
     ) -> Self {
@@ -119,7 +115,6 @@ impl Service {
             state,
             config,
             env,
-            attester,
             phase: AtomicU8::new(phase_code(phase)),
             custody: tokio::sync::Mutex::new(Custody::new(phase)),
             store: tokio::sync::Mutex::new(store),
@@ -184,7 +179,7 @@ impl Service {
     async fn admin(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
         let mut custody = self.custody.lock().await;
         match name {
-            "GetAttestation" => custody.attestation(body, self.attester.as_ref()),
+            "GetAttestation" => custody.attestation(body, self.env.attester.as_ref()),
             "Status" => custody.status_json(),
             "Initialize" => {
                 let init = custody.initialize(body, self.env.entropy.as_ref(), &self.config)?;

@@ -30,6 +30,16 @@ impl Core {
         let env = Env {
             clock: clock.clone(),
             entropy: Arc::new(OsEntropy::default()),
+            attester: Arc::new(crate::attest::insecure::MockAttester(
+                ekms_shared::attestation::insecure::MockAttester::new(
+                    ekms_shared::attestation::insecure::MockCa::generate(
+                        std::time::SystemTime::now(),
+                    )
+                    .unwrap(),
+                    ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms test enclave"),
+                )
+                .unwrap(),
+            )),
         };
         Core {
             state: State::default(),
