@@ -53,6 +53,9 @@ pub enum KmsError {
     /// `DryRun` was set and the request would have succeeded.
     #[error("The request would have succeeded, but the DryRun option is set.")]
     DryRun,
+    /// Verify: the signature does not verify for this key, message and algorithm.
+    #[error("The signature verification failed.")]
+    InvalidSignature,
     /// A configured bound (number of keys, aliases, tags) was reached.
     #[error("{0}")]
     LimitExceeded(String),
@@ -87,6 +90,7 @@ impl KmsError {
             KmsError::UnknownOperation(_) => "UnknownOperationException",
             KmsError::DryRun => "DryRunOperationException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
+            KmsError::InvalidSignature => "KMSInvalidSignatureException",
             KmsError::Auth(e) => match e {
                 SigV4Error::MissingAuthenticationToken => "MissingAuthenticationToken",
                 SigV4Error::IncompleteSignature(_) => "IncompleteSignature",

@@ -8,6 +8,7 @@
 //! client until its request verifies.
 
 pub mod admin;
+pub mod asym;
 pub mod attest;
 pub mod ciphertext;
 pub mod config;
