@@ -52,7 +52,10 @@ pub struct Ekms {
     pub secret: String,
     /// With `--tls`: the CA certificate clients must trust (`DATA_DIR/ca.pem`).
     pub ca_pem: Option<Vec<u8>>,
+    /// Holds `dev.log` (and, unless [`DevOptions::data_dir`] named one, the data dir).
     data_dir: tempfile::TempDir,
+    /// The data dir `ekms dev` was given.
+    data_path: PathBuf,
     /// The `sh` watchdog around `ekms dev`.
     child: Child,
     /// Closing it tells the watchdog to stop `ekms dev`.
@@ -213,6 +216,21 @@ impl Ekms {
     }
 
     fn launch(tls: bool) -> Ekms {
+        Self::start_with(&DevOptions {
+            tls,
+            ..DevOptions::default()
+        })
+    }
+
+    /// Starts `ekms dev` as `options` say. With [`DevOptions::data_dir`] the data dir is the
+    /// caller's and outlives this server (for restarts on the same data dir); with
+    /// [`DevOptions::manual_unseal`] the credentials are read only if the data dir already
+    /// holds them (else [`Ekms::access_key_id`] and [`Ekms::secret`] are empty).
+    ///
+    /// # Panics
+    /// As [`Ekms::start`].
+    pub fn start_with(options: &DevOptions) -> Ekms {
+        let tls = options.tls;
         let bin = require_binaries();
         let data_dir = tempfile::Builder::new()
             .prefix("ekms-tests-")
@@ -220,7 +238,10 @@ impl Ekms {
             .expect("creating a temporary data dir");
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let dir = data_dir.path().join("data");
+        let dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.path().join("data"));
         let log = data_dir.path().join("dev.log");
         let mut command = Command::new("sh");
         command
@@ -234,6 +255,9 @@ impl Ekms {
             .arg(&dir);
         if tls {
             command.arg("--tls");
+        }
+        if options.manual_unseal {
+            command.arg("--manual-unseal");
         }
         // `ekms dev` runs `cargo build` for missing siblings when CARGO is set; never from here.
         command
@@ -261,6 +285,7 @@ impl Ekms {
             secret: String::new(),
             ca_pem: None,
             data_dir,
+            data_path: dir.clone(),
             child,
             watchdog_stdin,
             dev_pid,
@@ -288,17 +313,11 @@ impl Ekms {
         }
 
         let credentials_path = dir.join("credentials");
-        let text = std::fs::read_to_string(&credentials_path).unwrap_or_else(|e| {
-            panic!("reading {}: {e}", credentials_path.display());
-        });
-        let (id, secret) = parse_credentials(&text).unwrap_or_else(|| {
-            panic!(
-                "{} has no [ekms] profile with aws_access_key_id and aws_secret_access_key",
-                credentials_path.display()
-            )
-        });
-        ekms.access_key_id = id;
-        ekms.secret = secret;
+        if !options.manual_unseal || credentials_path.exists() {
+            let (id, secret) = read_credentials(&credentials_path);
+            ekms.access_key_id = id;
+            ekms.secret = secret;
+        }
         if tls {
             let ca_path = dir.join("ca.pem");
             let pem = std::fs::read(&ca_path)
@@ -310,7 +329,12 @@ impl Ekms {
 
     /// The data dir `ekms dev` was given.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.path().join("data")
+        self.data_path.clone()
+    }
+
+    /// Pid of `ekms dev` itself (as its watchdog reported it).
+    pub fn dev_pid(&self) -> Option<i32> {
+        self.dev_pid
     }
 
     /// `ekms dev`'s combined output so far (its last `lines` lines).
@@ -331,39 +355,7 @@ impl Ekms {
         secret: &str,
         ca_pem: Option<&[u8]>,
     ) -> aws_sdk_kms::Client {
-        let trust = match ca_pem {
-            Some(pem) => TrustStore::empty().with_pem_certificate(pem.to_vec()),
-            None => TrustStore::default(),
-        };
-        let tls_context = TlsContext::builder()
-            .with_trust_store(trust)
-            .build()
-            .expect("a TLS context from a PEM certificate");
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .tls_context(tls_context)
-            .build_https();
-        let config = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(
-                access_key_id,
-                secret,
-                None,
-                None,
-                "ekms-tests",
-            ))
-            .endpoint_url(&self.endpoint)
-            .http_client(http_client)
-            .timeout_config(
-                aws_sdk_kms::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .operation_timeout(SDK_TIMEOUT)
-                    .build(),
-            )
-            .build();
-        aws_sdk_kms::Client::from_conf(config)
+        sdk_client(&self.endpoint, access_key_id, secret, ca_pem)
     }
 
     /// Sends one raw HTTP/1.1 `POST /` (plain HTTP only) with `Content-Type:
@@ -753,6 +745,517 @@ pub async fn create_key(client: &aws_sdk_kms::Client) -> String {
         .expect("CreateKey returns KeyMetadata")
         .key_id()
         .to_owned()
+}
+
+/// An SDK client for `endpoint` with the given credentials, trusting `ca_pem` only (or, when
+/// `None`, the platform's roots), with bounded timeouts (at most [`SDK_TIMEOUT`] a call).
+pub fn sdk_client(
+    endpoint: &str,
+    access_key_id: &str,
+    secret: &str,
+    ca_pem: Option<&[u8]>,
+) -> aws_sdk_kms::Client {
+    let trust = match ca_pem {
+        Some(pem) => TrustStore::empty().with_pem_certificate(pem.to_vec()),
+        None => TrustStore::default(),
+    };
+    let tls_context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a TLS context from a PEM certificate");
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls_context)
+        .build_https();
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            access_key_id,
+            secret,
+            None,
+            None,
+            "ekms-tests",
+        ))
+        .endpoint_url(endpoint)
+        .http_client(http_client)
+        .timeout_config(
+            aws_sdk_kms::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(SDK_TIMEOUT)
+                .build(),
+        )
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+/// How [`Ekms::start_with`] runs `ekms dev`.
+#[derive(Debug, Clone, Default)]
+pub struct DevOptions {
+    /// `--tls`.
+    pub tls: bool,
+    /// `--manual-unseal`: init and unseal are left to the operator commands.
+    pub manual_unseal: bool,
+    /// A data dir the caller owns (kept after the server stops); default: a fresh one that
+    /// is removed with the server.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The `[ekms]` profile's access key id and secret in an AWS shared-credentials file.
+///
+/// # Panics
+/// When the file cannot be read or has no such profile.
+pub fn read_credentials(path: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!("reading {}: {e}", path.display());
+    });
+    parse_credentials(&text).unwrap_or_else(|| {
+        panic!(
+            "{} has no [ekms] profile with aws_access_key_id and aws_secret_access_key",
+            path.display()
+        )
+    })
+}
+
+/// How long one `ekms` operator command (init, unseal, status, keygen) may take.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What an `ekms` operator command did.
+#[derive(Debug, Clone)]
+pub struct CliOutput {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Whether it exited 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Stdout as JSON.
+    ///
+    /// # Panics
+    /// When stdout is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("ekms printed no JSON ({e}): {self:?}"))
+    }
+
+    /// Panics (with both outputs) unless it exited 0; returns itself.
+    ///
+    /// # Panics
+    /// When the command failed.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert!(self.success(), "ekms failed: {self:?}");
+        self
+    }
+}
+
+/// Runs the `ekms` binary with `args`, bounded by [`CLI_TIMEOUT`] (then killed).
+///
+/// # Panics
+/// When it cannot be started or does not finish in time.
+pub fn ekms_cli<I, S>(args: I) -> CliOutput
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let bin = require_binaries();
+    let mut command = Command::new(bin.join("ekms"));
+    command
+        .args(args)
+        .env_remove("CARGO")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let rendered = format!("{command:?}");
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {rendered}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(CLI_TIMEOUT) {
+        Ok(Ok(output)) => CliOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        },
+        Ok(Err(e)) => panic!("waiting for {rendered}: {e}"),
+        Err(_) => {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            panic!("{rendered} did not finish within {CLI_TIMEOUT:?}");
+        }
+    }
+}
+
+/// `ekms status --endpoint ENDPOINT`, parsed.
+///
+/// # Panics
+/// When the command fails or prints no JSON.
+pub fn ekms_status(endpoint: &str) -> serde_json::Value {
+    ekms_cli(["status", "--endpoint", endpoint]).ok().json()
+}
+
+/// `ekms custodian keygen --out DIR`; returns `(DIR/custodian.pub, DIR/custodian.key)`.
+///
+/// # Panics
+/// When the command fails.
+pub fn custodian_keygen(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut args: Vec<std::ffi::OsString> = vec!["custodian".into(), "keygen".into()];
+    args.push("--out".into());
+    args.push(dir.into());
+    ekms_cli(args).ok();
+    (dir.join("custodian.pub"), dir.join("custodian.key"))
+}
+
+/// Writes the mock PCRs (PCR0..2) of the built `ekms-enclave` to `path`, in the
+/// `--expect-pcrs` format, as `ekms dev` does.
+///
+/// # Panics
+/// When the binary cannot be read or the file written.
+pub fn write_mock_pcrs(path: &Path) {
+    let binary = std::fs::read(require_binaries().join("ekms-enclave"))
+        .expect("reading the ekms-enclave binary");
+    let pcrs: std::collections::BTreeMap<u8, Vec<u8>> =
+        ekms_shared::attestation::insecure::pcrs_from_binary(&binary)
+            .into_iter()
+            .filter(|(i, _)| *i <= 2)
+            .map(|(i, v)| (i, v.to_vec()))
+            .collect();
+    let json = ekms_shared::attestation::pcr_set_to_json(&pcrs);
+    std::fs::write(path, serde_json::to_vec_pretty(&json).expect("JSON"))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// A process started directly (not through `ekms dev`), its output in a log file. `Drop`
+/// kills it (SIGKILL) and reaps it.
+pub struct Daemon {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("name", &self.name)
+            .field("pid", &self.child.id())
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Starts `command` with stdout and stderr appended to `log`, and waits (at most
+    /// [`READY_TIMEOUT`]) until the log holds `ready` (a new log file per start is simplest).
+    ///
+    /// # Panics
+    /// When it cannot start, exits first, or is not ready in time.
+    pub fn spawn(name: &str, mut command: Command, log: &Path, ready: &str) -> Daemon {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+        let err = out.try_clone().expect("cloning a file handle");
+        let before = std::fs::read_to_string(log).unwrap_or_default().len();
+        command
+            .env_remove("CARGO")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut daemon = Daemon {
+            name: name.to_owned(),
+            child,
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.get(before..).is_some_and(|t| t.contains(ready)) {
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "{name} exited ({status}) before it was ready; its log:\n{}",
+                    log_tail(log, 40)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} printed no {ready:?} within {READY_TIMEOUT:?}; its log:\n{}",
+                log_tail(log, 40)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its pid.
+    ///
+    /// # Panics
+    /// Never in practice (pids fit in i32).
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("a pid fits in i32")
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+
+    /// Sends `signal` and waits (at most [`STOP_TIMEOUT`]) for it to exit; SIGKILL after
+    /// that. Returns its exit status.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("reaping a killed child")
+    }
+
+    /// `kill -9`, and reaps it.
+    pub fn kill9(&mut self) -> std::process::ExitStatus {
+        self.stop_with(nix::sys::signal::Signal::SIGKILL)
+    }
+
+    /// Waits up to `timeout` for it to exit by itself; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ekms-parent` (relay + store) and `ekms-enclave --insecure-mock-enclave`, started directly
+/// on loopback with the same layout `ekms dev` uses, so that either can be killed and
+/// restarted alone. Dir layout: `enclave.sock`, `store.sock`, `store/`, `mock-ca/`,
+/// `pcrs.json`, logs `parent-N.log` / `enclave-N.log`.
+#[derive(Debug)]
+pub struct Deployment {
+    /// `http://127.0.0.1:PORT` (the relay).
+    pub endpoint: String,
+    /// The relay's address.
+    pub addr: SocketAddr,
+    /// The running parent, if any (fields drop in order: processes before the dir).
+    pub parent: Option<Daemon>,
+    /// The running enclave, if any.
+    pub enclave: Option<Daemon>,
+    starts: u32,
+    dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    /// A fresh dir with `pcrs.json`; nothing running yet.
+    ///
+    /// # Panics
+    /// When the binaries are missing.
+    pub fn new() -> Deployment {
+        require_binaries();
+        let dir = tempfile::Builder::new()
+            .prefix("ekms-deployment-")
+            .tempdir()
+            .expect("creating a temporary dir");
+        write_mock_pcrs(&dir.path().join("pcrs.json"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Deployment {
+            endpoint: format!("http://{addr}"),
+            addr,
+            parent: None,
+            enclave: None,
+            starts: 0,
+            dir,
+        }
+    }
+
+    /// The deployment's dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `DIR/pcrs.json`.
+    pub fn pcrs(&self) -> PathBuf {
+        self.dir().join("pcrs.json")
+    }
+
+    /// `DIR/mock-ca/root.pem` (exists once the enclave has started).
+    pub fn root(&self) -> PathBuf {
+        self.dir().join("mock-ca").join("root.pem")
+    }
+
+    fn next_log(&mut self, name: &str) -> PathBuf {
+        self.starts += 1;
+        self.dir().join(format!("{name}-{}.log", self.starts))
+    }
+
+    /// Starts `ekms-parent` (relay on [`Deployment::addr`], store in `DIR/store`).
+    ///
+    /// # Panics
+    /// When it does not come up.
+    pub fn start_parent(&mut self) {
+        let bin = require_binaries();
+        let mut command = Command::new(bin.join("ekms-parent"));
+        command
+            .args(["--listen", &format!("tcp://{}", self.addr)])
+            .arg("--enclave")
+            .arg(format!(
+                "unix:{}",
+                self.dir().join("enclave.sock").display()
+            ))
+            .arg("--store-listen")
+            .arg(format!("unix:{}", self.dir().join("store.sock").display()))
+            .arg("--data-dir")
+            .arg(self.dir().join("store"));
+        let log = self.next_log("parent");
+        self.parent = Some(Daemon::spawn(
+            "ekms-parent",
+            command,
+            &log,
+            "ekms-parent listening on",
+        ));
+    }
+
+    /// Starts `ekms-enclave --insecure-mock-enclave` against the parent's store.
+    ///
+    /// # Panics
+    /// When it does not come up.
+    pub fn start_enclave(&mut self) {
+        let bin = require_binaries();
+        let mut command = Command::new(bin.join("ekms-enclave"));
+        command
+            .arg("--insecure-mock-enclave")
+            .arg("--listen")
+            .arg(format!(
+                "unix:{}",
+                self.dir().join("enclave.sock").display()
+            ))
+            .arg("--store")
+            .arg(format!("unix:{}", self.dir().join("store.sock").display()))
+            .arg("--mock-ca")
+            .arg(self.dir().join("mock-ca"));
+        let log = self.next_log("enclave");
+        self.enclave = Some(Daemon::spawn(
+            "ekms-enclave",
+            command,
+            &log,
+            "ekms-enclave listening on",
+        ));
+    }
+
+    /// Both, parent first.
+    pub fn start(&mut self) {
+        self.start_parent();
+        self.start_enclave();
+    }
+
+    /// `ekms init` 1-of-1 with a new custodian in `DIR/custodian`; returns the admin's
+    /// `(access key id, secret)`. Share: `DIR/init/share-1.json`.
+    ///
+    /// # Panics
+    /// When keygen or init fails.
+    pub fn init_1_of_1(&self) -> (String, String) {
+        let (public, _) = custodian_keygen(&self.dir().join("custodian"));
+        let out = self.dir().join("init");
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "init".into(),
+            "--endpoint".into(),
+            self.endpoint.clone().into(),
+            "--custodian".into(),
+        ];
+        args.extend([
+            public.into_os_string(),
+            "--threshold".into(),
+            "1".into(),
+            "--expect-pcrs".into(),
+            self.pcrs().into(),
+            "--root".into(),
+            self.root().into(),
+            "--out".into(),
+            out.clone().into(),
+            "--admin-name".into(),
+            "dev".into(),
+        ]);
+        ekms_cli(args).ok();
+        read_credentials(&out.join("credentials"))
+    }
+
+    /// `ekms unseal` with the share and custodian key [`Deployment::init_1_of_1`] made.
+    ///
+    /// # Panics
+    /// Never: the outcome is returned.
+    pub fn unseal(&self) -> CliOutput {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "unseal".into(),
+            "--endpoint".into(),
+            self.endpoint.clone().into(),
+            "--share".into(),
+        ];
+        args.extend([
+            self.dir()
+                .join("init")
+                .join("share-1.json")
+                .into_os_string(),
+            "--key".into(),
+            self.dir().join("custodian").join("custodian.key").into(),
+            "--expect-pcrs".into(),
+            self.pcrs().into(),
+            "--root".into(),
+            self.root().into(),
+        ]);
+        ekms_cli(args)
+    }
+
+    /// An SDK client for the relay.
+    pub fn client(&self, access_key_id: &str, secret: &str) -> aws_sdk_kms::Client {
+        sdk_client(&self.endpoint, access_key_id, secret, None)
+    }
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]
