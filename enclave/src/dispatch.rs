@@ -53,16 +53,17 @@ operations! {
         EnableKey, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
         ListAliases, ListKeys, ListResourceTags, ReEncrypt, ScheduleKeyDeletion, TagResource,
         UntagResource, UpdateAlias, UpdateKeyDescription,
+        // HMAC keys and rotation
+        DisableKeyRotation, EnableKeyRotation, GenerateMac, GetKeyRotationStatus,
+        ListKeyRotations, RotateKeyOnDemand, VerifyMac,
     ],
     unsupported: [
         ConnectCustomKeyStore, CreateCustomKeyStore, CreateGrant, DeleteCustomKeyStore,
         DeleteImportedKeyMaterial, DeriveSharedSecret, DescribeCustomKeyStores,
-        DisableKeyRotation, DisconnectCustomKeyStore, EnableKeyRotation, GenerateDataKeyPair,
-        GenerateDataKeyPairWithoutPlaintext, GenerateMac, GetKeyPolicy, GetKeyRotationStatus,
-        GetParametersForImport, GetPublicKey, ImportKeyMaterial, ListGrants, ListKeyPolicies,
-        ListKeyRotations, ListRetirableGrants, PutKeyPolicy, ReplicateKey, RetireGrant,
-        RevokeGrant, RotateKeyOnDemand, Sign, UpdateCustomKeyStore, UpdatePrimaryRegion, Verify,
-        VerifyMac,
+        DisconnectCustomKeyStore, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
+        GetKeyPolicy, GetParametersForImport, GetPublicKey, ImportKeyMaterial, ListGrants,
+        ListKeyPolicies, ListRetirableGrants, PutKeyPolicy, ReplicateKey, RetireGrant, RevokeGrant,
+        Sign, UpdateCustomKeyStore, UpdatePrimaryRegion, Verify,
     ]
 }
 
@@ -122,6 +123,13 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         O::UntagResource => call(body, |r| ops::untag_resource::handle(ctx, r)),
         O::UpdateAlias => call(body, |r| ops::update_alias::handle(ctx, r)),
         O::UpdateKeyDescription => call(body, |r| ops::update_key_description::handle(ctx, r)),
+        O::DisableKeyRotation => call(body, |r| ops::disable_key_rotation::handle(ctx, r)),
+        O::EnableKeyRotation => call(body, |r| ops::enable_key_rotation::handle(ctx, r)),
+        O::GenerateMac => call(body, |r| ops::generate_mac::handle(ctx, r)),
+        O::GetKeyRotationStatus => call(body, |r| ops::get_key_rotation_status::handle(ctx, r)),
+        O::ListKeyRotations => call(body, |r| ops::list_key_rotations::handle(ctx, r)),
+        O::RotateKeyOnDemand => call(body, |r| ops::rotate_key_on_demand::handle(ctx, r)),
+        O::VerifyMac => call(body, |r| ops::verify_mac::handle(ctx, r)),
         O::ConnectCustomKeyStore
         | O::CreateCustomKeyStore
         | O::CreateGrant
@@ -129,31 +137,24 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         | O::DeleteImportedKeyMaterial
         | O::DeriveSharedSecret
         | O::DescribeCustomKeyStores
-        | O::DisableKeyRotation
         | O::DisconnectCustomKeyStore
-        | O::EnableKeyRotation
         | O::GenerateDataKeyPair
         | O::GenerateDataKeyPairWithoutPlaintext
-        | O::GenerateMac
         | O::GetKeyPolicy
-        | O::GetKeyRotationStatus
         | O::GetParametersForImport
         | O::GetPublicKey
         | O::ImportKeyMaterial
         | O::ListGrants
         | O::ListKeyPolicies
-        | O::ListKeyRotations
         | O::ListRetirableGrants
         | O::PutKeyPolicy
         | O::ReplicateKey
         | O::RetireGrant
         | O::RevokeGrant
-        | O::RotateKeyOnDemand
         | O::Sign
         | O::UpdateCustomKeyStore
         | O::UpdatePrimaryRegion
-        | O::Verify
-        | O::VerifyMac => Err(KmsError::UnsupportedOperation(format!(
+        | O::Verify => Err(KmsError::UnsupportedOperation(format!(
             "{} is not supported by this ekms build yet.",
             op.name()
         ))),

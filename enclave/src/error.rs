@@ -26,6 +26,9 @@ pub enum KmsError {
     /// The ciphertext could not be opened. Deliberately says nothing about why.
     #[error("The ciphertext is invalid, or was not encrypted under the given key and encryption context.")]
     InvalidCiphertext,
+    /// VerifyMac: the tag is not the HMAC of the message under the key and algorithm.
+    #[error("The MAC does not match the message, key and MAC algorithm.")]
+    InvalidMac,
     /// Decrypt named a key other than the one that encrypted the ciphertext.
     #[error("{0}")]
     IncorrectKey(String),
@@ -80,6 +83,7 @@ impl KmsError {
             KmsError::Disabled(_) => "DisabledException",
             KmsError::InvalidState(_) => "KMSInvalidStateException",
             KmsError::InvalidCiphertext => "InvalidCiphertextException",
+            KmsError::InvalidMac => "KMSInvalidMacException",
             KmsError::IncorrectKey(_) => "IncorrectKeyException",
             KmsError::AlreadyExists(_) => "AlreadyExistsException",
             KmsError::InvalidAliasName(_) => "InvalidAliasNameException",

@@ -409,6 +409,10 @@ pub struct KeyStore {
     aliases: BTreeMap<String, Alias>,
     /// Keys pending deletion, by deletion date, so the sweep touches only what is due.
     pending: BTreeSet<(Millis, Uuid)>,
+    /// Keys with automatic rotation, by next rotation date, so the periodic check touches only
+    /// what is due (see `crate::rotation`). Change `Key::rotation` only through
+    /// [`KeyStore::set_rotation`], which keeps this index.
+    rotations: BTreeSet<(Millis, Uuid)>,
 }
 
 impl KeyStore {
@@ -431,6 +435,9 @@ impl KeyStore {
         self.order.insert(key.id);
         if let (KeyState::PendingDeletion, Some(date)) = (key.state, key.deletion_date) {
             self.pending.insert((date, key.id));
+        }
+        if let Some(rotation) = key.rotation {
+            self.rotations.insert((rotation.next, key.id));
         }
         self.keys.insert(key.id, key);
         Ok(())
@@ -616,6 +623,43 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Sets (or, with `None`, clears) the automatic rotation of a key, keeping the index of due
+    /// rotations; returns the key for further changes, or `None` if there is no such key.
+    pub fn set_rotation(&mut self, id: &Uuid, rotation: Option<Rotation>) -> Option<&mut Key> {
+        let key = self.keys.get_mut(id)?;
+        if let Some(old) = key.rotation.take() {
+            self.rotations.remove(&(old.next, *id));
+        }
+        if let Some(new) = rotation {
+            self.rotations.insert((new.next, *id));
+        }
+        key.rotation = rotation;
+        Some(key)
+    }
+
+    /// The keys whose automatic rotation date is at or before `now`, earliest first, whatever
+    /// their state. Index entries that no longer match their key are dropped here.
+    pub fn due_rotations(&mut self, now: Millis) -> Vec<Uuid> {
+        let mut due = Vec::new();
+        let mut stale = Vec::new();
+        for &(date, id) in self.rotations.range(..=(now, Uuid::max())) {
+            match self.keys.get(&id).and_then(|k| k.rotation) {
+                Some(r) if r.next == date => due.push(id),
+                _ => stale.push((date, id)),
+            }
+        }
+        for entry in stale {
+            self.rotations.remove(&entry);
+        }
+        due
+    }
+
+    /// The key with this id, for changes that do not touch the indexes (deletion date,
+    /// rotation): new key versions, for example.
+    pub fn raw_mut(&mut self, id: &Uuid) -> Option<&mut Key> {
+        self.keys.get_mut(id)
+    }
+
     /// Destroys every key whose deletion date has passed, with its aliases; returns the ids
     /// of the keys destroyed and the names of the aliases removed.
     pub fn sweep(&mut self, now: Millis) -> (Vec<Uuid>, Vec<String>) {
@@ -626,6 +670,9 @@ impl KeyStore {
             }
             self.pending.pop_first();
             if let Some(key) = self.keys.remove(&id) {
+                if let Some(rotation) = key.rotation {
+                    self.rotations.remove(&(rotation.next, id));
+                }
                 drop(key); // key material is zeroed here
                 self.order.remove(&id);
                 doomed.insert(id);

@@ -186,6 +186,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 service.sweep().await;
+                service.rotate_due().await;
             }
         })
     };

@@ -159,6 +159,23 @@ impl Service {
         }
     }
 
+    /// Rotates keys whose automatic rotation date passed on the enclave clock, durably
+    /// (see [`crate::rotation::rotate_due`]).
+    pub async fn rotate_due(&self) {
+        let rotated = {
+            let mut store = self.state.write();
+            crate::rotation::rotate_due(&mut store, self.env.now(), self.env.entropy.as_ref())
+        };
+        if rotated.is_empty() {
+            return;
+        }
+        tracing::info!(rotated = rotated.len(), "rotated keys whose rotation date passed");
+        let touched = rotated.into_iter().map(Touched::Key).collect();
+        if let Err(e) = self.persist(touched).await {
+            tracing::error!(error = %e, "could not make automatic rotation durable");
+        }
+    }
+
     fn start_persister(&self, stream: Stream, domain: DomainKey, manifest: Manifest) {
         let persister = Persister::start(
             stream,

@@ -69,11 +69,10 @@ fn unsupported(what: &str) -> KmsError {
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let description = req.description.unwrap_or_default();
     validate::str_len("description", &description, 0, 8192)?;
-    if let Some(usage) = &req.key_usage {
-        if validate::one_of("keyUsage", usage, KEY_USAGES)? != "ENCRYPT_DECRYPT" {
-            return Err(unsupported(&format!("KeyUsage {usage}")));
-        }
-    }
+    let usage = match &req.key_usage {
+        Some(usage) => KeyUsage::parse(validate::one_of("keyUsage", usage, KEY_USAGES)?),
+        None => None,
+    };
     if let (Some(a), Some(b)) = (&req.key_spec, &req.customer_master_key_spec) {
         if a != b {
             return Err(KmsError::Validation(
@@ -86,11 +85,34 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         ("customerMasterKeySpec", &req.customer_master_key_spec),
     ] {
         if let Some(spec) = spec {
-            if validate::one_of(field, spec, KEY_SPECS)? != "SYMMETRIC_DEFAULT" {
+            let parsed = KeySpec::parse(validate::one_of(field, spec, KEY_SPECS)?);
+            if !parsed.is_some_and(|s| s == KeySpec::SymmetricDefault || s.is_hmac()) {
                 return Err(unsupported(&format!("KeySpec {spec}")));
             }
         }
     }
+    let spec = (req.key_spec.as_deref())
+        .or(req.customer_master_key_spec.as_deref())
+        .and_then(KeySpec::parse)
+        .unwrap_or(KeySpec::SymmetricDefault);
+    let usage = match (spec, usage) {
+        (KeySpec::SymmetricDefault, None | Some(KeyUsage::EncryptDecrypt)) => {
+            KeyUsage::EncryptDecrypt
+        }
+        (s, Some(KeyUsage::GenerateVerifyMac)) if s.is_hmac() => KeyUsage::GenerateVerifyMac,
+        (_, None) => {
+            return Err(KmsError::Validation(
+                "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.".to_owned(),
+            ))
+        }
+        (s, Some(u)) => {
+            return Err(KmsError::Validation(format!(
+                "KeyUsage {} is not compatible with KeySpec {}.",
+                u.as_str(),
+                s.as_str()
+            )))
+        }
+    };
     if let Some(origin) = &req.origin {
         if validate::one_of("origin", origin, ORIGINS)? != "AWS_KMS" {
             return Err(unsupported(&format!("Origin {origin}")));
@@ -110,18 +132,23 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
 
-    let mut material = Zeroizing::new([0u8; 32]);
-    ctx.env.entropy.fill(&mut material[..])?;
+    let material = if spec.is_hmac() {
+        crate::mac::generate_key(spec, ctx.env.entropy.as_ref())?
+    } else {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        ctx.env.entropy.fill(&mut bytes[..])?;
+        KeyMaterial::symmetric(&bytes)
+    };
     let mut id = [0u8; 16];
     ctx.env.entropy.fill(&mut id)?;
     let id = uuid::Builder::from_random_bytes(id).into_uuid();
     let mut key = Key::new(
         id,
         ctx.env.now(),
-        KeySpec::SymmetricDefault,
-        KeyUsage::EncryptDecrypt,
+        spec,
+        usage,
         Origin::AwsKms,
-        Some(KeyMaterial::symmetric(&material)),
+        Some(material),
     );
     key.description = description;
     key.tags = tags;

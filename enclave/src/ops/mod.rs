@@ -19,22 +19,29 @@ pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
 pub mod describe_key;
+pub mod disable_key_rotation;
 pub mod disable_key;
 pub mod enable_key;
+pub mod enable_key_rotation;
 pub mod encrypt;
 pub mod generate_data_key;
 pub mod generate_data_key_without_plaintext;
+pub mod generate_mac;
 pub mod generate_random;
+pub mod get_key_rotation_status;
 pub mod list_aliases;
+pub mod list_key_rotations;
 pub mod list_keys;
 pub mod list_resource_tags;
 pub mod metadata;
 pub mod re_encrypt;
+pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
 pub mod tag_resource;
 pub mod untag_resource;
 pub mod update_alias;
 pub mod update_key_description;
+pub mod verify_mac;
 
 /// Everything the enclave keeps in memory.
 #[derive(Debug, Default)]
@@ -209,3 +216,5 @@ pub fn no_recipient(recipient: Option<&serde_json::Value>) -> KmsResult<()> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mac_rotation;

@@ -1,0 +1,36 @@
+//! DisableKeyRotation: stops automatic rotation; earlier versions keep decrypting.
+
+use serde::{Deserialize, Serialize};
+
+use super::Ctx;
+use crate::error::KmsResult;
+use crate::rotation;
+use crate::validate;
+
+/// DisableKeyRotation request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Request {
+    key_id: Option<String>,
+}
+
+/// DisableKeyRotation response (empty).
+#[derive(Debug, Serialize)]
+pub struct Response {}
+
+/// Disables automatic rotation.
+///
+/// # Errors
+/// `ValidationException`, `NotFoundException`, `UnsupportedOperationException` for keys that do
+/// not rotate, `DisabledException`, `KMSInvalidStateException` (pending deletion).
+pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
+    let key_id = validate::required("keyId", req.key_id)?;
+    let mut store = ctx.state.write();
+    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    rotation::check_rotatable(key, ctx.config)?;
+    key.check_usable(ctx.config)?;
+    let id = key.id;
+    store.set_rotation(&id, None);
+    ctx.touch(crate::persist::Touched::Key(id));
+    Ok(Response {})
+}
