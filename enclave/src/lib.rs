@@ -20,6 +20,7 @@ pub mod keys;
 pub mod mac;
 pub mod ops;
 pub mod persist;
+pub mod policy;
 pub mod principals;
 pub mod rotation;
 pub mod seal;
