@@ -94,10 +94,18 @@ async fn macs_generate_and_verify_for_every_hmac_spec() {
         (KeySpec::Hmac512, MacAlgorithmSpec::HmacSha512, 64),
     ] {
         let key = hmac_key(&client, spec.clone()).await;
-        let described = client.describe_key().key_id(&key).send().await.unwrap();
+        let described = client
+            .describe_key()
+            .key_id(&key)
+            .send()
+            .await
+            .expect("DescribeKey");
         assert_eq!(
-            described.key_metadata().unwrap().mac_algorithms(),
-            &[algorithm.clone()]
+            described
+                .key_metadata()
+                .expect("KeyMetadata")
+                .mac_algorithms(),
+            std::slice::from_ref(&algorithm)
         );
 
         let message = b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJla21zIn0";
@@ -208,7 +216,7 @@ async fn rotation_status_round_trip() {
 
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("the clock is after 1970")
         .as_secs_f64();
     client
         .enable_key_rotation()
@@ -253,7 +261,7 @@ async fn rotation_status_round_trip() {
         .key_id(&key)
         .send()
         .await
-        .unwrap();
+        .expect("GetKeyRotationStatus");
     assert!(!status.key_rotation_enabled());
 }
 
@@ -314,7 +322,7 @@ async fn old_ciphertexts_decrypt_after_on_demand_rotations() {
         .limit(1)
         .send()
         .await
-        .unwrap();
+        .expect("ListKeyRotations");
     assert!(page.truncated());
     let rest = client
         .list_key_rotations()
@@ -323,16 +331,26 @@ async fn old_ciphertexts_decrypt_after_on_demand_rotations() {
         .marker(page.next_marker().expect("NextMarker"))
         .send()
         .await
-        .unwrap();
+        .expect("ListKeyRotations");
     assert!(!rest.truncated());
     assert_eq!(rest.rotations().len(), 1);
 
     // A disabled key does not rotate and keeps its ciphertexts.
-    client.disable_key().key_id(&key).send().await.unwrap();
+    client
+        .disable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("DisableKey");
     assert_code!(
         client.rotate_key_on_demand().key_id(&key).send().await,
         "DisabledException"
     );
-    client.enable_key().key_id(&key).send().await.unwrap();
+    client
+        .enable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("EnableKey");
     assert_eq!(decrypt(&client, &c0).await, b"version zero");
 }
