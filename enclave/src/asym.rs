@@ -34,7 +34,7 @@ use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair, Unparse
 use zeroize::Zeroizing;
 
 use crate::error::KmsError;
-use crate::keys::{KeyMaterial, KeySpec};
+use crate::keys::{KeyMaterial, KeySpec, KeyUsage};
 
 /// A failed asymmetric operation.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +250,17 @@ impl OaepAlgorithmSpec {
             OaepAlgorithmSpec::RsaesOaepSha1 => &OAEP_SHA1_MGF1SHA1,
             OaepAlgorithmSpec::RsaesOaepSha256 => &OAEP_SHA256_MGF1SHA256,
         }
+    }
+}
+
+/// Whether AWS KMS allows a key of `spec` for `usage` (asymmetric specs only): RSA_* signs or
+/// encrypts, ECC_NIST_* signs or agrees keys, ECC_SECG_P256K1 only signs.
+pub fn usage_fits(spec: KeySpec, usage: KeyUsage) -> bool {
+    match usage {
+        KeyUsage::SignVerify => spec.is_rsa() || spec.is_ecc(),
+        KeyUsage::EncryptDecrypt => spec.is_rsa(),
+        KeyUsage::KeyAgreement => spec.is_ecc() && spec != KeySpec::EccSecgP256k1,
+        KeyUsage::GenerateVerifyMac => false,
     }
 }
 

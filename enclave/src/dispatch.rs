@@ -56,14 +56,16 @@ operations! {
         // HMAC keys and rotation
         DisableKeyRotation, EnableKeyRotation, GenerateMac, GetKeyRotationStatus,
         ListKeyRotations, RotateKeyOnDemand, VerifyMac,
+        // Asymmetric keys
+        DeriveSharedSecret, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
+        GetPublicKey, Sign, Verify,
     ],
     unsupported: [
         ConnectCustomKeyStore, CreateCustomKeyStore, CreateGrant, DeleteCustomKeyStore,
-        DeleteImportedKeyMaterial, DeriveSharedSecret, DescribeCustomKeyStores,
-        DisconnectCustomKeyStore, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
-        GetKeyPolicy, GetParametersForImport, GetPublicKey, ImportKeyMaterial, ListGrants,
-        ListKeyPolicies, ListRetirableGrants, PutKeyPolicy, ReplicateKey, RetireGrant, RevokeGrant,
-        Sign, UpdateCustomKeyStore, UpdatePrimaryRegion, Verify,
+        DeleteImportedKeyMaterial, DescribeCustomKeyStores, DisconnectCustomKeyStore, GetKeyPolicy,
+        GetParametersForImport, ImportKeyMaterial, ListGrants, ListKeyPolicies, ListRetirableGrants,
+        PutKeyPolicy, ReplicateKey, RetireGrant, RevokeGrant, UpdateCustomKeyStore,
+        UpdatePrimaryRegion,
     ]
 }
 
@@ -123,6 +125,14 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         O::UntagResource => call(body, |r| ops::untag_resource::handle(ctx, r)),
         O::UpdateAlias => call(body, |r| ops::update_alias::handle(ctx, r)),
         O::UpdateKeyDescription => call(body, |r| ops::update_key_description::handle(ctx, r)),
+        O::DeriveSharedSecret => call(body, |r| ops::derive_shared_secret::handle(ctx, r)),
+        O::GenerateDataKeyPair => call(body, |r| ops::generate_data_key_pair::handle(ctx, r)),
+        O::GenerateDataKeyPairWithoutPlaintext => call(body, |r| {
+            ops::generate_data_key_pair_without_plaintext::handle(ctx, r)
+        }),
+        O::GetPublicKey => call(body, |r| ops::get_public_key::handle(ctx, r)),
+        O::Sign => call(body, |r| ops::sign::handle(ctx, r)),
+        O::Verify => call(body, |r| ops::verify::handle(ctx, r)),
         O::DisableKeyRotation => call(body, |r| ops::disable_key_rotation::handle(ctx, r)),
         O::EnableKeyRotation => call(body, |r| ops::enable_key_rotation::handle(ctx, r)),
         O::GenerateMac => call(body, |r| ops::generate_mac::handle(ctx, r)),
@@ -135,14 +145,10 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         | O::CreateGrant
         | O::DeleteCustomKeyStore
         | O::DeleteImportedKeyMaterial
-        | O::DeriveSharedSecret
         | O::DescribeCustomKeyStores
         | O::DisconnectCustomKeyStore
-        | O::GenerateDataKeyPair
-        | O::GenerateDataKeyPairWithoutPlaintext
         | O::GetKeyPolicy
         | O::GetParametersForImport
-        | O::GetPublicKey
         | O::ImportKeyMaterial
         | O::ListGrants
         | O::ListKeyPolicies
@@ -151,10 +157,8 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         | O::ReplicateKey
         | O::RetireGrant
         | O::RevokeGrant
-        | O::Sign
         | O::UpdateCustomKeyStore
-        | O::UpdatePrimaryRegion
-        | O::Verify => Err(KmsError::UnsupportedOperation(format!(
+        | O::UpdatePrimaryRegion => Err(KmsError::UnsupportedOperation(format!(
             "{} is not supported by this ekms build yet.",
             op.name()
         ))),

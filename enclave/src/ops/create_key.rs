@@ -86,7 +86,9 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     ] {
         if let Some(spec) = spec {
             let parsed = KeySpec::parse(validate::one_of(field, spec, KEY_SPECS)?);
-            if !parsed.is_some_and(|s| s == KeySpec::SymmetricDefault || s.is_hmac()) {
+            if !parsed.is_some_and(|s| {
+                s == KeySpec::SymmetricDefault || s.is_hmac() || s.is_rsa() || s.is_ecc()
+            }) {
                 return Err(unsupported(&format!("KeySpec {spec}")));
             }
         }
@@ -100,6 +102,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             KeyUsage::EncryptDecrypt
         }
         (s, Some(KeyUsage::GenerateVerifyMac)) if s.is_hmac() => KeyUsage::GenerateVerifyMac,
+        (s, Some(u)) if crate::asym::usage_fits(s, u) => u,
         (_, None) => {
             return Err(KmsError::Validation(
                 "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.".to_owned(),
@@ -134,6 +137,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
 
     let material = if spec.is_hmac() {
         crate::mac::generate_key(spec, ctx.env.entropy.as_ref())?
+    } else if spec.is_rsa() || spec.is_ecc() {
+        crate::asym::generate(spec)?
     } else {
         let mut bytes = Zeroizing::new([0u8; 32]);
         ctx.env.entropy.fill(&mut bytes[..])?;

@@ -89,6 +89,29 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     validate::blob_len("ciphertextBlob", &blob.0, 1, super::MAX_CIPHERTEXT)?;
     let context = super::encryption_context("encryptionContext", req.encryption_context)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
+    if let Some(key_id) = req.key_id.as_deref() {
+        // An RSA ciphertext does not name its key: AWS (and this service) needs the KeyId.
+        let store = ctx.state.read();
+        let key = store.resolve("keyId", key_id, ctx.config, ctx.env.now())?;
+        if key.spec.is_rsa() {
+            let name = req.encryption_algorithm.as_deref();
+            if let Some(name) = name {
+                validate::one_of("encryptionAlgorithm", name, super::ENCRYPTION_ALGORITHMS)?;
+            }
+            super::no_recipient(req.recipient.as_ref())?;
+            key.check_usable(ctx.config)?;
+            key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+            let algorithm = super::encrypt::rsa_algorithm(ctx, key, name, &context)?;
+            super::dry_run(req.dry_run)?;
+            let (_, material) = key.current_version()?;
+            let plaintext = crate::asym::oaep_decrypt(key.spec, material, algorithm, &blob.0)?;
+            return Ok(Response {
+                key_id: ctx.config.key_arn(&key.id),
+                plaintext: SecretBlob(plaintext),
+                encryption_algorithm: algorithm.as_str(),
+            });
+        }
+    }
     let algorithm =
         super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
     super::no_recipient(req.recipient.as_ref())?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
+use crate::asym::OaepAlgorithmSpec;
 use crate::ciphertext::{self, EncryptionContext, Header};
 use crate::error::{KmsError, KmsResult};
 use crate::json::{Blob, SecretBlob};
@@ -63,7 +64,35 @@ pub fn seal_with(
     )
 }
 
-/// Encrypts.
+/// The RSAES-OAEP algorithm an RSA ENCRYPT_DECRYPT key is asked to use (Encrypt and Decrypt):
+/// required, as in AWS; an encryption context does not apply to asymmetric keys.
+///
+/// # Errors
+/// `InvalidKeyUsageException` for SYMMETRIC_DEFAULT (or none) and SM2PKE;
+/// `ValidationException` for an encryption context.
+pub fn rsa_algorithm(
+    ctx: &Ctx<'_>,
+    key: &Key,
+    name: Option<&str>,
+    context: &EncryptionContext,
+) -> KmsResult<OaepAlgorithmSpec> {
+    let algorithm = name.and_then(OaepAlgorithmSpec::parse).ok_or_else(|| {
+        KmsError::InvalidKeyUsage(format!(
+            "The encryption algorithm {} is not compatible with {} (key spec {}).",
+            name.unwrap_or("SYMMETRIC_DEFAULT"),
+            ctx.config.key_arn(&key.id),
+            key.spec.as_str()
+        ))
+    })?;
+    if !context.is_empty() {
+        return Err(KmsError::Validation(
+            "EncryptionContext is not supported with asymmetric KMS keys.".to_owned(),
+        ));
+    }
+    Ok(algorithm)
+}
+
+/// Encrypts: under a symmetric key (AES-256-GCM envelope), or with RSAES-OAEP under an RSA key.
 ///
 /// # Errors
 /// `ValidationException`, `NotFoundException`, `DisabledException`, `KMSInvalidStateException`,
@@ -74,11 +103,26 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     validate::blob_len("plaintext", &plaintext.0, 1, super::MAX_PLAINTEXT)?;
     let context = super::encryption_context("encryptionContext", req.encryption_context)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    let algorithm =
-        super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
+    if let Some(name) = req.encryption_algorithm.as_deref() {
+        validate::one_of("encryptionAlgorithm", name, super::ENCRYPTION_ALGORITHMS)?;
+    }
     let store = ctx.state.read();
     let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
     key.check_usable(ctx.config)?;
+    if key.spec.is_rsa() {
+        key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+        let algorithm = rsa_algorithm(ctx, key, req.encryption_algorithm.as_deref(), &context)?;
+        super::dry_run(req.dry_run)?;
+        let (_, material) = key.current_version()?;
+        let blob = crate::asym::oaep_encrypt(key.spec, material, algorithm, &plaintext.0)?;
+        return Ok(Response {
+            ciphertext_blob: Blob(blob),
+            key_id: ctx.config.key_arn(&key.id),
+            encryption_algorithm: algorithm.as_str(),
+        });
+    }
+    let algorithm =
+        super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
     super::dry_run(req.dry_run)?;
     let blob = seal_with(ctx, key, &context, &plaintext.0)?;
     Ok(Response {

@@ -18,6 +18,7 @@ pub mod create_alias;
 pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
+pub mod derive_shared_secret;
 pub mod describe_key;
 pub mod disable_key_rotation;
 pub mod disable_key;
@@ -25,9 +26,12 @@ pub mod enable_key;
 pub mod enable_key_rotation;
 pub mod encrypt;
 pub mod generate_data_key;
+pub mod generate_data_key_pair;
+pub mod generate_data_key_pair_without_plaintext;
 pub mod generate_data_key_without_plaintext;
 pub mod generate_mac;
 pub mod generate_random;
+pub mod get_public_key;
 pub mod get_key_rotation_status;
 pub mod list_aliases;
 pub mod list_key_rotations;
@@ -37,10 +41,12 @@ pub mod metadata;
 pub mod re_encrypt;
 pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
+pub mod sign;
 pub mod tag_resource;
 pub mod untag_resource;
 pub mod update_alias;
 pub mod update_key_description;
+pub mod verify;
 pub mod verify_mac;
 
 /// Everything the enclave keeps in memory.
@@ -216,5 +222,7 @@ pub fn no_recipient(recipient: Option<&serde_json::Value>) -> KmsResult<()> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_asym;
 #[cfg(test)]
 mod tests_mac_rotation;

@@ -443,7 +443,10 @@ fn bad_requests_get_the_aws_error() {
         "DryRunOperationException"
     );
     assert_eq!(
-        code(core.call("CreateKey", json!({"KeySpec": "RSA_2048"}))),
+        code(core.call(
+            "CreateKey",
+            json!({"KeySpec": "SM2", "KeyUsage": "SIGN_VERIFY"})
+        )),
         "UnsupportedOperationException"
     );
     assert_eq!(
@@ -451,7 +454,7 @@ fn bad_requests_get_the_aws_error() {
         "ValidationException"
     );
     assert_eq!(
-        code(core.call("Sign", json!({}))),
+        code(core.call("ReplicateKey", json!({}))),
         "UnsupportedOperationException"
     );
     assert_eq!(
