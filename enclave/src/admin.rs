@@ -16,7 +16,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use p384::elliptic_curve::rand_core::OsRng;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use ekms_shared::custody::{self, ShareFile, SharePlaintext};
@@ -25,6 +24,7 @@ use ekms_shared::shamir;
 
 use crate::error::{KmsError, KmsResult};
 use crate::json::Blob;
+use crate::persist::Deployment;
 use crate::seal::DomainKey;
 use crate::validate;
 
@@ -56,6 +56,7 @@ impl Phase {
 /// The custody state machine. No I/O: the server loads the store once it yields a domain key.
 pub struct Custody {
     phase: Phase,
+    deployment: Option<Deployment>,
     boot_key: p384::SecretKey,
     boot_spki: Vec<u8>,
     shares: BTreeMap<u8, SharePlaintext>,
@@ -82,6 +83,8 @@ pub struct NewAdmin {
 
 /// What `Initialize` produced: the domain key stays, the rest goes out.
 pub struct Initialized {
+    /// The public deployment record, stored before anything is sealed.
+    pub deployment: Deployment,
     /// The new domain key.
     pub domain_key: DomainKey,
     /// The first admin principal (to be sealed and stored before answering).
@@ -107,6 +110,7 @@ struct AttestationResponse {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct InitializeRequest {
+    nonce: Option<Blob>,
     custodians: Option<Vec<Blob>>,
     threshold: Option<i64>,
     client_public_key: Option<Blob>,
@@ -119,6 +123,9 @@ struct InitializeResponse {
     deployment_id: String,
     shares: Vec<ShareFile>,
     admin_credentials: Blob,
+    /// Attests the whole exchange (`user_data` = the transcript digest, `nonce` = the
+    /// client's), so the client can tell that nobody altered it in transit.
+    attestation_document: Blob,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,6 +140,7 @@ struct AdminCredentials<'a> {
 #[serde(rename_all = "PascalCase", default)]
 struct UnsealRequest {
     envelope: Option<Blob>,
+    signature: Option<Blob>,
 }
 
 #[derive(Serialize)]
@@ -173,12 +181,13 @@ fn random_chars(alphabet: &[u8], n: usize, entropy: &dyn crate::env::Entropy) ->
 
 impl Custody {
     /// A custody machine in `phase`, with a fresh boot key.
-    pub fn new(phase: Phase) -> Self {
+    pub fn new(phase: Phase, deployment: Option<Deployment>) -> Self {
         let boot_key = p384::SecretKey::random(&mut OsRng);
         let boot_spki =
             envelope::public_key_to_spki_der(&boot_key.public_key()).unwrap_or_default();
         Custody {
             phase,
+            deployment,
             boot_key,
             boot_spki,
             shares: BTreeMap::new(),
@@ -240,7 +249,7 @@ impl Custody {
         &mut self,
         body: &[u8],
         entropy: &dyn crate::env::Entropy,
-        config: &crate::config::Config,
+        attester: &dyn crate::attest::Attester,
     ) -> KmsResult<Initialized> {
         if self.phase != Phase::Uninitialized {
             return Err(KmsError::InvalidState(format!(
@@ -269,6 +278,7 @@ impl Custody {
                 )
             })?;
         let client = validate::required("clientPublicKey", req.client_public_key)?;
+        let client_der = client.0.clone();
         let client = envelope::public_key_from_spki_der(&client.0).map_err(|_| {
             KmsError::Validation(
                 "clientPublicKey must be a P-384 SubjectPublicKeyInfo (DER)".to_owned(),
@@ -316,13 +326,45 @@ impl Custody {
             &credentials,
         )
         .map_err(|_| KmsError::Internal("credentials sealing"))?;
-        let _ = config;
+        let nonce = validate::required("nonce", req.nonce)?;
+        validate::blob_len("nonce", &nonce.0, 16, 1024)?;
+        let custodian_der: Vec<Vec<u8>> = custodians.iter().map(|c| c.0.clone()).collect();
+        let admin_credentials = sealed_credentials.into_bytes();
+        let transcript = custody::InitTranscript {
+            custodians: &custodian_der,
+            threshold,
+            client_public_key: &client_der,
+            admin_name: &admin.name,
+            deployment_id: &deployment_id,
+            shares: &shares,
+            admin_credentials: &admin_credentials,
+        }
+        .digest()
+        .map_err(|_| KmsError::Internal("transcript"))?;
+        let document = attester
+            .attest(Some(&transcript), Some(&nonce.0), Some(&self.boot_spki))
+            .map_err(|_| KmsError::Internal("attestation failed"))?;
+        let deployment_id_for_record = deployment_id.clone();
         let response = to_json(&InitializeResponse {
             deployment_id,
             shares,
-            admin_credentials: Blob(sealed_credentials.into_bytes()),
+            admin_credentials: Blob(admin_credentials),
+            attestation_document: Blob(document),
         })?;
+        let deployment = Deployment {
+            v: 1,
+            deployment_id: deployment_id_for_record,
+            threshold,
+            total,
+            commitment: commitment.to_vec(),
+            custodians: custodian_der
+                .iter()
+                .map(|d| serde_bytes::ByteBuf::from(d.clone()))
+                .collect(),
+        };
+        self.deployment = Some(deployment.clone());
         Ok(Initialized {
+            deployment,
             domain_key: DomainKey::new(key),
             admin,
             response,
@@ -341,8 +383,14 @@ impl Custody {
                 self.phase.as_str()
             )));
         }
+        let Some(deployment) = self.deployment.clone() else {
+            return Err(KmsError::InvalidState(
+                "The store holds no deployment record: this enclave cannot tell its custodians' shares from others' (the parent dropped or damaged it).".to_owned(),
+            ));
+        };
         let req: UnsealRequest = parse(body)?;
         let sealed = validate::required("envelope", req.envelope)?;
+        let signature = validate::required("signature", req.signature)?;
         let plain = envelope::open(&self.boot_key, &Purpose::Unseal, &self.boot_spki, &sealed.0)
             .map_err(|_| {
                 KmsError::Validation(
@@ -351,18 +399,38 @@ impl Custody {
             })?;
         let share = SharePlaintext::from_bytes(&plain)
             .map_err(|_| KmsError::Validation("The share is malformed.".to_owned()))?;
-        if let Some(first) = self.shares.values().next() {
-            if first.deployment_id() != share.deployment_id()
-                || first.threshold() != share.threshold()
-                || !bool::from(first.commitment().ct_eq(share.commitment()))
-            {
-                return Err(KmsError::Validation(format!(
-                    "The share belongs to another deployment ({}); this enclave holds shares of {}.",
-                    share.deployment_id(),
-                    first.deployment_id()
-                )));
-            }
+        // Public values: the share must be one of this deployment's, from its custodian.
+        if share.deployment_id() != deployment.deployment_id
+            || share.threshold() != deployment.threshold
+            || share.total() != deployment.total
+            || share.commitment()[..] != deployment.commitment[..]
+        {
+            return Err(KmsError::Validation(format!(
+                "The share belongs to another deployment ({}); this enclave serves {}. It does not count.",
+                share.deployment_id(),
+                deployment.deployment_id
+            )));
         }
+        let custodian = deployment
+            .custodians
+            .get(usize::from(share.index()).wrapping_sub(1))
+            .and_then(|der| envelope::public_key_from_spki_der(der).ok())
+            .ok_or_else(|| {
+                KmsError::Validation("The share's index names no custodian.".to_owned())
+            })?;
+        let verifying = p384::ecdsa::VerifyingKey::from(&custodian);
+        let sig = p384::ecdsa::Signature::from_der(&signature.0).map_err(|_| {
+            KmsError::Validation("The submission signature is malformed.".to_owned())
+        })?;
+        use p384::ecdsa::signature::Verifier as _;
+        verifying
+            .verify(&custody::unseal_signed_message(&self.boot_spki, &sealed.0), &sig)
+            .map_err(|_| {
+                KmsError::Validation(format!(
+                    "The submission is not signed by custodian {} of this deployment. It does not count.",
+                    share.index()
+                ))
+            })?;
         if self.shares.contains_key(&share.index()) {
             return Err(KmsError::Validation(format!(
                 "Share {} was already submitted; it counts once.",
@@ -397,12 +465,11 @@ impl Custody {
     /// # Errors
     /// `KMSInternalException` if encoding fails.
     pub fn status_json(&self) -> KmsResult<Vec<u8>> {
-        let first = self.shares.values().next();
         to_json(&StatusResponse {
             state: self.phase.as_str(),
             shares_held: self.shares.len(),
-            threshold: first.map(SharePlaintext::threshold),
-            deployment_id: first.map(SharePlaintext::deployment_id),
+            threshold: self.deployment.as_ref().map(|d| d.threshold),
+            deployment_id: self.deployment.as_ref().map(|d| d.deployment_id.as_str()),
             refused_records: &self.refused_records,
         })
     }

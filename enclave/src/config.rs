@@ -11,6 +11,9 @@ pub struct Config {
     pub max_keys: usize,
     /// Most aliases the enclave holds.
     pub max_aliases: usize,
+    /// Roots a `Recipient` attestation document may chain to: the AWS Nitro root; `main`
+    /// adds the INSECURE mock root only in mock mode.
+    pub recipient_anchors: Vec<ekms_shared::attestation::TrustAnchor>,
 }
 
 /// A fixed 12-digit account id used unless configured otherwise.
@@ -25,6 +28,7 @@ impl Default for Config {
             account: DEFAULT_ACCOUNT.to_owned(),
             max_keys: 2_000_000,
             max_aliases: 2_000_000,
+            recipient_anchors: vec![ekms_shared::attestation::TrustAnchor::aws_nitro_root()],
         }
     }
 }

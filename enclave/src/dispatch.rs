@@ -56,16 +56,17 @@ operations! {
         // HMAC keys and rotation
         DisableKeyRotation, EnableKeyRotation, GenerateMac, GetKeyRotationStatus,
         ListKeyRotations, RotateKeyOnDemand, VerifyMac,
+        // Import of key material
+        DeleteImportedKeyMaterial, GetParametersForImport, ImportKeyMaterial,
         // Asymmetric keys
         DeriveSharedSecret, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
         GetPublicKey, Sign, Verify,
     ],
     unsupported: [
         ConnectCustomKeyStore, CreateCustomKeyStore, CreateGrant, DeleteCustomKeyStore,
-        DeleteImportedKeyMaterial, DescribeCustomKeyStores, DisconnectCustomKeyStore, GetKeyPolicy,
-        GetParametersForImport, ImportKeyMaterial, ListGrants, ListKeyPolicies, ListRetirableGrants,
-        PutKeyPolicy, ReplicateKey, RetireGrant, RevokeGrant, UpdateCustomKeyStore,
-        UpdatePrimaryRegion,
+        DescribeCustomKeyStores, DisconnectCustomKeyStore, GetKeyPolicy, ListGrants,
+        ListKeyPolicies, ListRetirableGrants, PutKeyPolicy, ReplicateKey, RetireGrant, RevokeGrant,
+        UpdateCustomKeyStore, UpdatePrimaryRegion,
     ]
 }
 
@@ -140,16 +141,18 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         O::ListKeyRotations => call(body, |r| ops::list_key_rotations::handle(ctx, r)),
         O::RotateKeyOnDemand => call(body, |r| ops::rotate_key_on_demand::handle(ctx, r)),
         O::VerifyMac => call(body, |r| ops::verify_mac::handle(ctx, r)),
+        O::DeleteImportedKeyMaterial => {
+            call(body, |r| ops::delete_imported_key_material::handle(ctx, r))
+        }
+        O::GetParametersForImport => call(body, |r| ops::get_parameters_for_import::handle(ctx, r)),
+        O::ImportKeyMaterial => call(body, |r| ops::import_key_material::handle(ctx, r)),
         O::ConnectCustomKeyStore
         | O::CreateCustomKeyStore
         | O::CreateGrant
         | O::DeleteCustomKeyStore
-        | O::DeleteImportedKeyMaterial
         | O::DescribeCustomKeyStores
         | O::DisconnectCustomKeyStore
         | O::GetKeyPolicy
-        | O::GetParametersForImport
-        | O::ImportKeyMaterial
         | O::ListGrants
         | O::ListKeyPolicies
         | O::ListRetirableGrants

@@ -59,6 +59,15 @@ pub enum KmsError {
     /// Verify: the signature does not verify for this key, message and algorithm.
     #[error("The signature verification failed.")]
     InvalidSignature,
+    /// ImportKeyMaterial: the import token is unknown, used, or another key's.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// ImportKeyMaterial: the import token's 24 hours have passed.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// ImportKeyMaterial: not the material this key had before (or not valid for the key).
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// A configured bound (number of keys, aliases, tags) was reached.
     #[error("{0}")]
     LimitExceeded(String),
@@ -93,6 +102,9 @@ impl KmsError {
             KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
             KmsError::UnknownOperation(_) => "UnknownOperationException",
             KmsError::DryRun => "DryRunOperationException",
+            KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
+            KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
+            KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
             KmsError::InvalidSignature => "KMSInvalidSignatureException",
             KmsError::Auth(e) => match e {

@@ -216,6 +216,9 @@ pub struct Key {
     pub rotation: Option<Rotation>,
     /// When imported material expires (`ExpirationModel` KEY_MATERIAL_EXPIRES).
     pub valid_to: Option<Millis>,
+    /// Commitment to imported material ([`crate::import::material_commitment`]), kept after
+    /// the material is deleted or expires so that only the same material can come back.
+    pub material_commitment: Option<[u8; 32]>,
     /// The key policy document; `None` means the default key policy.
     pub policy: Option<String>,
     /// Every version of the key material, oldest first; the last one encrypts and signs.
@@ -251,6 +254,7 @@ impl Key {
             origin,
             rotation: None,
             valid_to: None,
+            material_commitment: None,
             policy: None,
             versions: material
                 .map(|material| KeyVersion {
@@ -266,6 +270,36 @@ impl Key {
     /// Whether the key is gone as of `now` (its deletion date has passed).
     pub fn is_destroyed(&self, now: Millis) -> bool {
         self.state == KeyState::PendingDeletion && self.deletion_date.is_some_and(|d| d <= now)
+    }
+
+    /// Whether imported material is held past its `ValidTo` as of `now`. Such a key is
+    /// unusable at once, before the periodic tick ([`KeyStore::expire_material`]) deletes it.
+    pub fn material_expired(&self, now: Millis) -> bool {
+        self.valid_to.is_some_and(|t| t <= now) && !self.versions.is_empty()
+    }
+
+    /// [`Key::check_usable`], and imported material that expired counts as deleted.
+    ///
+    /// # Errors
+    /// As [`Key::check_usable`]; `KMSInvalidStateException` for expired material.
+    pub fn check_usable_at(&self, config: &Config, now: Millis) -> KmsResult<()> {
+        if self.material_expired(now) {
+            return Err(KmsError::InvalidState(format!(
+                "{} is pending import.",
+                config.key_arn(&self.id)
+            )));
+        }
+        self.check_usable(config)
+    }
+
+    /// Drops imported material (DeleteImportedKeyMaterial, or expiry): the key waits for an
+    /// import again, unless it is pending deletion, which it stays.
+    pub fn remove_imported_material(&mut self) {
+        self.versions.clear(); // key material is zeroed here
+        self.valid_to = None;
+        if self.state != KeyState::PendingDeletion {
+            self.state = KeyState::PendingImport;
+        }
     }
 
     /// Checks that the key may be used for a cryptographic operation.
@@ -413,6 +447,9 @@ pub struct KeyStore {
     /// what is due (see `crate::rotation`). Change `Key::rotation` only through
     /// [`KeyStore::set_rotation`], which keeps this index.
     rotations: BTreeSet<(Millis, Uuid)>,
+    /// Keys with imported material that expires, by `ValidTo`, so the periodic tick touches
+    /// only what is due. Change `Key::valid_to` only through [`KeyStore::set_valid_to`].
+    expiries: BTreeSet<(Millis, Uuid)>,
 }
 
 impl KeyStore {
@@ -438,6 +475,9 @@ impl KeyStore {
         }
         if let Some(rotation) = key.rotation {
             self.rotations.insert((rotation.next, key.id));
+        }
+        if let Some(valid_to) = key.valid_to {
+            self.expiries.insert((valid_to, key.id));
         }
         self.keys.insert(key.id, key);
         Ok(())
@@ -619,7 +659,12 @@ impl KeyStore {
         if let Some(date) = key.deletion_date.take() {
             self.pending.remove(&(date, *id));
         }
-        key.state = KeyState::Disabled;
+        // Imported material deleted (or expired) meanwhile: the key waits for an import.
+        key.state = if key.versions.is_empty() && key.origin == Origin::External {
+            KeyState::PendingImport
+        } else {
+            KeyState::Disabled
+        };
         Ok(())
     }
 
@@ -658,6 +703,39 @@ impl KeyStore {
     /// rotation): new key versions, for example.
     pub fn raw_mut(&mut self, id: &Uuid) -> Option<&mut Key> {
         self.keys.get_mut(id)
+    }
+
+    /// Sets (or clears) when a key's imported material expires, keeping the expiry index;
+    /// returns the key for further changes, or `None` if there is no such key.
+    pub fn set_valid_to(&mut self, id: &Uuid, valid_to: Option<Millis>) -> Option<&mut Key> {
+        let key = self.keys.get_mut(id)?;
+        if let Some(old) = key.valid_to.take() {
+            self.expiries.remove(&(old, *id));
+        }
+        if let Some(new) = valid_to {
+            self.expiries.insert((new, *id));
+        }
+        key.valid_to = valid_to;
+        Some(key)
+    }
+
+    /// Deletes imported material whose `ValidTo` is at or before `now`; returns the keys
+    /// changed. Index entries that no longer match their key are dropped.
+    pub fn expire_material(&mut self, now: Millis) -> Vec<Uuid> {
+        let mut expired = Vec::new();
+        while let Some(&(date, id)) = self.expiries.first() {
+            if date > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if let Some(key) = self.keys.get_mut(&id) {
+                if key.valid_to == Some(date) {
+                    key.remove_imported_material();
+                    expired.push(id);
+                }
+            }
+        }
+        expired
     }
 
     /// Destroys every key whose deletion date has passed, with its aliases; returns the ids

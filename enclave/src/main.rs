@@ -93,7 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         bail!("--region must look like us-east-1");
     }
-    let config = Config {
+    let mut config = Config {
         region: args.region,
         account: args.account,
         ..Config::default()
@@ -109,7 +109,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ""
             },
         );
-        Arc::new(mock_attester(args.mock_ca.as_deref())?)
+        let mock = mock_attester(args.mock_ca.as_deref())?;
+        // INSECURE, mock mode only: Recipient documents signed by the mock CA verify too.
+        config.recipient_anchors.push(
+            mock.0
+                .ca()
+                .insecure_trust_anchor()
+                .context("the mock CA's root")?,
+        );
+        Arc::new(mock)
     } else {
         if args.principals.is_some() || args.mock_ca.is_some() {
             bail!("--principals and --mock-ca exist only with --insecure-mock-enclave");
@@ -144,20 +152,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
-    let (phase, store) = match &args.store {
-        None => (Phase::MemoryOnly, None),
+    let (phase, deployment, store) = match &args.store {
+        None => (Phase::MemoryOnly, None, None),
         Some(address) => {
             let mut stream = connect_store(address).await?;
-            let empty = persist::store_is_empty(&mut stream)
+            let (phase, deployment) = match persist::store_state(&mut stream)
                 .await
-                .context("asking the store whether it holds records")?;
-            let phase = if empty {
-                Phase::Uninitialized
-            } else {
-                Phase::Sealed
+                .context("asking the store whether it holds records")?
+            {
+                persist::StoreState::Empty => (Phase::Uninitialized, None),
+                persist::StoreState::Initialized(deployment) => (Phase::Sealed, deployment),
             };
             tracing::info!(store = %address, state = phase.as_str(), "store channel open");
-            (phase, Some(stream))
+            (phase, deployment, Some(stream))
         }
     };
     let state = Arc::new(State::new(KeyStore::default(), principals));
@@ -166,6 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config,
         Env::system(attester),
         phase,
+        deployment,
         store,
     ));
     let listener = Listener::bind(&args.listen)

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -21,7 +21,8 @@ use uuid::Uuid;
 use ekms_shared::transport::Stream;
 use ekms_shared::wire::v1::{self, Record, RecordKey, Request, Response};
 
-use crate::env::Entropy;
+use crate::audit::{AuditChain, Head};
+use crate::env::{Clock as _, Entropy};
 use crate::error::KmsError;
 use crate::keys::KeyStore;
 use crate::ops::State;
@@ -73,7 +74,27 @@ const LOAD_PAGE: u32 = 4096;
 
 struct Job {
     touched: Vec<Touched>,
+    audit: Option<serde_json::Value>,
     done: oneshot::Sender<Result<(), PersistError>>,
+}
+
+/// The sealed setting that holds the audit chain head.
+pub const AUDIT_HEAD_ID: &[u8] = b"audit-head";
+
+fn encode_head(head: Head) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40);
+    out.extend_from_slice(&head.seq.to_be_bytes());
+    out.extend_from_slice(&head.hash);
+    out
+}
+
+fn decode_head(bytes: &[u8]) -> Option<Head> {
+    let seq: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let hash: [u8; 32] = bytes.get(8..40)?.try_into().ok()?;
+    (bytes.len() == 40).then_some(Head {
+        seq: u64::from_be_bytes(seq),
+        hash,
+    })
 }
 
 /// Hands changes to the committer and waits until they are durable.
@@ -82,6 +103,8 @@ pub struct Persister {
     jobs: mpsc::Sender<Job>,
     failed: Arc<AtomicBool>,
     fatal: Arc<Notify>,
+    chain: Arc<Mutex<AuditChain>>,
+    durable_head: Arc<Mutex<Head>>,
 }
 
 impl std::fmt::Debug for Persister {
@@ -95,8 +118,12 @@ impl Persister {
     ///
     /// # Errors
     /// [`PersistError`] if the store cannot make it durable; the process is then stopping.
-    pub async fn persist(&self, touched: Vec<Touched>) -> Result<(), PersistError> {
-        if touched.is_empty() {
+    pub async fn persist(
+        &self,
+        touched: Vec<Touched>,
+        audit: Option<serde_json::Value>,
+    ) -> Result<(), PersistError> {
+        if touched.is_empty() && audit.is_none() {
             return Ok(());
         }
         if self.failed.load(Ordering::SeqCst) {
@@ -104,10 +131,31 @@ impl Persister {
         }
         let (done, wait) = oneshot::channel();
         self.jobs
-            .send(Job { touched, done })
+            .send(Job {
+                touched,
+                audit,
+                done,
+            })
             .await
             .map_err(|_| PersistError::Unavailable)?;
         wait.await.map_err(|_| PersistError::Unavailable)?
+    }
+
+    /// The audit chain head as durably stored, signed with this boot's checkpoint key; with
+    /// that key (SubjectPublicKeyInfo DER).
+    ///
+    /// # Errors
+    /// `KMSInternalException` if signing fails.
+    pub fn signed_audit_head(&self) -> Result<(Head, Vec<u8>, Vec<u8>), KmsError> {
+        let head = *self
+            .durable_head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let chain = self
+            .chain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok((head, chain.sign(head)?, chain.public_key().to_vec()))
     }
 
     /// Resolves once the store failed for good: the process should exit.
@@ -122,7 +170,10 @@ impl Persister {
         domain: Arc<DomainKey>,
         manifest: Manifest,
         entropy: Arc<dyn Entropy>,
+        chain: AuditChain,
     ) -> Persister {
+        let durable_head = Arc::new(Mutex::new(chain.head()));
+        let chain = Arc::new(Mutex::new(chain));
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let failed = Arc::new(AtomicBool::new(false));
         let fatal = Arc::new(Notify::new());
@@ -139,18 +190,34 @@ impl Persister {
             }
         };
         let fail2 = fail.clone();
+        let committer_chain = chain.clone();
         tokio::spawn(async move {
-            let why = committer(rx, writer, in_flight_tx, state, domain, manifest, entropy).await;
+            let why = committer(
+                rx,
+                writer,
+                in_flight_tx,
+                Sealing {
+                    state,
+                    domain,
+                    manifest,
+                    entropy,
+                    chain: committer_chain,
+                },
+            )
+            .await;
             fail(&why);
         });
+        let acked_head = durable_head.clone();
         tokio::spawn(async move {
-            let why = acknowledger(reader, in_flight_rx).await;
+            let why = acknowledger(reader, in_flight_rx, acked_head).await;
             fail2(&why);
         });
         Persister {
             jobs,
             failed,
             fatal,
+            chain,
+            durable_head,
         }
     }
 }
@@ -163,15 +230,21 @@ fn fail_all(waiters: Waiters, why: &str) {
     }
 }
 
+/// What the committer seals with.
+struct Sealing {
+    state: Arc<State>,
+    domain: Arc<DomainKey>,
+    manifest: Manifest,
+    entropy: Arc<dyn Entropy>,
+    chain: Arc<Mutex<AuditChain>>,
+}
+
 /// Builds and sends commits until the job channel closes or the channel breaks.
 async fn committer<W: AsyncWrite + Unpin>(
     mut jobs: mpsc::Receiver<Job>,
     mut writer: W,
-    in_flight: mpsc::Sender<(u64, Waiters)>,
-    state: Arc<State>,
-    domain: Arc<DomainKey>,
-    mut manifest: Manifest,
-    entropy: Arc<dyn Entropy>,
+    in_flight: mpsc::Sender<(u64, Waiters, Head)>,
+    mut sealing: Sealing,
 ) -> String {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
@@ -183,19 +256,14 @@ async fn committer<W: AsyncWrite + Unpin>(
         }
         let mut touched = BTreeSet::new();
         let mut waiters = Vec::with_capacity(batch.len());
+        let mut audit = Vec::new();
         for job in batch {
             touched.extend(job.touched);
+            audit.extend(job.audit);
             waiters.push(job.done);
         }
-        let seq = manifest.next_seq();
-        let commit = match build_commit(
-            seq,
-            &touched,
-            &state,
-            &domain,
-            &mut manifest,
-            entropy.as_ref(),
-        ) {
+        let seq = sealing.manifest.next_seq();
+        let (commit, head) = match build_commit(seq, &touched, audit, &mut sealing) {
             Ok(c) => c,
             Err(e) => {
                 fail_all(waiters, &e.to_string());
@@ -206,7 +274,7 @@ async fn committer<W: AsyncWrite + Unpin>(
             fail_all(waiters, "store channel broke");
             return format!("writing a commit: {e}");
         }
-        if in_flight.send((seq, waiters)).await.is_err() {
+        if in_flight.send((seq, waiters, head)).await.is_err() {
             return "acknowledger stopped".to_owned();
         }
     }
@@ -216,11 +284,17 @@ async fn committer<W: AsyncWrite + Unpin>(
 fn build_commit(
     seq: u64,
     touched: &BTreeSet<Touched>,
-    state: &State,
-    domain: &DomainKey,
-    manifest: &mut Manifest,
-    entropy: &dyn Entropy,
-) -> Result<Request, PersistError> {
+    audit: Vec<serde_json::Value>,
+    sealing: &mut Sealing,
+) -> Result<(Request, Head), PersistError> {
+    let Sealing {
+        state,
+        domain,
+        manifest,
+        entropy,
+        chain,
+    } = sealing;
+    let entropy = entropy.as_ref();
     // Snapshot under the locks; seal after releasing them.
     let mut plain = Vec::with_capacity(touched.len());
     {
@@ -282,6 +356,46 @@ fn build_commit(
             }
         }
     }
+    // Audit lines, in commit order, then a signed checkpoint; the chain head is sealed in the
+    // same commit so the chain continues across restarts.
+    let (lines, head) = {
+        let mut chain = chain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lines: Vec<serde_bytes::ByteBuf> = audit
+            .into_iter()
+            .map(|record| serde_bytes::ByteBuf::from(chain.append(record)))
+            .collect();
+        if !lines.is_empty() {
+            let now = crate::env::SystemClock.now_millis();
+            for line in chain
+                .checkpoint(now)
+                .map_err(|_| PersistError::Seal("audit checkpoint"))?
+            {
+                lines.push(serde_bytes::ByteBuf::from(line));
+            }
+        }
+        (lines, chain.head())
+    };
+    if !lines.is_empty() {
+        let sealed = record::seal(
+            domain,
+            RecordKind::Setting,
+            AUDIT_HEAD_ID,
+            seq,
+            &encode_head(head),
+            entropy,
+        )
+        .map_err(|_| PersistError::Seal("audit head sealing"))?;
+        manifest.set(RecordKind::Setting, AUDIT_HEAD_ID, Some(seq));
+        puts.push(Record {
+            key: RecordKey {
+                kind: RecordKind::Setting as u8,
+                id: AUDIT_HEAD_ID.to_vec(),
+            },
+            sealed,
+        });
+    }
     for (kind, id, sealed) in manifest
         .seal_changes(domain, entropy)
         .map_err(|_| PersistError::Seal("manifest sealing"))?
@@ -294,22 +408,29 @@ fn build_commit(
             sealed,
         });
     }
-    Ok(Request::Commit {
-        seq,
-        puts,
-        deletes,
-        audit: Vec::new(),
-    })
+    Ok((
+        Request::Commit {
+            seq,
+            puts,
+            deletes,
+            audit: lines,
+        },
+        head,
+    ))
 }
 
 /// Reads acknowledgements in order and releases the requests waiting on them.
 async fn acknowledger<R: AsyncRead + Unpin>(
     mut reader: R,
-    mut in_flight: mpsc::Receiver<(u64, Waiters)>,
+    mut in_flight: mpsc::Receiver<(u64, Waiters, Head)>,
+    durable_head: Arc<Mutex<Head>>,
 ) -> String {
-    while let Some((seq, waiters)) = in_flight.recv().await {
+    while let Some((seq, waiters, head)) = in_flight.recv().await {
         match v1::read_frame::<_, Response>(&mut reader).await {
             Ok(Some(Response::Committed { seq: acked })) if acked == seq => {
+                *durable_head
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = head;
                 for w in waiters {
                     let _ = w.send(Ok(()));
                 }
@@ -339,17 +460,51 @@ pub struct Loaded {
     pub principals: Vec<PrincipalRecord>,
     /// The manifest to continue committing from.
     pub manifest: Manifest,
+    /// Where the audit chain stands.
+    pub audit_head: Head,
     /// Every record refused, with the reason.
     pub refused: Vec<Refusal>,
 }
 
-/// Whether the store holds any record at all (an empty store is uninitialized).
+/// The store kind of the deployment record. It is not sealed: the enclave needs it before it
+/// has the domain key, to tell its custodians' shares from anyone else's. A parent that alters
+/// it can only make unsealing fail.
+pub const DEPLOYMENT_KIND: u8 = 0;
+
+/// The public facts of a deployment, written once at init.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Deployment {
+    /// Format version (1).
+    pub v: u8,
+    /// The deployment id.
+    pub deployment_id: String,
+    /// M.
+    pub threshold: u8,
+    /// N.
+    pub total: u8,
+    /// SHA-384 commitment to the domain key.
+    #[serde(with = "serde_bytes")]
+    pub commitment: Vec<u8>,
+    /// Each custodian's public key (SubjectPublicKeyInfo DER); share `i` is custodian `i - 1`.
+    pub custodians: Vec<serde_bytes::ByteBuf>,
+}
+
+/// What the store says about itself before unseal.
+#[derive(Debug)]
+pub enum StoreState {
+    /// Empty: waiting for init.
+    Empty,
+    /// Initialized, with its deployment record (absent if the parent dropped it).
+    Initialized(Option<Deployment>),
+}
+
+/// Reads the first record of the store: nothing (empty), or the deployment record.
 ///
 /// # Errors
 /// [`PersistError`] if the channel fails.
-pub async fn store_is_empty<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn store_state<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-) -> Result<bool, PersistError> {
+) -> Result<StoreState, PersistError> {
     v1::write_frame(
         stream,
         &Request::Load {
@@ -359,10 +514,47 @@ pub async fn store_is_empty<S: AsyncRead + AsyncWrite + Unpin>(
     )
     .await?;
     match v1::read_frame::<_, Response>(stream).await? {
-        Some(Response::Records { records, .. }) => Ok(records.is_empty()),
+        Some(Response::Records { records, .. }) => Ok(match records.first() {
+            None => StoreState::Empty,
+            Some(r) if r.key.kind == DEPLOYMENT_KIND && r.sealed.len() <= 64 * 1024 => {
+                StoreState::Initialized(serde_cbor::from_slice(&r.sealed).ok())
+            }
+            Some(_) => StoreState::Initialized(None),
+        }),
         Some(Response::Error { message }) => Err(PersistError::Refused(message)),
         other => Err(PersistError::Refused(format!(
             "unexpected answer to Load: {other:?}"
+        ))),
+    }
+}
+
+/// Writes the deployment record, durably, before anything else is sealed.
+///
+/// # Errors
+/// [`PersistError`] if the channel fails or the parent refuses.
+pub async fn write_deployment<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    deployment: &Deployment,
+) -> Result<(), PersistError> {
+    let bytes = serde_cbor::to_vec(deployment).map_err(|_| PersistError::Seal("deployment"))?;
+    let commit = Request::Commit {
+        seq: 0,
+        puts: vec![Record {
+            key: RecordKey {
+                kind: DEPLOYMENT_KIND,
+                id: b"deployment".to_vec(),
+            },
+            sealed: bytes,
+        }],
+        deletes: Vec::new(),
+        audit: Vec::new(),
+    };
+    v1::write_frame(stream, &commit).await?;
+    match v1::read_frame::<_, Response>(stream).await? {
+        Some(Response::Committed { seq: 0 }) => Ok(()),
+        Some(Response::Error { message }) => Err(PersistError::Refused(message)),
+        other => Err(PersistError::Refused(format!(
+            "unexpected answer to the deployment commit: {other:?}"
         ))),
     }
 }
@@ -381,6 +573,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
     let mut keys = KeyStore::default();
     let mut aliases = Vec::new();
     let mut principals = Vec::new();
+    let mut audit_head = Head::GENESIS;
     let mut after = None;
     loop {
         v1::write_frame(
@@ -404,6 +597,9 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
             after = Some(last.key.clone());
         }
         for r in &records {
+            if r.key.kind == DEPLOYMENT_KIND {
+                continue;
+            }
             let Some((kind, plain)) = loader.feed(r.key.kind, &r.key.id, &r.sealed) else {
                 continue;
             };
@@ -436,6 +632,15 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                         .push(malformed("name differs from the record id".to_owned())),
                     Err(e) => loader.refused.push(malformed(e.to_string())),
                 },
+                RecordKind::Setting if r.key.id == AUDIT_HEAD_ID => match decode_head(&plain) {
+                    Some(head) => audit_head = head,
+                    None => loader
+                        .refused
+                        .push(malformed("malformed audit head".to_owned())),
+                },
+                RecordKind::Setting => {
+                    loader.refused.push(malformed("unknown setting".to_owned()));
+                }
                 RecordKind::Root | RecordKind::Bucket => {}
             }
         }
@@ -461,6 +666,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
         keys,
         principals,
         manifest,
+        audit_head,
         refused,
     })
 }

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use ekms_shared::transport::{Listener, Stream};
 
 use crate::admin::{Custody, Phase};
+use crate::audit::{AuditChain, Event, Head, Identity};
 use crate::config::Config;
 use crate::dispatch;
 use crate::env::Env;
@@ -109,6 +110,7 @@ impl Service {
         config: Config,
         env: Env,
         phase: Phase,
+        deployment: Option<persist::Deployment>,
         store: Option<Stream>,
     ) -> Self {
         Service {
@@ -116,7 +118,7 @@ impl Service {
             config,
             env,
             phase: AtomicU8::new(phase_code(phase)),
-            custody: tokio::sync::Mutex::new(Custody::new(phase)),
+            custody: tokio::sync::Mutex::new(Custody::new(phase, deployment)),
             store: tokio::sync::Mutex::new(store),
             persister: OnceLock::new(),
             fatal: Arc::new(Notify::new()),
@@ -132,29 +134,41 @@ impl Service {
     ///
     /// # Errors
     /// `KMSInternalException` if the store cannot; the service is then stopping.
-    pub async fn persist(&self, touched: Vec<Touched>) -> Result<(), KmsError> {
+    pub async fn persist(
+        &self,
+        touched: Vec<Touched>,
+        audit: Option<serde_json::Value>,
+    ) -> Result<(), KmsError> {
         match self.persister.get() {
-            Some(p) => Ok(p.persist(touched).await?),
+            Some(p) => Ok(p.persist(touched, audit).await?),
             None => Ok(()),
         }
     }
 
     /// Destroys keys whose deletion date passed, durably.
     pub async fn sweep(&self) {
-        let (keys, aliases) = self.state.write().sweep(self.env.now());
-        if keys.is_empty() {
+        let now = self.env.now();
+        let (keys, aliases, expired) = {
+            let mut store = self.state.write();
+            let (keys, aliases) = store.sweep(now);
+            // Imported material past its ValidTo: deleted, the key back to PendingImport.
+            (keys, aliases, store.expire_material(now))
+        };
+        if keys.is_empty() && expired.is_empty() {
             return;
         }
         tracing::info!(
             destroyed = keys.len(),
-            "destroyed keys whose deletion date passed"
+            expired = expired.len(),
+            "destroyed keys whose deletion date passed, deleted expired imported material"
         );
         let touched = keys
             .into_iter()
+            .chain(expired)
             .map(Touched::Key)
             .chain(aliases.into_iter().map(Touched::Alias))
             .collect();
-        if let Err(e) = self.persist(touched).await {
+        if let Err(e) = self.persist(touched, None).await {
             tracing::error!(error = %e, "could not make key destruction durable");
         }
     }
@@ -169,20 +183,31 @@ impl Service {
         if rotated.is_empty() {
             return;
         }
-        tracing::info!(rotated = rotated.len(), "rotated keys whose rotation date passed");
+        tracing::info!(
+            rotated = rotated.len(),
+            "rotated keys whose rotation date passed"
+        );
         let touched = rotated.into_iter().map(Touched::Key).collect();
-        if let Err(e) = self.persist(touched).await {
+        if let Err(e) = self.persist(touched, None).await {
             tracing::error!(error = %e, "could not make automatic rotation durable");
         }
     }
 
-    fn start_persister(&self, stream: Stream, domain: DomainKey, manifest: Manifest) {
+    fn start_persister(
+        &self,
+        stream: Stream,
+        domain: DomainKey,
+        manifest: Manifest,
+        audit_head: Head,
+    ) -> Result<(), KmsError> {
+        let chain = AuditChain::start(audit_head, self.env.attester.as_ref())?;
         let persister = Persister::start(
             stream,
             self.state.clone(),
             Arc::new(domain),
             manifest,
             self.env.entropy.clone(),
+            chain,
         );
         let fatal = self.fatal.clone();
         let watcher = persister.clone();
@@ -191,18 +216,39 @@ impl Service {
             fatal.notify_one();
         });
         let _ = self.persister.set(persister);
+        Ok(())
     }
 
     async fn admin(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
         let mut custody = self.custody.lock().await;
         match name {
             "GetAttestation" => custody.attestation(body, self.env.attester.as_ref()),
+            "AuditHead" => {
+                let persister = self.persister.get().ok_or_else(|| {
+                    KmsError::InvalidState(
+                        "ekms keeps no audit log while sealed or memory-only.".to_owned(),
+                    )
+                })?;
+                let (head, signature, key) = persister.signed_audit_head()?;
+                serde_json::to_vec(&serde_json::json!({
+                    "Seq": head.seq,
+                    "Hash": hex::encode(head.hash),
+                    "Signature": crate::admin::b64(&signature),
+                    "PublicKey": crate::admin::b64(&key),
+                }))
+                .map_err(|_| KmsError::Internal("response encoding"))
+            }
             "Status" => custody.status_json(),
             "Initialize" => {
-                let init = custody.initialize(body, self.env.entropy.as_ref(), &self.config)?;
-                let stream = self.store.lock().await.take().ok_or_else(|| {
+                let init = custody.initialize(
+                    body,
+                    self.env.entropy.as_ref(),
+                    self.env.attester.as_ref(),
+                )?;
+                let mut stream = self.store.lock().await.take().ok_or_else(|| {
                     KmsError::InvalidState("ekms runs without a durable store.".to_owned())
                 })?;
+                persist::write_deployment(&mut stream, &init.deployment).await?;
                 self.state
                     .principals_mut()
                     .insert(
@@ -213,8 +259,8 @@ impl Service {
                         &self.config,
                     )
                     .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
-                self.start_persister(stream, init.domain_key, Manifest::empty());
-                self.persist(vec![Touched::Principal(init.admin.name.clone())])
+                self.start_persister(stream, init.domain_key, Manifest::empty(), Head::GENESIS)?;
+                self.persist(vec![Touched::Principal(init.admin.name.clone())], None)
                     .await?;
                 custody.unsealed(Vec::new());
                 self.phase
@@ -270,7 +316,7 @@ impl Service {
                 }
                 let keys = loaded.keys.key_count();
                 *self.state.write() = loaded.keys;
-                self.start_persister(stream, domain, loaded.manifest);
+                self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)?;
                 custody.unsealed(refused);
                 self.phase
                     .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
@@ -286,7 +332,46 @@ impl Service {
     /// Serves one HTTP request.
     pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let result = self.answer(request).await;
+        let mut pending = Pending::default();
+        let mut result = self.answer(request, &mut pending).await;
+        if let (Some(op), Some(identity)) = (pending.op, &pending.identity) {
+            // Every authenticated (or refused) KMS request is recorded, durably, before the
+            // answer; if the record cannot be written the request fails (fail closed).
+            let response_json = result
+                .as_ref()
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+            let resources = response_json
+                .as_ref()
+                .and_then(|v| v.get("KeyId").or_else(|| v.pointer("/KeyMetadata/Arn")))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .into_iter()
+                .collect();
+            let response_elements = match op.name() {
+                "CreateKey" | "ScheduleKeyDeletion" | "CancelKeyDeletion" => {
+                    response_json.unwrap_or(serde_json::Value::Null)
+                }
+                _ => serde_json::Value::Null,
+            };
+            let record = Event {
+                request_id: &request_id,
+                event_name: op.name(),
+                time_millis: self.env.now(),
+                identity,
+                config: &self.config,
+                body: &pending.body,
+                response: response_elements,
+                error: result.as_ref().err(),
+                resources,
+                user_agent: pending.user_agent.as_deref(),
+            }
+            .to_json();
+            let touched = std::mem::take(&mut pending.touched);
+            if let Err(e) = self.persist(touched, Some(record)).await {
+                result = Err(e);
+            }
+        }
         // An oversized body was not read: the connection cannot carry another request.
         let close = matches!(result, Err(KmsError::RequestTooLarge(..)));
         let mut response = respond(&request_id, result);
@@ -298,7 +383,11 @@ impl Service {
         response
     }
 
-    async fn answer(&self, request: Request<Incoming>) -> Result<Vec<u8>, KmsError> {
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        pending: &mut Pending,
+    ) -> Result<Vec<u8>, KmsError> {
         if request.method() != Method::POST || request.uri().path() != "/" {
             return Err(KmsError::UnknownOperation(
                 "The AWS KMS API is served by POST / with an X-Amz-Target header.".to_owned(),
@@ -354,6 +443,17 @@ impl Service {
                 ))
             }
         }
+        let op = dispatch::parse_target(target)?;
+        pending.op = Some(op);
+        pending.body = body.clone();
+        pending.user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        pending.identity = Some(Identity::Unknown {
+            access_key_id: claimed_access_key(&parts.headers),
+        });
         let digest = ring::digest::digest(&ring::digest::SHA256, &body);
         let mut body_sha256 = [0u8; 32];
         body_sha256.copy_from_slice(digest.as_ref());
@@ -380,7 +480,10 @@ impl Service {
                 access_key_id: verified.access_key_id,
             }
         };
-        let op = dispatch::parse_target(target)?;
+        pending.identity = Some(Identity::User {
+            arn: caller.arn.clone(),
+            access_key_id: caller.access_key_id.clone(),
+        });
         let (result, touched) = {
             let ctx = Ctx {
                 touched: Default::default(),
@@ -393,11 +496,29 @@ impl Service {
             (result, ctx.touched.take())
         };
         tracing::debug!(op = op.name(), caller = %caller.arn, ok = result.is_ok(), "request");
-        let body = result?;
-        // Durable before the answer: the client hears of a change only once it is on disk.
-        self.persist(touched).await?;
-        Ok(body)
+        // Made durable (with the audit record) by `serve_request` before the answer: the client
+        // hears of a change only once it is on disk.
+        pending.touched = touched;
+        result
     }
+}
+
+/// What a request leaves for the audit log and the store.
+#[derive(Default)]
+pub struct Pending {
+    op: Option<dispatch::Operation>,
+    identity: Option<Identity>,
+    body: Bytes,
+    user_agent: Option<String>,
+    touched: Vec<Touched>,
+}
+
+/// The access key id a request's Authorization header claims (for the audit of a refusal).
+fn claimed_access_key(headers: &http::HeaderMap) -> Option<String> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split("Credential=").nth(1)?;
+    let id = credential.split('/').next()?;
+    (id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| id.to_owned())
 }
 
 /// Accepts connections until `shutdown` resolves, serving each with HTTP/1.1 keep-alive,

@@ -607,6 +607,72 @@ pub fn load_public(path: &Path) -> Result<PublicKey, CustodyError> {
     Ok(envelope::public_key_from_pem(&pem)?)
 }
 
+/// What `Initialize` was asked and answered, as both the enclave and the `ekms init` client
+/// see it.
+pub struct InitTranscript<'a> {
+    /// Each custodian's public key (SubjectPublicKeyInfo DER), in share order.
+    pub custodians: &'a [Vec<u8>],
+    /// M.
+    pub threshold: u8,
+    /// The init client's ephemeral key (SubjectPublicKeyInfo DER).
+    pub client_public_key: &'a [u8],
+    /// The first admin principal's name.
+    pub admin_name: &'a str,
+    /// The new deployment.
+    pub deployment_id: &'a str,
+    /// The share files returned.
+    pub shares: &'a [ShareFile],
+    /// The sealed admin credentials returned.
+    pub admin_credentials: &'a [u8],
+}
+
+impl InitTranscript<'_> {
+    /// SHA-256 of the whole exchange, length-prefixed field by field. The enclave attests it
+    /// (as `user_data`) in its answer, so a parent that altered the request (say, swapped a
+    /// custodian key for its own) or the answer is caught by the init client.
+    ///
+    /// # Errors
+    /// [`CustodyError::ShareFileJson`] if a share file cannot be encoded (not expected).
+    pub fn digest(&self) -> Result<[u8; 32], CustodyError> {
+        fn field(h: &mut Sha256, bytes: &[u8]) {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        }
+        let mut h = Sha256::new();
+        field(&mut h, b"ekms/v1/initialize-transcript");
+        field(&mut h, &[self.threshold]);
+        field(&mut h, &(self.custodians.len() as u64).to_be_bytes());
+        for c in self.custodians {
+            field(&mut h, c);
+        }
+        field(&mut h, self.client_public_key);
+        field(&mut h, self.admin_name.as_bytes());
+        field(&mut h, self.deployment_id.as_bytes());
+        field(&mut h, &(self.shares.len() as u64).to_be_bytes());
+        for s in self.shares {
+            field(
+                &mut h,
+                &serde_json::to_vec(s).map_err(CustodyError::ShareFileJson)?,
+            );
+        }
+        field(&mut h, self.admin_credentials);
+        Ok(h.finalize().into())
+    }
+}
+
+/// The bytes a custodian signs (ECDSA P-384, SHA-384) when it submits a share to an enclave:
+/// bound to the enclave's attested boot key (SubjectPublicKeyInfo DER) and the exact envelope,
+/// so the enclave counts only shares its own custodians submit to it.
+pub fn unseal_signed_message(boot_spki: &[u8], envelope: &[u8]) -> Vec<u8> {
+    [
+        b"ekms/v1/unseal-submission".as_slice(),
+        &(boot_spki.len() as u64).to_be_bytes(),
+        boot_spki,
+        envelope,
+    ]
+    .concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -483,11 +483,10 @@ async fn two_of_three_custodians_unseal_after_restart_and_refuse_bad_shares() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: a sealed enclave holding no share accepts a share of ANOTHER deployment \
-            (ekms unseal exits 0, Status SharesHeld 1, DeploymentId of the other deployment); \
-            every right share after it is then refused as 'belongs to another deployment', so \
-            the custodians cannot unseal until the enclave restarts (admin.rs Custody::unseal \
-            compares only with the first share held)"]
+/// Regression: a sealed enclave holding no share used to accept a share of another
+/// deployment and then refuse every right one. The enclave now checks every share against its
+/// store's deployment record and the submitting custodian's signature, so a foreign share never
+/// counts, whenever it comes.
 async fn a_foreign_share_submitted_first_does_not_count() {
     let work = tempdir();
     let c = custodians(work.path(), 2);

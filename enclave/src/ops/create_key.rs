@@ -116,11 +116,20 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             )))
         }
     };
-    if let Some(origin) = &req.origin {
-        if validate::one_of("origin", origin, ORIGINS)? != "AWS_KMS" {
-            return Err(unsupported(&format!("Origin {origin}")));
-        }
-    }
+    let origin = match &req.origin {
+        None => Origin::AwsKms,
+        Some(origin) => match validate::one_of("origin", origin, ORIGINS)? {
+            "AWS_KMS" => Origin::AwsKms,
+            // Imported key material (GetParametersForImport): symmetric encryption keys.
+            "EXTERNAL" if spec == KeySpec::SymmetricDefault => Origin::External,
+            _ => {
+                return Err(unsupported(&format!(
+                    "Origin {origin} with KeySpec {}",
+                    spec.as_str()
+                )))
+            }
+        },
+    };
     if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
         return Err(unsupported("Custom key stores"));
     }
@@ -152,8 +161,9 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         ctx.env.now(),
         spec,
         usage,
-        Origin::AwsKms,
-        Some(material),
+        origin,
+        // An EXTERNAL key starts without material, PendingImport.
+        (origin != Origin::External).then_some(material),
     );
     key.description = description;
     key.tags = tags;

@@ -22,7 +22,7 @@ pub struct Request {
     grant_tokens: Option<Vec<String>>,
     key_id: Option<String>,
     encryption_algorithm: Option<String>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<crate::recipient::RecipientInfoRequest>,
     dry_run: Option<bool>,
 }
 
@@ -31,8 +31,13 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     key_id: String,
-    plaintext: SecretBlob,
+    /// Absent when the answer goes to a Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<SecretBlob>,
     encryption_algorithm: &'static str,
+    /// The plaintext as CMS EnvelopedData for an attested Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<Blob>,
 }
 
 /// Opens a blob, checking the named key (if any) and the key's state.
@@ -66,7 +71,7 @@ pub fn open_blob(
         }
     }
     let key = store.by_id(&id, now).ok_or(KmsError::InvalidCiphertext)?;
-    key.check_usable(ctx.config)?;
+    key.check_usable_at(ctx.config, now)?;
     key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
     if key.spec != KeySpec::SymmetricDefault {
         return Err(KmsError::InvalidCiphertext);
@@ -83,7 +88,7 @@ pub fn open_blob(
 ///
 /// # Errors
 /// As [`open_blob`], and `ValidationException`, `InvalidKeyUsageException`,
-/// `UnsupportedOperationException` for a Recipient.
+/// `ValidationException` for a Recipient whose attestation does not verify.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let blob = validate::required("ciphertextBlob", req.ciphertext_blob)?;
     validate::blob_len("ciphertextBlob", &blob.0, 1, super::MAX_CIPHERTEXT)?;
@@ -98,23 +103,26 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             if let Some(name) = name {
                 validate::one_of("encryptionAlgorithm", name, super::ENCRYPTION_ALGORITHMS)?;
             }
-            super::no_recipient(req.recipient.as_ref())?;
+            let recipient = super::recipient(ctx, req.recipient)?;
             key.check_usable(ctx.config)?;
             key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
             let algorithm = super::encrypt::rsa_algorithm(ctx, key, name, &context)?;
             super::dry_run(req.dry_run)?;
             let (_, material) = key.current_version()?;
             let plaintext = crate::asym::oaep_decrypt(key.spec, material, algorithm, &blob.0)?;
+            let (plaintext, ciphertext_for_recipient) =
+                super::for_recipient(ctx, recipient.as_ref(), plaintext)?;
             return Ok(Response {
                 key_id: ctx.config.key_arn(&key.id),
-                plaintext: SecretBlob(plaintext),
+                plaintext,
                 encryption_algorithm: algorithm.as_str(),
+                ciphertext_for_recipient,
             });
         }
     }
     let algorithm =
         super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
-    super::no_recipient(req.recipient.as_ref())?;
+    let recipient = super::recipient(ctx, req.recipient)?;
     let store = ctx.state.read();
     let (id, plaintext) = open_blob(
         ctx,
@@ -125,9 +133,12 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         &context,
         req.dry_run,
     )?;
+    let (plaintext, ciphertext_for_recipient) =
+        super::for_recipient(ctx, recipient.as_ref(), plaintext)?;
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
-        plaintext: SecretBlob(plaintext),
+        plaintext,
         encryption_algorithm: algorithm,
+        ciphertext_for_recipient,
     })
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use crate::asym;
-use crate::error::{KmsError, KmsResult};
+use crate::error::KmsResult;
 use crate::json::{Blob, SecretBlob};
 use crate::keys::KeyUsage;
 use crate::validate;
@@ -18,7 +18,7 @@ pub struct Request {
     public_key: Option<Blob>,
     grant_tokens: Option<Vec<String>>,
     dry_run: Option<bool>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<crate::recipient::RecipientInfoRequest>,
 }
 
 /// DeriveSharedSecret response.
@@ -26,7 +26,12 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     key_id: String,
-    shared_secret: SecretBlob,
+    /// Absent when the answer goes to a Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_secret: Option<SecretBlob>,
+    /// The shared secret as CMS EnvelopedData for an attested Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<Blob>,
     key_agreement_algorithm: &'static str,
     key_origin: &'static str,
 }
@@ -40,7 +45,7 @@ pub const MAX_PUBLIC_KEY: usize = 8192;
 /// `ValidationException` (fields; a public key that is not DER SubjectPublicKeyInfo on the key's
 /// curve), `NotFoundException`, `DisabledException`, `KMSInvalidStateException`,
 /// `InvalidKeyUsageException` (not a KEY_AGREEMENT key), `DryRunOperationException`,
-/// `UnsupportedOperationException` for a Recipient.
+/// `ValidationException` for a Recipient whose attestation does not verify.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let algorithm = validate::required("keyAgreementAlgorithm", req.key_agreement_algorithm)?;
@@ -48,11 +53,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let public_key = validate::required("publicKey", req.public_key)?;
     validate::blob_len("publicKey", &public_key.0, 1, MAX_PUBLIC_KEY)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    if req.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Recipient is not supported with this operation yet.".to_owned(),
-        ));
-    }
+    let recipient = super::recipient(ctx, req.recipient)?;
     let store = ctx.state.read();
     let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
     key.check_usable(ctx.config)?;
@@ -60,9 +61,12 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;
     let secret = asym::derive_shared_secret(key.spec, material, &public_key.0)?;
+    let (shared_secret, ciphertext_for_recipient) =
+        super::for_recipient(ctx, recipient.as_ref(), secret)?;
     Ok(Response {
         key_id: ctx.config.key_arn(&key.id),
-        shared_secret: SecretBlob(secret),
+        shared_secret,
+        ciphertext_for_recipient,
         key_agreement_algorithm: "ECDH",
         key_origin: key.origin.as_str(),
     })

@@ -43,7 +43,7 @@ pub fn seal_with(
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> KmsResult<Vec<u8>> {
-    key.check_usable(ctx.config)?;
+    key.check_usable_at(ctx.config, ctx.env.now())?;
     key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
     if key.spec != KeySpec::SymmetricDefault {
         return Err(KmsError::InvalidKeyUsage(format!(

@@ -20,7 +20,7 @@ pub struct Request {
     number_of_bytes: Option<i64>,
     key_spec: Option<String>,
     grant_tokens: Option<Vec<String>>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<crate::recipient::RecipientInfoRequest>,
     dry_run: Option<bool>,
 }
 
@@ -29,8 +29,13 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     ciphertext_blob: Blob,
-    plaintext: SecretBlob,
+    /// Absent when the answer goes to a Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<SecretBlob>,
     key_id: String,
+    /// The data key as CMS EnvelopedData for an attested Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<Blob>,
 }
 
 /// A generated data key: its ciphertext, plaintext and the KMS key ARN.
@@ -41,6 +46,8 @@ pub struct DataKey {
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The KMS key's ARN.
     pub key_arn: String,
+    /// The verified Recipient the plaintext must go to instead of the caller.
+    pub recipient: Option<crate::recipient::Recipient>,
 }
 
 /// Generates a data key as the request asks.
@@ -72,7 +79,7 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKey> {
     };
     let context = super::encryption_context("encryptionContext", req.encryption_context)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    super::no_recipient(req.recipient.as_ref())?;
+    let recipient = super::recipient(ctx, req.recipient)?;
     let store = ctx.state.read();
     let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
     key.check_usable(ctx.config)?;
@@ -84,6 +91,7 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKey> {
         ciphertext,
         plaintext,
         key_arn: ctx.config.key_arn(&key.id),
+        recipient,
     })
 }
 
@@ -93,9 +101,12 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKey> {
 /// As [`generate`].
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key = generate(ctx, req)?;
+    let (plaintext, ciphertext_for_recipient) =
+        super::for_recipient(ctx, key.recipient.as_ref(), key.plaintext)?;
     Ok(Response {
         ciphertext_blob: Blob(key.ciphertext),
-        plaintext: SecretBlob(key.plaintext),
+        plaintext,
         key_id: key.key_arn,
+        ciphertext_for_recipient,
     })
 }

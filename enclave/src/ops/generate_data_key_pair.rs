@@ -22,7 +22,7 @@ pub struct Request {
     key_id: Option<String>,
     key_pair_spec: Option<String>,
     grant_tokens: Option<Vec<String>>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<crate::recipient::RecipientInfoRequest>,
     dry_run: Option<bool>,
 }
 
@@ -31,7 +31,12 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     private_key_ciphertext_blob: Blob,
-    private_key_plaintext: SecretBlob,
+    /// Absent when the answer goes to a Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private_key_plaintext: Option<SecretBlob>,
+    /// The private key as CMS EnvelopedData for an attested Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<Blob>,
     public_key: Blob,
     key_id: String,
     key_pair_spec: &'static str,
@@ -62,6 +67,8 @@ pub struct DataKeyPair {
     pub key_arn: String,
     /// What was generated.
     pub spec: KeySpec,
+    /// The verified Recipient the private key must go to instead of the caller.
+    pub recipient: Option<crate::recipient::Recipient>,
 }
 
 /// Generates a key pair as the request asks.
@@ -70,8 +77,8 @@ pub struct DataKeyPair {
 /// key is sealed; the store lock is not held while generating, so writers are not stalled.
 ///
 /// # Errors
-/// `ValidationException`, `UnsupportedOperationException` (SM2, Ed25519, a Recipient),
-/// `NotFoundException`, `DisabledException`, `KMSInvalidStateException`,
+/// `ValidationException` (also for a Recipient that does not verify),
+/// `UnsupportedOperationException` (SM2, Ed25519), `NotFoundException`, `DisabledException`, `KMSInvalidStateException`,
 /// `InvalidKeyUsageException` (not a symmetric encryption key), `DryRunOperationException`.
 pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
     let key_id = validate::required("keyId", req.key_id)?;
@@ -84,11 +91,7 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
         })?;
     let context = super::encryption_context("encryptionContext", req.encryption_context)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    if req.recipient.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "Recipient is not supported with this operation yet.".to_owned(),
-        ));
-    }
+    let recipient = super::recipient(ctx, req.recipient)?;
     {
         let store = ctx.state.read();
         let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
@@ -112,6 +115,7 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
         public_key,
         key_arn: ctx.config.key_arn(&key.id),
         spec,
+        recipient,
     })
 }
 
@@ -121,9 +125,12 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
 /// As [`generate`].
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let pair = generate(ctx, req)?;
+    let (private_key_plaintext, ciphertext_for_recipient) =
+        super::for_recipient(ctx, pair.recipient.as_ref(), pair.private_plaintext)?;
     Ok(Response {
         private_key_ciphertext_blob: Blob(pair.private_ciphertext),
-        private_key_plaintext: SecretBlob(pair.private_plaintext),
+        private_key_plaintext,
+        ciphertext_for_recipient,
         public_key: Blob(pair.public_key),
         key_id: pair.key_arn,
         key_pair_spec: pair.spec.as_str(),

@@ -14,21 +14,26 @@ use crate::validate;
 pub struct Request {
     number_of_bytes: Option<i64>,
     custom_key_store_id: Option<String>,
-    recipient: Option<serde_json::Value>,
+    recipient: Option<crate::recipient::RecipientInfoRequest>,
 }
 
 /// GenerateRandom response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
-    plaintext: SecretBlob,
+    /// Absent when the answer goes to a Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<SecretBlob>,
+    /// The bytes as CMS EnvelopedData for an attested Recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext_for_recipient: Option<crate::json::Blob>,
 }
 
 /// Generates random bytes.
 ///
 /// # Errors
-/// `ValidationException` (1–1024), `UnsupportedOperationException` for custom key stores or a
-/// Recipient.
+/// `ValidationException` (1–1024, or a Recipient whose attestation does not verify),
+/// `UnsupportedOperationException` for custom key stores.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let n = validate::required("numberOfBytes", req.number_of_bytes)?;
     validate::range("numberOfBytes", n, 1, 1024)?;
@@ -37,11 +42,14 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             "Custom key stores are not supported.".to_owned(),
         ));
     }
-    super::no_recipient(req.recipient.as_ref())?;
+    let recipient = super::recipient(ctx, req.recipient)?;
     let n = usize::try_from(n).map_err(|_| KmsError::Internal("range-checked length"))?;
     let mut bytes = Zeroizing::new(vec![0u8; n]);
     ctx.env.entropy.fill(&mut bytes)?;
+    let (plaintext, ciphertext_for_recipient) =
+        super::for_recipient(ctx, recipient.as_ref(), bytes)?;
     Ok(Response {
-        plaintext: SecretBlob(bytes),
+        plaintext,
+        ciphertext_for_recipient,
     })
 }

@@ -19,6 +19,7 @@ pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
 pub mod derive_shared_secret;
+pub mod delete_imported_key_material;
 pub mod describe_key;
 pub mod disable_key_rotation;
 pub mod disable_key;
@@ -33,6 +34,8 @@ pub mod generate_mac;
 pub mod generate_random;
 pub mod get_public_key;
 pub mod get_key_rotation_status;
+pub mod get_parameters_for_import;
+pub mod import_key_material;
 pub mod list_aliases;
 pub mod list_key_rotations;
 pub mod list_keys;
@@ -54,6 +57,8 @@ pub mod verify_mac;
 pub struct State {
     keys: RwLock<KeyStore>,
     principals: RwLock<Principals>,
+    /// Outstanding import tokens (memory only: a restart invalidates them).
+    imports: crate::import::Imports,
 }
 
 impl State {
@@ -62,7 +67,12 @@ impl State {
         State {
             keys: RwLock::new(keys),
             principals: RwLock::new(principals),
+            imports: crate::import::Imports::default(),
         }
+    }
+    /// Outstanding import tokens and their wrapping keys.
+    pub fn imports(&self) -> &crate::import::Imports {
+        &self.imports
     }
     /// Shared access to the principals.
     pub fn principals(&self) -> RwLockReadGuard<'_, Principals> {
@@ -207,16 +217,41 @@ pub fn dry_run(dry_run: Option<bool>) -> KmsResult<()> {
     }
 }
 
-/// Refuses a `Recipient` until attested recipients are supported.
+/// Verifies a `Recipient` field, when given, against the deployment's attestation roots at
+/// the enclave time. The verified PCRs and image digest ride on the returned [`Recipient`] for
+/// the policy engine's `kms:RecipientAttestation:*` conditions.
 ///
 /// # Errors
-/// `UnsupportedOperationException` when a recipient is given.
-pub fn no_recipient(recipient: Option<&serde_json::Value>) -> KmsResult<()> {
+/// `ValidationException` for a document that does not verify, another algorithm, or a bound
+/// key that is not RSA.
+///
+/// [`Recipient`]: crate::recipient::Recipient
+pub fn recipient(
+    ctx: &Ctx<'_>,
+    recipient: Option<crate::recipient::RecipientInfoRequest>,
+) -> KmsResult<Option<crate::recipient::Recipient>> {
+    recipient
+        .map(|r| crate::recipient::verify(r, &ctx.config.recipient_anchors, ctx.env.now()))
+        .transpose()
+        .map_err(KmsError::from)
+}
+
+/// The secret of an answer: in the clear, or as `CiphertextForRecipient` for an attested
+/// recipient (never both).
+///
+/// # Errors
+/// `KMSInternalException` if enveloping fails.
+pub fn for_recipient(
+    ctx: &Ctx<'_>,
+    recipient: Option<&crate::recipient::Recipient>,
+    secret: zeroize::Zeroizing<Vec<u8>>,
+) -> KmsResult<(Option<crate::json::SecretBlob>, Option<crate::json::Blob>)> {
     match recipient {
-        Some(_) => Err(KmsError::UnsupportedOperation(
-            "Recipient (attested enclave recipients) is not supported yet.".to_owned(),
+        None => Ok((Some(crate::json::SecretBlob(secret)), None)),
+        Some(r) => Ok((
+            None,
+            Some(crate::json::Blob(r.envelope(&secret, ctx.env.entropy.as_ref())?)),
         )),
-        None => Ok(()),
     }
 }
 

@@ -67,6 +67,18 @@ async fn fake_parent(mut stream: DuplexStream, disk: Disk) {
     }
 }
 
+fn chain() -> crate::audit::AuditChain {
+    let attester = crate::attest::insecure::MockAttester(
+        ekms_shared::attestation::insecure::MockAttester::new(
+            ekms_shared::attestation::insecure::MockCa::generate(std::time::SystemTime::now())
+                .unwrap(),
+            ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms test enclave"),
+        )
+        .unwrap(),
+    );
+    crate::audit::AuditChain::start(crate::audit::Head::GENESIS, &attester).unwrap()
+}
+
 fn domain() -> DomainKey {
     DomainKey::new(Zeroizing::new([42; 32]))
 }
@@ -98,6 +110,7 @@ async fn written_store() -> (Disk, Vec<u8>) {
         Arc::new(domain()),
         Manifest::empty(),
         Arc::new(OsEntropy::default()),
+        chain(),
     );
     for n in 1..=4 {
         state.write().insert(key(n), &config).unwrap();
@@ -118,7 +131,7 @@ async fn written_store() -> (Disk, Vec<u8>) {
         .map(|n| Touched::Key(Uuid::from_bytes([n; 16])))
         .collect();
     touched.push(Touched::Alias("alias/a".to_owned()));
-    persister.persist(touched).await.unwrap();
+    persister.persist(touched, None).await.unwrap();
     let key2_gen1 = disk.lock().unwrap()[&(RecordKind::Key as u8, vec![2; 16])].clone();
     state
         .write()
@@ -126,7 +139,7 @@ async fn written_store() -> (Disk, Vec<u8>) {
         .unwrap()
         .description = "second generation".to_owned();
     persister
-        .persist(vec![Touched::Key(Uuid::from_bytes([2; 16]))])
+        .persist(vec![Touched::Key(Uuid::from_bytes([2; 16]))], None)
         .await
         .unwrap();
     (disk, key2_gen1)
@@ -239,10 +252,11 @@ async fn a_bucket_from_another_point_in_time_is_refused() {
             Arc::new(domain()),
             Manifest::empty(),
             Arc::new(OsEntropy::default()),
+            chain(),
         );
         state.write().insert(key(2), &config).unwrap();
         persister
-            .persist(vec![Touched::Key(Uuid::from_bytes([2; 16]))])
+            .persist(vec![Touched::Key(Uuid::from_bytes([2; 16]))], None)
             .await
             .unwrap();
     }
@@ -308,10 +322,11 @@ async fn a_broken_store_channel_fails_the_waiting_request() {
         Arc::new(domain()),
         Manifest::empty(),
         Arc::new(OsEntropy::default()),
+        chain(),
     );
     state.write().insert(key(1), &Config::default()).unwrap();
     assert!(persister
-        .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))])
+        .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))], None)
         .await
         .is_err());
     // Fail-stop: everything after fails at once, and the fatal signal fired.
@@ -319,7 +334,7 @@ async fn a_broken_store_channel_fails_the_waiting_request() {
         .await
         .unwrap();
     assert!(persister
-        .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))])
+        .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))], None)
         .await
         .is_err());
 }

@@ -59,6 +59,7 @@ struct KeyOut<'a> {
     origin: &'static str,
     rotation: Option<(u32, Millis)>,
     valid_to: Option<Millis>,
+    material_commitment: Option<&'a Bytes>,
     policy: Option<&'a str>,
     versions: Vec<VersionOut<'a>>,
 }
@@ -77,6 +78,9 @@ struct KeyIn {
     origin: String,
     rotation: Option<(u32, Millis)>,
     valid_to: Option<Millis>,
+    /// Absent from records written before imports existed.
+    #[serde(default)]
+    material_commitment: Option<ByteBuf>,
     policy: Option<String>,
     versions: Vec<VersionIn>,
 }
@@ -99,6 +103,7 @@ pub fn encode_key(key: &Key) -> Result<Zeroizing<Vec<u8>>, CodecError> {
         origin: key.origin.as_str(),
         rotation: key.rotation.map(|r| (r.period_days, r.next)),
         valid_to: key.valid_to,
+        material_commitment: key.material_commitment.as_ref().map(|c| Bytes::new(c)),
         policy: key.policy.as_deref(),
         versions: key
             .versions
@@ -190,6 +195,13 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
             .rotation
             .map(|(period_days, next)| Rotation { period_days, next }),
         valid_to: raw.valid_to,
+        material_commitment: match raw.material_commitment {
+            None => None,
+            Some(c) => Some(
+                <[u8; 32]>::try_from(c.as_slice())
+                    .map_err(|_| CodecError::Invalid("material commitment"))?,
+            ),
+        },
         policy: raw.policy,
         versions,
     })

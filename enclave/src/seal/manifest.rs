@@ -281,7 +281,7 @@ impl<'a> Loader<'a> {
                 self.load_bucket(id, sealed);
                 None
             }
-            RecordKind::Key | RecordKind::Alias | RecordKind::Principal => {
+            RecordKind::Key | RecordKind::Alias | RecordKind::Principal | RecordKind::Setting => {
                 self.load_record(kind, id, sealed)
             }
         }

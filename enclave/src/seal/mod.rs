@@ -34,31 +34,34 @@ impl std::fmt::Debug for DomainKey {
 
 /// What a sealed record holds. The numbers are part of the sealed format and of the store's
 /// key order: manifests sort first so that a load streams them before the records they vouch
-/// for.
+/// for. Kind 0 is the deployment record, which is not sealed (see `persist::DEPLOYMENT_KIND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum RecordKind {
     /// The root manifest (one record, id `root`).
-    Root = 0,
+    Root = 1,
     /// One bucket of the manifest (id = bucket number, big-endian u16).
-    Bucket = 1,
+    Bucket = 2,
     /// A KMS key (id = the key's 16 UUID bytes).
-    Key = 2,
+    Key = 3,
     /// An alias (id = the alias name).
-    Alias = 3,
+    Alias = 4,
     /// A principal (id = the principal's name).
-    Principal = 4,
+    Principal = 5,
+    /// A setting (id = its name), e.g. the audit chain head.
+    Setting = 6,
 }
 
 impl RecordKind {
     /// Parses the stored kind byte.
     pub fn from_u8(byte: u8) -> Option<Self> {
         match byte {
-            0 => Some(RecordKind::Root),
-            1 => Some(RecordKind::Bucket),
-            2 => Some(RecordKind::Key),
-            3 => Some(RecordKind::Alias),
-            4 => Some(RecordKind::Principal),
+            1 => Some(RecordKind::Root),
+            2 => Some(RecordKind::Bucket),
+            3 => Some(RecordKind::Key),
+            4 => Some(RecordKind::Alias),
+            5 => Some(RecordKind::Principal),
+            6 => Some(RecordKind::Setting),
             _ => None,
         }
     }

@@ -34,6 +34,8 @@ enum Command {
     Unseal(cli::custody::UnsealArgs),
     /// Show whether the enclave is sealed, and how many shares it holds.
     Status(cli::custody::Target),
+    /// Import key material into an EXTERNAL key, wrapped to an attested enclave's key only.
+    ImportKey(cli::import_key::ImportKeyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +69,11 @@ fn main() -> anyhow::Result<()> {
         Command::Unseal(args) => runtime()?.block_on(async {
             let status = cli::custody::unseal(&args).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
+            Ok(())
+        }),
+        Command::ImportKey(args) => runtime()?.block_on(async {
+            let report = cli::import_key::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }),
         Command::Status(target) => runtime()?.block_on(async {

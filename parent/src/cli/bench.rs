@@ -13,7 +13,7 @@
 
 mod baseline;
 pub(crate) mod client;
-mod credentials;
+pub(crate) mod credentials;
 mod load;
 mod report;
 
@@ -257,6 +257,7 @@ async fn setup(
     };
     let key_id = match op {
         BenchOp::CreateKey | BenchOp::Unseal => None,
+        BenchOp::Sign => Some(signing_key(&mut connection, connector, signer).await?),
         _ => {
             let created = call(
                 &mut connection,
@@ -309,6 +310,39 @@ async fn setup(
         BenchOp::CreateKey => workload("CreateKey", serde_json::json!({})),
         BenchOp::Unseal => bail!("unseal has no request workload"),
     })
+}
+
+/// A key for Sign: an ECC_NIST_P256 SIGN_VERIFY key where the server makes one, else a
+/// symmetric key, so that a server without asymmetric keys still gets Sign requests and its
+/// answers are counted (as errors) rather than the run failing at setup.
+async fn signing_key(
+    connection: &mut client::Connection,
+    connector: &Connector,
+    signer: &Signer,
+) -> anyhow::Result<String> {
+    let asymmetric = serde_json::json!({
+        "Description": "ekms bench",
+        "KeySpec": "ECC_NIST_P256",
+        "KeyUsage": "SIGN_VERIFY",
+    });
+    let created = match call(connection, connector, signer, "CreateKey", asymmetric).await {
+        Ok(created) => created,
+        Err(e) => {
+            eprintln!("ekms bench: no asymmetric key ({e:#}); signing with a symmetric key");
+            call(
+                connection,
+                connector,
+                signer,
+                "CreateKey",
+                serde_json::json!({ "Description": "ekms bench" }),
+            )
+            .await?
+        }
+    };
+    Ok(created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .ok_or_else(|| anyhow!("setup CreateKey: no KeyMetadata.KeyId in the answer"))?
+        .to_owned())
 }
 
 /// One setup request; its JSON answer, or an error naming the operation.

@@ -136,23 +136,24 @@ fn blob(value: &Value, field: &str) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("{field} is not base64"))
 }
 
-/// Fetches and verifies an attestation with a fresh nonce; returns the enclave's boot key
-/// (SubjectPublicKeyInfo DER) bound in it.
-///
-/// # Errors
-/// When the call fails or the document does not verify against `expect`.
-pub async fn attested_boot_key(target: &Target, expect: &Expectation) -> anyhow::Result<Vec<u8>> {
+fn fresh_nonce() -> anyhow::Result<[u8; 32]> {
     let mut nonce = [0u8; 32];
     SystemRandom::new()
         .fill(&mut nonce)
         .map_err(|_| anyhow!("the OS random source failed"))?;
-    let answer = call(
-        target,
-        "GetAttestation",
-        json!({ "Nonce": B64.encode(nonce) }),
-    )
-    .await?;
-    let doc = blob(&answer, "AttestationDocument")?;
+    Ok(nonce)
+}
+
+/// Verifies an attestation document against `expect` (pinned root and PCRs), `nonce`, and an
+/// age of at most five minutes.
+///
+/// # Errors
+/// When a file cannot be read or the document does not verify.
+pub fn verify_document(
+    doc: &[u8],
+    expect: &Expectation,
+    nonce: &[u8],
+) -> anyhow::Result<attestation::VerifiedAttestation> {
     let anchor = match &expect.root {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
@@ -172,8 +173,25 @@ pub async fn attested_boot_key(target: &Target, expect: &Expectation) -> anyhow:
     if expect.allow_debug {
         policy = policy.allowing_debug();
     }
-    let verified = attestation::verify(&doc, &anchor, SystemTime::now(), &policy)
-        .context("the enclave's attestation document does not verify")?;
+    attestation::verify(doc, &anchor, SystemTime::now(), &policy)
+        .context("the enclave's attestation document does not verify")
+}
+
+/// Fetches and verifies an attestation with a fresh nonce; returns the enclave's boot key
+/// (SubjectPublicKeyInfo DER) bound in it.
+///
+/// # Errors
+/// When the call fails or the document does not verify against `expect`.
+pub async fn attested_boot_key(target: &Target, expect: &Expectation) -> anyhow::Result<Vec<u8>> {
+    let nonce = fresh_nonce()?;
+    let answer = call(
+        target,
+        "GetAttestation",
+        json!({ "Nonce": B64.encode(nonce) }),
+    )
+    .await?;
+    let doc = blob(&answer, "AttestationDocument")?;
+    let verified = verify_document(&doc, expect, &nonce)?;
     let key = verified
         .public_key()
         .ok_or_else(|| anyhow!("the attestation document binds no public key"))?
@@ -211,22 +229,25 @@ pub struct AdminCredentials {
 /// # Errors
 /// When attestation, the call, or writing the files fails.
 pub async fn init(args: &InitArgs) -> anyhow::Result<(Vec<PathBuf>, AdminCredentials)> {
-    attested_boot_key(&args.target, &args.expect).await?;
-    let mut custodians = Vec::with_capacity(args.custodians.len());
+    let boot_key = attested_boot_key(&args.target, &args.expect).await?;
+    let mut custodian_der = Vec::with_capacity(args.custodians.len());
     for path in &args.custodians {
         let key =
             shares::load_public(path).with_context(|| format!("reading {}", path.display()))?;
-        custodians.push(B64.encode(envelope::public_key_to_spki_der(&key)?));
+        custodian_der.push(envelope::public_key_to_spki_der(&key)?);
     }
+    let custodians: Vec<String> = custodian_der.iter().map(|d| B64.encode(d)).collect();
     let client_key = p384::SecretKey::random(&mut OsRng);
     let client_public = envelope::public_key_to_spki_der(&client_key.public_key())?;
+    let nonce = fresh_nonce()?;
     let answer = call(
         &args.target,
         "Initialize",
         json!({
+            "Nonce": B64.encode(nonce),
             "Custodians": custodians,
             "Threshold": args.threshold,
-            "ClientPublicKey": B64.encode(client_public),
+            "ClientPublicKey": B64.encode(&client_public),
             "AdminName": args.admin_name,
         }),
     )
@@ -235,6 +256,33 @@ pub async fn init(args: &InitArgs) -> anyhow::Result<(Vec<PathBuf>, AdminCredent
         .as_str()
         .ok_or_else(|| anyhow!("the answer has no DeploymentId"))?;
     let sealed = blob(&answer, "AdminCredentials")?;
+    let share_files: Vec<ShareFile> = answer["Shares"]
+        .as_array()
+        .ok_or_else(|| anyhow!("the answer has no Shares"))?
+        .iter()
+        .map(|s| serde_json::from_value(s.clone()).context("a share is malformed"))
+        .collect::<anyhow::Result<_>>()?;
+    // The enclave attests the whole exchange: a parent that swapped a custodian key or a share
+    // in transit is caught here, before anyone relies on this deployment.
+    let expected = shares::InitTranscript {
+        custodians: &custodian_der,
+        threshold: args.threshold,
+        client_public_key: &client_public,
+        admin_name: &args.admin_name,
+        deployment_id,
+        shares: &share_files,
+        admin_credentials: &sealed,
+    }
+    .digest()?;
+    let verified = verify_document(&blob(&answer, "AttestationDocument")?, &args.expect, &nonce)
+        .context("the Initialize answer is not attested by the expected enclave")?;
+    // Public values.
+    if verified.user_data() != Some(&expected[..]) || verified.public_key() != Some(&boot_key[..]) {
+        bail!(
+            "the Initialize exchange was altered in transit (the enclave attests another request \
+             or answer): do NOT use deployment {deployment_id}; wipe its store and init again"
+        );
+    }
     let plain = envelope::open(
         &client_key,
         &Purpose::AdminCredentials,
@@ -256,12 +304,7 @@ pub async fn init(args: &InitArgs) -> anyhow::Result<(Vec<PathBuf>, AdminCredent
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut written = Vec::new();
-    for share in answer["Shares"]
-        .as_array()
-        .ok_or_else(|| anyhow!("the answer has no Shares"))?
-    {
-        let file: ShareFile =
-            serde_json::from_value(share.clone()).context("a share is malformed")?;
+    for file in &share_files {
         let path = args.out.join(file.file_name());
         write_private(&path, file.to_json()?.as_bytes())?;
         written.push(path);
@@ -308,10 +351,18 @@ pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
         &plaintext.to_bytes()?,
     )
     .map_err(|_| anyhow!("sealing the share to the enclave failed"))?;
+    // Signed with the custodian key: the enclave counts only shares its custodians submit.
+    let message = shares::unseal_signed_message(&boot_key, sealed.as_bytes());
+    let signing = p384::ecdsa::SigningKey::from(&secret);
+    let signature: p384::ecdsa::Signature =
+        p384::ecdsa::signature::Signer::sign(&signing, &message);
     call(
         &args.target,
         "Unseal",
-        json!({ "Envelope": B64.encode(sealed.as_bytes()) }),
+        json!({
+            "Envelope": B64.encode(sealed.as_bytes()),
+            "Signature": B64.encode(signature.to_der().as_bytes()),
+        }),
     )
     .await
 }

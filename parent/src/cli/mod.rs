@@ -5,3 +5,4 @@ pub mod bench;
 pub mod custodian;
 pub mod custody;
 pub mod dev;
+pub mod import_key;

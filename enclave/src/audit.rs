@@ -1,0 +1,430 @@
+//! The tamper-evident audit log: CloudTrail-shaped records, hash-chained, with checkpoints
+//! signed by a P-384 key made inside the enclave at boot and bound into an attestation
+//! document that the log carries.
+//!
+//! Every line of `audit.jsonl` is one JSON object with a `type`:
+//! - `attestation`: `{"type","publicKey","document"}` — the checkpoint key of this enclave
+//!   boot (SubjectPublicKeyInfo DER, base64) and an attestation document whose `public_key` is
+//!   exactly that key. Written before the first checkpoint signed with it.
+//! - `record`: `{"type","seq","prev","hash","record"}` — `hash` = SHA-256(`"ekms/v1/audit"` ‖
+//!   `prev` ‖ seq (u64 big-endian) ‖ canonical JSON of `record`), hex; `prev` is the previous
+//!   record's hash (64 zeros before the first).
+//! - `checkpoint`: `{"type","seq","hash","time","signature"}` — ECDSA P-384 / SHA-384 (ASN.1
+//!   DER, base64) over `"ekms/v1/audit-checkpoint"` ‖ seq ‖ hash bytes.
+//!
+//! Canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace, serde_json's
+//! number and string forms. The chain head (seq, hash) is sealed with the domain key in the
+//! same commit as the lines, so it continues across restarts.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P384_SHA384_ASN1_SIGNING};
+use serde_json::{json, Map, Value};
+
+use crate::error::KmsError;
+
+const RECORD_LABEL: &[u8] = b"ekms/v1/audit";
+const CHECKPOINT_LABEL: &[u8] = b"ekms/v1/audit-checkpoint";
+
+/// The canonical JSON bytes of a value (keys sorted, compact).
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    fn write(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(Value::String((*k).clone()).to_string().as_bytes());
+                    out.push(b':');
+                    if let Some(v) = map.get(*k) {
+                        write(v, out);
+                    }
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(v, out);
+                }
+                out.push(b']');
+            }
+            other => out.extend_from_slice(other.to_string().as_bytes()),
+        }
+    }
+    let mut out = Vec::with_capacity(512);
+    write(value, &mut out);
+    out
+}
+
+/// The hash of record `seq` chained after `prev`.
+pub fn record_hash(prev: &[u8; 32], seq: u64, record: &Value) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(RECORD_LABEL);
+    ctx.update(prev);
+    ctx.update(&seq.to_be_bytes());
+    ctx.update(&canonical_json(record));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// The bytes a checkpoint signature covers.
+pub fn checkpoint_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    [CHECKPOINT_LABEL, &seq.to_be_bytes()[..], &hash[..]].concat()
+}
+
+/// The chain's position: the last record's sequence number and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Number of records so far (the last one's seq).
+    pub seq: u64,
+    /// The last record's hash (zeros before the first).
+    pub hash: [u8; 32],
+}
+
+impl Head {
+    /// An empty chain.
+    pub const GENESIS: Head = Head {
+        seq: 0,
+        hash: [0; 32],
+    };
+}
+
+/// Appends records and signs checkpoints. Owned by the committer: one writer, in commit order.
+pub struct AuditChain {
+    head: Head,
+    key: EcdsaKeyPair,
+    public_spki: Vec<u8>,
+    attestation: Option<Vec<u8>>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for AuditChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditChain")
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SubjectPublicKeyInfo DER of an uncompressed P-384 point.
+fn spki_of(point: &[u8]) -> Result<Vec<u8>, KmsError> {
+    use p384::pkcs8::EncodePublicKey as _;
+    let key =
+        p384::PublicKey::from_sec1_bytes(point).map_err(|_| KmsError::Internal("audit key"))?;
+    key.to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .map_err(|_| KmsError::Internal("audit key"))
+}
+
+impl AuditChain {
+    /// A chain continuing from `head`, with a fresh checkpoint key attested by `attester`.
+    ///
+    /// # Errors
+    /// `KMSInternalException` if key generation or attestation fails.
+    pub fn start(head: Head, attester: &dyn crate::attest::Attester) -> Result<Self, KmsError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
+            .map_err(|_| KmsError::Internal("audit key generation"))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|_| KmsError::Internal("audit key"))?;
+        let public_spki = spki_of(key.public_key().as_ref())?;
+        let document = attester
+            .attest(Some(b"ekms/v1/audit-key"), None, Some(&public_spki))
+            .map_err(|_| KmsError::Internal("audit key attestation"))?;
+        Ok(AuditChain {
+            head,
+            key,
+            public_spki,
+            attestation: Some(document),
+            rng,
+        })
+    }
+
+    /// The current head.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// The checkpoint key (SubjectPublicKeyInfo DER).
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_spki
+    }
+
+    /// Appends one record; returns its line (without the newline).
+    pub fn append(&mut self, record: Value) -> Vec<u8> {
+        let seq = self.head.seq + 1;
+        let hash = record_hash(&self.head.hash, seq, &record);
+        let line = json!({
+            "type": "record",
+            "seq": seq,
+            "prev": hex::encode(self.head.hash),
+            "hash": hex::encode(hash),
+            "record": record,
+        });
+        self.head = Head { seq, hash };
+        serde_json::to_vec(&line).unwrap_or_default()
+    }
+
+    /// The lines that end a commit: the attestation of this boot's key (once), then a signed
+    /// checkpoint of the head.
+    ///
+    /// # Errors
+    /// `KMSInternalException` if signing fails.
+    pub fn checkpoint(&mut self, now_millis: i64) -> Result<Vec<Vec<u8>>, KmsError> {
+        let mut lines = Vec::with_capacity(2);
+        if let Some(document) = self.attestation.take() {
+            lines.push(
+                serde_json::to_vec(&json!({
+                    "type": "attestation",
+                    "publicKey": B64.encode(&self.public_spki),
+                    "document": B64.encode(document),
+                }))
+                .unwrap_or_default(),
+            );
+        }
+        let signature = self.sign(self.head)?;
+        lines.push(
+            serde_json::to_vec(&json!({
+                "type": "checkpoint",
+                "seq": self.head.seq,
+                "hash": hex::encode(self.head.hash),
+                "time": iso8601(now_millis),
+                "signature": B64.encode(signature),
+            }))
+            .unwrap_or_default(),
+        );
+        Ok(lines)
+    }
+
+    /// Signs `head` with this boot's checkpoint key.
+    ///
+    /// # Errors
+    /// `KMSInternalException` if signing fails.
+    pub fn sign(&self, head: Head) -> Result<Vec<u8>, KmsError> {
+        self.key
+            .sign(&self.rng, &checkpoint_message(head.seq, &head.hash))
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| KmsError::Internal("audit checkpoint signature"))
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as CloudTrail writes `eventTime`.
+pub fn iso8601(millis: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(millis.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Request fields that may appear in `requestParameters` (camelCase, as CloudTrail). Anything
+/// else — plaintexts, ciphertexts, messages, MACs, signatures, key material, import tokens,
+/// grant tokens — is left out.
+const LOGGED_FIELDS: &[&str] = &[
+    "KeyId",
+    "AliasName",
+    "TargetKeyId",
+    "Description",
+    "KeyUsage",
+    "KeySpec",
+    "CustomerMasterKeySpec",
+    "KeyPairSpec",
+    "Origin",
+    "NumberOfBytes",
+    "EncryptionContext",
+    "SourceEncryptionContext",
+    "DestinationEncryptionContext",
+    "EncryptionAlgorithm",
+    "SourceEncryptionAlgorithm",
+    "DestinationEncryptionAlgorithm",
+    "SourceKeyId",
+    "DestinationKeyId",
+    "SigningAlgorithm",
+    "MessageType",
+    "MacAlgorithm",
+    "KeyAgreementAlgorithm",
+    "PendingWindowInDays",
+    "RotationPeriodInDays",
+    "Limit",
+    "Marker",
+    "TagKeys",
+    "Tags",
+    "Policy",
+    "PolicyName",
+    "BypassPolicyLockoutSafetyCheck",
+    "GranteePrincipal",
+    "RetiringPrincipal",
+    "Operations",
+    "Constraints",
+    "Name",
+    "GrantId",
+    "WrappingAlgorithm",
+    "WrappingKeySpec",
+    "ValidTo",
+    "ExpirationModel",
+    "DryRun",
+    "MultiRegion",
+];
+
+fn camel(field: &str) -> String {
+    let mut chars = field.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The logged subset of a request body (an empty object for a body that is not JSON).
+pub fn request_parameters(body: &[u8]) -> Value {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return Value::Null;
+    };
+    let mut out = Map::new();
+    for field in LOGGED_FIELDS {
+        if let Some(v) = map.get(*field) {
+            out.insert(camel(field), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// Who made a request, as far as the enclave knows.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// Authenticated.
+    User {
+        /// `arn:aws:iam::<account>:user/<name>`.
+        arn: String,
+        /// The access key it signed with.
+        access_key_id: String,
+    },
+    /// Not authenticated (a refused signature): the access key the request claimed, if any.
+    Unknown {
+        /// The claimed access key id.
+        access_key_id: Option<String>,
+    },
+}
+
+/// One CloudTrail-shaped record.
+pub struct Event<'a> {
+    /// Request id.
+    pub request_id: &'a str,
+    /// Operation name (`Encrypt`).
+    pub event_name: &'a str,
+    /// When.
+    pub time_millis: i64,
+    /// Who.
+    pub identity: &'a Identity,
+    /// Account and region.
+    pub config: &'a crate::config::Config,
+    /// The raw request body (only logged fields are kept).
+    pub body: &'a [u8],
+    /// `responseElements`, already free of secrets (`Value::Null` for crypto operations).
+    pub response: Value,
+    /// The error, if the request failed.
+    pub error: Option<&'a KmsError>,
+    /// Key ARNs the request used.
+    pub resources: Vec<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+}
+
+impl Event<'_> {
+    /// The record as JSON.
+    pub fn to_json(&self) -> Value {
+        let identity = match self.identity {
+            Identity::User { arn, access_key_id } => json!({
+                "type": "IAMUser",
+                "principalId": access_key_id,
+                "arn": arn,
+                "accountId": self.config.account,
+                "accessKeyId": access_key_id,
+                "userName": arn.rsplit('/').next().unwrap_or_default(),
+            }),
+            Identity::Unknown { access_key_id } => json!({
+                "type": "Unknown",
+                "accessKeyId": access_key_id,
+            }),
+        };
+        let read_only = matches!(
+            self.event_name,
+            "DescribeKey"
+                | "ListKeys"
+                | "ListAliases"
+                | "ListResourceTags"
+                | "GetPublicKey"
+                | "GetKeyPolicy"
+                | "ListKeyPolicies"
+                | "GetKeyRotationStatus"
+                | "ListKeyRotations"
+                | "ListGrants"
+                | "ListRetirableGrants"
+        );
+        let mut record = json!({
+            "eventVersion": "1.08",
+            "userIdentity": identity,
+            "eventTime": iso8601(self.time_millis),
+            "eventSource": "kms.amazonaws.com",
+            "eventName": self.event_name,
+            "awsRegion": self.config.region,
+            "userAgent": self.user_agent,
+            "requestParameters": request_parameters(self.body),
+            "responseElements": self.response,
+            "requestID": self.request_id,
+            "eventID": uuid::Uuid::new_v4().to_string(),
+            "readOnly": read_only,
+            "resources": self.resources.iter().map(|arn| json!({
+                "accountId": self.config.account,
+                "type": "AWS::KMS::Key",
+                "ARN": arn,
+            })).collect::<Vec<_>>(),
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": self.config.account,
+            "eventCategory": "Management",
+        });
+        if let Some(e) = self.error {
+            record["errorCode"] = Value::String(e.aws_code().to_owned());
+            record["errorMessage"] = Value::String(e.to_string());
+        }
+        record
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_is_compact() {
+        let v: Value =
+            serde_json::from_str(r#"{"b": [1, {"d": 2, "c": "x"}], "a": null}"#).unwrap();
+        assert_eq!(canonical_json(&v), br#"{"a":null,"b":[1,{"c":"x","d":2}]}"#);
+    }
+
+    #[test]
+    fn secrets_never_reach_request_parameters() {
+        let body = br#"{"KeyId":"k","Plaintext":"c2VjcmV0","CiphertextBlob":"AA==","Message":"bQ==","GrantTokens":["t"],"EncryptionContext":{"a":"b"}}"#;
+        let p = request_parameters(body);
+        assert_eq!(p, json!({"keyId": "k", "encryptionContext": {"a": "b"}}));
+    }
+
+    #[test]
+    fn chained_hashes_link() {
+        let a = record_hash(&[0; 32], 1, &json!({"x": 1}));
+        let b = record_hash(&a, 2, &json!({"x": 2}));
+        assert_ne!(a, b);
+        assert_ne!(record_hash(&[0; 32], 1, &json!({"x": 2})), a);
+        assert_ne!(record_hash(&[0; 32], 2, &json!({"x": 1})), a);
+    }
+}

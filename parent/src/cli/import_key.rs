@@ -1,0 +1,325 @@
+//! `ekms import-key`: bring your own key material into an enclave you have verified first.
+//!
+//! 1. GetParametersForImport (SigV4, credentials as the AWS CLI finds them) for a fresh
+//!    RSA wrapping key, an import token and an attestation document;
+//! 2. verify the document: pinned root (the AWS Nitro root unless `--root`), pinned PCRs
+//!    (`--expect-pcrs`), no debug mode unless `--allow-debug`, at most five minutes old, and
+//!    its `public_key` byte for byte the `PublicKey` returned — so the material is wrapped
+//!    only to a key that lives inside that enclave image;
+//! 3. wrap the material locally with RSAES-OAEP SHA-256 (aws-lc-rs);
+//! 4. ImportKeyMaterial.
+//!
+//! Trusts: the root and PCRs it is given. Does not trust: the endpoint, the parent, the TLS
+//! certificate (the attestation decides where the material goes).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context as _};
+use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use ekms_shared::attestation::{self, Policy, TrustAnchor};
+
+use super::bench::client::{self, Connector, Endpoint, Signer};
+use super::bench::credentials;
+use super::custody::{Expectation, Target};
+
+/// How old the wrapping key's attestation document may be when material is wrapped to it.
+const MAX_DOCUMENT_AGE: Duration = Duration::from_secs(300);
+/// Time allowed for one request (GetParametersForImport generates an RSA key).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The wrapping algorithm: RSAES-OAEP with SHA-256 of the material itself.
+const WRAPPING_ALGORITHM: &str = "RSAES_OAEP_SHA_256";
+
+/// `ekms import-key` options.
+#[derive(Debug, clap::Args)]
+pub struct ImportKeyArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub expect: Expectation,
+    /// The EXTERNAL key (key id, key ARN, alias name or alias ARN) to import into.
+    #[arg(long)]
+    pub key_id: String,
+    /// The key material: raw bytes (32 for a SYMMETRIC_DEFAULT key).
+    #[arg(long, value_name = "FILE")]
+    pub material: PathBuf,
+    /// RSA_2048, RSA_3072 or RSA_4096.
+    #[arg(long, default_value = "RSA_3072")]
+    pub wrapping_key_spec: String,
+    /// When the material expires (RFC 3339); default: it does not expire.
+    #[arg(long, value_name = "RFC3339")]
+    pub valid_to: Option<String>,
+    /// Region of the SigV4 scope; default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// A SigV4-signed KMS call.
+struct Client {
+    connector: Connector,
+    signer: Signer,
+}
+
+impl Client {
+    fn new(args: &ImportKeyArgs) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::parse(&args.target.endpoint, false)?;
+        let tls = match (&args.target.ca, endpoint.https) {
+            (Some(ca), _) => Some(client::tls_client_config(
+                client::root_store_from_pem_file(ca)?,
+            )?),
+            (None, true) => bail!("an https endpoint needs --ca"),
+            (None, false) => None,
+        };
+        let region = args
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+            .or_else(|| {
+                std::env::var("AWS_DEFAULT_REGION")
+                    .ok()
+                    .filter(|r| !r.is_empty())
+            })
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let credentials = credentials::from_environment().context("finding AWS credentials")?;
+        Ok(Client {
+            connector: Connector::new(endpoint, tls)?,
+            signer: Signer::new(&credentials, region),
+        })
+    }
+
+    async fn call(&self, operation: &str, body: &Value) -> anyhow::Result<Value> {
+        let body = Bytes::from(serde_json::to_vec(body)?);
+        let endpoint = self.connector.endpoint();
+        let request = self
+            .signer
+            .request(endpoint, &format!("TrentService.{operation}"), &body)?;
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let mut connection = self
+                .connector
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {}", endpoint.url()))?;
+            connection.send(request).await.map_err(anyhow::Error::from)
+        })
+        .await
+        .map_err(|_elapsed| anyhow!("{operation} timed out after {REQUEST_TIMEOUT:?}"))??;
+        let value: Value = serde_json::from_slice(&body).with_context(|| {
+            format!("{operation} answered HTTP {status} with a body that is not JSON")
+        })?;
+        if !status.is_success() {
+            bail!(
+                "{operation} failed: {}: {}",
+                value["__type"].as_str().unwrap_or("error"),
+                value["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(value)
+    }
+}
+
+fn blob(value: &Value, field: &str) -> anyhow::Result<Vec<u8>> {
+    let text = value[field]
+        .as_str()
+        .ok_or_else(|| anyhow!("the answer has no {field}"))?;
+    B64.decode(text)
+        .with_context(|| format!("{field} is not base64"))
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Verifies the wrapping key's attestation as `expect` says, at `now`, and that it binds
+/// exactly `public_key`. Returns the verified PCRs as `pcrs.json` does.
+///
+/// # Errors
+/// When the document does not verify, or binds another key (or none).
+pub fn verify_wrapping_key(
+    document: &[u8],
+    public_key: &[u8],
+    expect: &Expectation,
+    now: SystemTime,
+) -> anyhow::Result<Value> {
+    let anchor = match &expect.root {
+        Some(path) => TrustAnchor::from_pem(&read_text(path)?)
+            .with_context(|| format!("{} is not a root certificate", path.display()))?,
+        None => TrustAnchor::aws_nitro_root(),
+    };
+    let pcrs = attestation::pcr_set_from_json(&read_text(&expect.expect_pcrs)?)
+        .with_context(|| format!("{} is not a PCR file", expect.expect_pcrs.display()))?;
+    let mut policy = Policy::pinned(pcrs).with_max_age(MAX_DOCUMENT_AGE);
+    if expect.allow_debug {
+        policy = policy.allowing_debug();
+    }
+    let verified = attestation::verify(document, &anchor, now, &policy)
+        .context("the wrapping key's attestation document does not verify")?;
+    // public value: the wrapping key, compared byte for byte with the one we will use.
+    if verified.public_key() != Some(public_key) {
+        bail!("the attestation document does not bind the PublicKey returned: refusing to wrap");
+    }
+    Ok(attestation::pcr_set_to_json(verified.pcrs()))
+}
+
+/// RSAES-OAEP with SHA-256 and MGF1-SHA-256 (RFC 8017 §7.1) of `material` to `spki_der`.
+///
+/// # Errors
+/// When the key is not an RSA SubjectPublicKeyInfo, or the material is too long for it.
+pub fn wrap_oaep_sha256(spki_der: &[u8], material: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let key = PublicEncryptingKey::from_der(spki_der)
+        .map_err(|e| anyhow!("PublicKey is not an RSA public key: {e}"))?;
+    let key = OaepPublicEncryptingKey::new(key)
+        .map_err(|e| anyhow!("PublicKey is not usable for RSAES-OAEP: {e}"))?;
+    let mut out = vec![0u8; key.ciphertext_size()];
+    let wrapped = key
+        .encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
+        .map_err(|e| anyhow!("RSAES-OAEP encryption failed (material too long?): {e}"))?;
+    Ok(wrapped.to_vec())
+}
+
+/// Runs `ekms import-key`; returns what it prints.
+///
+/// # Errors
+/// Any failed call, an attestation that does not verify or bind the wrapping key, or an
+/// unreadable input file.
+pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
+    let material = Zeroizing::new(
+        std::fs::read(&args.material)
+            .with_context(|| format!("reading {}", args.material.display()))?,
+    );
+    let valid_to = args
+        .valid_to
+        .as_deref()
+        .map(|text| {
+            OffsetDateTime::parse(text, &Rfc3339)
+                .with_context(|| format!("--valid-to {text}: not RFC 3339"))
+        })
+        .transpose()?;
+    let client = Client::new(args)?;
+
+    let parameters = client
+        .call(
+            "GetParametersForImport",
+            &json!({
+                "KeyId": args.key_id,
+                "WrappingAlgorithm": WRAPPING_ALGORITHM,
+                "WrappingKeySpec": args.wrapping_key_spec,
+            }),
+        )
+        .await?;
+    let public_key = blob(&parameters, "PublicKey")?;
+    let token = blob(&parameters, "ImportToken")?;
+    let document = blob(&parameters, "AttestationDocument")
+        .context("the service sent no attestation of its wrapping key: refusing to wrap")?;
+    let pcrs = verify_wrapping_key(&document, &public_key, &args.expect, SystemTime::now())?;
+
+    let wrapped = wrap_oaep_sha256(&public_key, &material)?;
+    let mut import = json!({
+        "KeyId": args.key_id,
+        "ImportToken": B64.encode(&token),
+        "EncryptedKeyMaterial": B64.encode(&wrapped),
+        "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE",
+    });
+    if let Some(valid_to) = valid_to {
+        import["ExpirationModel"] = json!("KEY_MATERIAL_EXPIRES");
+        import["ValidTo"] = json!(valid_to.unix_timestamp());
+    }
+    client.call("ImportKeyMaterial", &import).await?;
+    Ok(json!({
+        "KeyId": parameters["KeyId"],
+        "WrappingAlgorithm": WRAPPING_ALGORITHM,
+        "WrappingKeySpec": args.wrapping_key_spec,
+        "VerifiedPcrs": pcrs,
+        "ValidTo": args.valid_to,
+    }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::encoding::AsDer as _;
+    use aws_lc_rs::rsa::{KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey};
+    use ekms_shared::attestation::insecure::{pcrs_from_binary, MockAttester, MockCa};
+
+    fn write(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn wraps_only_to_the_attested_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let attester = MockAttester::new(
+            MockCa::generate(SystemTime::now()).unwrap(),
+            pcrs_from_binary(b"enclave"),
+        )
+        .unwrap();
+        let root = write(dir.path(), "root.pem", attester.ca().root_pem().as_bytes());
+        let pcrs = write(
+            dir.path(),
+            "pcrs.json",
+            attestation::pcr_set_to_json(&attester.pcr_set())
+                .to_string()
+                .as_bytes(),
+        );
+        let expect = Expectation {
+            expect_pcrs: pcrs,
+            root: Some(root),
+            allow_debug: false,
+        };
+        let private = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+        let spki = private.public_key().as_der().unwrap().as_ref().to_vec();
+        let doc = attester.attest(None, None, Some(&spki)).unwrap();
+        verify_wrapping_key(&doc, &spki, &expect, SystemTime::now()).unwrap();
+
+        // Another key than the one attested: refused.
+        let other = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+        let other_spki = other.public_key().as_der().unwrap().as_ref().to_vec();
+        let e = verify_wrapping_key(&doc, &other_spki, &expect, SystemTime::now()).unwrap_err();
+        assert!(e.to_string().contains("does not bind"), "{e:#}");
+        // Another enclave image than the one pinned: refused.
+        let other_pcrs = write(
+            dir.path(),
+            "other-pcrs.json",
+            attestation::pcr_set_to_json(
+                &pcrs_from_binary(b"another enclave")
+                    .into_iter()
+                    .map(|(i, v)| (i, v.to_vec()))
+                    .collect(),
+            )
+            .to_string()
+            .as_bytes(),
+        );
+        let other_image = Expectation {
+            expect_pcrs: other_pcrs,
+            ..expect.clone()
+        };
+        assert!(verify_wrapping_key(&doc, &spki, &other_image, SystemTime::now()).is_err());
+        // A document from another CA: refused.
+        let other_ca = MockAttester::new(
+            MockCa::generate(SystemTime::now()).unwrap(),
+            pcrs_from_binary(b"enclave"),
+        )
+        .unwrap();
+        let forged = other_ca.attest(None, None, Some(&spki)).unwrap();
+        assert!(verify_wrapping_key(&forged, &spki, &expect, SystemTime::now()).is_err());
+
+        // The wrapped material opens with the private key.
+        let wrapped = wrap_oaep_sha256(&spki, &[5u8; 32]).unwrap();
+        let private = OaepPrivateDecryptingKey::new(private).unwrap();
+        let mut out = vec![0u8; private.min_output_size()];
+        let material = private
+            .decrypt(&OAEP_SHA256_MGF1SHA256, &wrapped, &mut out, None)
+            .unwrap();
+        assert_eq!(material, &[5u8; 32]);
+    }
+}
