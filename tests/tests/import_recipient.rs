@@ -1,0 +1,572 @@
+//! End to end: import of key material (BYOK) with an attested wrapping key, and Recipient
+//! answers that only the attested enclave's key opens.
+//!
+//! - `ekms import-key` verifies the wrapping key's attestation (mock root and the mock PCRs
+//!   of the enclave binary, from the data dir) before it wraps; the imported key then
+//!   encrypts and decrypts, survives DeleteImportedKeyMaterial + re-import of the same
+//!   material, and refuses other material.
+//! - The AWS-documented flow with the openssl command line (`pkeyutl` RSAES-OAEP SHA-256, and
+//!   RSA_AES_KEY_WRAP_SHA_256 with `enc -id-aes256-wrap-pad`) works through the SDK.
+//! - Decrypt, GenerateDataKey and GenerateRandom with a Recipient answer CMS that
+//!   `openssl cms -decrypt` opens with the recipient's private key, with no Plaintext; a
+//!   document from an untrusted (other mock) root is a client error.
+//!
+//! Needs the `openssl` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{
+    AlgorithmSpec, DataKeySpec, ExpirationModelType, KeyEncryptionMechanism, KeyState, OriginType,
+    RecipientInfo, WrappingKeySpec,
+};
+use ekms_tests::{assert_code, bin_dir, error_code, Ekms};
+
+fn run(command: &mut Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    output
+}
+
+fn run_ok(command: &mut Command) -> Vec<u8> {
+    let output = run(command);
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn openssl() -> Command {
+    Command::new("openssl")
+}
+
+fn ekms() -> Command {
+    Command::new(bin_dir().join("ekms"))
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    bytes
+}
+
+async fn create_external_key(client: &aws_sdk_kms::Client) -> String {
+    let out = client
+        .create_key()
+        .origin(OriginType::External)
+        .description("ekms-tests import")
+        .send()
+        .await
+        .expect("CreateKey Origin EXTERNAL");
+    let meta = out.key_metadata().expect("KeyMetadata");
+    assert_eq!(meta.key_state(), Some(&KeyState::PendingImport));
+    assert_eq!(meta.origin(), Some(&OriginType::External));
+    meta.key_id().to_owned()
+}
+
+async fn key_state(client: &aws_sdk_kms::Client, key_id: &str) -> KeyState {
+    client
+        .describe_key()
+        .key_id(key_id)
+        .send()
+        .await
+        .expect("DescribeKey")
+        .key_metadata()
+        .and_then(|m| m.key_state().cloned())
+        .expect("KeyState")
+}
+
+/// `ekms import-key` against the shared server, with its credentials.
+fn import_key(
+    ekms_server: &Ekms,
+    key_id: &str,
+    material: &Path,
+    pcrs: &Path,
+) -> std::process::Output {
+    let data = ekms_server.data_dir();
+    run(ekms()
+        .arg("import-key")
+        .arg("--endpoint")
+        .arg(&ekms_server.endpoint)
+        .arg("--key-id")
+        .arg(key_id)
+        .arg("--material")
+        .arg(material)
+        .arg("--expect-pcrs")
+        .arg(pcrs)
+        .arg("--root")
+        .arg(data.join("mock-ca").join("root.pem"))
+        .arg("--wrapping-key-spec")
+        .arg("RSA_2048")
+        .env("AWS_ACCESS_KEY_ID", &ekms_server.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &ekms_server.secret)
+        .env("AWS_REGION", ekms_tests::REGION))
+}
+
+async fn round_trip(client: &aws_sdk_kms::Client, key_id: &str, message: &[u8]) -> Vec<u8> {
+    let ciphertext = client
+        .encrypt()
+        .key_id(key_id)
+        .plaintext(Blob::new(message))
+        .send()
+        .await
+        .expect("Encrypt")
+        .ciphertext_blob()
+        .expect("CiphertextBlob")
+        .as_ref()
+        .to_vec();
+    let plaintext = client
+        .decrypt()
+        .ciphertext_blob(Blob::new(ciphertext.clone()))
+        .send()
+        .await
+        .expect("Decrypt")
+        .plaintext()
+        .expect("Plaintext")
+        .as_ref()
+        .to_vec();
+    assert_eq!(plaintext, message);
+    ciphertext
+}
+
+#[tokio::test]
+async fn material_wrapped_by_a_verifying_client_encrypts_and_decrypts() {
+    let server = Ekms::shared();
+    let client = server.client().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_id = create_external_key(&client).await;
+    assert_code!(
+        client
+            .encrypt()
+            .key_id(&key_id)
+            .plaintext(Blob::new("x"))
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+
+    let material = dir.path().join("material.bin");
+    std::fs::write(&material, random_bytes(32)).expect("writing the material");
+    let pcrs = server.data_dir().join("pcrs.json");
+
+    // A client pinning other PCRs refuses to wrap: the key stays PendingImport.
+    let wrong_pcrs = dir.path().join("other-pcrs.json");
+    std::fs::write(&wrong_pcrs, format!(r#"{{"PCR0": "{}"}}"#, "ab".repeat(48)))
+        .expect("writing other PCRs");
+    let refused = import_key(server, &key_id, &material, &wrong_pcrs);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not verify"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(key_state(&client, &key_id).await, KeyState::PendingImport);
+
+    // The right PCRs: verified, wrapped, imported.
+    let imported = import_key(server, &key_id, &material, &pcrs);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&imported.stdout).expect("import-key prints JSON");
+    assert!(report["VerifiedPcrs"]["PCR0"].is_string(), "{report}");
+    assert_eq!(key_state(&client, &key_id).await, KeyState::Enabled);
+    let before = round_trip(&client, &key_id, b"imported material works").await;
+
+    // Deleted material: PendingImport, nothing decrypts.
+    client
+        .delete_imported_key_material()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("DeleteImportedKeyMaterial");
+    assert_eq!(key_state(&client, &key_id).await, KeyState::PendingImport);
+    assert_code!(
+        client
+            .decrypt()
+            .ciphertext_blob(Blob::new(before.clone()))
+            .send()
+            .await,
+        "KMSInvalidStateException"
+    );
+
+    // Other material is refused; the same material comes back and old ciphertexts decrypt.
+    let other = dir.path().join("other.bin");
+    std::fs::write(&other, random_bytes(32)).expect("writing other material");
+    let wrong = import_key(server, &key_id, &other, &pcrs);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("IncorrectKeyMaterialException"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    let again = import_key(server, &key_id, &material, &pcrs);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let plaintext = client
+        .decrypt()
+        .ciphertext_blob(Blob::new(before))
+        .send()
+        .await
+        .expect("Decrypt after re-import")
+        .plaintext()
+        .expect("Plaintext")
+        .as_ref()
+        .to_vec();
+    assert_eq!(plaintext, b"imported material works");
+}
+
+/// The flow of the AWS documentation ("Importing key material", step 3 with OpenSSL), with the
+/// SDK in place of the AWS CLI.
+#[tokio::test]
+async fn the_documented_openssl_flow_imports() {
+    let server = Ekms::shared();
+    let client = server.client().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_id = create_external_key(&client).await;
+
+    let parameters = client
+        .get_parameters_for_import()
+        .key_id(&key_id)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .expect("GetParametersForImport");
+    let valid_to = parameters.parameters_valid_to().expect("ParametersValidTo");
+    let hours = (valid_to.secs()
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64)
+        / 3600;
+    assert!((23..=24).contains(&hours), "valid for {hours} h");
+    let public_key = dir.path().join("WrappingPublicKey.bin");
+    std::fs::write(
+        &public_key,
+        parameters.public_key().expect("PublicKey").as_ref(),
+    )
+    .expect("writing the public key");
+    let material = dir.path().join("PlaintextKeyMaterial.bin");
+    run_ok(openssl().args(["rand", "-out"]).arg(&material).arg("32"));
+    let wrapped = dir.path().join("EncryptedKeyMaterial.bin");
+    run_ok(
+        openssl()
+            .args(["pkeyutl", "-encrypt", "-in"])
+            .arg(&material)
+            .arg("-out")
+            .arg(&wrapped)
+            .arg("-inkey")
+            .arg(&public_key)
+            .args([
+                "-keyform",
+                "DER",
+                "-pubin",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha256",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha256",
+            ]),
+    );
+    let token = parameters.import_token().expect("ImportToken").clone();
+    let import = || {
+        client
+            .import_key_material()
+            .key_id(&key_id)
+            .import_token(token.clone())
+            .encrypted_key_material(Blob::new(std::fs::read(&wrapped).expect("wrapped")))
+            .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+            .send()
+    };
+    import().await.expect("ImportKeyMaterial");
+    round_trip(&client, &key_id, b"openssl-wrapped material").await;
+    // The token was single use.
+    assert_code!(import().await, "InvalidImportTokenException");
+
+    // RSA_AES_KEY_WRAP_SHA_256: OAEP of an ephemeral AES-256 key, then RFC 5649 of the
+    // material (`openssl enc -id-aes256-wrap-pad`), concatenated — into a second key.
+    let key_id = create_external_key(&client).await;
+    let parameters = client
+        .get_parameters_for_import()
+        .key_id(&key_id)
+        .wrapping_algorithm(AlgorithmSpec::RsaAesKeyWrapSha256)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .expect("GetParametersForImport RSA_AES_KEY_WRAP_SHA_256");
+    std::fs::write(
+        &public_key,
+        parameters.public_key().expect("PublicKey").as_ref(),
+    )
+    .expect("writing the public key");
+    let aes_key = random_bytes(32);
+    let aes_key_file = dir.path().join("aes-key.bin");
+    std::fs::write(&aes_key_file, &aes_key).expect("writing the AES key");
+    let hex_key: String = aes_key.iter().map(|b| format!("{b:02x}")).collect();
+    let kwp = dir.path().join("key_material_wrapped.bin");
+    run_ok(
+        openssl()
+            .args([
+                "enc",
+                "-id-aes256-wrap-pad",
+                "-K",
+                &hex_key,
+                "-iv",
+                "A65959A6",
+                "-in",
+            ])
+            .arg(&material)
+            .arg("-out")
+            .arg(&kwp),
+    );
+    let wrapped_aes = dir.path().join("aes-key_wrapped.bin");
+    run_ok(
+        openssl()
+            .args(["pkeyutl", "-encrypt", "-in"])
+            .arg(&aes_key_file)
+            .arg("-out")
+            .arg(&wrapped_aes)
+            .arg("-inkey")
+            .arg(&public_key)
+            .args([
+                "-keyform",
+                "DER",
+                "-pubin",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha256",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha256",
+            ]),
+    );
+    let mut combined = std::fs::read(&wrapped_aes).expect("wrapped AES key");
+    combined.extend(std::fs::read(&kwp).expect("wrapped material"));
+    client
+        .import_key_material()
+        .key_id(&key_id)
+        .import_token(parameters.import_token().expect("ImportToken").clone())
+        .encrypted_key_material(Blob::new(combined))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .expect("ImportKeyMaterial RSA_AES_KEY_WRAP_SHA_256");
+    round_trip(&client, &key_id, b"key-wrapped material").await;
+}
+
+/// An RSA key pair for a recipient enclave, and a mock attestation document binding it.
+struct RecipientKey {
+    private_pem: PathBuf,
+    document: Vec<u8>,
+}
+
+fn recipient_key(dir: &Path, ca: &Path) -> RecipientKey {
+    let private_pem = dir.join("recipient.pem");
+    run_ok(
+        openssl()
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&private_pem),
+    );
+    let public_der = dir.join("recipient.pub.der");
+    run_ok(
+        openssl()
+            .args(["pkey", "-in"])
+            .arg(&private_pem)
+            .args(["-pubout", "-outform", "DER", "-out"])
+            .arg(&public_der),
+    );
+    let doc = dir.join("recipient.att");
+    run_ok(
+        ekms()
+            .args(["attestation", "mock", "--ca"])
+            .arg(ca)
+            .arg("--public-key")
+            .arg(&public_der)
+            .arg("--out")
+            .arg(&doc),
+    );
+    RecipientKey {
+        private_pem,
+        document: std::fs::read(&doc).expect("reading the document"),
+    }
+}
+
+impl RecipientKey {
+    fn info(&self) -> RecipientInfo {
+        RecipientInfo::builder()
+            .attestation_document(Blob::new(self.document.clone()))
+            .key_encryption_algorithm(KeyEncryptionMechanism::RsaesOaepSha256)
+            .build()
+    }
+
+    /// `openssl cms -decrypt` of a CiphertextForRecipient, without the recipient's
+    /// certificate (only its key).
+    fn open(&self, dir: &Path, cms: &[u8]) -> Vec<u8> {
+        let path = dir.join("for-recipient.der");
+        std::fs::write(&path, cms).expect("writing the CMS");
+        run_ok(
+            openssl()
+                .args(["cms", "-decrypt", "-inform", "DER", "-in"])
+                .arg(&path)
+                .arg("-inkey")
+                .arg(&self.private_pem),
+        )
+    }
+}
+
+#[tokio::test]
+async fn recipient_answers_open_with_openssl_cms_and_carry_no_plaintext() {
+    let server = Ekms::shared();
+    let client = server.client().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recipient = recipient_key(dir.path(), &server.data_dir().join("mock-ca"));
+    let key_id = ekms_tests::create_key(&client).await;
+
+    // Decrypt: the CMS opens to exactly what a plain Decrypt returns.
+    let ciphertext = client
+        .encrypt()
+        .key_id(&key_id)
+        .plaintext(Blob::new("for the enclave only"))
+        .send()
+        .await
+        .expect("Encrypt")
+        .ciphertext_blob()
+        .expect("CiphertextBlob")
+        .clone();
+    let plain = client
+        .decrypt()
+        .ciphertext_blob(ciphertext.clone())
+        .send()
+        .await
+        .expect("Decrypt");
+    let for_recipient = client
+        .decrypt()
+        .ciphertext_blob(ciphertext)
+        .recipient(recipient.info())
+        .send()
+        .await
+        .expect("Decrypt with Recipient");
+    assert!(for_recipient.plaintext().is_none());
+    let opened = recipient.open(
+        dir.path(),
+        for_recipient
+            .ciphertext_for_recipient()
+            .expect("CiphertextForRecipient")
+            .as_ref(),
+    );
+    assert_eq!(opened, plain.plaintext().expect("Plaintext").as_ref());
+    assert_eq!(opened, b"for the enclave only");
+
+    // GenerateDataKey: the data key goes to the recipient; its ciphertext decrypts to it.
+    let data_key = client
+        .generate_data_key()
+        .key_id(&key_id)
+        .key_spec(DataKeySpec::Aes256)
+        .recipient(recipient.info())
+        .send()
+        .await
+        .expect("GenerateDataKey with Recipient");
+    assert!(data_key.plaintext().is_none());
+    let opened = recipient.open(
+        dir.path(),
+        data_key
+            .ciphertext_for_recipient()
+            .expect("CiphertextForRecipient")
+            .as_ref(),
+    );
+    assert_eq!(opened.len(), 32);
+    let decrypted = client
+        .decrypt()
+        .ciphertext_blob(data_key.ciphertext_blob().expect("CiphertextBlob").clone())
+        .send()
+        .await
+        .expect("Decrypt the data key");
+    assert_eq!(
+        decrypted.plaintext().expect("Plaintext").as_ref(),
+        &opened[..]
+    );
+
+    // GenerateRandom.
+    let random = client
+        .generate_random()
+        .number_of_bytes(64)
+        .recipient(recipient.info())
+        .send()
+        .await
+        .expect("GenerateRandom with Recipient");
+    assert!(random.plaintext().is_none());
+    let opened = recipient.open(
+        dir.path(),
+        random
+            .ciphertext_for_recipient()
+            .expect("CiphertextForRecipient")
+            .as_ref(),
+    );
+    assert_eq!(opened.len(), 64);
+}
+
+#[tokio::test]
+async fn a_recipient_document_from_an_untrusted_root_is_a_client_error() {
+    let server = Ekms::shared();
+    let client = server.client().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let other_ca = dir.path().join("other-ca");
+    run_ok(
+        ekms()
+            .args(["attestation", "mock-ca", "--out"])
+            .arg(&other_ca),
+    );
+    let recipient = recipient_key(dir.path(), &other_ca);
+    let key_id = ekms_tests::create_key(&client).await;
+    let ciphertext = client
+        .encrypt()
+        .key_id(&key_id)
+        .plaintext(Blob::new("secret"))
+        .send()
+        .await
+        .expect("Encrypt")
+        .ciphertext_blob()
+        .expect("CiphertextBlob")
+        .clone();
+    let refused = client
+        .decrypt()
+        .ciphertext_blob(ciphertext)
+        .recipient(recipient.info())
+        .send()
+        .await;
+    let code = match refused {
+        Ok(_) => panic!("a document from an untrusted root was accepted"),
+        Err(e) => error_code(e),
+    };
+    assert_eq!(code, "ValidationException");
+    assert_code!(
+        client
+            .generate_random()
+            .number_of_bytes(16)
+            .recipient(recipient.info())
+            .send()
+            .await,
+        "ValidationException"
+    );
+}
