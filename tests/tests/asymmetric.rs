@@ -187,10 +187,15 @@ async fn every_key_type_signs_and_an_independent_library_verifies_from_the_publi
     for (spec, algorithms) in cases {
         let key = asym_key(&client, spec.clone(), KeyUsageType::SignVerify).await;
         let spki = public_key(&client, &key).await;
-        let described = client.describe_key().key_id(&key).send().await.unwrap();
+        let described = client
+            .describe_key()
+            .key_id(&key)
+            .send()
+            .await
+            .expect("DescribeKey");
         let listed = described
             .key_metadata()
-            .unwrap()
+            .expect("KeyMetadata")
             .signing_algorithms()
             .to_vec();
         assert_eq!(listed, algorithms, "{spec:?}: SigningAlgorithms");
@@ -241,8 +246,8 @@ async fn rsa_ciphertexts_made_locally_with_the_public_key_decrypt_in_the_service
         (KeySpec::Rsa4096, [470, 446]),
     ] {
         let key = asym_key(&client, spec.clone(), KeyUsageType::EncryptDecrypt).await;
-        let public =
-            rsa::RsaPublicKey::from_public_key_der(&public_key(&client, &key).await).unwrap();
+        let public = rsa::RsaPublicKey::from_public_key_der(&public_key(&client, &key).await)
+            .expect("RSA SubjectPublicKeyInfo");
         for (algorithm, max) in [
             (EncryptionAlgorithmSpec::RsaesOaepSha1, limits[0]),
             (EncryptionAlgorithmSpec::RsaesOaepSha256, limits[1]),
@@ -255,7 +260,7 @@ async fn rsa_ciphertexts_made_locally_with_the_public_key_decrypt_in_the_service
                 }
                 _ => public.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), &plaintext),
             }
-            .unwrap();
+            .expect("local RSAES-OAEP encryption");
             let out = client
                 .decrypt()
                 .key_id(&key)
@@ -264,7 +269,7 @@ async fn rsa_ciphertexts_made_locally_with_the_public_key_decrypt_in_the_service
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("Decrypt {spec:?}: {}", DisplayErrorContext(e)));
-            assert_eq!(out.plaintext().unwrap().as_ref(), &plaintext[..]);
+            assert_eq!(out.plaintext().expect("Plaintext").as_ref(), &plaintext[..]);
             assert_eq!(out.encryption_algorithm(), Some(&algorithm));
             assert_eq!(out.key_id(), Some(key_arn(&key).as_str()));
             // The service's own ciphertext round-trips, and one byte over AWS's limit is refused.
@@ -275,8 +280,8 @@ async fn rsa_ciphertexts_made_locally_with_the_public_key_decrypt_in_the_service
                 .encryption_algorithm(algorithm.clone())
                 .send()
                 .await
-                .unwrap();
-            let blob = sealed.ciphertext_blob().unwrap().clone();
+                .expect("Encrypt");
+            let blob = sealed.ciphertext_blob().expect("CiphertextBlob").clone();
             assert_eq!(blob.as_ref().len(), public.size());
             let back = client
                 .decrypt()
@@ -285,8 +290,11 @@ async fn rsa_ciphertexts_made_locally_with_the_public_key_decrypt_in_the_service
                 .encryption_algorithm(algorithm.clone())
                 .send()
                 .await
-                .unwrap();
-            assert_eq!(back.plaintext().unwrap().as_ref(), &plaintext[..]);
+                .expect("Decrypt");
+            assert_eq!(
+                back.plaintext().expect("Plaintext").as_ref(),
+                &plaintext[..]
+            );
             assert_code!(
                 client
                     .encrypt()
@@ -317,18 +325,32 @@ async fn generate_data_key_pair_answers_pkcs8_matching_the_public_key() {
         .unwrap_or_else(|e| panic!("GenerateDataKeyPair: {}", DisplayErrorContext(e)));
     assert_eq!(out.key_pair_spec(), Some(&DataKeyPairSpec::EccNistP256));
     assert_eq!(out.key_id(), Some(key_arn(&kek).as_str()));
-    let private = out.private_key_plaintext().unwrap().as_ref().to_vec();
+    let private = out
+        .private_key_plaintext()
+        .expect("PrivateKeyPlaintext")
+        .as_ref()
+        .to_vec();
     let secret = p256::SecretKey::from_pkcs8_der(&private).expect("PKCS #8 P-256 private key");
-    let spki = secret.public_key().to_public_key_der().unwrap();
-    assert_eq!(spki.as_bytes(), out.public_key().unwrap().as_ref());
+    let spki = secret
+        .public_key()
+        .to_public_key_der()
+        .expect("SPKI encoding");
+    assert_eq!(
+        spki.as_bytes(),
+        out.public_key().expect("PublicKey").as_ref()
+    );
     let back = client
         .decrypt()
-        .ciphertext_blob(out.private_key_ciphertext_blob().unwrap().clone())
+        .ciphertext_blob(
+            out.private_key_ciphertext_blob()
+                .expect("PrivateKeyCiphertextBlob")
+                .clone(),
+        )
         .encryption_context("purpose", "ekms-tests")
         .send()
         .await
-        .unwrap();
-    assert_eq!(back.plaintext().unwrap().as_ref(), &private[..]);
+        .expect("Decrypt");
+    assert_eq!(back.plaintext().expect("Plaintext").as_ref(), &private[..]);
 
     let rsa_pair = client
         .generate_data_key_pair_without_plaintext()
@@ -336,17 +358,24 @@ async fn generate_data_key_pair_answers_pkcs8_matching_the_public_key() {
         .key_pair_spec(DataKeyPairSpec::Rsa2048)
         .send()
         .await
-        .unwrap();
+        .expect("GenerateDataKeyPairWithoutPlaintext");
     let private = client
         .decrypt()
-        .ciphertext_blob(rsa_pair.private_key_ciphertext_blob().unwrap().clone())
+        .ciphertext_blob(
+            rsa_pair
+                .private_key_ciphertext_blob()
+                .expect("PrivateKeyCiphertextBlob")
+                .clone(),
+        )
         .send()
         .await
-        .unwrap();
-    let private = rsa::RsaPrivateKey::from_pkcs8_der(private.plaintext().unwrap().as_ref())
-        .expect("PKCS #8 RSA private key");
+        .expect("Decrypt");
+    let private =
+        rsa::RsaPrivateKey::from_pkcs8_der(private.plaintext().expect("Plaintext").as_ref())
+            .expect("PKCS #8 RSA private key");
     let public =
-        rsa::RsaPublicKey::from_public_key_der(rsa_pair.public_key().unwrap().as_ref()).unwrap();
+        rsa::RsaPublicKey::from_public_key_der(rsa_pair.public_key().expect("PublicKey").as_ref())
+            .expect("RSA SubjectPublicKeyInfo");
     assert_eq!(private.to_public_key(), public);
 }
 
@@ -355,8 +384,8 @@ async fn derive_shared_secret_is_the_ecdh_x_coordinate_computed_locally() {
     use p256::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
     let client = client().await;
     let key = asym_key(&client, KeySpec::EccNistP256, KeyUsageType::KeyAgreement).await;
-    let kms_public =
-        p256::PublicKey::from_public_key_der(&public_key(&client, &key).await).unwrap();
+    let kms_public = p256::PublicKey::from_public_key_der(&public_key(&client, &key).await)
+        .expect("P-256 SubjectPublicKeyInfo");
     let ours = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
     let local = p256::ecdh::diffie_hellman(ours.to_nonzero_scalar(), kms_public.as_affine());
     let out = client
@@ -364,13 +393,16 @@ async fn derive_shared_secret_is_the_ecdh_x_coordinate_computed_locally() {
         .key_id(&key)
         .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
         .public_key(Blob::new(
-            ours.public_key().to_public_key_der().unwrap().as_bytes(),
+            ours.public_key()
+                .to_public_key_der()
+                .expect("SPKI encoding")
+                .as_bytes(),
         ))
         .send()
         .await
         .unwrap_or_else(|e| panic!("DeriveSharedSecret: {}", DisplayErrorContext(e)));
     assert_eq!(
-        out.shared_secret().unwrap().as_ref(),
+        out.shared_secret().expect("SharedSecret").as_ref(),
         local.raw_secret_bytes().as_slice()
     );
     assert_eq!(
