@@ -49,6 +49,7 @@ macro_rules! operations {
 
 operations! {
     implemented: [
+        GetKeyPolicy, ListKeyPolicies, PutKeyPolicy,
         CancelKeyDeletion, CreateAlias, CreateKey, Decrypt, DeleteAlias, DescribeKey, DisableKey,
         EnableKey, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
         ListAliases, ListKeys, ListResourceTags, ReEncrypt, ScheduleKeyDeletion, TagResource,
@@ -64,8 +65,8 @@ operations! {
     ],
     unsupported: [
         ConnectCustomKeyStore, CreateCustomKeyStore, CreateGrant, DeleteCustomKeyStore,
-        DescribeCustomKeyStores, DisconnectCustomKeyStore, GetKeyPolicy, ListGrants,
-        ListKeyPolicies, ListRetirableGrants, PutKeyPolicy, ReplicateKey, RetireGrant, RevokeGrant,
+        DescribeCustomKeyStores, DisconnectCustomKeyStore, ListGrants,
+        ListRetirableGrants, ReplicateKey, RetireGrant, RevokeGrant,
         UpdateCustomKeyStore, UpdatePrimaryRegion,
     ]
 }
@@ -102,7 +103,13 @@ where
 /// does not serve; `SerializationException` for a body that is not the expected JSON.
 pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
     use Operation as O;
+    if op.is_supported() {
+        crate::authz::authorize(ctx, op.name(), body)?;
+    }
     match op {
+        O::GetKeyPolicy => call(body, |r| ops::get_key_policy::handle(ctx, r)),
+        O::ListKeyPolicies => call(body, |r| ops::list_key_policies::handle(ctx, r)),
+        O::PutKeyPolicy => call(body, |r| ops::put_key_policy::handle(ctx, r)),
         O::CancelKeyDeletion => call(body, |r| ops::cancel_key_deletion::handle(ctx, r)),
         O::CreateAlias => call(body, |r| ops::create_alias::handle(ctx, r)),
         O::CreateKey => call(body, |r| ops::create_key::handle(ctx, r)),
@@ -152,11 +159,8 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         | O::DeleteCustomKeyStore
         | O::DescribeCustomKeyStores
         | O::DisconnectCustomKeyStore
-        | O::GetKeyPolicy
         | O::ListGrants
-        | O::ListKeyPolicies
         | O::ListRetirableGrants
-        | O::PutKeyPolicy
         | O::ReplicateKey
         | O::RetireGrant
         | O::RevokeGrant

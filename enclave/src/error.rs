@@ -77,6 +77,12 @@ pub enum KmsError {
     /// The request could not be authenticated.
     #[error(transparent)]
     Auth(#[from] SigV4Error),
+    /// The policies and grants do not allow the request.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// A key policy is malformed, or would lock its caller out.
+    #[error("{0}")]
+    MalformedPolicy(String),
     /// A fault on our side (for example the random source failed). Details go to the log only.
     #[error("An internal error occurred.")]
     Internal(&'static str),
@@ -114,6 +120,8 @@ impl KmsError {
                 SigV4Error::UnrecognizedClient => "UnrecognizedClientException",
                 SigV4Error::RequestExpired(_) => "RequestExpired",
             },
+            KmsError::AccessDenied(_) => "AccessDeniedException",
+            KmsError::MalformedPolicy(_) => "MalformedPolicyDocumentException",
             KmsError::Internal(_) => "KMSInternalException",
         }
     }

@@ -221,6 +221,8 @@ pub struct Key {
     pub material_commitment: Option<[u8; 32]>,
     /// The key policy document; `None` means the default key policy.
     pub policy: Option<String>,
+    /// Grants on this key.
+    pub grants: Vec<crate::policy::Grant>,
     /// Every version of the key material, oldest first; the last one encrypts and signs.
     /// Empty while an EXTERNAL key waits for its material.
     pub versions: Vec<KeyVersion>,
@@ -256,6 +258,7 @@ impl Key {
             valid_to: None,
             material_commitment: None,
             policy: None,
+            grants: Vec::new(),
             versions: material
                 .map(|material| KeyVersion {
                     material,

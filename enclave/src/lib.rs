@@ -11,6 +11,7 @@ pub mod admin;
 pub mod asym;
 pub mod attest;
 pub mod audit;
+pub mod authz;
 pub mod ciphertext;
 pub mod config;
 pub mod dispatch;

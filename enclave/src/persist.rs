@@ -675,11 +675,12 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
 impl Principals {
     /// The sealed form of the principal `name`, if it is one that is sealed (not from a file).
     pub fn sealed_record(&self, name: &str) -> Option<PrincipalRecord> {
-        self.sealed(name).map(|(akid, secret)| PrincipalRecord {
+        self.sealed(name).map(|(akid, secret, policy)| PrincipalRecord {
             v: 1,
             name: name.to_owned(),
             access_key_id: akid.to_owned(),
             secret_access_key: secret.to_owned(),
+            policy: policy.map(str::to_owned),
         })
     }
 }

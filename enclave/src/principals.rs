@@ -4,10 +4,12 @@
 //! `{"principals": [{"name": "dev", "access_key_id": "AKIA...", "secret_access_key": "..."}]}`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::policy::IdentityPolicy;
 use crate::sigv4::{SecretAccessKey, SecretLookup};
 
 /// One principal (an IAM-style user) with one access key.
@@ -20,6 +22,15 @@ pub struct Principal {
     secret: SecretAccessKey,
     /// Whether it lives in the sealed store (rather than a mock-mode principals file).
     sealed: bool,
+    /// Identity policy document and its parsed form.
+    policy: Option<(String, Arc<IdentityPolicy>)>,
+}
+
+impl Principal {
+    /// The parsed identity policy, if any.
+    pub fn identity_policy(&self) -> Option<Arc<IdentityPolicy>> {
+        self.policy.as_ref().map(|(_, p)| p.clone())
+    }
 }
 
 impl std::fmt::Debug for Principal {
@@ -63,6 +74,8 @@ struct Entry {
     name: String,
     access_key_id: String,
     secret_access_key: String,
+    /// Identity policy (JSON); absent means allow everything (development principals).
+    policy: Option<serde_json::Value>,
 }
 
 impl Principals {
@@ -75,8 +88,19 @@ impl Principals {
         let file: File = serde_json::from_slice(bytes).map_err(PrincipalsError::Format)?;
         let mut principals = Principals::default();
         for (index, e) in file.principals.into_iter().enumerate() {
+            let policy = match e.policy {
+                Some(p) => p.to_string(),
+                None => crate::policy::ALLOW_ALL_IDENTITY_POLICY.to_owned(),
+            };
             principals
-                .insert(e.name, e.access_key_id, e.secret_access_key, false, config)
+                .insert(
+                    e.name,
+                    e.access_key_id,
+                    e.secret_access_key,
+                    false,
+                    Some(policy),
+                    config,
+                )
                 .map_err(|reason| PrincipalsError::Invalid { index, reason })?;
         }
         Ok(principals)
@@ -93,8 +117,17 @@ impl Principals {
         access_key_id: String,
         secret: String,
         sealed: bool,
+        policy: Option<String>,
         config: &Config,
     ) -> Result<(), &'static str> {
+        let policy = match policy {
+            Some(text) => {
+                let parsed = crate::policy::parse_identity(&text)
+                    .map_err(|_| "identity policy is malformed")?;
+                Some((text, Arc::new(parsed)))
+            }
+            None => None,
+        };
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -123,16 +156,22 @@ impl Principals {
                 access_key_id,
                 secret: SecretAccessKey::new(secret),
                 sealed,
+                policy,
             },
         );
         Ok(())
     }
 
-    /// Access key id and secret of a sealed principal.
-    pub fn sealed(&self, name: &str) -> Option<(&str, &str)> {
+    /// Access key id, secret and identity policy of a sealed principal.
+    pub fn sealed(&self, name: &str) -> Option<(&str, &str, Option<&str>)> {
         let p = self.by_access_key.get(self.by_name.get(name)?)?;
-        p.sealed
-            .then(|| (p.access_key_id.as_str(), p.secret.expose_secret()))
+        p.sealed.then(|| {
+            (
+                p.access_key_id.as_str(),
+                p.secret.expose_secret(),
+                p.policy.as_ref().map(|(t, _)| t.as_str()),
+            )
+        })
     }
 
     /// Number of principals.

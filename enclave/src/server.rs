@@ -256,6 +256,7 @@ impl Service {
                         init.admin.access_key_id.clone(),
                         init.admin.secret_access_key.to_string(),
                         true,
+                        Some(crate::policy::ALLOW_ALL_IDENTITY_POLICY.to_owned()),
                         &self.config,
                     )
                     .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
@@ -308,6 +309,7 @@ impl Service {
                             p.access_key_id.clone(),
                             p.secret_access_key.clone(),
                             true,
+                            p.policy.clone(),
                             &self.config,
                         ) {
                             tracing::warn!(name = %p.name, why, "sealed principal not loaded");
@@ -478,6 +480,7 @@ impl Service {
             Caller {
                 arn: principal.arn.clone(),
                 access_key_id: verified.access_key_id,
+                identity_policy: principal.identity_policy(),
             }
         };
         pending.identity = Some(Identity::User {

@@ -138,9 +138,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     }
     if let Some(policy) = &req.policy {
         validate::str_len("policy", policy, 1, 32768)?;
-        return Err(unsupported("Key policies"));
     }
-    let _ = req.bypass_policy_lockout_safety_check;
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
 
@@ -156,6 +154,14 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let mut id = [0u8; 16];
     ctx.env.entropy.fill(&mut id)?;
     let id = uuid::Builder::from_random_bytes(id).into_uuid();
+    if let Some(policy) = &req.policy {
+        super::put_key_policy::check_policy(
+            ctx,
+            policy,
+            &ctx.config.key_arn(&id),
+            req.bypass_policy_lockout_safety_check == Some(true),
+        )?;
+    }
     let mut key = Key::new(
         id,
         ctx.env.now(),
@@ -167,6 +173,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     );
     key.description = description;
     key.tags = tags;
+    key.policy = req.policy;
     let key_metadata = KeyMetadata::of(&key, ctx.config);
     ctx.state.write().insert(key, ctx.config)?;
     ctx.touch(crate::persist::Touched::Key(id));

@@ -18,11 +18,11 @@ pub mod create_alias;
 pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
-pub mod derive_shared_secret;
 pub mod delete_imported_key_material;
+pub mod derive_shared_secret;
 pub mod describe_key;
-pub mod disable_key_rotation;
 pub mod disable_key;
+pub mod disable_key_rotation;
 pub mod enable_key;
 pub mod enable_key_rotation;
 pub mod encrypt;
@@ -32,15 +32,18 @@ pub mod generate_data_key_pair_without_plaintext;
 pub mod generate_data_key_without_plaintext;
 pub mod generate_mac;
 pub mod generate_random;
-pub mod get_public_key;
+pub mod get_key_policy;
 pub mod get_key_rotation_status;
 pub mod get_parameters_for_import;
+pub mod get_public_key;
 pub mod import_key_material;
 pub mod list_aliases;
+pub mod list_key_policies;
 pub mod list_key_rotations;
 pub mod list_keys;
 pub mod list_resource_tags;
 pub mod metadata;
+pub mod put_key_policy;
 pub mod re_encrypt;
 pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
@@ -59,6 +62,7 @@ pub struct State {
     principals: RwLock<Principals>,
     /// Outstanding import tokens (memory only: a restart invalidates them).
     imports: crate::import::Imports,
+    default_policy: std::sync::OnceLock<std::sync::Arc<crate::policy::Policy>>,
 }
 
 impl State {
@@ -68,7 +72,28 @@ impl State {
             keys: RwLock::new(keys),
             principals: RwLock::new(principals),
             imports: crate::import::Imports::default(),
+            default_policy: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The default key policy of this account, parsed once.
+    ///
+    /// # Errors
+    /// Only if the built-in default does not parse (a bug caught by tests).
+    pub fn default_policy(
+        &self,
+        account: &str,
+    ) -> KmsResult<std::sync::Arc<crate::policy::Policy>> {
+        if let Some(p) = self.default_policy.get() {
+            return Ok(p.clone());
+        }
+        let parsed =
+            crate::policy::parse(&crate::policy::Policy::default_key_policy(account), account)
+                .map_err(|_| KmsError::Internal("default key policy"))?;
+        Ok(self
+            .default_policy
+            .get_or_init(|| std::sync::Arc::new(parsed))
+            .clone())
     }
     /// Outstanding import tokens and their wrapping keys.
     pub fn imports(&self) -> &crate::import::Imports {
@@ -114,6 +139,8 @@ pub struct Caller {
     pub arn: String,
     /// The access key the request was signed with.
     pub access_key_id: String,
+    /// The caller's identity policy, if it has one.
+    pub identity_policy: Option<std::sync::Arc<crate::policy::IdentityPolicy>>,
 }
 
 /// What every operation is given.
@@ -250,7 +277,9 @@ pub fn for_recipient(
         None => Ok((Some(crate::json::SecretBlob(secret)), None)),
         Some(r) => Ok((
             None,
-            Some(crate::json::Blob(r.envelope(&secret, ctx.env.entropy.as_ref())?)),
+            Some(crate::json::Blob(
+                r.envelope(&secret, ctx.env.entropy.as_ref())?,
+            )),
         )),
     }
 }

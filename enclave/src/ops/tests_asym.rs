@@ -46,6 +46,7 @@ impl Core {
             caller: Caller {
                 arn: "arn:aws:iam::111122223333:user/dev".to_owned(),
                 access_key_id: "AKIATEST".to_owned(),
+                identity_policy: Some(crate::authz::allow_all().unwrap()),
             },
         }
     }

@@ -148,7 +148,7 @@ pub struct GrantConstraints {
 }
 
 /// One grant on one key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Grant {
     /// The grant id.
     pub grant_id: String,

@@ -61,6 +61,7 @@ struct KeyOut<'a> {
     valid_to: Option<Millis>,
     material_commitment: Option<&'a Bytes>,
     policy: Option<&'a str>,
+    grants: &'a [crate::policy::Grant],
     versions: Vec<VersionOut<'a>>,
 }
 
@@ -82,6 +83,8 @@ struct KeyIn {
     #[serde(default)]
     material_commitment: Option<ByteBuf>,
     policy: Option<String>,
+    #[serde(default)]
+    grants: Vec<crate::policy::Grant>,
     versions: Vec<VersionIn>,
 }
 
@@ -105,6 +108,7 @@ pub fn encode_key(key: &Key) -> Result<Zeroizing<Vec<u8>>, CodecError> {
         valid_to: key.valid_to,
         material_commitment: key.material_commitment.as_ref().map(|c| Bytes::new(c)),
         policy: key.policy.as_deref(),
+        grants: &key.grants,
         versions: key
             .versions
             .iter()
@@ -203,6 +207,7 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
             ),
         },
         policy: raw.policy,
+        grants: raw.grants,
         versions,
     })
 }
@@ -258,6 +263,9 @@ pub struct PrincipalRecord {
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: String,
+    /// Identity policy document, if any.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 impl Drop for PrincipalRecord {
