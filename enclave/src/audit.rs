@@ -24,63 +24,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::KmsError;
 
-const RECORD_LABEL: &[u8] = b"ekms/v1/audit";
-const CHECKPOINT_LABEL: &[u8] = b"ekms/v1/audit-checkpoint";
-
-/// The canonical JSON bytes of a value (keys sorted, compact).
-pub fn canonical_json(value: &Value) -> Vec<u8> {
-    fn write(value: &Value, out: &mut Vec<u8>) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push(b'{');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(Value::String((*k).clone()).to_string().as_bytes());
-                    out.push(b':');
-                    if let Some(v) = map.get(*k) {
-                        write(v, out);
-                    }
-                }
-                out.push(b'}');
-            }
-            Value::Array(items) => {
-                out.push(b'[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(v, out);
-                }
-                out.push(b']');
-            }
-            other => out.extend_from_slice(other.to_string().as_bytes()),
-        }
-    }
-    let mut out = Vec::with_capacity(512);
-    write(value, &mut out);
-    out
-}
-
-/// The hash of record `seq` chained after `prev`.
-pub fn record_hash(prev: &[u8; 32], seq: u64, record: &Value) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(RECORD_LABEL);
-    ctx.update(prev);
-    ctx.update(&seq.to_be_bytes());
-    ctx.update(&canonical_json(record));
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
-/// The bytes a checkpoint signature covers.
-pub fn checkpoint_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-    [CHECKPOINT_LABEL, &seq.to_be_bytes()[..], &hash[..]].concat()
-}
+pub use ekms_shared::audit_format::{canonical_json, checkpoint_message, record_hash};
 
 /// The chain's position: the last record's sequence number and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

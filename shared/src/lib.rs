@@ -12,6 +12,7 @@
 //! This crate trusts nothing it receives: every decoder caps its input before allocating.
 
 pub mod attestation;
+pub mod audit_format;
 pub mod custody;
 pub mod envelope;
 pub mod shamir;

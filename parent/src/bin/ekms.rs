@@ -23,6 +23,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::attestation::AttestationCommand,
     },
+    /// Verify or follow the tamper-evident audit log (audit.jsonl).
+    Audit {
+        #[command(subcommand)]
+        command: cli::audit::AuditCommand,
+    },
     /// Custodian keys.
     Custodian {
         #[command(subcommand)]
@@ -53,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(cli::bench::run(args)),
         Command::Attestation { command } => cli::attestation::run(command),
+        Command::Audit { command } => cli::audit::run(command),
         Command::Custodian { command } => cli::custodian::run(command),
         Command::Init(args) => runtime()?.block_on(async {
             let (shares, admin) = cli::custody::init(&args).await?;

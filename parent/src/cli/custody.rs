@@ -89,7 +89,10 @@ pub struct UnsealArgs {
 }
 
 /// An unauthenticated custody call: `POST /` with `X-Amz-Target: Ekms.<op>`.
-async fn call(target: &Target, op: &str, body: Value) -> anyhow::Result<Value> {
+///
+/// # Errors
+/// When the endpoint cannot be reached, times out, or answers an error or not JSON.
+pub async fn call(target: &Target, op: &str, body: Value) -> anyhow::Result<Value> {
     let endpoint = Endpoint::parse(&target.endpoint, false)?;
     let tls = match (&target.ca, endpoint.https) {
         (Some(ca), _) => Some(client::tls_client_config(

@@ -1,6 +1,7 @@
 //! `ekms`, the operator's tool. One module per subcommand.
 
 pub mod attestation;
+pub mod audit;
 pub mod bench;
 pub mod custodian;
 pub mod custody;

@@ -1,0 +1,108 @@
+//! The audit log's hash and signature definitions, shared by the enclave that writes
+//! `audit.jsonl` and `ekms audit verify` that checks it: one definition for both sides.
+//!
+//! - record hash = SHA-256(`"ekms/v1/audit"` ‖ prev ‖ seq (u64 big-endian) ‖ canonical JSON
+//!   of the record);
+//! - a checkpoint signs (ECDSA P-384 / SHA-384) `"ekms/v1/audit-checkpoint"` ‖ seq ‖ hash.
+//!
+//! Canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace, serde_json's number
+//! and string forms.
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// Domain label of record hashes.
+pub const RECORD_LABEL: &[u8] = b"ekms/v1/audit";
+/// Domain label of checkpoint signatures.
+pub const CHECKPOINT_LABEL: &[u8] = b"ekms/v1/audit-checkpoint";
+/// `user_data` of the attestation document that binds a boot's checkpoint key.
+pub const ATTESTATION_USER_DATA: &[u8] = b"ekms/v1/audit-key";
+
+/// The canonical JSON bytes of a value (keys sorted, compact).
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    fn write(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(Value::String((*k).clone()).to_string().as_bytes());
+                    out.push(b':');
+                    if let Some(v) = map.get(*k) {
+                        write(v, out);
+                    }
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(v, out);
+                }
+                out.push(b']');
+            }
+            other => out.extend_from_slice(other.to_string().as_bytes()),
+        }
+    }
+    let mut out = Vec::with_capacity(512);
+    write(value, &mut out);
+    out
+}
+
+/// The hash of record `seq` chained after `prev`.
+pub fn record_hash(prev: &[u8; 32], seq: u64, record: &Value) -> [u8; 32] {
+    let mut ctx = Sha256::new();
+    ctx.update(RECORD_LABEL);
+    ctx.update(prev);
+    ctx.update(seq.to_be_bytes());
+    ctx.update(canonical_json(record));
+    ctx.finalize().into()
+}
+
+/// The bytes a checkpoint signature covers.
+pub fn checkpoint_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    [CHECKPOINT_LABEL, &seq.to_be_bytes()[..], &hash[..]].concat()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_is_compact() {
+        let v: Value =
+            serde_json::from_str(r#"{"b": [1, {"d": 2, "c": "x"}], "a": null, "é": "\n"}"#)
+                .unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            "{\"a\":null,\"b\":[1,{\"c\":\"x\",\"d\":2}],\"é\":\"\\n\"}".as_bytes()
+        );
+    }
+
+    #[test]
+    fn record_hash_is_sha256_of_label_prev_seq_json() {
+        let record = serde_json::json!({"x": 1});
+        let mut input = b"ekms/v1/audit".to_vec();
+        input.extend_from_slice(&[7; 32]);
+        input.extend_from_slice(&3u64.to_be_bytes());
+        input.extend_from_slice(br#"{"x":1}"#);
+        let expected: [u8; 32] = Sha256::digest(&input).into();
+        assert_eq!(record_hash(&[7; 32], 3, &record), expected);
+    }
+
+    #[test]
+    fn checkpoint_message_layout() {
+        let m = checkpoint_message(0x0102, &[9; 32]);
+        assert_eq!(&m[..24], b"ekms/v1/audit-checkpoint");
+        assert_eq!(&m[24..32], &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&m[32..], &[9; 32]);
+    }
+}
