@@ -217,6 +217,9 @@ const LOGGED_FIELDS: &[&str] = &[
     "ExpirationModel",
     "DryRun",
     "MultiRegion",
+    // Principal administration (Ekms.*): names and key ids, never a SecretAccessKey.
+    "UserName",
+    "AccessKeyId",
 ];
 
 fn camel(field: &str) -> String {
@@ -312,6 +315,7 @@ impl Event<'_> {
                 | "ListKeyRotations"
                 | "ListGrants"
                 | "ListRetirableGrants"
+                | "ListPrincipals"
         );
         let mut record = json!({
             "eventVersion": "1.08",

@@ -24,6 +24,7 @@ pub mod mac;
 pub mod ops;
 pub mod persist;
 pub mod policy;
+pub mod principal_ops;
 pub mod principals;
 pub mod recipient;
 pub mod rotation;

@@ -675,13 +675,33 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
 impl Principals {
     /// The sealed form of the principal `name`, if it is one that is sealed (not from a file).
     pub fn sealed_record(&self, name: &str) -> Option<PrincipalRecord> {
-        self.sealed(name).map(|(akid, secret, policy)| PrincipalRecord {
-            v: 1,
-            name: name.to_owned(),
-            access_key_id: akid.to_owned(),
-            secret_access_key: secret.to_owned(),
-            policy: policy.map(str::to_owned),
+        self.sealed(name).map(|p| {
+            PrincipalRecord::new(
+                name,
+                p.expose_access_keys()
+                    .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+                    .collect(),
+                p.policy_text().map(str::to_owned),
+            )
         })
+    }
+
+    /// Adds a principal loaded from its sealed record.
+    ///
+    /// # Errors
+    /// Why the record is not a valid principal (see [`Principals::insert_with_keys`]).
+    pub fn insert_sealed(
+        &mut self,
+        record: &PrincipalRecord,
+        config: &crate::config::Config,
+    ) -> Result<(), &'static str> {
+        self.insert_with_keys(
+            record.name.clone(),
+            record.keys(),
+            true,
+            record.policy.clone(),
+            config,
+        )
     }
 }
 

@@ -304,14 +304,7 @@ impl Service {
                 {
                     let mut principals = self.state.principals_mut();
                     for p in &loaded.principals {
-                        if let Err(why) = principals.insert(
-                            p.name.clone(),
-                            p.access_key_id.clone(),
-                            p.secret_access_key.clone(),
-                            true,
-                            p.policy.clone(),
-                            &self.config,
-                        ) {
+                        if let Err(why) = principals.insert_sealed(p, &self.config) {
                             tracing::warn!(name = %p.name, why, "sealed principal not loaded");
                         }
                     }
@@ -350,15 +343,19 @@ impl Service {
                 .map(str::to_owned)
                 .into_iter()
                 .collect();
-            let response_elements = match op.name() {
+            let response_elements = match op {
                 "CreateKey" | "ScheduleKeyDeletion" | "CancelKeyDeletion" => {
                     response_json.unwrap_or(serde_json::Value::Null)
+                }
+                // Public fields only: never the new SecretAccessKey.
+                "CreatePrincipal" | "CreateAccessKey" => {
+                    crate::principal_ops::response_elements(response_json.as_ref())
                 }
                 _ => serde_json::Value::Null,
             };
             let record = Event {
                 request_id: &request_id,
-                event_name: op.name(),
+                event_name: op,
                 time_millis: self.env.now(),
                 identity,
                 config: &self.config,
@@ -429,8 +426,15 @@ impl Service {
             .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok());
+        // Principal administration is authenticated and audited like KMS requests; the
+        // custody operations are not (they run before any principal exists).
+        let principal_op = target
+            .and_then(|t| t.strip_prefix("Ekms."))
+            .and_then(crate::principal_ops::Operation::from_name);
         if let Some(admin) = target.and_then(|t| t.strip_prefix("Ekms.")) {
-            return self.admin(admin, &body).await;
+            if principal_op.is_none() {
+                return self.admin(admin, &body).await;
+            }
         }
         match self.phase() {
             Phase::Unsealed | Phase::MemoryOnly => {}
@@ -445,8 +449,13 @@ impl Service {
                 ))
             }
         }
-        let op = dispatch::parse_target(target)?;
-        pending.op = Some(op);
+        let op = match principal_op {
+            Some(_) => None,
+            None => Some(dispatch::parse_target(target)?),
+        };
+        pending.op = principal_op
+            .map(crate::principal_ops::Operation::name)
+            .or(op.map(dispatch::Operation::name));
         pending.body = body.clone();
         pending.user_agent = parts
             .headers
@@ -495,10 +504,14 @@ impl Service {
                 env: &self.env,
                 caller: &caller,
             };
-            let result = dispatch::handle(&ctx, op, &body);
+            let result = match (op, principal_op) {
+                (Some(op), _) => dispatch::handle(&ctx, op, &body),
+                (None, Some(p)) => crate::principal_ops::handle(&ctx, p, &body),
+                (None, None) => Err(KmsError::Internal("no operation")),
+            };
             (result, ctx.touched.take())
         };
-        tracing::debug!(op = op.name(), caller = %caller.arn, ok = result.is_ok(), "request");
+        tracing::debug!(op = pending.op, caller = %caller.arn, ok = result.is_ok(), "request");
         // Made durable (with the audit record) by `serve_request` before the answer: the client
         // hears of a change only once it is on disk.
         pending.touched = touched;
@@ -509,7 +522,8 @@ impl Service {
 /// What a request leaves for the audit log and the store.
 #[derive(Default)]
 pub struct Pending {
-    op: Option<dispatch::Operation>,
+    /// The operation's name (`Encrypt`, `CreatePrincipal`).
+    op: Option<&'static str>,
     identity: Option<Identity>,
     body: Bytes,
     user_agent: Option<String>,

@@ -252,20 +252,77 @@ pub fn decode_alias(bytes: &[u8]) -> Result<Alias, CodecError> {
     })
 }
 
-/// A principal as sealed: name, one access key and its secret.
+/// A principal as sealed: name, its access keys with their secrets, and its identity policy.
+///
+/// Version 1 records written before principals had several keys carry one pair in
+/// `access_key_id` / `secret_access_key` and no `access_keys`; they still decode. New records
+/// keep the first key in those fields too (empty when the principal has none) and every key in
+/// `access_keys`.
 #[derive(Serialize, Deserialize)]
 pub struct PrincipalRecord {
     /// Format version (1).
     pub v: u8,
     /// User name.
     pub name: String,
-    /// Access key id.
+    /// The first access key id (the only one in older records; empty if none).
+    #[serde(default)]
     pub access_key_id: String,
-    /// Secret access key.
+    /// Its secret access key.
+    #[serde(default)]
     pub secret_access_key: String,
     /// Identity policy document, if any.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Every access key (absent in older records).
+    #[serde(default)]
+    pub access_keys: Vec<SealedAccessKey>,
+}
+
+/// One access key in a [`PrincipalRecord`].
+#[derive(Serialize, Deserialize)]
+pub struct SealedAccessKey {
+    /// Access key id.
+    pub id: String,
+    /// Secret access key.
+    pub secret: String,
+}
+
+impl Drop for SealedAccessKey {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl PrincipalRecord {
+    /// A record of `name` with `keys` (id, secret) and `policy`.
+    pub fn new(name: &str, keys: Vec<(String, String)>, policy: Option<String>) -> Self {
+        let (access_key_id, secret_access_key) = keys.first().cloned().unwrap_or_default();
+        PrincipalRecord {
+            v: 1,
+            name: name.to_owned(),
+            access_key_id,
+            secret_access_key,
+            policy,
+            access_keys: keys
+                .into_iter()
+                .map(|(id, secret)| SealedAccessKey { id, secret })
+                .collect(),
+        }
+    }
+
+    /// Every access key as (id, secret): `access_keys`, or the single pair of an older record.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        if self.access_keys.is_empty() {
+            if self.access_key_id.is_empty() {
+                return Vec::new();
+            }
+            return vec![(self.access_key_id.clone(), self.secret_access_key.clone())];
+        }
+        self.access_keys
+            .iter()
+            .map(|k| (k.id.clone(), k.secret.clone()))
+            .collect()
+    }
 }
 
 impl Drop for PrincipalRecord {
@@ -338,6 +395,76 @@ mod tests {
         assert_eq!(back.versions[1].rotation, Some(RotationType::OnDemand));
         assert_eq!(back.rotation, key.rotation);
         assert_eq!(back.spec, KeySpec::SymmetricDefault);
+    }
+
+    #[test]
+    fn principal_records_of_the_one_key_format_still_decode() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            v: u8,
+            name: &'a str,
+            access_key_id: &'a str,
+            secret_access_key: &'a str,
+            policy: Option<&'a str>,
+        }
+        let old = serde_cbor::to_vec(&Old {
+            v: 1,
+            name: "admin",
+            access_key_id: "AKIAAAAAAAAAAAAAAAAA",
+            secret_access_key: "secretsecretsecretsecret",
+            policy: Some("{}"),
+        })
+        .unwrap();
+        let p = decode_principal(&old).unwrap();
+        assert_eq!(p.name, "admin");
+        assert_eq!(p.policy.as_deref(), Some("{}"));
+        assert_eq!(
+            p.keys(),
+            [(
+                "AKIAAAAAAAAAAAAAAAAA".to_owned(),
+                "secretsecretsecretsecret".to_owned()
+            )]
+        );
+        // An older record without a policy field decodes too.
+        #[derive(Serialize)]
+        struct Oldest<'a> {
+            v: u8,
+            name: &'a str,
+            access_key_id: &'a str,
+            secret_access_key: &'a str,
+        }
+        let oldest = serde_cbor::to_vec(&Oldest {
+            v: 1,
+            name: "dev",
+            access_key_id: "AKIABBBBBBBBBBBBBBBB",
+            secret_access_key: "secretsecretsecretsecret",
+        })
+        .unwrap();
+        let p = decode_principal(&oldest).unwrap();
+        assert_eq!(p.policy, None);
+        assert_eq!(p.keys().len(), 1);
+    }
+
+    #[test]
+    fn principal_records_round_trip_with_every_key() {
+        let keys = vec![
+            (
+                "AKIA1111111111111111".to_owned(),
+                "s1s1s1s1s1s1s1s1s1".to_owned(),
+            ),
+            (
+                "AKIA2222222222222222".to_owned(),
+                "s2s2s2s2s2s2s2s2s2".to_owned(),
+            ),
+        ];
+        let record = PrincipalRecord::new("bob", keys.clone(), None);
+        let back = decode_principal(&encode_principal(&record).unwrap()).unwrap();
+        assert_eq!(back.keys(), keys);
+        assert_eq!(back.access_key_id, "AKIA1111111111111111");
+        let none = PrincipalRecord::new("carol", Vec::new(), Some("{}".to_owned()));
+        let back = decode_principal(&encode_principal(&none).unwrap()).unwrap();
+        assert!(back.keys().is_empty());
+        assert_eq!(back.policy.as_deref(), Some("{}"));
     }
 
     #[test]

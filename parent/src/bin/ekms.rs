@@ -41,6 +41,16 @@ enum Command {
     Status(cli::custody::Target),
     /// Import key material into an EXTERNAL key, wrapped to an attested enclave's key only.
     ImportKey(cli::import_key::ImportKeyArgs),
+    /// Principals (IAM-style users) of the enclave: create, list, delete, put-policy.
+    Principal {
+        #[command(subcommand)]
+        command: cli::principal::PrincipalCommand,
+    },
+    /// Access keys of a principal: create, delete.
+    AccessKey {
+        #[command(subcommand)]
+        command: cli::principal::AccessKeyCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,6 +90,16 @@ fn main() -> anyhow::Result<()> {
         Command::ImportKey(args) => runtime()?.block_on(async {
             let report = cli::import_key::run(&args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }),
+        Command::Principal { command } => runtime()?.block_on(async {
+            let out = cli::principal::run_principal(&command).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }),
+        Command::AccessKey { command } => runtime()?.block_on(async {
+            let out = cli::principal::run_access_key(&command).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }),
         Command::Status(target) => runtime()?.block_on(async {

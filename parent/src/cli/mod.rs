@@ -7,3 +7,4 @@ pub mod custodian;
 pub mod custody;
 pub mod dev;
 pub mod import_key;
+pub mod principal;

@@ -1,0 +1,734 @@
+//! Principal administration: `X-Amz-Target: Ekms.<Operation>` for CreatePrincipal,
+//! ListPrincipals, DeletePrincipal, CreateAccessKey, DeleteAccessKey and PutPrincipalPolicy.
+//!
+//! Unlike the custody operations (GetAttestation, Status, Initialize, Unseal, AuditHead), these
+//! are SigV4-authenticated like KMS requests, audited like them, and authorized by the caller's
+//! identity policy alone: action `ekms:<Operation>` on resource `*`. A policy granting only
+//! `kms:*` does not grant them; `"Action": "*"` does.
+//!
+//! Every change is noted as [`Touched::Principal`], which the server seals durably (with the
+//! audit record) before it answers. Secret access keys are made here from the enclave's random
+//! source, returned once in the response, and never logged: the audit's `responseElements`
+//! come from [`response_elements`], which keeps only public fields.
+//!
+//! Request and response shapes (JSON 1.1):
+//! - CreatePrincipal `{UserName, Policy?}` → `{Arn, AccessKeyId, SecretAccessKey}`
+//! - ListPrincipals `{Limit?, Marker?}` → `{Principals: [{UserName, Arn, AccessKeyIds}],
+//!   Truncated, NextMarker?}`
+//! - DeletePrincipal `{UserName}` → `{}`
+//! - CreateAccessKey `{UserName}` → `{UserName, AccessKeyId, SecretAccessKey}`
+//! - DeleteAccessKey `{UserName, AccessKeyId}` → `{}`
+//! - PutPrincipalPolicy `{UserName, Policy}` → `{}`
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use crate::error::{KmsError, KmsResult};
+use crate::ops::Ctx;
+use crate::persist::Touched;
+use crate::policy::{Decision, RequestContext};
+use crate::principals::{self, ChangeError};
+
+/// The principal administration operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A new principal with one access key.
+    CreatePrincipal,
+    /// Principals, a page at a time (never secrets).
+    ListPrincipals,
+    /// Removes a principal and its access keys.
+    DeletePrincipal,
+    /// A new access key for a principal (at most two).
+    CreateAccessKey,
+    /// Removes one access key.
+    DeleteAccessKey,
+    /// Replaces a principal's identity policy.
+    PutPrincipalPolicy,
+}
+
+impl Operation {
+    /// The operation named by the part of `X-Amz-Target` after `Ekms.`, if it is one of these.
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Some(match name {
+            "CreatePrincipal" => Operation::CreatePrincipal,
+            "ListPrincipals" => Operation::ListPrincipals,
+            "DeletePrincipal" => Operation::DeletePrincipal,
+            "CreateAccessKey" => Operation::CreateAccessKey,
+            "DeleteAccessKey" => Operation::DeleteAccessKey,
+            "PutPrincipalPolicy" => Operation::PutPrincipalPolicy,
+            _ => return None,
+        })
+    }
+
+    /// Its name (the audit record's `eventName`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::CreatePrincipal => "CreatePrincipal",
+            Operation::ListPrincipals => "ListPrincipals",
+            Operation::DeletePrincipal => "DeletePrincipal",
+            Operation::CreateAccessKey => "CreateAccessKey",
+            Operation::DeleteAccessKey => "DeleteAccessKey",
+            Operation::PutPrincipalPolicy => "PutPrincipalPolicy",
+        }
+    }
+}
+
+/// Largest ListPrincipals page.
+pub const MAX_LIMIT: usize = 1000;
+/// ListPrincipals page size when no Limit is given.
+pub const DEFAULT_LIMIT: usize = 100;
+
+const KEY_ID_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// `n` characters of `alphabet` (32 or 64 long: no modulo bias) from the enclave's entropy.
+fn random_chars(ctx: &Ctx<'_>, alphabet: &[u8], n: usize) -> KmsResult<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new(vec![0u8; n]);
+    ctx.env.entropy.fill(&mut bytes)?;
+    Ok(Zeroizing::new(
+        bytes
+            .iter()
+            .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+            .collect(),
+    ))
+}
+
+/// A fresh access key: `AKIA` + 16 base32 characters, and a 40-character secret.
+fn new_access_key(ctx: &Ctx<'_>) -> KmsResult<(String, Zeroizing<String>)> {
+    let id = format!("AKIA{}", *random_chars(ctx, KEY_ID_ALPHABET, 16)?);
+    Ok((id, random_chars(ctx, SECRET_ALPHABET, 40)?))
+}
+
+/// Whether the caller's identity policy allows `ekms:<op>` on `*`.
+fn authorize(ctx: &Ctx<'_>, op: Operation) -> KmsResult<()> {
+    let action = format!("ekms:{}", op.name());
+    let request = RequestContext::new(
+        &ctx.caller.arn,
+        &ctx.config.account,
+        &action,
+        "*",
+        ctx.env.now(),
+    );
+    let why = match ctx
+        .caller
+        .identity_policy
+        .as_deref()
+        .map(|p| p.evaluate(&request))
+    {
+        Some(Decision::Allow) => return Ok(()),
+        Some(Decision::ExplicitDeny) => "with an explicit deny in an identity-based policy",
+        _ => "because no identity-based policy allows the action",
+    };
+    Err(KmsError::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} on resource: * {why}",
+        ctx.caller.arn
+    )))
+}
+
+fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> KmsResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| KmsError::Serialization(format!("Could not parse the request: {e}")))
+}
+
+fn to_json(value: &Value) -> KmsResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|_| KmsError::Internal("response encoding"))
+}
+
+fn validation(field: &str, constraint: &str) -> KmsError {
+    KmsError::Validation(format!(
+        "1 validation error detected: Value at '{field}' failed to satisfy constraint: {constraint}"
+    ))
+}
+
+/// `UserName`: required, IAM's `[\w+=,.@-]{1,64}`.
+fn user_name(name: Option<String>) -> KmsResult<String> {
+    let name = name.ok_or_else(|| validation("userName", "Member must not be null"))?;
+    if !principals::valid_name(&name) {
+        return Err(validation(
+            "userName",
+            "Member must satisfy regular expression pattern: [\\w+=,.@-]{1,64}",
+        ));
+    }
+    Ok(name)
+}
+
+/// An identity policy document: 1–32768 bytes, parsed (the error names the problem).
+fn identity_policy(policy: String) -> KmsResult<String> {
+    if policy.is_empty() || policy.len() > crate::policy::MAX_POLICY_BYTES {
+        return Err(validation(
+            "policy",
+            "Member must have length between 1 and 32768",
+        ));
+    }
+    crate::policy::parse_identity(&policy).map_err(|e| KmsError::MalformedPolicy(e.to_string()))?;
+    Ok(policy)
+}
+
+fn change_error(e: ChangeError) -> KmsError {
+    match e {
+        ChangeError::NoSuchEntity(m) => KmsError::NotFound(m),
+        ChangeError::EntityAlreadyExists(m) => KmsError::AlreadyExists(m),
+        ChangeError::LimitExceeded(m) => KmsError::LimitExceeded(m),
+        e @ ChangeError::FromFile(_) => KmsError::Validation(e.to_string()),
+        ChangeError::Invalid(why) => KmsError::Validation(why.to_owned()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreatePrincipal {
+    user_name: Option<String>,
+    policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct ListPrincipals {
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct UserOnly {
+    user_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DeleteAccessKey {
+    user_name: Option<String>,
+    access_key_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PutPrincipalPolicy {
+    user_name: Option<String>,
+    policy: Option<String>,
+}
+
+/// Runs one authenticated principal-administration request; returns the JSON response body.
+///
+/// # Errors
+/// `AccessDeniedException` unless the caller's identity policy allows `ekms:<op>`;
+/// `ValidationException`, `SerializationException`, `NotFoundException`,
+/// `AlreadyExistsException`, `LimitExceededException`, `MalformedPolicyDocumentException`,
+/// `InvalidMarkerException` as each operation says.
+pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
+    authorize(ctx, op)?;
+    match op {
+        Operation::CreatePrincipal => create_principal(ctx, parse(body)?),
+        Operation::ListPrincipals => list_principals(ctx, parse(body)?),
+        Operation::DeletePrincipal => delete_principal(ctx, parse(body)?),
+        Operation::CreateAccessKey => create_access_key(ctx, parse(body)?),
+        Operation::DeleteAccessKey => delete_access_key(ctx, parse(body)?),
+        Operation::PutPrincipalPolicy => put_principal_policy(ctx, parse(body)?),
+    }
+}
+
+fn create_principal(ctx: &Ctx<'_>, req: CreatePrincipal) -> KmsResult<Vec<u8>> {
+    let name = user_name(req.user_name)?;
+    let policy = req.policy.map(identity_policy).transpose()?;
+    let (access_key_id, secret) = new_access_key(ctx)?;
+    let arn = {
+        let mut principals = ctx.state.principals_mut();
+        principals
+            .create(
+                &name,
+                access_key_id.clone(),
+                secret.to_string(),
+                policy,
+                ctx.config,
+            )
+            .map_err(change_error)?
+            .arn
+            .clone()
+    };
+    ctx.touch(Touched::Principal(name));
+    to_json(&json!({
+        "Arn": arn,
+        "AccessKeyId": access_key_id,
+        "SecretAccessKey": secret.as_str(),
+    }))
+}
+
+fn list_principals(ctx: &Ctx<'_>, req: ListPrincipals) -> KmsResult<Vec<u8>> {
+    let limit = match req.limit {
+        None => DEFAULT_LIMIT,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| validation("limit", "Member must have value between 1 and 1000"))?,
+    };
+    if let Some(marker) = &req.marker {
+        if !principals::valid_name(marker) {
+            return Err(KmsError::InvalidMarker(
+                "The marker is not one ListPrincipals returned.".to_owned(),
+            ));
+        }
+    }
+    let principals = ctx.state.principals();
+    let (page, truncated) = principals.list(req.marker.as_deref(), limit);
+    let items: Vec<Value> = page
+        .iter()
+        .map(|p| {
+            json!({
+                "UserName": p.name,
+                "Arn": p.arn,
+                "AccessKeyIds": p.access_key_ids().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut out = json!({ "Principals": items, "Truncated": truncated });
+    if truncated {
+        if let Some(last) = page.last() {
+            out["NextMarker"] = Value::String(last.name.clone());
+        }
+    }
+    to_json(&out)
+}
+
+fn delete_principal(ctx: &Ctx<'_>, req: UserOnly) -> KmsResult<Vec<u8>> {
+    let name = user_name(req.user_name)?;
+    {
+        let mut principals = ctx.state.principals_mut();
+        if principals
+            .by_name(&name)
+            .is_some_and(|p| p.arn == ctx.caller.arn)
+        {
+            return Err(KmsError::Validation(
+                "You cannot delete the principal you are signed in as.".to_owned(),
+            ));
+        }
+        principals.delete(&name).map_err(change_error)?;
+    }
+    ctx.touch(Touched::Principal(name));
+    to_json(&json!({}))
+}
+
+fn create_access_key(ctx: &Ctx<'_>, req: UserOnly) -> KmsResult<Vec<u8>> {
+    let name = user_name(req.user_name)?;
+    let (access_key_id, secret) = new_access_key(ctx)?;
+    ctx.state
+        .principals_mut()
+        .add_access_key(&name, access_key_id.clone(), secret.to_string())
+        .map_err(change_error)?;
+    ctx.touch(Touched::Principal(name.clone()));
+    to_json(&json!({
+        "UserName": name,
+        "AccessKeyId": access_key_id,
+        "SecretAccessKey": secret.as_str(),
+    }))
+}
+
+fn delete_access_key(ctx: &Ctx<'_>, req: DeleteAccessKey) -> KmsResult<Vec<u8>> {
+    let name = user_name(req.user_name)?;
+    let access_key_id = req
+        .access_key_id
+        .ok_or_else(|| validation("accessKeyId", "Member must not be null"))?;
+    if !principals::valid_access_key_id(&access_key_id) {
+        return Err(validation(
+            "accessKeyId",
+            "Member must satisfy regular expression pattern: [\\w]{16,128}",
+        ));
+    }
+    ctx.state
+        .principals_mut()
+        .delete_access_key(&name, &access_key_id)
+        .map_err(change_error)?;
+    ctx.touch(Touched::Principal(name));
+    to_json(&json!({}))
+}
+
+fn put_principal_policy(ctx: &Ctx<'_>, req: PutPrincipalPolicy) -> KmsResult<Vec<u8>> {
+    let name = user_name(req.user_name)?;
+    let policy = identity_policy(
+        req.policy
+            .ok_or_else(|| validation("policy", "Member must not be null"))?,
+    )?;
+    ctx.state
+        .principals_mut()
+        .put_policy(&name, policy)
+        .map_err(change_error)?;
+    ctx.touch(Touched::Principal(name));
+    to_json(&json!({}))
+}
+
+/// The audit record's `responseElements` for `op`'s response: public fields only (never
+/// `SecretAccessKey`).
+pub fn response_elements(response: Option<&Value>) -> Value {
+    let Some(Value::Object(map)) = response else {
+        return Value::Null;
+    };
+    let kept: serde_json::Map<String, Value> = map
+        .iter()
+        .filter(|(k, _)| matches!(k.as_str(), "Arn" | "UserName" | "AccessKeyId"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if kept.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(kept)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::env::{Env, FixedClock, OsEntropy};
+    use crate::ops::{Caller, State};
+
+    struct Core {
+        state: State,
+        config: Config,
+        env: Env,
+    }
+
+    impl Core {
+        fn new() -> Self {
+            let env = Env {
+                clock: Arc::new(FixedClock::new(1_700_000_000_000)),
+                entropy: Arc::new(OsEntropy::default()),
+                attester: Arc::new(crate::attest::insecure::MockAttester(
+                    ekms_shared::attestation::insecure::MockAttester::new(
+                        ekms_shared::attestation::insecure::MockCa::generate(
+                            std::time::SystemTime::now(),
+                        )
+                        .unwrap(),
+                        ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms test"),
+                    )
+                    .unwrap(),
+                )),
+            };
+            let core = Core {
+                state: State::default(),
+                config: Config::default(),
+                env,
+            };
+            core.state
+                .principals_mut()
+                .insert(
+                    "admin".into(),
+                    "AKIAADMIN00000000000".into(),
+                    "adminsecretadminsecret".into(),
+                    true,
+                    Some(crate::policy::ALLOW_ALL_IDENTITY_POLICY.into()),
+                    &core.config,
+                )
+                .unwrap();
+            core
+        }
+
+        fn caller(&self, name: &str) -> Caller {
+            let principals = self.state.principals();
+            let p = principals.by_name(name).unwrap();
+            let caller = Caller {
+                arn: p.arn.clone(),
+                access_key_id: p.access_key_ids().next().unwrap_or_default().to_owned(),
+                identity_policy: p.identity_policy(),
+            };
+            caller
+        }
+
+        /// Calls `op` as `who`; returns the answer and the records touched.
+        fn call_as(
+            &self,
+            who: &str,
+            op: &str,
+            body: Value,
+        ) -> (Result<Value, KmsError>, Vec<Touched>) {
+            let caller = self.caller(who);
+            let ctx = Ctx {
+                touched: Default::default(),
+                state: &self.state,
+                config: &self.config,
+                env: &self.env,
+                caller: &caller,
+            };
+            let result = handle(
+                &ctx,
+                Operation::from_name(op).unwrap(),
+                body.to_string().as_bytes(),
+            )
+            .map(|b| serde_json::from_slice(&b).unwrap());
+            (result, ctx.touched.take())
+        }
+
+        fn call(&self, op: &str, body: Value) -> Result<Value, KmsError> {
+            self.call_as("admin", op, body).0
+        }
+    }
+
+    fn code(r: Result<Value, KmsError>) -> &'static str {
+        r.unwrap_err().aws_code()
+    }
+
+    #[test]
+    fn create_principal_makes_an_aws_shaped_key_and_touches_the_record() {
+        let core = Core::new();
+        let (out, touched) = core.call_as("admin", "CreatePrincipal", json!({"UserName": "bob"}));
+        let out = out.unwrap();
+        assert_eq!(out["Arn"], "arn:aws:iam::111122223333:user/bob");
+        let id = out["AccessKeyId"].as_str().unwrap();
+        assert_eq!(id.len(), 20);
+        assert!(id.starts_with("AKIA"));
+        assert!(id[4..].bytes().all(|b| KEY_ID_ALPHABET.contains(&b)));
+        let secret = out["SecretAccessKey"].as_str().unwrap();
+        assert_eq!(secret.len(), 40);
+        assert_eq!(touched, [Touched::Principal("bob".into())]);
+        let principals = core.state.principals();
+        let bob = principals.by_access_key(id).unwrap();
+        assert_eq!(bob.name, "bob");
+        assert!(bob.identity_policy().is_none());
+        assert!(principals.sealed_record("bob").is_some());
+        drop(principals);
+        // The audit's response elements keep the key id, never the secret.
+        let elements = response_elements(Some(&out));
+        assert_eq!(elements["AccessKeyId"], id);
+        assert!(!elements.to_string().contains(secret));
+        assert_eq!(
+            code(core.call("CreatePrincipal", json!({"UserName": "bob"}))),
+            "AlreadyExistsException"
+        );
+    }
+
+    #[test]
+    fn names_and_policies_are_validated() {
+        let core = Core::new();
+        for bad in [
+            json!({}),
+            json!({"UserName": ""}),
+            json!({"UserName": "a/b"}),
+        ] {
+            assert_eq!(
+                code(core.call("CreatePrincipal", bad.clone())),
+                "ValidationException",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            code(core.call("CreatePrincipal", json!({"UserName": "x".repeat(65)}))),
+            "ValidationException"
+        );
+        let err = core
+            .call(
+                "CreatePrincipal",
+                json!({"UserName": "carol", "Policy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*","Condition":{"StringEqualz":{"a":"b"}}}]}"#}),
+            )
+            .unwrap_err();
+        assert_eq!(err.aws_code(), "MalformedPolicyDocumentException");
+        assert!(err.to_string().contains("StringEqualz"), "{err}");
+        assert!(core.state.principals().by_name("carol").is_none());
+        assert_eq!(
+            code(core.call("CreatePrincipal", json!({"UserName": 5}))),
+            "SerializationException"
+        );
+        assert_eq!(
+            code(core.call("PutPrincipalPolicy", json!({"UserName": "admin"}))),
+            "ValidationException"
+        );
+    }
+
+    #[test]
+    fn access_keys_are_limited_to_two() {
+        let core = Core::new();
+        core.call("CreatePrincipal", json!({"UserName": "bob"}))
+            .unwrap();
+        let second = core
+            .call("CreateAccessKey", json!({"UserName": "bob"}))
+            .unwrap();
+        assert_eq!(second["SecretAccessKey"].as_str().unwrap().len(), 40);
+        assert_eq!(
+            code(core.call("CreateAccessKey", json!({"UserName": "bob"}))),
+            "LimitExceededException"
+        );
+        assert_eq!(
+            code(core.call("CreateAccessKey", json!({"UserName": "nobody"}))),
+            "NotFoundException"
+        );
+        let id = second["AccessKeyId"].as_str().unwrap();
+        let (out, touched) = core.call_as(
+            "admin",
+            "DeleteAccessKey",
+            json!({"UserName": "bob", "AccessKeyId": id}),
+        );
+        out.unwrap();
+        assert_eq!(touched, [Touched::Principal("bob".into())]);
+        assert!(core.state.principals().by_access_key(id).is_none());
+        assert_eq!(
+            code(core.call(
+                "DeleteAccessKey",
+                json!({"UserName": "bob", "AccessKeyId": id})
+            )),
+            "NotFoundException"
+        );
+        assert_eq!(
+            code(core.call(
+                "DeleteAccessKey",
+                json!({"UserName": "bob", "AccessKeyId": "short"})
+            )),
+            "ValidationException"
+        );
+        core.call("CreateAccessKey", json!({"UserName": "bob"}))
+            .unwrap();
+    }
+
+    #[test]
+    fn only_identity_policies_granting_ekms_actions_allow_administration() {
+        let core = Core::new();
+        core.call(
+            "CreatePrincipal",
+            json!({"UserName": "bob", "Policy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#}),
+        )
+        .unwrap();
+        core.call("CreatePrincipal", json!({"UserName": "nopolicy"}))
+            .unwrap();
+        for who in ["bob", "nopolicy"] {
+            let (out, touched) = core.call_as(who, "CreatePrincipal", json!({"UserName": "eve"}));
+            let err = out.unwrap_err();
+            assert_eq!(err.aws_code(), "AccessDeniedException");
+            assert!(err.to_string().contains("ekms:CreatePrincipal"), "{err}");
+            assert!(touched.is_empty());
+            assert_eq!(
+                code(core.call_as(who, "ListPrincipals", json!({})).0),
+                "AccessDeniedException"
+            );
+        }
+        core.call(
+            "PutPrincipalPolicy",
+            json!({"UserName": "bob", "Policy": r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ekms:ListPrincipals","ekms:Create*"],"Resource":"*"},{"Effect":"Deny","Action":"ekms:CreateAccessKey","Resource":"*"}]}"#}),
+        )
+        .unwrap();
+        core.call_as("bob", "ListPrincipals", json!({})).0.unwrap();
+        core.call_as("bob", "CreatePrincipal", json!({"UserName": "eve"}))
+            .0
+            .unwrap();
+        let err = core
+            .call_as("bob", "CreateAccessKey", json!({"UserName": "eve"}))
+            .0
+            .unwrap_err();
+        assert!(err.to_string().contains("explicit deny"), "{err}");
+        assert_eq!(
+            code(
+                core.call_as("bob", "DeletePrincipal", json!({"UserName": "eve"}))
+                    .0
+            ),
+            "AccessDeniedException"
+        );
+    }
+
+    #[test]
+    fn delete_refuses_yourself_and_file_principals() {
+        let core = Core::new();
+        assert_eq!(
+            code(core.call("DeletePrincipal", json!({"UserName": "admin"}))),
+            "ValidationException"
+        );
+        core.state
+            .principals_mut()
+            .insert(
+                "filed".into(),
+                "AKIAFILED0000000000A".into(),
+                "filedsecretfiledsecret".into(),
+                false,
+                None,
+                &core.config,
+            )
+            .unwrap();
+        let err = core
+            .call("DeletePrincipal", json!({"UserName": "filed"}))
+            .unwrap_err();
+        assert!(err.to_string().contains("principals file"), "{err}");
+        assert!(core.state.principals().by_name("filed").is_some());
+        assert_eq!(
+            code(core.call("DeletePrincipal", json!({"UserName": "ghost"}))),
+            "NotFoundException"
+        );
+        core.call("CreatePrincipal", json!({"UserName": "bob"}))
+            .unwrap();
+        let (out, touched) = core.call_as("admin", "DeletePrincipal", json!({"UserName": "bob"}));
+        out.unwrap();
+        assert_eq!(touched, [Touched::Principal("bob".into())]);
+        // Gone from the state: the committer deletes its sealed record.
+        assert!(core.state.principals().sealed_record("bob").is_none());
+    }
+
+    #[test]
+    fn list_pages_and_never_shows_secrets() {
+        let core = Core::new();
+        let mut secrets = Vec::new();
+        for name in ["carol", "bob", "dave"] {
+            let out = core
+                .call("CreatePrincipal", json!({"UserName": name}))
+                .unwrap();
+            secrets.push(out["SecretAccessKey"].as_str().unwrap().to_owned());
+        }
+        let page = core.call("ListPrincipals", json!({"Limit": 2})).unwrap();
+        let names: Vec<&str> = page["Principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["UserName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["admin", "bob"]);
+        assert_eq!(page["Truncated"], true);
+        let next = core
+            .call(
+                "ListPrincipals",
+                json!({"Limit": 2, "Marker": page["NextMarker"]}),
+            )
+            .unwrap();
+        assert_eq!(next["Principals"][0]["UserName"], "carol");
+        assert_eq!(next["Principals"][1]["UserName"], "dave");
+        assert_eq!(next["Truncated"], false);
+        assert!(next.get("NextMarker").is_none());
+        assert_eq!(
+            next["Principals"][0]["AccessKeyIds"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        for secret in &secrets {
+            assert!(!page.to_string().contains(secret.as_str()));
+            assert!(!next.to_string().contains(secret.as_str()));
+        }
+        assert_eq!(
+            code(core.call("ListPrincipals", json!({"Limit": 0}))),
+            "ValidationException"
+        );
+        assert_eq!(
+            code(core.call("ListPrincipals", json!({"Marker": "no/such"}))),
+            "InvalidMarkerException"
+        );
+    }
+
+    #[test]
+    fn kms_wildcards_do_not_match_ekms_actions() {
+        let kms_only = crate::policy::parse_identity(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        let all = crate::authz::allow_all().unwrap();
+        let ctx = RequestContext::new(
+            "arn:aws:iam::111122223333:user/bob",
+            "111122223333",
+            "ekms:CreatePrincipal",
+            "*",
+            0,
+        );
+        assert_eq!(kms_only.evaluate(&ctx), Decision::ImplicitDeny);
+        assert_eq!(all.evaluate(&ctx), Decision::Allow);
+    }
+}
