@@ -49,6 +49,7 @@ pub struct AuditChain {
     key: EcdsaKeyPair,
     public_spki: Vec<u8>,
     attestation: Option<Vec<u8>>,
+    document: Vec<u8>,
     rng: SystemRandom,
 }
 
@@ -89,7 +90,8 @@ impl AuditChain {
             head,
             key,
             public_spki,
-            attestation: Some(document),
+            attestation: Some(document.clone()),
+            document,
             rng,
         })
     }
@@ -151,6 +153,25 @@ impl AuditChain {
     }
 
     /// Signs `head` with this boot's checkpoint key.
+    ///
+    /// # Errors
+    /// `KMSInternalException` if signing fails.
+    pub fn sign_head(&self, nonce: &[u8], head: Head) -> Result<Vec<u8>, KmsError> {
+        self.key
+            .sign(
+                &self.rng,
+                &ekms_shared::audit_format::head_message(nonce, head.seq, &head.hash),
+            )
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| KmsError::Internal("audit head signature"))
+    }
+
+    /// The attestation document binding this boot's checkpoint key.
+    pub fn attestation_document(&self) -> &[u8] {
+        &self.document
+    }
+
+    /// Signs a checkpoint of `head` with this boot's checkpoint key.
     ///
     /// # Errors
     /// `KMSInternalException` if signing fails.

@@ -146,7 +146,10 @@ impl Persister {
     ///
     /// # Errors
     /// `KMSInternalException` if signing fails.
-    pub fn signed_audit_head(&self) -> Result<(Head, Vec<u8>, Vec<u8>), KmsError> {
+    pub fn signed_audit_head(
+        &self,
+        nonce: &[u8],
+    ) -> Result<(Head, Vec<u8>, Vec<u8>, Vec<u8>), KmsError> {
         let head = *self
             .durable_head
             .lock()
@@ -155,7 +158,12 @@ impl Persister {
             .chain
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok((head, chain.sign(head)?, chain.public_key().to_vec()))
+        Ok((
+            head,
+            chain.sign_head(nonce, head)?,
+            chain.public_key().to_vec(),
+            chain.attestation_document().to_vec(),
+        ))
     }
 
     /// Resolves once the store failed for good: the process should exit.

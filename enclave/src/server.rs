@@ -229,12 +229,21 @@ impl Service {
                         "ekms keeps no audit log while sealed or memory-only.".to_owned(),
                     )
                 })?;
-                let (head, signature, key) = persister.signed_audit_head()?;
+                #[derive(serde::Deserialize, Default)]
+                #[serde(rename_all = "PascalCase", default)]
+                struct HeadRequest {
+                    nonce: Option<crate::json::Blob>,
+                }
+                let req: HeadRequest = serde_json::from_slice(body).unwrap_or_default();
+                let nonce = crate::validate::required("nonce", req.nonce)?;
+                crate::validate::blob_len("nonce", &nonce.0, 16, 1024)?;
+                let (head, signature, key, document) = persister.signed_audit_head(&nonce.0)?;
                 serde_json::to_vec(&serde_json::json!({
                     "Seq": head.seq,
                     "Hash": hex::encode(head.hash),
                     "Signature": crate::admin::b64(&signature),
                     "PublicKey": crate::admin::b64(&key),
+                    "AttestationDocument": crate::admin::b64(&document),
                 }))
                 .map_err(|_| KmsError::Internal("response encoding"))
             }

@@ -17,6 +17,9 @@ pub const RECORD_LABEL: &[u8] = b"ekms/v1/audit";
 pub const CHECKPOINT_LABEL: &[u8] = b"ekms/v1/audit-checkpoint";
 /// `user_data` of the attestation document that binds a boot's checkpoint key.
 pub const ATTESTATION_USER_DATA: &[u8] = b"ekms/v1/audit-key";
+/// Domain separation of a signed head answer (`Ekms.AuditHead`): distinct from checkpoints, so
+/// a checkpoint line from the log can never be replayed as a fresh head.
+pub const HEAD_LABEL: &[u8] = b"ekms/v1/audit-head";
 
 /// The canonical JSON bytes of a value (keys sorted, compact).
 pub fn canonical_json(value: &Value) -> Vec<u8> {
@@ -105,4 +108,17 @@ mod tests {
         assert_eq!(&m[24..32], &[0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(&m[32..], &[9; 32]);
     }
+}
+
+/// The bytes an `Ekms.AuditHead` signature covers: the label, the caller's nonce (length
+/// prefixed), the head's seq and hash. Fresh per call, so an old answer cannot be replayed.
+pub fn head_message(nonce: &[u8], seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    [
+        HEAD_LABEL,
+        &(nonce.len() as u64).to_be_bytes()[..],
+        nonce,
+        &seq.to_be_bytes()[..],
+        &hash[..],
+    ]
+    .concat()
 }

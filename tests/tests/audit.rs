@@ -566,12 +566,10 @@ async fn verify_spans_enclave_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: right after an enclave restart, before its first logged request, Ekms.AuditHead \
-            signs with the new boot's checkpoint key, whose attestation line is written only with \
-            the first checkpoint of that boot: no attestation anywhere binds that key, so \
-            `ekms audit verify --endpoint` cannot trust the head and refuses an untouched log \
-            (observed: \"the enclave's current checkpoint key is not the one the file attests \
-            last\"). AuditHead should return the key's attestation document."]
+/// Regression: right after a restart, before the new boot logged anything, the head was
+/// signed with a key no attestation line binds yet, so `verify --endpoint` refused an
+/// untouched log. The head answer now carries its own attestation document and signs the
+/// caller's nonce under a label of its own (no checkpoint line can be replayed as a head).
 async fn verify_endpoint_right_after_a_restart() {
     let work = tempfile::tempdir().expect("a temp dir");
     let dir = work.path().join("dev");

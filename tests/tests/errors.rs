@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use aws_sdk_kms::error::DisplayErrorContext;
-use aws_sdk_kms::primitives::Blob;
+
 use ekms_tests::{assert_code, create_key, send_raw, Ekms, RawResponse, SignWith};
 
 /// Asserts an AWS JSON 1.1 error: 400, `__type`, and the `x-amzn-*` headers.
@@ -106,39 +106,40 @@ async fn unknown_target_is_unknown_operation() {
     }
 }
 
+/// Operations AWS KMS has but ekms does not offer (custom key stores, multi-Region keys)
+/// answer UnsupportedOperationException, never 404 or an empty body.
 #[tokio::test]
 async fn known_but_unimplemented_operations_are_unsupported() {
     let ekms = Ekms::shared();
-    let response = ekms
-        .raw(
-            Some("TrentService.Sign"),
-            br#"{"KeyId": "alias/x", "Message": "aGk=", "SigningAlgorithm": "ECDSA_SHA_256"}"#,
-            SignWith::Dev,
-        )
-        .await;
-    assert_error(&response, "UnsupportedOperationException");
+    for (target, body) in [
+        (
+            "TrentService.ReplicateKey",
+            r#"{"KeyId": "alias/x", "ReplicaRegion": "eu-west-1"}"#,
+        ),
+        ("TrentService.DescribeCustomKeyStores", "{}"),
+        (
+            "TrentService.UpdatePrimaryRegion",
+            r#"{"KeyId": "alias/x", "PrimaryRegion": "eu-west-1"}"#,
+        ),
+    ] {
+        let response = ekms.raw(Some(target), body.as_bytes(), SignWith::Dev).await;
+        assert_error(&response, "UnsupportedOperationException");
+    }
 
     // The same through the SDK.
     let client = ekms.client().await;
     let key = create_key(&client).await;
     assert_code!(
         client
-            .create_grant()
+            .replicate_key()
             .key_id(&key)
-            .grantee_principal("arn:aws:iam::111122223333:role/x")
-            .operations(aws_sdk_kms::types::GrantOperation::Encrypt)
+            .replica_region("eu-west-1")
             .send()
             .await,
         "UnsupportedOperationException"
     );
     assert_code!(
-        client
-            .sign()
-            .key_id(&key)
-            .message(Blob::new("hi"))
-            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
-            .send()
-            .await,
+        client.describe_custom_key_stores().send().await,
         "UnsupportedOperationException"
     );
 }

@@ -89,27 +89,66 @@ async fn create_key_returns_symmetric_enabled_metadata() {
     assert_eq!(described.key_state(), Some(&KeyState::Enabled));
 }
 
+/// CreateKey with a Policy keeps it (GetKeyPolicy returns it verbatim); a malformed one, or
+/// one that would lock the caller out, is MalformedPolicyDocumentException.
 #[tokio::test]
-async fn create_key_with_a_policy_is_unsupported() {
+async fn create_key_with_a_policy_keeps_it_and_refuses_bad_ones() {
     let client = client().await;
     let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"all","Effect":"Allow","Principal":{"AWS":"*"},"Action":"kms:*","Resource":"*"}]}"#;
+    let created = client
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .expect("CreateKey with a policy");
+    let key = created
+        .key_metadata()
+        .expect("metadata")
+        .key_id()
+        .to_owned();
+    let got = client
+        .get_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .send()
+        .await
+        .expect("GetKeyPolicy");
+    assert_eq!(got.policy(), Some(policy));
     assert_code!(
-        client.create_key().policy(policy).send().await,
-        "UnsupportedOperationException"
+        client
+            .create_key()
+            .policy(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allwo","Principal":"*","Action":"kms:*","Resource":"*"}]}"#)
+            .send()
+            .await,
+        "MalformedPolicyDocumentException"
     );
+    // Nobody may administer the key: refused unless the lockout check is bypassed.
+    let lockout = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/nobody"},"Action":"kms:Encrypt","Resource":"*"}]}"#;
+    assert_code!(
+        client.create_key().policy(lockout).send().await,
+        "MalformedPolicyDocumentException"
+    );
+    client
+        .create_key()
+        .policy(lockout)
+        .bypass_policy_lockout_safety_check(true)
+        .send()
+        .await
+        .expect("bypassing the lockout check");
 }
 
+/// Key specs AWS has and ekms does not (SM2) are refused as unsupported.
 #[tokio::test]
-async fn create_key_of_an_asymmetric_spec_is_refused() {
+async fn create_key_of_an_unsupported_spec_is_refused() {
     let client = client().await;
     let result = client
         .create_key()
-        .key_spec(KeySpec::Rsa2048)
+        .key_spec(KeySpec::Sm2)
         .key_usage(KeyUsageType::SignVerify)
         .send()
         .await;
     let code = match result {
-        Ok(out) => panic!("an RSA key was created: {out:?}"),
+        Ok(out) => panic!("an SM2 key was created: {out:?}"),
         Err(e) => ekms_tests::error_code(e),
     };
     assert_eq!(code, "UnsupportedOperationException");

@@ -30,7 +30,9 @@ use p384::pkcs8::DecodePublicKey as _;
 use serde_json::{json, Value};
 
 use ekms_shared::attestation::{self, Policy, TrustAnchor};
-use ekms_shared::audit_format::{checkpoint_message, record_hash, ATTESTATION_USER_DATA};
+use ekms_shared::audit_format::{
+    checkpoint_message, head_message, record_hash, ATTESTATION_USER_DATA,
+};
 
 use super::custody::{call, Target};
 
@@ -510,6 +512,8 @@ pub struct SignedHead {
     pub signature: Vec<u8>,
     /// The current boot's checkpoint key (SPKI DER).
     pub public_key: Vec<u8>,
+    /// The attestation document binding `public_key` (verified by [`check_head`]).
+    pub attestation_document: Vec<u8>,
 }
 
 impl SignedHead {
@@ -535,35 +539,49 @@ impl SignedHead {
             hash,
             signature: b64("Signature")?,
             public_key: b64("PublicKey")?,
+            attestation_document: b64("AttestationDocument")?,
         })
     }
 }
 
-/// Checks that a verified log reaches the enclave's signed durable head.
+/// Checks that the head answer is genuine: its key is bound by an attestation document that
+/// verifies (root and PCRs as for the log), and its signature covers this call's nonce.
 ///
 /// # Errors
-/// When the head is not signed by the key the log attests last, or the log does not reach it.
-pub fn check_reaches(summary: &Summary, head: &SignedHead) -> Result<(), String> {
-    if summary.last_key.as_deref() != Some(&head.public_key[..]) {
-        return Err(
-            "the enclave's current checkpoint key is not the one the file attests last: the \
-             file lacks this enclave boot's attestation (its tail was cut, or the enclave \
-             restarted and has logged nothing since), so the enclave's head cannot be trusted"
-                .to_owned(),
-        );
+/// What is wrong.
+pub fn check_head(head: &SignedHead, nonce: &[u8], trust: &Trust) -> Result<(), String> {
+    let at = attestation::unverified_timestamp(&head.attestation_document)
+        .map_err(|e| format!("the enclave's head attestation is malformed: {e}"))?;
+    let verified =
+        attestation::verify(&head.attestation_document, &trust.anchor, at, &trust.policy)
+            .map_err(|e| format!("the enclave's head attestation does not verify: {e}"))?;
+    // Public values.
+    if verified.public_key() != Some(&head.public_key[..])
+        || verified.user_data() != Some(ATTESTATION_USER_DATA)
+    {
+        return Err("the enclave's head attestation binds another key".to_owned());
     }
     let key = verifying_key(&head.public_key)
         .ok_or("the enclave's checkpoint key is not a P-384 public key")?;
     if !signature_valid(
         &key,
-        &checkpoint_message(head.seq, &head.hash),
+        &head_message(nonce, head.seq, &head.hash),
         &head.signature,
     ) {
         return Err(format!(
-            "the enclave's durable head (seq {}) signature invalid",
+            "the enclave's durable head (seq {}) signature invalid for this call's nonce",
             head.seq
         ));
     }
+    Ok(())
+}
+
+/// Checks that a verified log reaches the enclave's durable head (already checked genuine by
+/// [`check_head`]).
+///
+/// # Errors
+/// When the log does not reach it.
+pub fn check_reaches(summary: &Summary, head: &SignedHead) -> Result<(), String> {
     if summary.last_seq < head.seq {
         return Err(format!(
             "the file stops at seq {} but the enclave's durable head is {}: its tail was cut",
@@ -595,11 +613,20 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
                 endpoint: endpoint.clone(),
                 ca: args.ca.clone(),
             };
+            let mut nonce = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+                .map_err(|_| anyhow!("the OS random source failed"))?;
             let answer = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(call(&target, "AuditHead", json!({})))?;
-            Some(SignedHead::from_json(&answer)?)
+                .block_on(call(
+                    &target,
+                    "AuditHead",
+                    json!({ "Nonce": B64.encode(nonce) }),
+                ))?;
+            let head = SignedHead::from_json(&answer)?;
+            check_head(&head, &nonce, &trust).map_err(|why| anyhow!("{endpoint}: {why}"))?;
+            Some(head)
         }
         None => None,
     };
