@@ -80,18 +80,21 @@ fn denied(ctx: &Ctx<'_>, action: &str, resource: &str, why: &str) -> KmsError {
     ))
 }
 
-/// Whether the caller may perform `op` on `key`.
+/// Whether the key policy and the caller's identity policy (no grants) allow the caller to
+/// perform `op` on `key`: `Ok(true)` allowed, `Ok(false)` not allowed (implicit deny).
+/// Operations that decide with grants themselves (CreateGrant through a parent grant,
+/// RetireGrant) use this.
 ///
 /// # Errors
-/// `AccessDeniedException` with a message like AWS's.
-pub fn check_key(
+/// `AccessDeniedException` on an explicit deny.
+pub fn policies_allow(
     ctx: &Ctx<'_>,
     op: &str,
     key: &Key,
     encryption_context: Option<&BTreeMap<String, String>>,
     encryption_algorithm: Option<&str>,
     grant_operations: Option<&[String]>,
-) -> KmsResult<()> {
+) -> KmsResult<bool> {
     let action = format!("kms:{op}");
     let resource = ctx.config.key_arn(&key.id);
     let mut request = RequestContext::new(
@@ -106,16 +109,48 @@ pub fn check_key(
     request.grant_operations = grant_operations;
     let key_policy = key_policy(ctx, key)?;
     match policy::authorize(&key_policy, ctx.caller.identity_policy.as_deref(), &request) {
-        Decision::Allow => return Ok(()),
-        Decision::ExplicitDeny => {
-            return Err(denied(
-                ctx,
-                &action,
-                &resource,
-                "with an explicit deny in a policy",
-            ))
-        }
-        Decision::ImplicitDeny => {}
+        Decision::Allow => Ok(true),
+        Decision::ExplicitDeny => Err(denied(
+            ctx,
+            &action,
+            &resource,
+            "with an explicit deny in a policy",
+        )),
+        Decision::ImplicitDeny => Ok(false),
+    }
+}
+
+/// The `AccessDeniedException` for `op` on `key` when nothing allows it.
+pub fn not_allowed(ctx: &Ctx<'_>, op: &str, key: &Key) -> KmsError {
+    denied(
+        ctx,
+        &format!("kms:{op}"),
+        &ctx.config.key_arn(&key.id),
+        "because no resource-based policy allows the action",
+    )
+}
+
+/// Whether the caller may perform `op` on `key`.
+///
+/// # Errors
+/// `AccessDeniedException` with a message like AWS's.
+pub fn check_key(
+    ctx: &Ctx<'_>,
+    op: &str,
+    key: &Key,
+    encryption_context: Option<&BTreeMap<String, String>>,
+    encryption_algorithm: Option<&str>,
+    grant_operations: Option<&[String]>,
+) -> KmsResult<()> {
+    if policies_allow(
+        ctx,
+        op,
+        key,
+        encryption_context,
+        encryption_algorithm,
+        grant_operations,
+    )? {
+        return Ok(());
     }
     let key_id = key.id.to_string();
     if key
@@ -125,12 +160,7 @@ pub fn check_key(
     {
         return Ok(());
     }
-    Err(denied(
-        ctx,
-        &action,
-        &resource,
-        "because no resource-based policy allows the action",
-    ))
+    Err(not_allowed(ctx, op, key))
 }
 
 /// Whether the caller's identity policy allows `op` on "*".

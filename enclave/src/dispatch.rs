@@ -62,11 +62,12 @@ operations! {
         // Asymmetric keys
         DeriveSharedSecret, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
         GetPublicKey, Sign, Verify,
+        // Grants
+        CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
     ],
     unsupported: [
-        ConnectCustomKeyStore, CreateCustomKeyStore, CreateGrant, DeleteCustomKeyStore,
-        DescribeCustomKeyStores, DisconnectCustomKeyStore, ListGrants,
-        ListRetirableGrants, ReplicateKey, RetireGrant, RevokeGrant,
+        ConnectCustomKeyStore, CreateCustomKeyStore, DeleteCustomKeyStore,
+        DescribeCustomKeyStores, DisconnectCustomKeyStore, ReplicateKey,
         UpdateCustomKeyStore, UpdatePrimaryRegion,
     ]
 }
@@ -153,17 +154,17 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
         }
         O::GetParametersForImport => call(body, |r| ops::get_parameters_for_import::handle(ctx, r)),
         O::ImportKeyMaterial => call(body, |r| ops::import_key_material::handle(ctx, r)),
+        O::CreateGrant => call(body, |r| ops::create_grant::handle(ctx, r)),
+        O::ListGrants => call(body, |r| ops::list_grants::handle(ctx, r)),
+        O::ListRetirableGrants => call(body, |r| ops::list_retirable_grants::handle(ctx, r)),
+        O::RetireGrant => call(body, |r| ops::retire_grant::handle(ctx, r)),
+        O::RevokeGrant => call(body, |r| ops::revoke_grant::handle(ctx, r)),
         O::ConnectCustomKeyStore
         | O::CreateCustomKeyStore
-        | O::CreateGrant
         | O::DeleteCustomKeyStore
         | O::DescribeCustomKeyStores
         | O::DisconnectCustomKeyStore
-        | O::ListGrants
-        | O::ListRetirableGrants
         | O::ReplicateKey
-        | O::RetireGrant
-        | O::RevokeGrant
         | O::UpdateCustomKeyStore
         | O::UpdatePrimaryRegion => Err(KmsError::UnsupportedOperation(format!(
             "{} is not supported by this ekms build yet.",

@@ -83,6 +83,12 @@ pub enum KmsError {
     /// A key policy is malformed, or would lock its caller out.
     #[error("{0}")]
     MalformedPolicy(String),
+    /// A grant token is not one this service issued.
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    /// A grant id is not of the shape this service issues.
+    #[error("{0}")]
+    InvalidGrantId(String),
     /// A fault on our side (for example the random source failed). Details go to the log only.
     #[error("An internal error occurred.")]
     Internal(&'static str),
@@ -122,6 +128,8 @@ impl KmsError {
             },
             KmsError::AccessDenied(_) => "AccessDeniedException",
             KmsError::MalformedPolicy(_) => "MalformedPolicyDocumentException",
+            KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
             KmsError::Internal(_) => "KMSInternalException",
         }
     }

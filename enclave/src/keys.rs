@@ -364,6 +364,18 @@ impl Key {
             .get(usize::try_from(index).ok()?)
             .map(|v| &v.material)
     }
+
+    /// The grant with this id on this key, if any.
+    pub fn grant(&self, grant_id: &str) -> Option<&crate::policy::Grant> {
+        self.grants.iter().find(|g| g.grant_id == grant_id)
+    }
+
+    /// Removes the grant with this id (RetireGrant, RevokeGrant); the grant if it existed.
+    /// The caller touches the key so that the change is sealed.
+    pub fn remove_grant(&mut self, grant_id: &str) -> Option<crate::policy::Grant> {
+        let index = self.grants.iter().position(|g| g.grant_id == grant_id)?;
+        Some(self.grants.remove(index))
+    }
 }
 
 /// An alias: a friendly name for a key.
@@ -555,6 +567,11 @@ impl KeyStore {
     /// The live key with this id, if any (used by Decrypt, which learns the id from the blob).
     pub fn by_id(&self, id: &Uuid, now: Millis) -> Option<&Key> {
         self.keys.get(id).filter(|k| !k.is_destroyed(now))
+    }
+
+    /// As [`KeyStore::by_id`], for changing the key (RetireGrant by grant token).
+    pub fn by_id_mut(&mut self, id: &Uuid, now: Millis) -> Option<&mut Key> {
+        self.keys.get_mut(id).filter(|k| !k.is_destroyed(now))
     }
 
     /// Up to `limit` live keys starting at `from` (inclusive), and the id after them if any.

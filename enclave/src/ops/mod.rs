@@ -15,6 +15,7 @@ use crate::validate;
 
 pub mod cancel_key_deletion;
 pub mod create_alias;
+pub mod create_grant;
 pub mod create_key;
 pub mod decrypt;
 pub mod delete_alias;
@@ -38,13 +39,17 @@ pub mod get_parameters_for_import;
 pub mod get_public_key;
 pub mod import_key_material;
 pub mod list_aliases;
+pub mod list_grants;
 pub mod list_key_policies;
 pub mod list_key_rotations;
 pub mod list_keys;
 pub mod list_resource_tags;
+pub mod list_retirable_grants;
 pub mod metadata;
 pub mod put_key_policy;
 pub mod re_encrypt;
+pub mod retire_grant;
+pub mod revoke_grant;
 pub mod rotate_key_on_demand;
 pub mod schedule_key_deletion;
 pub mod sign;
@@ -194,15 +199,17 @@ pub fn encryption_context(
     Ok(context)
 }
 
-/// Checks `GrantTokens` (grants arrive later; until then tokens are validated and unused).
+/// Checks `GrantTokens`. Grants take effect at once here, so a token only has to be one this
+/// service issued ([`create_grant::parse_grant_token`]); it grants nothing by itself.
 ///
 /// # Errors
-/// `ValidationException` for more than 10 tokens or a token outside 1–8192 characters.
+/// `ValidationException` for more than 10 tokens or a token outside 1–8192 characters;
+/// `InvalidGrantTokenException` for a token this service did not issue.
 pub fn grant_tokens(tokens: Option<&[String]>) -> KmsResult<()> {
     let tokens = tokens.unwrap_or_default();
     validate::count("grantTokens", tokens, 10)?;
     for token in tokens {
-        validate::str_len("grantTokens", token, 1, 8192)?;
+        create_grant::parse_grant_token("grantTokens", token)?;
     }
     Ok(())
 }
@@ -288,5 +295,7 @@ pub fn for_recipient(
 mod tests;
 #[cfg(test)]
 mod tests_asym;
+#[cfg(test)]
+mod tests_grants;
 #[cfg(test)]
 mod tests_mac_rotation;
