@@ -18,7 +18,11 @@ use base64::Engine as _;
 use ekms_tests::{bin_dir, create_key, ekms_cli, CliOutput, Ekms, SignWith};
 use serde_json::Value;
 
+/// The audit log of `ekms`, once it has settled: under load the enclave signs a checkpoint at
+/// most every 50 ms and covers the last records with an idle checkpoint shortly after, so wait
+/// for that before reading the file.
 fn audit_file(ekms: &Ekms) -> PathBuf {
+    std::thread::sleep(std::time::Duration::from_millis(400));
     ekms.data_dir().join("store").join("audit.jsonl")
 }
 
