@@ -65,6 +65,19 @@ impl From<PersistError> for KmsError {
     }
 }
 
+/// The durable audit head, signed for one caller's nonce (`Ekms.AuditHead`).
+#[derive(Debug)]
+pub struct SignedHead {
+    /// Seq and hash of the last durable record.
+    pub head: Head,
+    /// ECDSA P-384 / SHA-384 over `audit_format::head_message`.
+    pub signature: Vec<u8>,
+    /// This boot's checkpoint key (SubjectPublicKeyInfo DER).
+    pub public_key: Vec<u8>,
+    /// The attestation document binding that key.
+    pub attestation_document: Vec<u8>,
+}
+
 /// Most requests folded into one commit.
 const MAX_BATCH: usize = 512;
 /// Most commits in flight (sent, not yet acknowledged).
@@ -146,10 +159,7 @@ impl Persister {
     ///
     /// # Errors
     /// `KMSInternalException` if signing fails.
-    pub fn signed_audit_head(
-        &self,
-        nonce: &[u8],
-    ) -> Result<(Head, Vec<u8>, Vec<u8>, Vec<u8>), KmsError> {
+    pub fn signed_audit_head(&self, nonce: &[u8]) -> Result<SignedHead, KmsError> {
         let head = *self
             .durable_head
             .lock()
@@ -158,12 +168,12 @@ impl Persister {
             .chain
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok((
+        Ok(SignedHead {
             head,
-            chain.sign_head(nonce, head)?,
-            chain.public_key().to_vec(),
-            chain.attestation_document().to_vec(),
-        ))
+            signature: chain.sign_head(nonce, head)?,
+            public_key: chain.public_key().to_vec(),
+            attestation_document: chain.attestation_document().to_vec(),
+        })
     }
 
     /// Resolves once the store failed for good: the process should exit.

@@ -237,13 +237,13 @@ impl Service {
                 let req: HeadRequest = serde_json::from_slice(body).unwrap_or_default();
                 let nonce = crate::validate::required("nonce", req.nonce)?;
                 crate::validate::blob_len("nonce", &nonce.0, 16, 1024)?;
-                let (head, signature, key, document) = persister.signed_audit_head(&nonce.0)?;
+                let signed = persister.signed_audit_head(&nonce.0)?;
                 serde_json::to_vec(&serde_json::json!({
-                    "Seq": head.seq,
-                    "Hash": hex::encode(head.hash),
-                    "Signature": crate::admin::b64(&signature),
-                    "PublicKey": crate::admin::b64(&key),
-                    "AttestationDocument": crate::admin::b64(&document),
+                    "Seq": signed.head.seq,
+                    "Hash": hex::encode(signed.head.hash),
+                    "Signature": crate::admin::b64(&signed.signature),
+                    "PublicKey": crate::admin::b64(&signed.public_key),
+                    "AttestationDocument": crate::admin::b64(&signed.attestation_document),
                 }))
                 .map_err(|_| KmsError::Internal("response encoding"))
             }

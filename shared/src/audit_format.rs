@@ -74,6 +74,19 @@ pub fn checkpoint_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
     [CHECKPOINT_LABEL, &seq.to_be_bytes()[..], &hash[..]].concat()
 }
 
+/// The bytes an `Ekms.AuditHead` signature covers: the label, the caller's nonce (length
+/// prefixed), the head's seq and hash. Fresh per call, so an old answer cannot be replayed.
+pub fn head_message(nonce: &[u8], seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    [
+        HEAD_LABEL,
+        &(nonce.len() as u64).to_be_bytes()[..],
+        nonce,
+        &seq.to_be_bytes()[..],
+        &hash[..],
+    ]
+    .concat()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -108,17 +121,4 @@ mod tests {
         assert_eq!(&m[24..32], &[0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(&m[32..], &[9; 32]);
     }
-}
-
-/// The bytes an `Ekms.AuditHead` signature covers: the label, the caller's nonce (length
-/// prefixed), the head's seq and hash. Fresh per call, so an old answer cannot be replayed.
-pub fn head_message(nonce: &[u8], seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-    [
-        HEAD_LABEL,
-        &(nonce.len() as u64).to_be_bytes()[..],
-        nonce,
-        &seq.to_be_bytes()[..],
-        &hash[..],
-    ]
-    .concat()
 }
