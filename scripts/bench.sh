@@ -166,13 +166,28 @@ done
 # Operations the server does not support yet, shown as what they are.
 sign_line=$(AWS_SHARED_CREDENTIALS_FILE="$work/plain/credentials" "$ekms" bench \
 	--endpoint "http://127.0.0.1:$plain_port" --op sign --size 32 --connections 1 --duration 1 --json 2>&1 || true)
-unseal_line=$("$ekms" bench --op unseal --keys 1000000 --json 2>&1 || true)
+# Unseal and load of a store of N keys built offline, then the Encrypt load (16 connections)
+# under one of those keys: 1k vs 1M keys shows whether lookups stay O(1). `ekms bench` seals
+# the store's admin with these throwaway credentials and signs the Encrypt load with them.
+unseal_lines="$work/unseal.jsonl"
+: >"$unseal_lines"
+for keys in 1000 1000000; do
+	shown="ekms bench --op unseal --keys $keys --lookup --connections 16 --duration $duration --json"
+	echo "bench.sh: $shown" >&2
+	wait_quiet
+	line=$(AWS_ACCESS_KEY_ID=AKIAEKMSBENCHUNSEAL1 AWS_SECRET_ACCESS_KEY=ekms-bench-unseal-secret \
+		"$ekms" bench --op unseal --keys "$keys" --lookup --connections 16 --duration "$duration" \
+		--json 2>"$work/unseal.err" | tail -n 1 || true)
+	python3 -c 'import json, sys; print(json.dumps({"command": sys.argv[1], "result": json.loads(sys.argv[2]) if sys.argv[2].startswith("{") else None, "stderr": open(sys.argv[3]).read()[-400:]}))' \
+		"$shown" "$line" "$work/unseal.err" >>"$unseal_lines"
+done
 
-python3 - "$results" "$out" "$duration" "$sign_line" "$unseal_line" <<'EOF'
+python3 - "$results" "$out" "$duration" "$sign_line" "$unseal_lines" <<'EOF'
 import datetime, html, json, platform, subprocess, sys
 
-results_path, out_path, duration, sign_line, unseal_line = sys.argv[1:6]
+results_path, out_path, duration, sign_line, unseal_path = sys.argv[1:6]
 rows = [json.loads(l) for l in open(results_path) if l.strip()]
+unseal_rows = [json.loads(l) for l in open(unseal_path) if l.strip()]
 
 def sh(cmd):
     try:
@@ -337,7 +352,30 @@ headline = [check("plain", 64), check("tls", 16),
             (f"- CreateKey at 64 connections (plain): {ck['requests_per_sec']:,.0f} req/s (target ≥ 2,000 per second, "
              f"durable: as durable as the `ekms dev` under test makes it) → "
              f"**{'met' if ck['requests_per_sec'] >= 2000 else 'not met'}**{disturbed('plain', 'create-key', 64)}") if ck else "- CreateKey: not measured",
-            "- 1,000,000 keys: unseal and load ≤ 30 s, RSS ≤ 1 GiB; 1k vs 1M lookups: **not measured** — `ekms bench --op unseal` is not implemented yet (see below)."]
+            ]
+
+def unseal(keys):
+    for r in unseal_rows:
+        if r["result"] and r["result"]["keys"] == keys:
+            return r["result"]
+    return None
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+u1m, u1k = unseal(1000000), unseal(1000)
+if u1m:
+    ok = u1m["load_seconds"] <= 30 and u1m["enclave_peak_rss_bytes"] <= GIB
+    headline.append(
+        f"- 1,000,000 keys: unseal and load in {u1m['load_seconds']:.1f} s (target ≤ 30 s); enclave resident memory "
+        f"{u1m['enclave_rss_bytes'] / MIB:,.0f} MiB after the load, {u1m['enclave_peak_rss_bytes'] / MIB:,.0f} MiB at its peak "
+        f"(VmHWM; target ≤ 1 GiB = 1,024 MiB) → **{'met' if ok else 'not met'}**")
+else:
+    headline.append("- 1,000,000 keys: **run failed** (see below)")
+if u1m and u1k and u1m.get("lookup") and u1k.get("lookup"):
+    a, b = u1k["lookup"], u1m["lookup"]
+    headline.append(
+        f"- Encrypt under one key of the store, 16 connections: 1k keys {a['requests_per_sec']:,.0f} req/s, p99 {a['p99_ms']:.2f} ms; "
+        f"1M keys {b['requests_per_sec']:,.0f} req/s, p99 {b['p99_ms']:.2f} ms (see below for what differs)")
 
 md = []
 md.append("# ekms benchmarks\n")
@@ -377,8 +415,34 @@ md.append("")
 md.append("## Not measured yet\n")
 md.append("`Sign`, once, at one connection, not part of the matrix yet; where the server does not support it, every request counts as an error (no figure is faked):\n")
 md.append("```\n$ ekms bench --endpoint http://127.0.0.1:PORT --op sign --size 32 --connections 1 --duration 1 --json\n" + sign_line.strip() + "\n```\n")
-md.append("Unseal and load of 1,000,000 keys, and 1k vs 1M key lookups: `ekms bench --op unseal` is not implemented yet and says so:\n")
-md.append("```\n$ ekms bench --op unseal --keys 1000000 --json\n" + unseal_line.strip() + "\n```\n")
+md.append("## Unseal and load; lookups with 1k and 1M keys\n")
+md.append("`ekms bench --op unseal --keys N` builds, offline and through the library (not the API), the store an "
+          "Initialize plus one commit of N CreateKey-made symmetric keys would leave (1-of-1 dev custodian, deployment "
+          "record, admin principal, N sealed key records, the sealed manifest), starts `ekms-parent` and the mock "
+          "`ekms-enclave` on it as `ekms dev` does, and times `ekms unseal` from submission until the enclave answers "
+          "Unsealed with 0 refused records (**load s**). Memory is the enclave's `/proc/PID/status` right after: VmRSS, "
+          "and VmHWM (the peak, which is what sizes an enclave). `--lookup` then runs the Encrypt load (4 KiB, "
+          f"16 connections, {duration} s after a 1 s warm-up) under one of the N keys.\n")
+md.append("| keys | load s | enclave RSS MiB | enclave peak MiB | store build s | store MiB | encrypt req/s | p50 ms | p99 ms | errors |")
+md.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for r in unseal_rows:
+    res = r["result"]
+    if res is None:
+        md.append(f"| {r['command'].split('--keys ')[1].split()[0]} | run failed: {html.escape(r['stderr'][-160:])} | | | | | | | | |")
+        continue
+    lk = res.get("lookup") or {}
+    md.append(f"| {res['keys']:,} | {res['load_seconds']:.2f} | {res['enclave_rss_bytes'] / MIB:,.0f} | {res['enclave_peak_rss_bytes'] / MIB:,.0f} "
+              f"| {res['build_seconds']:.1f} | {res['store_bytes'] / MIB:,.0f} | {fmt(lk.get('requests_per_sec'))} | {fmt(lk.get('p50_ms'), 3)} "
+              f"| {fmt(lk.get('p99_ms'), 3)} | {lk.get('errors', '—')} |")
+md.append("")
+md.append("Key lookups are one `HashMap` probe whatever N is. What a request does grow with is its commit: every "
+          "audited request re-seals the manifest bucket that lists the audit head, and a bucket lists about N / 4096 "
+          "records (≈ 244 at 1M keys, a 6 KB record re-encoded, sealed and written by the parent on each commit, "
+          "against ~0 at 1k keys). Compare the two Encrypt rows with that in mind, and with the machine's other load.\n")
+md.append("```")
+for r in unseal_rows:
+    md.append(r["command"])
+md.append("```\n")
 md.append("## How to reproduce\n")
 md.append("```\nscripts/bench.sh        # BENCH_DURATION, BENCH_CONNECTIONS, BENCH_PORT, BENCH_OUT to change the defaults\n```\n")
 md.append("It runs `cargo build --release --locked --bins`, then `ekms dev --listen 127.0.0.1:PORT --data-dir DIR` "

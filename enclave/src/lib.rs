@@ -12,6 +12,7 @@ pub mod asym;
 pub mod attest;
 pub mod audit;
 pub mod authz;
+pub mod bench_support;
 pub mod ciphertext;
 pub mod config;
 pub mod dispatch;

@@ -32,6 +32,11 @@ pub const ROOT_ID: &[u8] = b"root";
 
 type EntryKey = (u8, Box<[u8]>);
 
+/// Set, during a load only, in the manifest entry of a record the store returned (instead of a
+/// set of every id seen, which at a million keys costs tens of MB at the load's peak). Real
+/// generations are commit sequence numbers, far below this bit; [`Loader::finish`] clears it.
+const SEEN: u64 = 1 << 63;
+
 /// The bucket of a record.
 pub fn bucket_of(kind: RecordKind, id: &[u8]) -> u16 {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -110,6 +115,17 @@ impl Manifest {
             }
         }
         self.dirty.insert(bucket);
+    }
+
+    /// The expected generation of (kind, id), noting that its record was seen (load only).
+    fn see(&mut self, kind: RecordKind, id: &[u8]) -> Option<u64> {
+        let bucket = bucket_of(kind, id);
+        self.buckets[usize::from(bucket)]
+            .get_mut(&(kind as u8, Box::from(id)))
+            .map(|g| {
+                *g |= SEEN;
+                *g & !SEEN
+            })
     }
 
     /// The generation the manifest expects for (kind, id).
@@ -233,7 +249,6 @@ pub struct Loader<'a> {
     root: Option<RootPlain>,
     manifest: Manifest,
     bad_buckets: BTreeSet<u16>,
-    seen: std::collections::HashSet<EntryKey>,
     /// Everything refused so far.
     pub refused: Vec<Refusal>,
 }
@@ -246,7 +261,6 @@ impl<'a> Loader<'a> {
             root: None,
             manifest: Manifest::empty(),
             bad_buckets: BTreeSet::new(),
-            seen: std::collections::HashSet::new(),
             refused: Vec::new(),
         }
     }
@@ -343,6 +357,9 @@ impl<'a> Loader<'a> {
                     ));
                 }
                 let b: BucketPlain = serde_cbor::from_slice(&plain).map_err(|e| e.to_string())?;
+                if b.entries.iter().any(|(_, _, g)| g & SEEN != 0) {
+                    return Err("malformed bucket manifest".to_owned());
+                }
                 Ok(b)
             });
         match result {
@@ -375,12 +392,11 @@ impl<'a> Loader<'a> {
             });
             return None;
         }
-        let Some(expected) = self.manifest.expected(kind, id) else {
+        let Some(expected) = self.manifest.see(kind, id) else {
             // Not listed: a record deleted since, left behind by the parent. Ignore it.
             tracing::debug!(?kind, id = %show_id(kind, id), "ignoring a record the manifest does not list");
             return None;
         };
-        self.seen.insert((kind as u8, id.into()));
         match record::open(self.domain, kind, id, sealed) {
             Ok((generation, plain)) if generation == expected => Some((kind, plain)),
             Ok((found, _)) => {
@@ -414,8 +430,8 @@ impl<'a> Loader<'a> {
                 {
                     continue;
                 }
-                for key in entries.keys() {
-                    if !self.seen.contains(key) {
+                for (key, g) in entries {
+                    if g & SEEN == 0 {
                         let kind = RecordKind::from_u8(key.0).unwrap_or(RecordKind::Key);
                         self.refused.push(Refusal::Missing {
                             kind,
@@ -429,6 +445,11 @@ impl<'a> Loader<'a> {
                     bucket: *b,
                     why: "listed in the root but missing or unverifiable".to_owned(),
                 });
+            }
+        }
+        for entries in &mut self.manifest.buckets {
+            for g in entries.values_mut() {
+                *g &= !SEEN;
             }
         }
         (self.manifest, self.refused)

@@ -16,6 +16,7 @@ pub(crate) mod client;
 pub(crate) mod credentials;
 mod load;
 mod report;
+mod unseal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ const MAX_CONNECTIONS: i64 = 1024;
 const MAX_DURATION_SECS: u64 = 3600;
 /// Bytes of data key GenerateDataKey asks for.
 const DATA_KEY_BYTES: usize = 32;
+/// Upper bound on `--keys` (the enclave holds at most 2,000,000 keys).
+const MAX_UNSEAL_KEYS: u64 = 2_000_000;
 
 /// The operation to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,7 +59,8 @@ pub enum BenchOp {
     Sign,
     /// CreateKey on every request.
     CreateKey,
-    /// Unseal and load a sealed store of `--keys` keys (not implemented yet: fails).
+    /// Build a sealed store of `--keys` keys offline, start ekms on it, and time unseal and
+    /// load (`--lookup`: then Encrypt under one of those keys).
     Unseal,
 }
 
@@ -107,8 +111,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// With `--op unseal`: how many keys the sealed store holds.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_UNSEAL_KEYS))]
     pub keys: Option<u64>,
+    /// With `--op unseal`: after the load, run the Encrypt load (`--size`, `--connections`,
+    /// `--duration`) under one of the loaded keys, signed with the environment's credentials
+    /// (sealed into the store as its admin).
+    #[arg(long)]
+    pub lookup: bool,
 }
 
 /// Runs `ekms bench`.
@@ -116,21 +125,29 @@ pub struct BenchArgs {
 /// # Errors
 ///
 /// Bad arguments, missing credentials or CA, a failed setup (CreateKey, Encrypt for
-/// decrypt), or `--op unseal` (not implemented yet). Failures during the measured run are
-/// counted, not returned.
+/// decrypt), or for `--op unseal` a failed build, start or unseal. Failures during the
+/// measured run are counted, not returned.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.op == BenchOp::Unseal {
-        bail!(
-            "`ekms bench --op unseal{}` is not implemented yet: it has to build a sealed store of \
-             N keys through the library and time unseal and load, and this bench does not do \
-             that yet. Nothing was measured.",
-            args.keys
-                .map(|k| format!(" --keys {k}"))
-                .unwrap_or_default()
-        );
+        let keys = args
+            .keys
+            .ok_or_else(|| anyhow!("--op unseal needs --keys N"))?;
+        if args.lookup && !(1..=MAX_PLAINTEXT).contains(&args.size) {
+            bail!("--size must be from 1 to {MAX_PLAINTEXT} for --lookup");
+        }
+        return unseal::run(unseal::Options {
+            keys,
+            json: args.json,
+            lookup: args.lookup.then_some(unseal::Lookup {
+                size: args.size,
+                connections: usize::from(args.connections),
+                duration: Duration::from_secs(args.duration),
+            }),
+        })
+        .await;
     }
-    if args.keys.is_some() {
-        bail!("--keys applies to --op unseal only");
+    if args.keys.is_some() || args.lookup {
+        bail!("--keys and --lookup apply to --op unseal only");
     }
     if matches!(args.op, BenchOp::Encrypt | BenchOp::Decrypt | BenchOp::Sign)
         && !(1..=MAX_PLAINTEXT).contains(&args.size)
@@ -422,10 +439,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unseal_is_refused_with_a_clear_error() {
-        let args = BenchArgs {
+    async fn unseal_needs_keys_and_keys_need_unseal() {
+        let args = |op, keys| BenchArgs {
             endpoint: "http://127.0.0.1:1".into(),
-            op: BenchOp::Unseal,
+            op,
             size: 4096,
             connections: 1,
             duration: 1,
@@ -433,11 +450,19 @@ mod tests {
             ca: None,
             baseline: false,
             json: true,
-            keys: Some(1_000_000),
+            keys,
+            lookup: false,
         };
-        let err = run(args).await.unwrap_err().to_string();
-        assert!(err.contains("not implemented yet"), "{err}");
-        assert!(err.contains("--keys 1000000"), "{err}");
+        let err = run(args(BenchOp::Unseal, None))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs --keys"), "{err}");
+        let err = run(args(BenchOp::Encrypt, Some(10)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--op unseal only"), "{err}");
     }
 
     /// The generator, the signer and the baseline together: load the in-process baseline
