@@ -38,6 +38,22 @@ struct Fields {
     destination_encryption_context: Option<BTreeMap<String, String>>,
     encryption_algorithm: Option<String>,
     operations: Option<Vec<String>>,
+    recipient: Option<crate::recipient::RecipientInfoRequest>,
+}
+
+/// The condition keys a request offers to the policies (all optional).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Conditions<'a> {
+    /// `kms:EncryptionContext:<key>`, `kms:EncryptionContextKeys`.
+    pub encryption_context: Option<&'a BTreeMap<String, String>>,
+    /// `kms:EncryptionAlgorithm`.
+    pub encryption_algorithm: Option<&'a str>,
+    /// `kms:GrantOperations`.
+    pub grant_operations: Option<&'a [String]>,
+    /// `kms:RecipientAttestation:PCR<n>`, from a verified Recipient document.
+    pub recipient_pcrs: Option<&'a BTreeMap<u8, Vec<u8>>>,
+    /// `kms:RecipientAttestation:ImageSha384`, from a verified Recipient document.
+    pub recipient_image_sha384: Option<&'a [u8]>,
 }
 
 /// How an operation is authorized.
@@ -91,9 +107,7 @@ pub fn policies_allow(
     ctx: &Ctx<'_>,
     op: &str,
     key: &Key,
-    encryption_context: Option<&BTreeMap<String, String>>,
-    encryption_algorithm: Option<&str>,
-    grant_operations: Option<&[String]>,
+    conditions: &Conditions<'_>,
 ) -> KmsResult<bool> {
     let action = format!("kms:{op}");
     let resource = ctx.config.key_arn(&key.id);
@@ -104,9 +118,11 @@ pub fn policies_allow(
         &resource,
         ctx.env.now(),
     );
-    request.encryption_context = encryption_context;
-    request.encryption_algorithm = encryption_algorithm;
-    request.grant_operations = grant_operations;
+    request.encryption_context = conditions.encryption_context;
+    request.encryption_algorithm = conditions.encryption_algorithm;
+    request.grant_operations = conditions.grant_operations;
+    request.recipient_pcrs = conditions.recipient_pcrs;
+    request.recipient_image_sha384 = conditions.recipient_image_sha384;
     let key_policy = key_policy(ctx, key)?;
     match policy::authorize(&key_policy, ctx.caller.identity_policy.as_deref(), &request) {
         Decision::Allow => Ok(true),
@@ -134,24 +150,11 @@ pub fn not_allowed(ctx: &Ctx<'_>, op: &str, key: &Key) -> KmsError {
 ///
 /// # Errors
 /// `AccessDeniedException` with a message like AWS's.
-pub fn check_key(
-    ctx: &Ctx<'_>,
-    op: &str,
-    key: &Key,
-    encryption_context: Option<&BTreeMap<String, String>>,
-    encryption_algorithm: Option<&str>,
-    grant_operations: Option<&[String]>,
-) -> KmsResult<()> {
-    if policies_allow(
-        ctx,
-        op,
-        key,
-        encryption_context,
-        encryption_algorithm,
-        grant_operations,
-    )? {
+pub fn check_key(ctx: &Ctx<'_>, op: &str, key: &Key, conditions: &Conditions<'_>) -> KmsResult<()> {
+    if policies_allow(ctx, op, key, conditions)? {
         return Ok(());
     }
+    let encryption_context = conditions.encryption_context;
     let key_id = key.id.to_string();
     if key
         .grants
@@ -233,24 +236,18 @@ pub fn authorize(ctx: &Ctx<'_>, op: &str, body: &[u8]) -> KmsResult<()> {
             let source = resolve(&store, ctx, f.source_key_id.as_deref())
                 .or_else(|| blob_key(&store, ctx, f.ciphertext_blob.as_deref()));
             if let Some(key) = source {
-                check_key(
-                    ctx,
-                    "ReEncryptFrom",
-                    key,
-                    f.source_encryption_context.as_ref(),
-                    None,
-                    None,
-                )?;
+                let conditions = Conditions {
+                    encryption_context: f.source_encryption_context.as_ref(),
+                    ..Conditions::default()
+                };
+                check_key(ctx, "ReEncryptFrom", key, &conditions)?;
             }
             if let Some(key) = resolve(&store, ctx, f.destination_key_id.as_deref()) {
-                check_key(
-                    ctx,
-                    "ReEncryptTo",
-                    key,
-                    f.destination_encryption_context.as_ref(),
-                    None,
-                    None,
-                )?;
+                let conditions = Conditions {
+                    encryption_context: f.destination_encryption_context.as_ref(),
+                    ..Conditions::default()
+                };
+                check_key(ctx, "ReEncryptTo", key, &conditions)?;
             }
             Ok(())
         }
@@ -263,15 +260,22 @@ pub fn authorize(ctx: &Ctx<'_>, op: &str, body: &[u8]) -> KmsResult<()> {
                         .then(|| blob_key(&store, ctx, f.ciphertext_blob.as_deref()))
                         .flatten()
                 });
+            // A Recipient's verified measurements feed the kms:RecipientAttestation:* keys; a
+            // document that does not verify is left for the operation to refuse.
+            let recipient = f
+                .recipient
+                .and_then(|r| crate::ops::recipient(ctx, Some(r)).ok().flatten());
+            let conditions = Conditions {
+                encryption_context: f.encryption_context.as_ref(),
+                encryption_algorithm: algorithm,
+                grant_operations: f.operations.as_deref(),
+                recipient_pcrs: recipient.as_ref().map(crate::recipient::Recipient::pcrs),
+                recipient_image_sha384: recipient
+                    .as_ref()
+                    .and_then(crate::recipient::Recipient::image_sha384),
+            };
             match key {
-                Some(key) => check_key(
-                    ctx,
-                    op,
-                    key,
-                    f.encryption_context.as_ref(),
-                    algorithm,
-                    f.operations.as_deref(),
-                ),
+                Some(key) => check_key(ctx, op, key, &conditions),
                 // No such key: the operation answers NotFoundException (or what fits).
                 None => Ok(()),
             }

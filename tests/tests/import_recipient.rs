@@ -570,3 +570,100 @@ async fn a_recipient_document_from_an_untrusted_root_is_a_client_error() {
         "ValidationException"
     );
 }
+
+/// A recipient key whose mock attestation document reports `pcr0` (96 hex digits).
+fn recipient_key_with_pcr0(dir: &Path, ca: &Path, pcr0: &str) -> RecipientKey {
+    let key = recipient_key(dir, ca);
+    let public_der = dir.join("recipient.pub.der");
+    let doc = dir.join("recipient-pcr0.att");
+    run_ok(
+        ekms()
+            .args(["attestation", "mock", "--ca"])
+            .arg(ca)
+            .arg("--public-key")
+            .arg(&public_der)
+            .args(["--pcr", &format!("0={pcr0}")])
+            .arg("--out")
+            .arg(&doc),
+    );
+    RecipientKey {
+        private_pem: key.private_pem,
+        document: std::fs::read(&doc).expect("reading the document"),
+    }
+}
+
+/// The key policy decides on the recipient's measurements: Decrypt is denied unless it goes to
+/// an enclave whose attested PCR0 is the pinned one (`kms:RecipientAttestation:PCR0`).
+#[tokio::test]
+async fn key_policy_conditions_on_the_recipient_attestation() {
+    let server = Ekms::shared();
+    let client = server.client().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = server.data_dir().join("mock-ca");
+    let pinned = "ab".repeat(48);
+    let other = "cd".repeat(48);
+    let good_dir = dir.path().join("good");
+    let bad_dir = dir.path().join("bad");
+    std::fs::create_dir_all(&good_dir).expect("dir");
+    std::fs::create_dir_all(&bad_dir).expect("dir");
+    let good = recipient_key_with_pcr0(&good_dir, &ca, &pinned);
+    let bad = recipient_key_with_pcr0(&bad_dir, &ca, &other);
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Sid":"admin","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::111122223333:root"}},"Action":"kms:*","Resource":"*"}},
+            {{"Sid":"decrypt only to the pinned enclave","Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*",
+              "Condition":{{"StringNotEquals":{{"kms:RecipientAttestation:PCR0":"{pinned}"}}}}}}]}}"#
+    );
+    let key_id = client
+        .create_key()
+        .policy(policy)
+        .send()
+        .await
+        .expect("CreateKey with a recipient-conditioned policy")
+        .key_metadata()
+        .expect("metadata")
+        .key_id()
+        .to_owned();
+    let ciphertext = client
+        .encrypt()
+        .key_id(&key_id)
+        .plaintext(Blob::new("only for the pinned enclave"))
+        .send()
+        .await
+        .expect("Encrypt")
+        .ciphertext_blob()
+        .expect("CiphertextBlob")
+        .clone();
+    ekms_tests::assert_code!(
+        client
+            .decrypt()
+            .ciphertext_blob(ciphertext.clone())
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    ekms_tests::assert_code!(
+        client
+            .decrypt()
+            .ciphertext_blob(ciphertext.clone())
+            .recipient(bad.info())
+            .send()
+            .await,
+        "AccessDeniedException"
+    );
+    let answer = client
+        .decrypt()
+        .ciphertext_blob(ciphertext)
+        .recipient(good.info())
+        .send()
+        .await
+        .expect("Decrypt to the pinned enclave");
+    let opened = good.open(
+        &good_dir,
+        answer
+            .ciphertext_for_recipient()
+            .expect("CiphertextForRecipient")
+            .as_ref(),
+    );
+    assert_eq!(opened, b"only for the pinned enclave");
+}

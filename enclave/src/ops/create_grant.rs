@@ -270,7 +270,15 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     // Authorization (the dispatcher already checked kms:CreateGrant with kms:GrantOperations):
     // unless a policy allows it, the permission comes from a grant, and a grant lets its
     // grantee create only grants no broader than itself.
-    if !crate::authz::policies_allow(ctx, "CreateGrant", key, None, None, Some(&names))? {
+    if !crate::authz::policies_allow(
+        ctx,
+        "CreateGrant",
+        key,
+        &crate::authz::Conditions {
+            grant_operations: Some(&names),
+            ..crate::authz::Conditions::default()
+        },
+    )? {
         let key_uuid = key.id.to_string();
         let by_grant = key.grants.iter().any(|parent| {
             grants::grant_allows(parent, &key_uuid, &ctx.caller.arn, "CreateGrant", None)

@@ -90,7 +90,12 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         .grant(&grant_id)
         .ok_or_else(|| grant_not_found(ctx, key, &grant_id))?;
     let by_grant = grants::may_retire(grant, &ctx.caller.arn);
-    let by_policy = crate::authz::policies_allow(ctx, "RetireGrant", key, None, None, None)?;
+    let by_policy = crate::authz::policies_allow(
+        ctx,
+        "RetireGrant",
+        key,
+        &crate::authz::Conditions::default(),
+    )?;
     if !(by_grant || by_policy) {
         return Err(crate::authz::not_allowed(ctx, "RetireGrant", key));
     }
