@@ -1,5 +1,5 @@
-//! [`RedbStore`]: sealed records in redb, audit lines in an append-only file, both fsynced
-//! before a commit returns.
+//! [`RedbStore`]: sealed records and audit lines committed together in one redb transaction
+//! (one fsync per group commit), the audit lines then appended to an append-only file.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,13 +23,22 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 /// lexicographically, which is the (kind, id) order `load` pages in.
 const RECORDS: TableDefinition<(u8, &[u8]), &[u8]> = TableDefinition::new("records");
 
+/// Audit lines not yet known to be synced in `audit.jsonl`: the file offset where each line
+/// (with its `\n`) starts → the line. Written in the same transaction as the records, so an
+/// acknowledged commit's lines are durable even if the file append is lost in a crash; `open`
+/// appends whatever the file lacks.
+const AUDIT_PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_pending");
+
+/// How often the audit file is synced (after which its pending lines are dropped from redb).
+const AUDIT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The embedded store: `DIR/store.redb` and `DIR/audit.jsonl`.
 ///
 /// A commit is one redb write transaction with [`Durability::Immediate`] (it returns after
-/// fsync). Its audit lines are appended and `sync_data`ed before the transaction commits, so
-/// both are durable before the acknowledgement. If the transaction then fails, the audit log is
-/// cut back to its previous length. A crash between the two steps can leave the audit lines of
-/// an unacknowledged last commit in the log: the log may say more than the records, never less.
+/// fsync) holding the records and the audit lines; only then are the lines appended to
+/// `audit.jsonl`, which is synced about once a second. So a group commit costs one fsync, and
+/// records and their audit lines are durable together or not at all. A crash can leave the
+/// file short of acknowledged lines; [`RedbStore::open`] restores them from redb.
 pub struct RedbStore {
     db: Database,
     audit: Mutex<AuditLog>,
@@ -46,7 +55,11 @@ struct AuditLog {
     path: PathBuf,
     /// The length of the log as far as acknowledged commits go.
     len: u64,
-    /// An append failed and could not be undone.
+    /// How much of the log is known to be synced.
+    synced: u64,
+    /// When it was last synced.
+    last_sync: std::time::Instant,
+    /// An append failed: the file's tail is unknown until `open` restores it from redb.
     poisoned: bool,
 }
 
@@ -86,9 +99,68 @@ impl RedbStore {
         txn.set_durability(Durability::Immediate);
         txn.open_table(RECORDS)
             .map_err(redb_error("create the records table"))?;
+        txn.open_table(AUDIT_PENDING)
+            .map_err(redb_error("create the audit table"))?;
         txn.commit()
             .map_err(redb_error("commit the records table"))?;
-        let audit = AuditLog::open(dir.join(AUDIT_FILE))?;
+        let mut audit = AuditLog::open(dir.join(AUDIT_FILE))?;
+        // Lines acknowledged but missing from the file (a crash before the append or the
+        // sync): append them from redb, sync, and forget them.
+        {
+            let txn = db
+                .begin_read()
+                .map_err(redb_error("begin a read transaction"))?;
+            let table = txn
+                .open_table(AUDIT_PENDING)
+                .map_err(redb_error("open the audit table"))?;
+            let mut restored = 0usize;
+            for entry in table
+                .range::<u64>(..)
+                .map_err(redb_error("read the audit table"))?
+            {
+                let (offset, line) = entry.map_err(redb_error("read an audit line"))?;
+                let (offset, line) = (offset.value(), line.value());
+                if offset + line.len() as u64 <= audit.len {
+                    continue; // already in the file
+                }
+                if offset != audit.len {
+                    // The file lost more than a crash can explain (it was cut or replaced):
+                    // keep what redb holds; `ekms audit verify` will name the gap.
+                    tracing::error!(
+                        offset,
+                        file_len = audit.len,
+                        "the audit log is shorter than its acknowledged lines; appending them at its end"
+                    );
+                }
+                audit
+                    .file
+                    .write_all(line)
+                    .map_err(io_error("cannot restore lines to", &audit.path))?;
+                audit.len += line.len() as u64;
+                restored += 1;
+            }
+            if restored > 0 {
+                tracing::warn!(
+                    restored,
+                    "restored acknowledged audit lines the file had lost"
+                );
+            }
+        }
+        audit
+            .file
+            .sync_data()
+            .map_err(io_error("cannot sync", &audit.path))?;
+        audit.synced = audit.len;
+        {
+            let txn = db
+                .begin_write()
+                .map_err(redb_error("begin a transaction"))?;
+            txn.open_table(AUDIT_PENDING)
+                .map_err(redb_error("open the audit table"))?
+                .retain(|_, _| false)
+                .map_err(redb_error("clear the audit table"))?;
+            txn.commit().map_err(redb_error("commit"))?;
+        }
         // Make the new files' directory entries durable too.
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -143,19 +215,50 @@ impl Store for RedbStore {
                 }
             }
         }
-        // Dropping `txn` on any error below aborts it: nothing of the group is applied.
-        let before = audit.len;
-        let after = audit.append(batches)?;
-        match txn.commit() {
-            Ok(()) => {
-                audit.len = after;
-                Ok(())
+        // The audit lines go into the same transaction, at the file offsets they will have.
+        let mut buf = Vec::new();
+        {
+            let mut pending = txn
+                .open_table(AUDIT_PENDING)
+                .map_err(redb_error("open the audit table"))?;
+            for line in batches.iter().flat_map(|b| &b.audit) {
+                let start = buf.len();
+                buf.extend_from_slice(line);
+                buf.push(b'\n');
+                pending
+                    .insert(audit.len + start as u64, &buf[start..])
+                    .map_err(redb_error("insert an audit line"))?;
             }
-            Err(source) => {
-                audit.cut_back(before);
-                Err(redb_error("commit")(source))
+            // Lines the file holds synced are no longer needed here.
+            let synced = audit.synced;
+            pending
+                .retain_in(..synced, |_, _| false)
+                .map_err(redb_error("prune the audit table"))?;
+        }
+        // Dropping `txn` on any error above aborts it: nothing of the group is applied.
+        txn.commit().map_err(redb_error("commit"))?;
+        // Durable. Now the file; a failure here loses nothing (redb has the lines) but leaves
+        // the file's tail unknown, so further commits wait for a reopen to restore it.
+        if !buf.is_empty() {
+            if let Err(e) = audit.file.write_all(&buf) {
+                tracing::error!(path = %audit.path.display(), error = %e, "cannot append to the audit log; refusing further commits until reopened");
+                audit.poisoned = true;
+                return Ok(());
+            }
+            audit.len += buf.len() as u64;
+        }
+        if audit.last_sync.elapsed() >= AUDIT_SYNC_INTERVAL {
+            match audit.file.sync_data() {
+                Ok(()) => {
+                    audit.synced = audit.len;
+                    audit.last_sync = std::time::Instant::now();
+                }
+                Err(e) => {
+                    tracing::error!(path = %audit.path.display(), error = %e, "cannot sync the audit log");
+                }
             }
         }
+        Ok(())
     }
 
     fn load(
@@ -220,45 +323,10 @@ impl AuditLog {
             file,
             path,
             len: complete,
+            synced: 0,
+            last_sync: std::time::Instant::now(),
             poisoned: false,
         })
-    }
-
-    /// Appends every line of `batches`, each followed by `\n`, and syncs; returns the new
-    /// length. On failure the log is cut back, or poisoned if that fails too.
-    fn append(&mut self, batches: &[CommitBatch]) -> Result<u64, StoreError> {
-        let mut buf = Vec::new();
-        for line in batches.iter().flat_map(|b| &b.audit) {
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
-        }
-        if buf.is_empty() {
-            return Ok(self.len);
-        }
-        match self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-        {
-            Ok(()) => Ok(self.len + buf.len() as u64),
-            Err(source) => {
-                let before = self.len;
-                self.cut_back(before);
-                Err(StoreError::Io {
-                    action: "cannot append to",
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        }
-    }
-
-    /// Removes what an unacknowledged append left after `len`.
-    fn cut_back(&mut self, len: u64) {
-        if let Err(e) = self.file.set_len(len).and_then(|()| self.file.sync_data()) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot undo an audit append; refusing further commits");
-            self.poisoned = true;
-        }
     }
 }
 
@@ -466,64 +534,66 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(), b"");
     }
 
-    /// Once an audit append could not be undone, the log's tail is unknown: every commit is
-    /// refused, whole, until the store is reopened (which cuts a torn tail), and then commits
-    /// go on where the acknowledged log ended.
+    /// Once an audit append failed, the file's tail is unknown: every commit is refused,
+    /// whole, until the store is reopened, which restores the acknowledged lines from redb.
     #[test]
-    fn a_poisoned_audit_log_refuses_commits_until_reopened() {
+    fn a_failed_audit_append_is_restored_at_reopen_and_refuses_commits_until_then() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path()).unwrap();
         store
             .commit(&[batch(1, vec![put(1, "keep", "v1")], vec![], &["one"])])
             .unwrap();
-        store.audit.lock().unwrap().poisoned = true;
-        let err = store
-            .commit(&[
-                batch(2, vec![put(1, "new", "v2")], vec![], &["two"]),
-                batch(
-                    3,
-                    vec![put(1, "keep", "v3")],
-                    vec![key(1, "keep")],
-                    &["three"],
-                ),
-            ])
-            .unwrap_err();
-        assert!(matches!(err, StoreError::AuditLogPoisoned { .. }), "{err}");
-        assert_eq!(load_all(&store, 10), vec![put(1, "keep", "v1")]);
-        drop(store);
-
-        let store = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(load_all(&store, 10), vec![put(1, "keep", "v1")]);
-        assert_eq!(
-            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
-            b"one\n"
-        );
-        store
-            .commit(&[batch(4, vec![put(1, "new", "v4")], vec![], &["four"])])
-            .unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
-            b"one\nfour\n"
-        );
-    }
-
-    /// The audit append is staged after the records and before the redb commit; if the
-    /// transaction is dropped instead of committed, neither the records nor the lines stay.
-    #[test]
-    fn an_audit_failure_aborts_the_staged_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path()).unwrap();
-        // A read-only handle makes the write itself fail, with the records already staged.
+        // A read-only handle makes the append fail after the durable commit.
         {
             let mut audit = store.audit.lock().unwrap();
             audit.file = File::open(&audit.path).unwrap();
         }
+        store
+            .commit(&[batch(2, vec![put(1, "new", "v2")], vec![], &["two"])])
+            .unwrap();
         let err = store
-            .commit(&[batch(1, vec![put(1, "a", "v")], vec![], &["line"])])
+            .commit(&[batch(3, vec![put(1, "later", "v3")], vec![], &["three"])])
             .unwrap_err();
-        assert!(matches!(err, StoreError::Io { .. }), "{err}");
-        assert_eq!(load_all(&store, 10), vec![]);
-        assert_eq!(std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(), b"");
+        assert!(matches!(err, StoreError::AuditLogPoisoned { .. }), "{err}");
+        assert_eq!(
+            load_all(&store, 10),
+            vec![put(1, "keep", "v1"), put(1, "new", "v2")]
+        );
+        drop(store);
+
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"one\ntwo\n"
+        );
+        store
+            .commit(&[batch(4, vec![], vec![], &["four"])])
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"one\ntwo\nfour\n"
+        );
+    }
+
+    /// A crash after the durable commit but before the append: the lines are in redb only,
+    /// and the next open puts them in the file.
+    #[test]
+    fn acknowledged_lines_lost_from_the_file_come_back_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RedbStore::open(dir.path()).unwrap();
+            store
+                .commit(&[batch(1, vec![], vec![], &["a", "b"])])
+                .unwrap();
+            store.commit(&[batch(2, vec![], vec![], &["c"])]).unwrap();
+        }
+        // Lose the unsynced tail: the file as if only "a" had reached the disk.
+        std::fs::write(dir.path().join(AUDIT_FILE), b"a\n").unwrap();
+        drop(RedbStore::open(dir.path()).unwrap());
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"a\nb\nc\n"
+        );
     }
 
     #[test]
@@ -539,11 +609,12 @@ mod tests {
             .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole\nalso whole\nnext\n");
 
-        // No newline at all: everything is torn.
+        // No newline at all: everything is torn; the acknowledged line still held in redb
+        // ("next", not yet synced when the store closed) comes back.
         drop(store);
         std::fs::write(&path, vec![b'x'; 200_000]).unwrap();
         drop(RedbStore::open(dir.path()).unwrap());
-        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        assert_eq!(std::fs::read(&path).unwrap(), b"next\n");
     }
 
     #[test]
