@@ -451,7 +451,7 @@ impl KeyRef {
 /// Every key and alias the enclave holds.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    keys: HashMap<Uuid, Key>,
+    keys: HashMap<Uuid, Box<Key>>,
     /// Key ids in order, for ListKeys pagination.
     order: BTreeSet<Uuid>,
     /// Alias name → alias, ordered for ListAliases pagination.
@@ -494,7 +494,7 @@ impl KeyStore {
         if let Some(valid_to) = key.valid_to {
             self.expiries.insert((valid_to, key.id));
         }
-        self.keys.insert(key.id, key);
+        self.keys.insert(key.id, Box::new(key));
         Ok(())
     }
 
@@ -538,6 +538,7 @@ impl KeyStore {
         let id = self.resolve_id(&reference, config, now)?;
         self.keys
             .get(&id)
+            .map(|k| &**k)
             .ok_or_else(|| Self::not_found(&reference, config))
     }
 
@@ -556,22 +557,29 @@ impl KeyStore {
         let id = self.resolve_id(&reference, config, now)?;
         self.keys
             .get_mut(&id)
+            .map(|k| &mut **k)
             .ok_or_else(|| Self::not_found(&reference, config))
     }
 
     /// The key with this id, even if its deletion date has passed (for sealing its record).
     pub fn raw(&self, id: &Uuid) -> Option<&Key> {
-        self.keys.get(id)
+        self.keys.get(id).map(|k| &**k)
     }
 
     /// The live key with this id, if any (used by Decrypt, which learns the id from the blob).
     pub fn by_id(&self, id: &Uuid, now: Millis) -> Option<&Key> {
-        self.keys.get(id).filter(|k| !k.is_destroyed(now))
+        self.keys
+            .get(id)
+            .map(|k| &**k)
+            .filter(|k| !k.is_destroyed(now))
     }
 
     /// As [`KeyStore::by_id`], for changing the key (RetireGrant by grant token).
     pub fn by_id_mut(&mut self, id: &Uuid, now: Millis) -> Option<&mut Key> {
-        self.keys.get_mut(id).filter(|k| !k.is_destroyed(now))
+        self.keys
+            .get_mut(id)
+            .map(|k| &mut **k)
+            .filter(|k| !k.is_destroyed(now))
     }
 
     /// Up to `limit` live keys starting at `from` (inclusive), and the id after them if any.
@@ -722,7 +730,7 @@ impl KeyStore {
     /// The key with this id, for changes that do not touch the indexes (deletion date,
     /// rotation): new key versions, for example.
     pub fn raw_mut(&mut self, id: &Uuid) -> Option<&mut Key> {
-        self.keys.get_mut(id)
+        self.keys.get_mut(id).map(|k| &mut **k)
     }
 
     /// Sets (or clears) when a key's imported material expires, keeping the expiry index;
