@@ -86,6 +86,9 @@ async fn traffic(ekms: &Ekms) {
             .send()
             .await
             .is_err());
+        // Checkpoints are signed at most every 50 ms: pause so that this traffic spans
+        // several, as a long-running service's log does.
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
     }
     let refused = ekms
         .raw(
