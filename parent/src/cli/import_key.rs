@@ -19,7 +19,7 @@ use anyhow::{anyhow, bail, Context as _};
 use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use bytes::Bytes;
+
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -27,9 +27,8 @@ use zeroize::Zeroizing;
 
 use ekms_shared::attestation::{self, Policy, TrustAnchor};
 
-use super::bench::client::{self, Connector, Endpoint, Signer};
-use super::bench::credentials;
 use super::custody::{Expectation, Target};
+use super::signed_client::SignedClient;
 
 /// How old the wrapping key's attestation document may be when material is wrapped to it.
 const MAX_DOCUMENT_AGE: Duration = Duration::from_secs(300);
@@ -60,69 +59,6 @@ pub struct ImportKeyArgs {
     /// Region of the SigV4 scope; default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.
     #[arg(long)]
     pub region: Option<String>,
-}
-
-/// A SigV4-signed KMS call.
-struct Client {
-    connector: Connector,
-    signer: Signer,
-}
-
-impl Client {
-    fn new(args: &ImportKeyArgs) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::parse(&args.target.endpoint, false)?;
-        let tls = match (&args.target.ca, endpoint.https) {
-            (Some(ca), _) => Some(client::tls_client_config(
-                client::root_store_from_pem_file(ca)?,
-            )?),
-            (None, true) => bail!("an https endpoint needs --ca"),
-            (None, false) => None,
-        };
-        let region = args
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
-            .or_else(|| {
-                std::env::var("AWS_DEFAULT_REGION")
-                    .ok()
-                    .filter(|r| !r.is_empty())
-            })
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        let credentials = credentials::from_environment().context("finding AWS credentials")?;
-        Ok(Client {
-            connector: Connector::new(endpoint, tls)?,
-            signer: Signer::new(&credentials, region),
-        })
-    }
-
-    async fn call(&self, operation: &str, body: &Value) -> anyhow::Result<Value> {
-        let body = Bytes::from(serde_json::to_vec(body)?);
-        let endpoint = self.connector.endpoint();
-        let request = self
-            .signer
-            .request(endpoint, &format!("TrentService.{operation}"), &body)?;
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let mut connection = self
-                .connector
-                .connect()
-                .await
-                .with_context(|| format!("connecting to {}", endpoint.url()))?;
-            connection.send(request).await.map_err(anyhow::Error::from)
-        })
-        .await
-        .map_err(|_elapsed| anyhow!("{operation} timed out after {REQUEST_TIMEOUT:?}"))??;
-        let value: Value = serde_json::from_slice(&body).with_context(|| {
-            format!("{operation} answered HTTP {status} with a body that is not JSON")
-        })?;
-        if !status.is_success() {
-            bail!(
-                "{operation} failed: {}: {}",
-                value["__type"].as_str().unwrap_or("error"),
-                value["message"].as_str().unwrap_or("")
-            );
-        }
-        Ok(value)
-    }
 }
 
 fn blob(value: &Value, field: &str) -> anyhow::Result<Vec<u8>> {
@@ -202,11 +138,16 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
                 .with_context(|| format!("--valid-to {text}: not RFC 3339"))
         })
         .transpose()?;
-    let client = Client::new(args)?;
+    let client = SignedClient::new(
+        &args.target.endpoint,
+        args.target.ca.clone(),
+        args.region.clone(),
+        REQUEST_TIMEOUT,
+    )?;
 
     let parameters = client
         .call(
-            "GetParametersForImport",
+            "TrentService.GetParametersForImport",
             &json!({
                 "KeyId": args.key_id,
                 "WrappingAlgorithm": WRAPPING_ALGORITHM,
@@ -231,7 +172,9 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
         import["ExpirationModel"] = json!("KEY_MATERIAL_EXPIRES");
         import["ValidTo"] = json!(valid_to.unix_timestamp());
     }
-    client.call("ImportKeyMaterial", &import).await?;
+    client
+        .call("TrentService.ImportKeyMaterial", &import)
+        .await?;
     Ok(json!({
         "KeyId": parameters["KeyId"],
         "WrappingAlgorithm": WRAPPING_ALGORITHM,

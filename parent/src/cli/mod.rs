@@ -8,3 +8,4 @@ pub mod custody;
 pub mod dev;
 pub mod import_key;
 pub mod principal;
+pub mod signed_client;

@@ -11,12 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
-use bytes::Bytes;
+use anyhow::Context as _;
+
 use serde_json::{json, Value};
 
-use super::bench::client::{self, Connector, Endpoint, Signer};
-use super::bench::credentials;
+use super::signed_client::SignedClient;
 
 /// Time allowed for one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -95,71 +94,14 @@ pub enum AccessKeyCommand {
     },
 }
 
-/// A SigV4-signed `Ekms.*` caller.
-struct Client {
-    connector: Connector,
-    signer: Signer,
-}
-
-impl Client {
-    fn new(connection: &Connection) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::parse(&connection.endpoint, false)?;
-        let ca = connection
-            .ca
-            .clone()
-            .or_else(|| std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from))
-            .filter(|_| endpoint.https);
-        let tls = match (ca, endpoint.https) {
-            (Some(ca), true) => Some(client::tls_client_config(
-                client::root_store_from_pem_file(&ca)?,
-            )?),
-            (None, true) => bail!("an https endpoint needs --ca (or AWS_CA_BUNDLE)"),
-            (_, false) => None,
-        };
-        let region = connection
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
-            .or_else(|| {
-                std::env::var("AWS_DEFAULT_REGION")
-                    .ok()
-                    .filter(|r| !r.is_empty())
-            })
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        let credentials = credentials::from_environment().context("finding AWS credentials")?;
-        Ok(Client {
-            connector: Connector::new(endpoint, tls)?,
-            signer: Signer::new(&credentials, region),
-        })
-    }
-
-    async fn call(&self, operation: &str, body: &Value) -> anyhow::Result<Value> {
-        let body = Bytes::from(serde_json::to_vec(body)?);
-        let endpoint = self.connector.endpoint();
-        let request = self
-            .signer
-            .request(endpoint, &format!("Ekms.{operation}"), &body)?;
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let mut connection = self
-                .connector
-                .connect()
-                .await
-                .with_context(|| format!("connecting to {}", endpoint.url()))?;
-            connection.send(request).await.map_err(anyhow::Error::from)
-        })
-        .await
-        .map_err(|_elapsed| anyhow!("Ekms.{operation} timed out after {REQUEST_TIMEOUT:?}"))??;
-        let value: Value = serde_json::from_slice(&body).with_context(|| {
-            format!("Ekms.{operation} answered HTTP {status} with a body that is not JSON")
-        })?;
-        if !status.is_success() {
-            bail!(
-                "Ekms.{operation} failed: {}: {}",
-                value["__type"].as_str().unwrap_or("error"),
-                value["message"].as_str().unwrap_or("")
-            );
-        }
-        Ok(value)
+impl Connection {
+    fn client(&self) -> anyhow::Result<SignedClient> {
+        SignedClient::new(
+            &self.endpoint,
+            self.ca.clone(),
+            self.region.clone(),
+            REQUEST_TIMEOUT,
+        )
     }
 }
 
@@ -187,8 +129,9 @@ pub async fn run_principal(command: &PrincipalCommand) -> anyhow::Result<Value> 
             if let Some(path) = policy {
                 body["Policy"] = Value::String(read_policy(path)?);
             }
-            let out = Client::new(connection)?
-                .call("CreatePrincipal", &body)
+            let out = connection
+                .client()?
+                .call("Ekms.CreatePrincipal", &body)
                 .await?;
             Ok(json!({
                 "Arn": out["Arn"],
@@ -197,7 +140,7 @@ pub async fn run_principal(command: &PrincipalCommand) -> anyhow::Result<Value> 
             }))
         }
         PrincipalCommand::List { connection } => {
-            let client = Client::new(connection)?;
+            let client = connection.client()?;
             let mut all = Vec::new();
             let mut marker: Option<String> = None;
             loop {
@@ -205,7 +148,7 @@ pub async fn run_principal(command: &PrincipalCommand) -> anyhow::Result<Value> 
                 if let Some(m) = &marker {
                     body["Marker"] = Value::String(m.clone());
                 }
-                let page = client.call("ListPrincipals", &body).await?;
+                let page = client.call("Ekms.ListPrincipals", &body).await?;
                 if let Some(items) = page["Principals"].as_array() {
                     all.extend(items.iter().cloned());
                 }
@@ -217,8 +160,9 @@ pub async fn run_principal(command: &PrincipalCommand) -> anyhow::Result<Value> 
             Ok(json!({ "Principals": all }))
         }
         PrincipalCommand::Delete { name, connection } => {
-            Client::new(connection)?
-                .call("DeletePrincipal", &json!({ "UserName": name }))
+            connection
+                .client()?
+                .call("Ekms.DeletePrincipal", &json!({ "UserName": name }))
                 .await
         }
         PrincipalCommand::PutPolicy {
@@ -227,8 +171,9 @@ pub async fn run_principal(command: &PrincipalCommand) -> anyhow::Result<Value> 
             connection,
         } => {
             let body = json!({ "UserName": name, "Policy": read_policy(policy)? });
-            Client::new(connection)?
-                .call("PutPrincipalPolicy", &body)
+            connection
+                .client()?
+                .call("Ekms.PutPrincipalPolicy", &body)
                 .await
         }
     }
@@ -241,8 +186,9 @@ pub async fn run_principal(command: &PrincipalCommand) -> anyhow::Result<Value> 
 pub async fn run_access_key(command: &AccessKeyCommand) -> anyhow::Result<Value> {
     match command {
         AccessKeyCommand::Create { name, connection } => {
-            Client::new(connection)?
-                .call("CreateAccessKey", &json!({ "UserName": name }))
+            connection
+                .client()?
+                .call("Ekms.CreateAccessKey", &json!({ "UserName": name }))
                 .await
         }
         AccessKeyCommand::Delete {
@@ -250,9 +196,10 @@ pub async fn run_access_key(command: &AccessKeyCommand) -> anyhow::Result<Value>
             access_key_id,
             connection,
         } => {
-            Client::new(connection)?
+            connection
+                .client()?
                 .call(
-                    "DeleteAccessKey",
+                    "Ekms.DeleteAccessKey",
                     &json!({ "UserName": name, "AccessKeyId": access_key_id }),
                 )
                 .await
