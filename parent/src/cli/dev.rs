@@ -8,22 +8,15 @@
 use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use ekms_shared::attestation::insecure::pcrs_from_binary;
 use ekms_shared::attestation::pcr_set_to_json;
 
+use super::children::{sibling, start, stop, Echo};
 use super::custody::{self, Expectation, Target};
-
-/// How long a child may take to report that it listens.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a child may take to stop after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `ekms dev` options.
 #[derive(Debug, clap::Args)]
@@ -40,98 +33,6 @@ pub struct DevArgs {
     /// Leave init and unseal to `ekms init` / `ekms unseal` (the enclave starts sealed).
     #[arg(long)]
     pub manual_unseal: bool,
-}
-
-/// Finds a sibling binary; under `cargo run`, builds it first if it is missing.
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the ekms binary")?;
-    let dir = exe
-        .parent()
-        .ok_or_else(|| anyhow!("the ekms binary has no directory"))?;
-    let path = dir.join(name);
-    if path.exists() {
-        return Ok(path);
-    }
-    // `cargo run --bin ekms` builds only `ekms`; build the siblings the same way.
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let release = dir.file_name().is_some_and(|d| d == "release");
-        eprintln!("ekms dev: building {name} ...");
-        let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--bin", "ekms-enclave", "--bin", "ekms-parent"]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().context("running cargo build")?;
-        if status.success() && path.exists() {
-            return Ok(path);
-        }
-    }
-    bail!(
-        "{} not found next to {}; build it with `cargo build --release --bins`",
-        name,
-        exe.display()
-    )
-}
-
-/// A started child and the address it reported.
-struct Started {
-    name: &'static str,
-    child: Child,
-    address: String,
-}
-
-async fn start(name: &'static str, mut command: Command) -> anyhow::Result<Started> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("{name} has no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let prefix = format!("{name} listening on ");
-    let address = tokio::time::timeout(READY_TIMEOUT, async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(address) = line.strip_prefix(&prefix) {
-                return Ok::<_, anyhow::Error>(address.trim().to_owned());
-            }
-            println!("{line}");
-        }
-        bail!("{name} exited before it was ready")
-    })
-    .await
-    .map_err(|_| anyhow!("{name} was not ready within {READY_TIMEOUT:?}"))??;
-    // Keep forwarding whatever else the child prints.
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            println!("{line}");
-        }
-    });
-    Ok(Started {
-        name,
-        child,
-        address,
-    })
-}
-
-async fn stop(started: &mut Started) {
-    if let Some(pid) = started.child.id().and_then(|id| i32::try_from(id).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(STOP_TIMEOUT, started.child.wait())
-        .await
-        .is_err()
-    {
-        let _ = started.child.kill().await;
-    }
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -252,7 +153,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .arg(format!("unix:{}", store_socket.display()))
         .arg("--data-dir")
         .arg(data_dir.join("store"));
-    let mut parent = start("ekms-parent", parent_cmd).await?;
+    let (mut parent, parent_address) = start("ekms-parent", parent_cmd, Echo::Stdout).await?;
 
     let mut enclave_cmd = Command::new(enclave_bin);
     enclave_cmd
@@ -270,13 +171,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             enclave_cmd.args(["--tls-name", name]);
         }
     }
-    let mut enclave = match start("ekms-enclave", enclave_cmd).await {
-        Ok(e) => e,
-        Err(e) => {
-            stop(&mut parent).await;
-            return Err(e);
-        }
-    };
+    let (mut enclave, enclave_address) =
+        match start("ekms-enclave", enclave_cmd, Echo::Stdout).await {
+            Ok(e) => e,
+            Err(e) => {
+                stop(&mut parent).await;
+                return Err(e);
+            }
+        };
 
     let scheme = if args.tls { "https" } else { "http" };
     let endpoint = format!("{scheme}://{}", args.listen);
@@ -314,8 +216,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          export AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=ekms AWS_DEFAULT_REGION=us-east-1{ca_export}\n  \
          aws kms create-key --endpoint-url {endpoint}\n\n\
          Ctrl-C stops both processes.",
-        enclave.address,
-        parent.address,
+        enclave_address,
+        parent_address,
         data_dir.join("store").display(),
         credentials.display(),
         if args.manual_unseal {
@@ -332,12 +234,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             println!("ekms dev: {signal}, stopping");
             Ok(())
         }
-        status = enclave.child.wait() => Err(anyhow!("ekms-enclave exited unexpectedly ({})", describe(status))),
-        status = parent.child.wait() => Err(anyhow!("ekms-parent exited unexpectedly ({})", describe(status))),
+        status = enclave.wait() => Err(anyhow!("ekms-enclave exited unexpectedly ({})", describe(status))),
+        status = parent.wait() => Err(anyhow!("ekms-parent exited unexpectedly ({})", describe(status))),
     };
     stop(&mut parent).await;
     stop(&mut enclave).await;
-    let _ = (parent.name, enclave.name);
     outcome
 }
 

@@ -20,7 +20,6 @@
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use zeroize::Zeroizing;
 
@@ -46,15 +44,12 @@ use super::client::{Connector, Endpoint, Signer};
 use super::credentials::{self, Credentials};
 use super::load::{self, Plan, Workload};
 use super::report::{self, JsonLine, Summary};
+use crate::cli::children::{sibling, start, stop, Echo};
 use crate::cli::custody::{self, Expectation, Target, UnsealArgs};
 use crate::store::{CommitBatch, RedbStore, Store as _};
 
 /// Records per `RedbStore::commit` while building the store.
 pub const BATCH: usize = 50_000;
-/// How long a child may take to say it listens.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a child may take to stop after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The admin principal sealed into the store.
 const ADMIN_NAME: &str = "admin";
 
@@ -537,7 +532,7 @@ impl Servers {
             .arg(format!("unix:{}", store_socket.display()))
             .arg("--data-dir")
             .arg(dir.join("store"));
-        let (mut parent, relay) = start("ekms-parent", parent_cmd).await?;
+        let (mut parent, relay) = start("ekms-parent", quiet(parent_cmd), Echo::Stderr).await?;
         let endpoint = match relay.strip_prefix("tcp://") {
             Some(host_port) => format!("http://{host_port}"),
             None => {
@@ -554,7 +549,7 @@ impl Servers {
             .arg(format!("unix:{}", store_socket.display()))
             .arg("--mock-ca")
             .arg(dir.join("mock-ca"));
-        let enclave = match start("ekms-enclave", enclave_cmd).await {
+        let enclave = match start("ekms-enclave", quiet(enclave_cmd), Echo::Stderr).await {
             Ok((child, _)) => child,
             Err(e) => {
                 stop(&mut parent).await;
@@ -579,84 +574,12 @@ impl Servers {
     }
 }
 
-/// A sibling binary of this one (`cargo build --release --bins` builds them all).
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the ekms binary")?;
-    let path = exe
-        .parent()
-        .ok_or_else(|| anyhow!("the ekms binary has no directory"))?
-        .join(name);
-    if path.exists() {
-        Ok(path)
-    } else {
-        bail!(
-            "{} not found next to {}; build it with `cargo build --release --bins`",
-            name,
-            exe.display()
-        )
-    }
-}
-
-/// Starts `command`, waits for its `NAME listening on ADDRESS` line; returns the child and
-/// the address. Its further stdout goes to stderr (stdout carries only the report); its stderr
-/// is inherited, logging at `warn` unless `EKMS_LOG` says otherwise.
-async fn start(name: &'static str, mut command: Command) -> anyhow::Result<(Child, String)> {
+/// The children log at `warn` unless `EKMS_LOG` says otherwise (stdout carries the report).
+fn quiet(mut command: Command) -> Command {
     if std::env::var_os("EKMS_LOG").is_none() {
         command.env("EKMS_LOG", "warn");
     }
     command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("{name} has no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let prefix = format!("{name} listening on ");
-    let address = tokio::time::timeout(READY_TIMEOUT, async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(address) = line.strip_prefix(&prefix) {
-                return Ok::<_, anyhow::Error>(address.trim().to_owned());
-            }
-            eprintln!("{line}");
-        }
-        bail!("{name} exited before it was ready")
-    })
-    .await
-    .map_err(|_| anyhow!("{name} was not ready within {READY_TIMEOUT:?}"))?;
-    let address = match address {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = child.kill().await;
-            return Err(e);
-        }
-    };
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("{line}");
-        }
-    });
-    Ok((child, address))
-}
-
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(STOP_TIMEOUT, child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
 }
 
 #[cfg(test)]

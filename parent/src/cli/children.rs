@@ -1,0 +1,136 @@
+//! The ekms processes the operator's tool runs as children (`ekms dev`, `ekms bench --op
+//! unseal`): finding the sibling binaries, starting one and waiting for its ready line, and
+//! stopping it.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a child may take to report that it listens.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a child may take to stop after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a child's stdout goes after its ready line.
+#[derive(Debug, Clone, Copy)]
+pub enum Echo {
+    /// To our stdout (`ekms dev`).
+    Stdout,
+    /// To our stderr, keeping our stdout for a report (`ekms bench`).
+    Stderr,
+}
+
+impl Echo {
+    fn line(self, line: &str) {
+        match self {
+            Echo::Stdout => println!("{line}"),
+            Echo::Stderr => eprintln!("{line}"),
+        }
+    }
+}
+
+/// A sibling binary of the running `ekms`; under `cargo run` (which builds only `ekms`) it is
+/// built first, with the same profile.
+///
+/// # Errors
+/// When it is missing and cannot be built.
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the ekms binary")?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("the ekms binary has no directory"))?;
+    let path = dir.join(name);
+    if path.exists() {
+        return Ok(path);
+    }
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let release = dir.file_name().is_some_and(|d| d == "release");
+        eprintln!("ekms: building {name} ...");
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "--bin", "ekms-enclave", "--bin", "ekms-parent"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().context("running cargo build")?;
+        if status.success() && path.exists() {
+            return Ok(path);
+        }
+    }
+    bail!(
+        "{} not found next to {}; build it with `cargo build --release --bins`",
+        name,
+        exe.display()
+    )
+}
+
+/// Starts `command` and waits (bounded) for its `NAME listening on ADDRESS` line; returns the
+/// child and the address. What it prints before and after goes to `echo`; its stderr is
+/// inherited.
+///
+/// # Errors
+/// When it cannot start, exits, or is not ready within [`READY_TIMEOUT`] (it is then killed).
+pub async fn start(
+    name: &'static str,
+    mut command: Command,
+    echo: Echo,
+) -> anyhow::Result<(Child, String)> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("{name} has no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let prefix = format!("{name} listening on ");
+    let address = tokio::time::timeout(READY_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(address) = line.strip_prefix(&prefix) {
+                return Ok::<_, anyhow::Error>(address.trim().to_owned());
+            }
+            echo.line(&line);
+        }
+        bail!("{name} exited before it was ready")
+    })
+    .await
+    .map_err(|_| anyhow!("{name} was not ready within {READY_TIMEOUT:?}"))
+    .and_then(|r| r);
+    let address = match address {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = child.kill().await;
+            return Err(e);
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            echo.line(&line);
+        }
+    });
+    Ok((child, address))
+}
+
+/// SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
+pub async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
