@@ -292,6 +292,8 @@ pub fn for_recipient(
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_asym;

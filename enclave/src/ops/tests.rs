@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::{Caller, Ctx, State};
 use crate::config::Config;
 use crate::dispatch::{self, Operation};
-use crate::env::{Env, FixedClock, OsEntropy};
+use crate::env::{Env, FixedClock};
 use crate::error::KmsError;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -27,44 +27,26 @@ struct Core {
 impl Core {
     fn new() -> Self {
         let clock = Arc::new(FixedClock::new(1_700_000_000_000));
-        let env = Env {
-            clock: clock.clone(),
-            entropy: Arc::new(OsEntropy::default()),
-            attester: Arc::new(crate::attest::insecure::MockAttester(
-                ekms_shared::attestation::insecure::MockAttester::new(
-                    ekms_shared::attestation::insecure::MockCa::generate(
-                        std::time::SystemTime::now(),
-                    )
-                    .unwrap(),
-                    ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms test enclave"),
-                )
-                .unwrap(),
-            )),
-        };
+        let env = super::test_support::env(clock.clone());
         Core {
             state: State::default(),
             config: Config::default(),
             clock,
             env,
-            caller: Caller {
-                arn: "arn:aws:iam::111122223333:user/dev".to_owned(),
-                access_key_id: "AKIATEST".to_owned(),
-                identity_policy: Some(crate::authz::allow_all().unwrap()),
-            },
+            caller: super::test_support::dev_caller(),
         }
     }
 
     fn call(&self, op: &str, body: Value) -> Result<Value, KmsError> {
-        let ctx = Ctx {
-            touched: Default::default(),
-            state: &self.state,
-            config: &self.config,
-            env: &self.env,
-            caller: &self.caller,
-        };
-        let op = dispatch::parse_target(Some(&format!("TrentService.{op}")))?;
-        let out = dispatch::handle(&ctx, op, body.to_string().as_bytes())?;
-        Ok(serde_json::from_slice(&out).unwrap())
+        super::test_support::run(
+            &self.state,
+            &self.config,
+            &self.env,
+            &self.caller,
+            op,
+            &body,
+        )
+        .0
     }
 
     fn create_key(&self) -> String {

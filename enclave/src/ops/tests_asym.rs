@@ -10,10 +10,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::{Caller, Ctx, State};
+use super::{Caller, State};
 use crate::config::Config;
-use crate::dispatch;
-use crate::env::{Env, FixedClock, OsEntropy};
+use crate::env::{Env, FixedClock};
 use crate::error::KmsError;
 
 struct Core {
@@ -25,29 +24,12 @@ struct Core {
 
 impl Core {
     fn new() -> Self {
-        let env = Env {
-            clock: Arc::new(FixedClock::new(1_700_000_000_000)),
-            entropy: Arc::new(OsEntropy::default()),
-            attester: Arc::new(crate::attest::insecure::MockAttester(
-                ekms_shared::attestation::insecure::MockAttester::new(
-                    ekms_shared::attestation::insecure::MockCa::generate(
-                        std::time::SystemTime::now(),
-                    )
-                    .unwrap(),
-                    ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms test enclave"),
-                )
-                .unwrap(),
-            )),
-        };
+        let env = super::test_support::env(Arc::new(FixedClock::new(1_700_000_000_000)));
         Core {
             state: State::default(),
             config: Config::default(),
             env,
-            caller: Caller {
-                arn: "arn:aws:iam::111122223333:user/dev".to_owned(),
-                access_key_id: "AKIATEST".to_owned(),
-                identity_policy: Some(crate::authz::allow_all().unwrap()),
-            },
+            caller: super::test_support::dev_caller(),
         }
     }
 
@@ -57,18 +39,14 @@ impl Core {
         op: &str,
         body: Value,
     ) -> (Result<Value, KmsError>, Vec<crate::persist::Touched>) {
-        let ctx = Ctx {
-            touched: Default::default(),
-            state: &self.state,
-            config: &self.config,
-            env: &self.env,
-            caller: &self.caller,
-        };
-        let result = dispatch::parse_target(Some(&format!("TrentService.{op}"))).and_then(|op| {
-            dispatch::handle(&ctx, op, body.to_string().as_bytes())
-                .map(|out| serde_json::from_slice(&out).unwrap())
-        });
-        (result, ctx.touched.into_inner())
+        super::test_support::run(
+            &self.state,
+            &self.config,
+            &self.env,
+            &self.caller,
+            op,
+            &body,
+        )
     }
 
     fn call(&self, op: &str, body: Value) -> Result<Value, KmsError> {
