@@ -27,6 +27,11 @@ use ekms_enclave::server::{self, Service};
 use ekms_enclave::tls;
 use ekms_shared::transport::{Address, Listener};
 
+/// mimalloc: the request path allocates many short-lived buffers (JSON, base64, audit records);
+/// glibc malloc's arenas and consolidation cost more than the work itself.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The ekms enclave: AWS KMS API server whose keys never leave it.
 #[derive(Debug, Parser)]
 #[command(version)]

@@ -22,6 +22,11 @@ use ekms_shared::transport::{Address, Listener};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the request path allocates many short-lived buffers (JSON, base64, audit records);
+/// glibc malloc's arenas and consolidation cost more than the work itself.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Relays client connections, byte for byte, to the ekms enclave, and stores its sealed
 /// records.
 #[derive(Debug, Parser)]

@@ -4,6 +4,11 @@ use clap::{Parser, Subcommand};
 
 use ekms_parent::cli;
 
+/// mimalloc: the request path allocates many short-lived buffers (JSON, base64, audit records);
+/// glibc malloc's arenas and consolidation cost more than the work itself.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// ekms: a key management service whose keys never leave an enclave.
 #[derive(Debug, Parser)]
 #[command(version)]
