@@ -6,7 +6,7 @@ use std::io::Write;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use ekms_shared::wire::v1::{Record, RecordKey};
 use redb::{Database, Durability, TableDefinition};
@@ -23,25 +23,27 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 /// lexicographically, which is the (kind, id) order `load` pages in.
 const RECORDS: TableDefinition<(u8, &[u8]), &[u8]> = TableDefinition::new("records");
 
-/// Audit lines not yet known to be synced in `audit.jsonl`: the file offset where each line
-/// (with its `\n`) starts → the line. Written in the same transaction as the records, so an
-/// acknowledged commit's lines are durable even if the file append is lost in a crash; `open`
-/// appends whatever the file lacks.
+/// Audit lines not yet known to be synced in `audit.jsonl`: the file offset where a commit's
+/// lines start → those lines (each with its `\n`), one entry per commit. Written in the same
+/// transaction as the records, so an acknowledged commit's lines are durable even if the file
+/// append is lost in a crash; `open` appends whatever the file lacks.
 const AUDIT_PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_pending");
 
-/// How often the audit file is synced (after which its pending lines are dropped from redb).
+/// How often the audit file is synced, by a thread of its own, off the commit path (after which
+/// its pending lines are dropped from redb by the next commit).
 const AUDIT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The embedded store: `DIR/store.redb` and `DIR/audit.jsonl`.
 ///
 /// A commit is one redb write transaction with [`Durability::Immediate`] (it returns after
 /// fsync) holding the records and the audit lines; only then are the lines appended to
-/// `audit.jsonl`, which is synced about once a second. So a group commit costs one fsync, and
+/// `audit.jsonl`, which a background thread syncs about once a second. So a group commit costs
+/// one fsync, and
 /// records and their audit lines are durable together or not at all. A crash can leave the
 /// file short of acknowledged lines; [`RedbStore::open`] restores them from redb.
 pub struct RedbStore {
     db: Database,
-    audit: Mutex<AuditLog>,
+    audit: Arc<Mutex<AuditLog>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -57,8 +59,8 @@ struct AuditLog {
     len: u64,
     /// How much of the log is known to be synced.
     synced: u64,
-    /// When it was last synced.
-    last_sync: std::time::Instant,
+    /// Up to where redb's pending lines have been dropped (never beyond `synced`).
+    pruned: u64,
     /// An append failed: the file's tail is unknown until `open` restores it from redb.
     poisoned: bool,
 }
@@ -118,12 +120,15 @@ impl RedbStore {
                 .range::<u64>(..)
                 .map_err(redb_error("read the audit table"))?
             {
-                let (offset, line) = entry.map_err(redb_error("read an audit line"))?;
-                let (offset, line) = (offset.value(), line.value());
-                if offset + line.len() as u64 <= audit.len {
+                let (offset, lines) = entry.map_err(redb_error("read audit lines"))?;
+                let (offset, lines) = (offset.value(), lines.value());
+                if offset + lines.len() as u64 <= audit.len {
                     continue; // already in the file
                 }
-                if offset != audit.len {
+                // The file was cut back to whole lines at open, so a commit whose lines reached
+                // the file only in part ends at one of its own line boundaries: append the rest.
+                let have = usize::try_from(audit.len.saturating_sub(offset)).unwrap_or(0);
+                if offset > audit.len {
                     // The file lost more than a crash can explain (it was cut or replaced):
                     // keep what redb holds; `ekms audit verify` will name the gap.
                     tracing::error!(
@@ -132,12 +137,13 @@ impl RedbStore {
                         "the audit log is shorter than its acknowledged lines; appending them at its end"
                     );
                 }
+                let missing = lines.get(have..).unwrap_or_default();
                 audit
                     .file
-                    .write_all(line)
+                    .write_all(missing)
                     .map_err(io_error("cannot restore lines to", &audit.path))?;
-                audit.len += line.len() as u64;
-                restored += 1;
+                audit.len += missing.len() as u64;
+                restored += missing.iter().filter(|&&b| b == b'\n').count();
             }
             if restored > 0 {
                 tracing::warn!(
@@ -151,6 +157,7 @@ impl RedbStore {
             .sync_data()
             .map_err(io_error("cannot sync", &audit.path))?;
         audit.synced = audit.len;
+        audit.pruned = audit.len;
         {
             let txn = db
                 .begin_write()
@@ -165,10 +172,17 @@ impl RedbStore {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error("cannot sync", dir))?;
-        Ok(RedbStore {
-            db,
-            audit: Mutex::new(audit),
-        })
+        let syncer = audit
+            .file
+            .try_clone()
+            .map_err(io_error("cannot open", &audit.path))?;
+        let audit = Arc::new(Mutex::new(audit));
+        let weak = Arc::downgrade(&audit);
+        std::thread::Builder::new()
+            .name("audit-sync".to_owned())
+            .spawn(move || sync_audit_log(&weak, &syncer))
+            .map_err(io_error("cannot start the audit sync thread for", dir))?;
+        Ok(RedbStore { db, audit })
     }
 
     fn audit_log(&self) -> Result<MutexGuard<'_, AuditLog>, StoreError> {
@@ -215,30 +229,41 @@ impl Store for RedbStore {
                 }
             }
         }
-        // The audit lines go into the same transaction, at the file offsets they will have.
-        let mut buf = Vec::new();
-        {
+        // The group's audit lines go into the same transaction, as one entry at the file
+        // offset they will have.
+        let size: usize = batches
+            .iter()
+            .flat_map(|b| &b.audit)
+            .map(|line| line.len() + 1)
+            .sum();
+        let mut buf = Vec::with_capacity(size);
+        for line in batches.iter().flat_map(|b| &b.audit) {
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        let synced = audit.synced;
+        if !buf.is_empty() || synced > audit.pruned {
             let mut pending = txn
                 .open_table(AUDIT_PENDING)
                 .map_err(redb_error("open the audit table"))?;
-            for line in batches.iter().flat_map(|b| &b.audit) {
-                let start = buf.len();
-                buf.extend_from_slice(line);
-                buf.push(b'\n');
+            if !buf.is_empty() {
                 pending
-                    .insert(audit.len + start as u64, &buf[start..])
-                    .map_err(redb_error("insert an audit line"))?;
+                    .insert(audit.len, buf.as_slice())
+                    .map_err(redb_error("insert audit lines"))?;
             }
-            // Lines the file holds synced are no longer needed here.
-            let synced = audit.synced;
-            pending
-                .retain_in(..synced, |_, _| false)
-                .map_err(redb_error("prune the audit table"))?;
+            // Lines the file holds synced are no longer needed here. Entries never straddle
+            // `synced`: it is always the end of some commit's lines.
+            if synced > audit.pruned {
+                pending
+                    .retain_in(..synced, |_, _| false)
+                    .map_err(redb_error("prune the audit table"))?;
+            }
         }
         // Dropping `txn` on any error above aborts it: nothing of the group is applied.
         txn.commit().map_err(redb_error("commit"))?;
         // Durable. Now the file; a failure here loses nothing (redb has the lines) but leaves
         // the file's tail unknown, so further commits wait for a reopen to restore it.
+        audit.pruned = synced;
         if !buf.is_empty() {
             if let Err(e) = audit.file.write_all(&buf) {
                 tracing::error!(path = %audit.path.display(), error = %e, "cannot append to the audit log; refusing further commits until reopened");
@@ -246,17 +271,6 @@ impl Store for RedbStore {
                 return Ok(());
             }
             audit.len += buf.len() as u64;
-        }
-        if audit.last_sync.elapsed() >= AUDIT_SYNC_INTERVAL {
-            match audit.file.sync_data() {
-                Ok(()) => {
-                    audit.synced = audit.len;
-                    audit.last_sync = std::time::Instant::now();
-                }
-                Err(e) => {
-                    tracing::error!(path = %audit.path.display(), error = %e, "cannot sync the audit log");
-                }
-            }
         }
         Ok(())
     }
@@ -324,9 +338,44 @@ impl AuditLog {
             path,
             len: complete,
             synced: 0,
-            last_sync: std::time::Instant::now(),
+            pruned: 0,
             poisoned: false,
         })
+    }
+}
+
+/// The audit sync thread: every [`AUDIT_SYNC_INTERVAL`], syncs what the log holds (without the
+/// lock, so commits go on meanwhile) and records it as synced. Ends with the store.
+fn sync_audit_log(audit: &Weak<Mutex<AuditLog>>, file: &File) {
+    loop {
+        std::thread::sleep(AUDIT_SYNC_INTERVAL);
+        let Some(shared) = audit.upgrade() else {
+            return;
+        };
+        let state = match shared.lock() {
+            Ok(log) if !log.poisoned => Some((log.len, log.synced, log.path.clone())),
+            _ => None,
+        };
+        drop(shared);
+        let Some((len, synced, path)) = state else {
+            continue;
+        };
+        if len == synced {
+            continue;
+        }
+        if let Err(e) = file.sync_data() {
+            tracing::error!(path = %path.display(), error = %e, "cannot sync the audit log");
+            continue;
+        }
+        let Some(shared) = audit.upgrade() else {
+            return;
+        };
+        let mut log = match shared.lock() {
+            Ok(log) => log,
+            Err(_) => return,
+        };
+        // Everything appended before the sync started is on disk now.
+        log.synced = log.synced.max(len);
     }
 }
 
@@ -593,6 +642,40 @@ mod tests {
         assert_eq!(
             std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
             b"a\nb\nc\n"
+        );
+    }
+
+    fn pending_offsets(store: &RedbStore) -> Vec<u64> {
+        let txn = store.db.begin_read().unwrap();
+        let table = txn.open_table(AUDIT_PENDING).unwrap();
+        table
+            .range::<u64>(..)
+            .unwrap()
+            .map(|e| e.unwrap().0.value())
+            .collect()
+    }
+
+    /// Each commit adds one pending entry; once the sync thread has synced the file, the next
+    /// commit drops the synced entries.
+    #[test]
+    fn synced_audit_lines_leave_redb_at_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        store
+            .commit(&[batch(1, vec![], vec![], &["a", "b"])])
+            .unwrap();
+        store.commit(&[batch(2, vec![], vec![], &["c"])]).unwrap();
+        assert_eq!(pending_offsets(&store), vec![0, 4]);
+        let deadline = std::time::Instant::now() + AUDIT_SYNC_INTERVAL * 10;
+        while store.audit.lock().unwrap().synced < 6 {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        store.commit(&[batch(3, vec![], vec![], &["d"])]).unwrap();
+        assert_eq!(pending_offsets(&store), vec![6]);
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"a\nb\nc\nd\n"
         );
     }
 
