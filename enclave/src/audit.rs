@@ -25,6 +25,7 @@ use serde_json::{json, Map, Value};
 use crate::error::KmsError;
 
 pub use ekms_shared::audit_format::{canonical_json, checkpoint_message, record_hash};
+use ekms_shared::audit_format::{record_hash_of_canonical, write_canonical_json};
 
 /// The chain's position: the last record's sequence number and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,18 +108,32 @@ impl AuditChain {
     }
 
     /// Appends one record; returns its line (without the newline).
-    pub fn append(&mut self, record: Value) -> Vec<u8> {
+    ///
+    /// The line is itself canonical JSON (`hash`, `prev`, `record`, `seq`, `type`), written
+    /// around the record's canonical bytes so the record is serialized once.
+    pub fn append(&mut self, record: &Value) -> Vec<u8> {
+        const HASH: &[u8] = br#"{"hash":""#;
+        const PREV: &[u8] = br#"","prev":""#;
+        const RECORD: &[u8] = br#"","record":"#;
+        const SEQ: &[u8] = br#","seq":"#;
+        const TYPE: &[u8] = br#","type":"record"}"#;
         let seq = self.head.seq + 1;
-        let hash = record_hash(&self.head.hash, seq, &record);
-        let line = json!({
-            "type": "record",
-            "seq": seq,
-            "prev": hex::encode(self.head.hash),
-            "hash": hex::encode(hash),
-            "record": record,
-        });
+        let mut line = Vec::with_capacity(2048);
+        line.extend_from_slice(HASH);
+        let hash_at = line.len();
+        line.extend_from_slice(&[b'0'; 64]);
+        line.extend_from_slice(PREV);
+        line.extend_from_slice(hex::encode(self.head.hash).as_bytes());
+        line.extend_from_slice(RECORD);
+        let record_at = line.len();
+        write_canonical_json(record, &mut line);
+        let hash = record_hash_of_canonical(&self.head.hash, seq, &line[record_at..]);
+        line[hash_at..hash_at + 64].copy_from_slice(hex::encode(hash).as_bytes());
+        line.extend_from_slice(SEQ);
+        line.extend_from_slice(seq.to_string().as_bytes());
+        line.extend_from_slice(TYPE);
         self.head = Head { seq, hash };
-        serde_json::to_vec(&line).unwrap_or_default()
+        line
     }
 
     /// The lines that end a commit: the attestation of this boot's key (once), then a signed
@@ -251,18 +266,44 @@ fn camel(field: &str) -> String {
     }
 }
 
-/// The logged subset of a request body (an empty object for a body that is not JSON).
+/// The logged subset of a request body (`null` for a body that is not a JSON object).
+///
+/// Fields not logged (a 4 KiB plaintext, say) are skipped by the parser, never built.
 pub fn request_parameters(body: &[u8]) -> Value {
-    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
-        return Value::Null;
-    };
-    let mut out = Map::new();
-    for field in LOGGED_FIELDS {
-        if let Some(v) = map.get(*field) {
-            out.insert(camel(field), v.clone());
-        }
+    match serde_json::from_slice::<Logged>(body) {
+        Ok(Logged(map)) => Value::Object(map),
+        Err(_) => Value::Null,
     }
-    Value::Object(out)
+}
+
+/// A request body's [`LOGGED_FIELDS`], camelCased.
+struct Logged(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Logged {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Logged;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Logged, A::Error> {
+                let mut out = Map::new();
+                while let Some(field) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if LOGGED_FIELDS.contains(&field.as_ref()) {
+                        out.insert(camel(&field), access.next_value::<Value>()?);
+                    } else {
+                        access.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Logged(out))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// Who made a request, as far as the enclave knows.
@@ -386,6 +427,49 @@ mod tests {
         let body = br#"{"KeyId":"k","Plaintext":"c2VjcmV0","CiphertextBlob":"AA==","Message":"bQ==","GrantTokens":["t"],"EncryptionContext":{"a":"b"}}"#;
         let p = request_parameters(body);
         assert_eq!(p, json!({"keyId": "k", "encryptionContext": {"a": "b"}}));
+    }
+
+    #[test]
+    fn request_parameters_of_odd_bodies() {
+        assert_eq!(request_parameters(b"not json"), Value::Null);
+        assert_eq!(request_parameters(b"[1]"), Value::Null);
+        assert_eq!(request_parameters(b"{}"), json!({}));
+        // Escaped names are names too; a repeated field keeps its last value, as serde_json.
+        assert_eq!(
+            request_parameters(br#"{"Key\u0049d":"a","KeyId":"b","Plaintext":{"x":[1]}}"#),
+            json!({"keyId": "b"})
+        );
+        assert_eq!(request_parameters(br#"{"KeyId":"a""#), Value::Null);
+    }
+
+    /// A record line is the canonical JSON of the whole line, and its hash is the record's.
+    #[test]
+    fn record_lines_are_canonical_and_chained() {
+        let attester = crate::attest::insecure::MockAttester(
+            ekms_shared::attestation::insecure::MockAttester::new(
+                ekms_shared::attestation::insecure::MockCa::generate(std::time::SystemTime::now())
+                    .unwrap(),
+                ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms audit test"),
+            )
+            .unwrap(),
+        );
+        let mut chain = AuditChain::start(Head::GENESIS, &attester).unwrap();
+        let record = json!({"b": "\u{1}é", "a": [1, {"z": null, "y": 2.5}]});
+        let first = chain.append(&record);
+        let second = chain.append(&json!({}));
+        let first: Value = serde_json::from_slice(&first).unwrap();
+        let second_line = second.clone();
+        let second: Value = serde_json::from_slice(&second).unwrap();
+        assert_eq!(canonical_json(&second), second_line);
+        let h1 = record_hash(&[0; 32], 1, &record);
+        assert_eq!(first["hash"], hex::encode(h1));
+        assert_eq!(first["prev"], hex::encode([0u8; 32]));
+        assert_eq!(first["record"], record);
+        assert_eq!(first["seq"], 1);
+        assert_eq!(first["type"], "record");
+        assert_eq!(second["prev"], hex::encode(h1));
+        assert_eq!(second["hash"], hex::encode(record_hash(&h1, 2, &json!({}))));
+        assert_eq!(chain.head().seq, 2);
     }
 
     #[test]

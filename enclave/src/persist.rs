@@ -448,7 +448,7 @@ fn build_commit(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut lines: Vec<serde_bytes::ByteBuf> = audit
             .into_iter()
-            .map(|record| serde_bytes::ByteBuf::from(chain.append(record)))
+            .map(|record| serde_bytes::ByteBuf::from(chain.append(&record)))
             .collect();
         if !lines.is_empty() {
             let due = last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_INTERVAL);

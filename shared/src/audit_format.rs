@@ -23,49 +23,64 @@ pub const HEAD_LABEL: &[u8] = b"ekms/v1/audit-head";
 
 /// The canonical JSON bytes of a value (keys sorted, compact).
 pub fn canonical_json(value: &Value) -> Vec<u8> {
-    fn write(value: &Value, out: &mut Vec<u8>) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push(b'{');
-                for (i, k) in keys.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(Value::String((*k).clone()).to_string().as_bytes());
-                    out.push(b':');
-                    if let Some(v) = map.get(*k) {
-                        write(v, out);
-                    }
-                }
-                out.push(b'}');
-            }
-            Value::Array(items) => {
-                out.push(b'[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(v, out);
-                }
-                out.push(b']');
-            }
-            other => out.extend_from_slice(other.to_string().as_bytes()),
-        }
-    }
-    let mut out = Vec::with_capacity(512);
-    write(value, &mut out);
+    let mut out = Vec::with_capacity(1024);
+    write_canonical_json(value, &mut out);
     out
+}
+
+/// Appends the canonical JSON bytes of `value` to `out`.
+pub fn write_canonical_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            // serde_json's map is already ordered unless its `preserve_order` feature is on.
+            if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            }
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(k, out);
+                out.push(b':');
+                write_canonical_json(v, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical_json(v, out);
+            }
+            out.push(b']');
+        }
+        other => write_scalar(other, out),
+    }
+}
+
+/// serde_json's compact form of a string, number, boolean or null.
+fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing these to a Vec cannot fail: no I/O, and strings, numbers, booleans and null
+    // always serialize.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// The hash of record `seq` chained after `prev`.
 pub fn record_hash(prev: &[u8; 32], seq: u64, record: &Value) -> [u8; 32] {
+    record_hash_of_canonical(prev, seq, &canonical_json(record))
+}
+
+/// [`record_hash`] of a record already in canonical JSON.
+pub fn record_hash_of_canonical(prev: &[u8; 32], seq: u64, canonical: &[u8]) -> [u8; 32] {
     let mut ctx = Sha256::new();
     ctx.update(RECORD_LABEL);
     ctx.update(prev);
     ctx.update(seq.to_be_bytes());
-    ctx.update(canonical_json(record));
+    ctx.update(canonical);
     ctx.finalize().into()
 }
 
@@ -100,6 +115,39 @@ mod tests {
         assert_eq!(
             canonical_json(&v),
             "{\"a\":null,\"b\":[1,{\"c\":\"x\",\"d\":2}],\"é\":\"\\n\"}".as_bytes()
+        );
+    }
+
+    /// The writer gives what a sort-then-`to_string` definition gives, escapes and numbers
+    /// included.
+    #[test]
+    fn canonical_json_matches_serde_json_forms() {
+        let v: Value = serde_json::from_str(
+            r#"{"z": {"y": [true, false, null, -1, 1.5, 1e300, 18446744073709551615]},
+                "\u0001\"\\": "tab\there \u2028 é 😀", "A": [], "a": {}, "": ""}"#,
+        )
+        .unwrap();
+        fn reference(v: &Value) -> String {
+            match v {
+                Value::Object(map) => {
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort();
+                    let items: Vec<String> = keys
+                        .iter()
+                        .map(|k| format!("{}:{}", Value::String((*k).clone()), reference(&map[*k])))
+                        .collect();
+                    format!("{{{}}}", items.join(","))
+                }
+                Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(reference).collect();
+                    format!("[{}]", items.join(","))
+                }
+                other => other.to_string(),
+            }
+        }
+        assert_eq!(
+            String::from_utf8(canonical_json(&v)).unwrap(),
+            reference(&v)
         );
     }
 
