@@ -47,11 +47,55 @@ pub fn bucket_of(kind: RecordKind, id: &[u8]) -> u16 {
     (u16::from(b[0]) << 8 | u16::from(b[1])) % BUCKETS as u16
 }
 
-#[derive(Serialize, Deserialize)]
+/// The root as loaded: the last commit's sequence number and every bucket's generation.
 struct RootPlain {
-    v: u8,
     seq: u64,
     buckets: Vec<u64>,
+}
+
+/// The root as sealed. Version 2 packs the generations as one byte string of big-endian u64s
+/// (one copy to encode, where version 1's CBOR array of integers cost a call per bucket on
+/// every commit); version 1 is still read.
+#[derive(Serialize, Deserialize)]
+struct RootWire {
+    v: u8,
+    seq: u64,
+    buckets: BucketGens,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum BucketGens {
+    Packed(ByteBuf),
+    List(Vec<u64>),
+}
+
+impl RootPlain {
+    fn encode(seq: u64, buckets: &[u64]) -> Result<Vec<u8>, KmsError> {
+        let packed: Vec<u8> = buckets.iter().flat_map(|g| g.to_be_bytes()).collect();
+        serde_cbor::to_vec(&RootWire {
+            v: 2,
+            seq,
+            buckets: BucketGens::Packed(ByteBuf::from(packed)),
+        })
+        .map_err(|_| KmsError::Internal("manifest encoding"))
+    }
+
+    fn decode(plain: &[u8]) -> Result<Self, String> {
+        let wire: RootWire = serde_cbor::from_slice(plain).map_err(|e| e.to_string())?;
+        let buckets = match (wire.v, wire.buckets) {
+            (1, BucketGens::List(list)) => list,
+            (2, BucketGens::Packed(packed)) if packed.len() == BUCKETS * 8 => packed
+                .chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+            _ => return Err("malformed root manifest".to_owned()),
+        };
+        Ok(RootPlain {
+            seq: wire.seq,
+            buckets,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,13 +207,7 @@ impl Manifest {
             self.bucket_gens[usize::from(bucket)] = seq;
             out.push((RecordKind::Bucket, id, sealed));
         }
-        let root = RootPlain {
-            v: 1,
-            seq,
-            buckets: self.bucket_gens.clone(),
-        };
-        let bytes =
-            serde_cbor::to_vec(&root).map_err(|_| KmsError::Internal("manifest encoding"))?;
+        let bytes = RootPlain::encode(seq, &self.bucket_gens)?;
         let sealed = record::seal(domain, RecordKind::Root, ROOT_ID, seq, &bytes, entropy)?;
         out.push((RecordKind::Root, ROOT_ID.to_vec(), sealed));
         Ok(out)
@@ -312,8 +350,8 @@ impl<'a> Loader<'a> {
         let root = record::open(self.domain, RecordKind::Root, ROOT_ID, sealed)
             .map_err(|e| e.to_string())
             .and_then(|(generation, plain)| {
-                let root: RootPlain = serde_cbor::from_slice(&plain).map_err(|e| e.to_string())?;
-                if root.v != 1 || root.buckets.len() != BUCKETS || root.seq != generation {
+                let root = RootPlain::decode(&plain)?;
+                if root.buckets.len() != BUCKETS || root.seq != generation {
                     return Err("malformed root manifest".to_owned());
                 }
                 Ok(root)
@@ -453,5 +491,50 @@ impl<'a> Loader<'a> {
             }
         }
         (self.manifest, self.refused)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn gens() -> Vec<u64> {
+        (0..BUCKETS as u64).map(|b| b * 1_000_003 % 7919).collect()
+    }
+
+    #[test]
+    fn root_round_trips_packed() {
+        let root = RootPlain::decode(&RootPlain::encode(42, &gens()).unwrap()).unwrap();
+        assert_eq!((root.seq, root.buckets), (42, gens()));
+    }
+
+    /// Stores written before the packed form still load.
+    #[test]
+    fn version_1_roots_still_load() {
+        let v1 = serde_cbor::to_vec(&RootWire {
+            v: 1,
+            seq: 7,
+            buckets: BucketGens::List(gens()),
+        })
+        .unwrap();
+        let root = RootPlain::decode(&v1).unwrap();
+        assert_eq!((root.seq, root.buckets), (7, gens()));
+    }
+
+    #[test]
+    fn mismatched_or_short_roots_are_refused() {
+        for (v, buckets) in [
+            (2, BucketGens::List(gens())),
+            (1, BucketGens::Packed(ByteBuf::from(vec![0; BUCKETS * 8]))),
+            (
+                2,
+                BucketGens::Packed(ByteBuf::from(vec![0; BUCKETS * 8 - 1])),
+            ),
+            (3, BucketGens::Packed(ByteBuf::from(vec![0; BUCKETS * 8]))),
+        ] {
+            let bytes = serde_cbor::to_vec(&RootWire { v, seq: 1, buckets }).unwrap();
+            assert!(RootPlain::decode(&bytes).is_err(), "version {v}");
+        }
     }
 }
