@@ -80,8 +80,12 @@ pub struct SignedHead {
 
 /// Most requests folded into one commit.
 const MAX_BATCH: usize = 512;
-/// Most commits in flight (sent, not yet acknowledged).
-const MAX_IN_FLIGHT: usize = 8;
+/// Commits queued behind the one being acknowledged: at most two in flight (sent, not yet
+/// acknowledged). One is being made durable while the next is sent; whatever arrives meanwhile
+/// waits and goes into a third, so groups grow with the load instead of each carrying a few
+/// requests and the full per-commit cost (at 16 connections, 8 in flight cost 20% of Encrypt's
+/// throughput against 2).
+const MAX_IN_FLIGHT: usize = 1;
 /// Records per Load page.
 const LOAD_PAGE: u32 = 4096;
 
