@@ -280,6 +280,130 @@ async fn a_bucket_from_another_point_in_time_is_refused() {
     );
 }
 
+/// A page of the manifest from an earlier commit: the buckets it lists cannot be vouched
+/// for, so the records under it are refused by name; the rest load.
+#[tokio::test]
+async fn a_page_from_another_point_in_time_is_refused() {
+    let disk: Disk = Arc::default();
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk.clone()));
+    let config = Config::default();
+    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state.clone(),
+        Arc::new(domain()),
+        Manifest::empty(),
+        Arc::new(OsEntropy::default()),
+        chain(),
+    );
+    // Keys 1..=40 in one commit; then key 3 alone, which rewrites key 3's page.
+    for n in 1..=40 {
+        state.write().insert(key(n), &config).unwrap();
+    }
+    let all = (1..=40)
+        .map(|n| Touched::Key(Uuid::from_bytes([n; 16])))
+        .collect();
+    persister.persist(all, None).await.unwrap();
+    let (page, page_id) = Manifest::page_of(RecordKind::Key, &[3; 16]);
+    let old_page = disk.lock().unwrap()[&(RecordKind::Root as u8, page_id.clone())].clone();
+    state
+        .write()
+        .resolve_mut("k", &key_id(3), &config, 0)
+        .unwrap()
+        .description = "changed".to_owned();
+    persister
+        .persist(vec![Touched::Key(Uuid::from_bytes([3; 16]))], None)
+        .await
+        .unwrap();
+    disk.lock()
+        .unwrap()
+        .insert((RecordKind::Root as u8, page_id.clone()), old_page);
+
+    let loaded = load_from(disk.clone()).await;
+    let under_page: Vec<u8> = (1..=40)
+        .filter(|n| Manifest::page_of(RecordKind::Key, &[*n; 16]).0 == page)
+        .collect();
+    assert!(
+        loaded.refused.iter().any(|r| matches!(r, Refusal::Page { page: p, why } if usize::from(*p) == page && why.contains("another point in time"))),
+        "{:?}",
+        loaded.refused
+    );
+    for n in 1..=40 {
+        let found = loaded.keys.by_id(&Uuid::from_bytes([n; 16]), 0).is_some();
+        assert_eq!(found, !under_page.contains(&n), "key {n}");
+    }
+    // Each refused key is named.
+    let named = loaded
+        .refused
+        .iter()
+        .filter(
+            |r| matches!(r, Refusal::Bucket { why, .. } if why.contains("cannot be vouched for")),
+        )
+        .count();
+    assert_eq!(named, under_page.len(), "{:?}", loaded.refused);
+
+    // Dropped instead: the same keys are refused, the page named as missing.
+    disk.lock()
+        .unwrap()
+        .remove(&(RecordKind::Root as u8, page_id));
+    let loaded = load_from(disk).await;
+    assert!(
+        loaded.refused.iter().any(|r| matches!(r, Refusal::Page { page: p, why } if usize::from(*p) == page && why.contains("missing"))),
+        "{:?}",
+        loaded.refused
+    );
+    assert_eq!(loaded.keys.key_count(), 40 - under_page.len());
+}
+
+/// A store whose root predates pages (every bucket listed in the root) loads whole, and the
+/// next commit gives it pages: it still loads whole after that.
+#[tokio::test]
+async fn a_store_from_before_pages_loads_and_gains_pages() {
+    let (disk, _) = written_store().await;
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    {
+        let mut d = disk.lock().unwrap();
+        d.retain(|(kind, id), _| *kind != RecordKind::Root as u8 || id.as_slice() == b"root");
+        d.insert(
+            (RecordKind::Root as u8, b"root".to_vec()),
+            loaded.manifest.seal_unpaged_root(&domain()),
+        );
+    }
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(loaded.keys.key_count(), 4);
+
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk.clone()));
+    let config = Config::default();
+    let state = Arc::new(State::new(loaded.keys, Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state.clone(),
+        Arc::new(domain()),
+        loaded.manifest,
+        Arc::new(OsEntropy::default()),
+        chain(),
+    );
+    state.write().insert(key(5), &config).unwrap();
+    persister
+        .persist(vec![Touched::Key(Uuid::from_bytes([5; 16]))], None)
+        .await
+        .unwrap();
+    let pages = disk
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|(kind, id)| *kind == RecordKind::Root as u8 && id.len() == 5)
+        .count();
+    assert_eq!(pages, crate::seal::manifest::PAGES);
+    let loaded = load_from(disk).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(loaded.keys.key_count(), 5);
+}
+
 #[tokio::test]
 async fn an_altered_record_or_another_domain_key_is_refused() {
     let (disk, _) = written_store().await;
