@@ -27,6 +27,24 @@ use crate::error::KmsError;
 pub use ekms_shared::audit_format::{canonical_json, checkpoint_message, record_hash};
 use ekms_shared::audit_format::{record_hash_of_canonical, write_canonical_json};
 
+/// One audit record as canonical JSON (keys sorted, compact): the bytes its hash covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record(Vec<u8>);
+
+impl Record {
+    /// The record of any JSON value (canonicalized).
+    pub fn from_value(value: &Value) -> Self {
+        let mut out = Vec::with_capacity(1024);
+        write_canonical_json(value, &mut out);
+        Record(out)
+    }
+
+    /// The canonical bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// The chain's position: the last record's sequence number and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
@@ -111,7 +129,7 @@ impl AuditChain {
     ///
     /// The line is itself canonical JSON (`hash`, `prev`, `record`, `seq`, `type`), written
     /// around the record's canonical bytes so the record is serialized once.
-    pub fn append(&mut self, record: &Value) -> Vec<u8> {
+    pub fn append(&mut self, record: &Record) -> Vec<u8> {
         const HASH: &[u8] = br#"{"hash":""#;
         const PREV: &[u8] = br#"","prev":""#;
         const RECORD: &[u8] = br#"","record":"#;
@@ -125,9 +143,8 @@ impl AuditChain {
         line.extend_from_slice(PREV);
         line.extend_from_slice(hex::encode(self.head.hash).as_bytes());
         line.extend_from_slice(RECORD);
-        let record_at = line.len();
-        write_canonical_json(record, &mut line);
-        let hash = record_hash_of_canonical(&self.head.hash, seq, &line[record_at..]);
+        line.extend_from_slice(&record.0);
+        let hash = record_hash_of_canonical(&self.head.hash, seq, &record.0);
         line[hash_at..hash_at + 64].copy_from_slice(hex::encode(hash).as_bytes());
         line.extend_from_slice(SEQ);
         line.extend_from_slice(seq.to_string().as_bytes());
@@ -347,22 +364,101 @@ pub struct Event<'a> {
     pub user_agent: Option<&'a str>,
 }
 
+/// An event's record as serialized: fields in canonical order (sorted by their UTF-8 bytes, at
+/// every level), so serde_json writes canonical JSON directly. `requestParameters` and
+/// `responseElements` are JSON values whose maps serde_json keeps sorted; the tests check the
+/// result against [`canonical_json`].
+#[derive(serde::Serialize)]
+struct RecordOut<'a> {
+    #[serde(rename = "awsRegion")]
+    aws_region: &'a str,
+    #[serde(rename = "errorCode", skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'a str>,
+    #[serde(rename = "errorMessage", skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+    #[serde(rename = "eventCategory")]
+    event_category: &'static str,
+    #[serde(rename = "eventID")]
+    event_id: String,
+    #[serde(rename = "eventName")]
+    event_name: &'a str,
+    #[serde(rename = "eventSource")]
+    event_source: &'static str,
+    #[serde(rename = "eventTime")]
+    event_time: String,
+    #[serde(rename = "eventType")]
+    event_type: &'static str,
+    #[serde(rename = "eventVersion")]
+    event_version: &'static str,
+    #[serde(rename = "managementEvent")]
+    management_event: bool,
+    #[serde(rename = "readOnly")]
+    read_only: bool,
+    #[serde(rename = "recipientAccountId")]
+    recipient_account_id: &'a str,
+    #[serde(rename = "requestID")]
+    request_id: &'a str,
+    #[serde(rename = "requestParameters")]
+    request_parameters: Value,
+    resources: Vec<ResourceOut<'a>>,
+    #[serde(rename = "responseElements")]
+    response_elements: &'a Value,
+    #[serde(rename = "userAgent")]
+    user_agent: Option<&'a str>,
+    #[serde(rename = "userIdentity")]
+    user_identity: IdentityOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ResourceOut<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+    #[serde(rename = "accountId")]
+    account_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum IdentityOut<'a> {
+    User {
+        #[serde(rename = "accessKeyId")]
+        access_key_id: &'a str,
+        #[serde(rename = "accountId")]
+        account_id: &'a str,
+        arn: &'a str,
+        #[serde(rename = "principalId")]
+        principal_id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(rename = "userName")]
+        user_name: &'a str,
+    },
+    Unknown {
+        #[serde(rename = "accessKeyId")]
+        access_key_id: Option<&'a str>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
 impl Event<'_> {
-    /// The record as JSON.
-    pub fn to_json(&self) -> Value {
-        let identity = match self.identity {
-            Identity::User { arn, access_key_id } => json!({
-                "type": "IAMUser",
-                "principalId": access_key_id,
-                "arn": arn,
-                "accountId": self.config.account,
-                "accessKeyId": access_key_id,
-                "userName": arn.rsplit('/').next().unwrap_or_default(),
-            }),
-            Identity::Unknown { access_key_id } => json!({
-                "type": "Unknown",
-                "accessKeyId": access_key_id,
-            }),
+    /// The record, as canonical JSON.
+    pub fn record(&self) -> Record {
+        let user_identity = match self.identity {
+            Identity::User { arn, access_key_id } => IdentityOut::User {
+                access_key_id,
+                account_id: &self.config.account,
+                arn,
+                principal_id: access_key_id,
+                kind: "IAMUser",
+                user_name: arn.rsplit('/').next().unwrap_or_default(),
+            },
+            Identity::Unknown { access_key_id } => IdentityOut::Unknown {
+                access_key_id: access_key_id.as_deref(),
+                kind: "Unknown",
+            },
         };
         let read_only = matches!(
             self.event_name,
@@ -379,34 +475,37 @@ impl Event<'_> {
                 | "ListRetirableGrants"
                 | "ListPrincipals"
         );
-        let mut record = json!({
-            "eventVersion": "1.08",
-            "userIdentity": identity,
-            "eventTime": iso8601(self.time_millis),
-            "eventSource": "kms.amazonaws.com",
-            "eventName": self.event_name,
-            "awsRegion": self.config.region,
-            "userAgent": self.user_agent,
-            "requestParameters": request_parameters(self.body),
-            "responseElements": self.response,
-            "requestID": self.request_id,
-            "eventID": uuid::Uuid::new_v4().to_string(),
-            "readOnly": read_only,
-            "resources": self.resources.iter().map(|arn| json!({
-                "accountId": self.config.account,
-                "type": "AWS::KMS::Key",
-                "ARN": arn,
-            })).collect::<Vec<_>>(),
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": self.config.account,
-            "eventCategory": "Management",
-        });
-        if let Some(e) = self.error {
-            record["errorCode"] = Value::String(e.aws_code().to_owned());
-            record["errorMessage"] = Value::String(e.to_string());
-        }
-        record
+        let out = RecordOut {
+            aws_region: &self.config.region,
+            error_code: self.error.map(KmsError::aws_code),
+            error_message: self.error.map(ToString::to_string),
+            event_category: "Management",
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_name: self.event_name,
+            event_source: "kms.amazonaws.com",
+            event_time: iso8601(self.time_millis),
+            event_type: "AwsApiCall",
+            event_version: "1.08",
+            management_event: true,
+            read_only,
+            recipient_account_id: &self.config.account,
+            request_id: self.request_id,
+            request_parameters: request_parameters(self.body),
+            resources: self
+                .resources
+                .iter()
+                .map(|arn| ResourceOut {
+                    arn,
+                    account_id: &self.config.account,
+                    kind: "AWS::KMS::Key",
+                })
+                .collect(),
+            response_elements: &self.response,
+            user_agent: self.user_agent,
+            user_identity,
+        };
+        // Serializing strings, numbers and JSON values into a Vec cannot fail.
+        Record(serde_json::to_vec(&out).unwrap_or_default())
     }
 }
 
@@ -455,8 +554,8 @@ mod tests {
         );
         let mut chain = AuditChain::start(Head::GENESIS, &attester).unwrap();
         let record = json!({"b": "\u{1}é", "a": [1, {"z": null, "y": 2.5}]});
-        let first = chain.append(&record);
-        let second = chain.append(&json!({}));
+        let first = chain.append(&Record::from_value(&record));
+        let second = chain.append(&Record::from_value(&json!({})));
         let first: Value = serde_json::from_slice(&first).unwrap();
         let second_line = second.clone();
         let second: Value = serde_json::from_slice(&second).unwrap();
@@ -470,6 +569,70 @@ mod tests {
         assert_eq!(second["prev"], hex::encode(h1));
         assert_eq!(second["hash"], hex::encode(record_hash(&h1, 2, &json!({}))));
         assert_eq!(chain.head().seq, 2);
+    }
+
+    /// An event's record is already canonical JSON, with CloudTrail's fields.
+    #[test]
+    fn event_records_are_canonical() {
+        let config = crate::config::Config::default();
+        let user = Identity::User {
+            arn: "arn:aws:iam::111122223333:user/dev".to_owned(),
+            access_key_id: "AKIAEXAMPLE".to_owned(),
+        };
+        let error = KmsError::NotFound("no such key \"x\"".to_owned());
+        let body = br#"{"KeyId":"k","Plaintext":"AAAA","EncryptionContext":{"z":"1","a":"\u00e9"},"NumberOfBytes":32}"#;
+        let response = json!({"KeyMetadata": {"KeyId": "k", "Enabled": true, "Arn": "a"}});
+        let resources = vec!["arn:aws:kms:us-east-1:111122223333:key/k".to_owned()];
+        let event = Event {
+            request_id: "req-1",
+            event_name: "Encrypt",
+            time_millis: 1_700_000_000_123,
+            identity: &user,
+            config: &config,
+            body,
+            response: response.clone(),
+            error: Some(&error),
+            resources: resources.clone(),
+            user_agent: Some("aws-cli/2"),
+        };
+        let record = event.record();
+        let value: Value = serde_json::from_slice(record.as_bytes()).unwrap();
+        assert_eq!(canonical_json(&value), record.as_bytes());
+        assert_eq!(value["eventName"], "Encrypt");
+        assert_eq!(value["eventTime"], "2023-11-14T22:13:20Z");
+        assert_eq!(value["errorCode"], "NotFoundException");
+        assert_eq!(
+            value["requestParameters"],
+            json!({"keyId": "k", "encryptionContext": {"z": "1", "a": "é"}, "numberOfBytes": 32})
+        );
+        assert_eq!(value["responseElements"], response);
+        assert_eq!(value["resources"][0]["ARN"], resources[0].as_str());
+        assert_eq!(value["userIdentity"]["userName"], "dev");
+        assert_eq!(value["userIdentity"]["type"], "IAMUser");
+        assert_eq!(value["userAgent"], "aws-cli/2");
+        assert!(uuid::Uuid::parse_str(value["eventID"].as_str().unwrap()).is_ok());
+
+        let unknown = Identity::Unknown {
+            access_key_id: None,
+        };
+        let record = Event {
+            identity: &unknown,
+            error: None,
+            user_agent: None,
+            body: b"not json",
+            response: Value::Null,
+            ..event
+        }
+        .record();
+        let value: Value = serde_json::from_slice(record.as_bytes()).unwrap();
+        assert_eq!(canonical_json(&value), record.as_bytes());
+        assert_eq!(
+            value["userIdentity"],
+            json!({"type": "Unknown", "accessKeyId": null})
+        );
+        assert!(value.get("errorCode").is_none());
+        assert_eq!(value["userAgent"], Value::Null);
+        assert_eq!(value["requestParameters"], Value::Null);
     }
 
     #[test]

@@ -91,7 +91,7 @@ const LOAD_PAGE: u32 = 4096;
 
 struct Job {
     touched: Vec<Touched>,
-    audit: Option<serde_json::Value>,
+    audit: Option<crate::audit::Record>,
     done: oneshot::Sender<Result<(), PersistError>>,
 }
 
@@ -138,7 +138,7 @@ impl Persister {
     pub async fn persist(
         &self,
         touched: Vec<Touched>,
-        audit: Option<serde_json::Value>,
+        audit: Option<crate::audit::Record>,
     ) -> Result<(), PersistError> {
         if touched.is_empty() && audit.is_none() {
             return Ok(());
@@ -373,7 +373,7 @@ fn checkpoint_commit(seq: u64, sealing: &mut Sealing) -> Result<(Request, Head),
 fn build_commit(
     seq: u64,
     touched: &BTreeSet<Touched>,
-    audit: Vec<serde_json::Value>,
+    audit: Vec<crate::audit::Record>,
     sealing: &mut Sealing,
 ) -> Result<(Request, Head), PersistError> {
     let Sealing {

@@ -137,7 +137,7 @@ impl Service {
     pub async fn persist(
         &self,
         touched: Vec<Touched>,
-        audit: Option<serde_json::Value>,
+        audit: Option<crate::audit::Record>,
     ) -> Result<(), KmsError> {
         match self.persister.get() {
             Some(p) => Ok(p.persist(touched, audit).await?),
@@ -374,7 +374,7 @@ impl Service {
                 resources,
                 user_agent: pending.user_agent.as_deref(),
             }
-            .to_json();
+            .record();
             let touched = std::mem::take(&mut pending.touched);
             if let Err(e) = self.persist(touched, Some(record)).await {
                 result = Err(e);
