@@ -80,14 +80,19 @@ pub struct SignedHead {
 
 /// Most requests folded into one commit.
 const MAX_BATCH: usize = 512;
-/// Commits queued behind the one being acknowledged: at most two in flight (sent, not yet
-/// acknowledged). One is being made durable while the next is sent; whatever arrives meanwhile
-/// waits and goes into a third (the committer gathers a batch only once it has room to send
-/// it), so groups grow with the load instead of each carrying a few requests and the full
-/// per-commit cost (at 16 connections, 8 in flight cost 20% of Encrypt's throughput against 2).
+/// Commits in flight (sent, not yet acknowledged): one. Whatever arrives while the store makes
+/// a commit durable waits, and goes into the next commit whole (the committer gathers a batch
+/// only once there is room to send it), so groups grow with the load instead of each carrying a
+/// few requests and the full per-commit cost. Against nine in flight, Encrypt at 16 connections
+/// went from ~7.0k to ~9.5k req/s with p50 2.0 -> 1.5 ms; against two, the parent spends ~10%
+/// less CPU per request at 64 connections and p99.9 drops at 16.
 const MAX_IN_FLIGHT: usize = 1;
 /// Records per Load page.
 const LOAD_PAGE: u32 = 4096;
+
+/// A commit sent and not yet acknowledged: its sequence number, who waits for it, the chain head
+/// it makes durable, and its room in flight.
+type InFlight = (u64, Waiters, Head, tokio::sync::OwnedSemaphorePermit);
 
 struct Job {
     touched: Vec<Touched>,
@@ -201,6 +206,7 @@ impl Persister {
         let fatal = Arc::new(Notify::new());
         let (reader, writer) = tokio::io::split(stream);
         let (in_flight_tx, in_flight_rx) = mpsc::channel(MAX_IN_FLIGHT);
+        let room = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
         let fail = {
             let failed = failed.clone();
             let fatal = fatal.clone();
@@ -218,6 +224,7 @@ impl Persister {
                 rx,
                 writer,
                 in_flight_tx,
+                room,
                 Sealing {
                     state,
                     domain,
@@ -275,7 +282,8 @@ pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_m
 async fn committer<W: AsyncWrite + Unpin>(
     mut jobs: mpsc::Receiver<Job>,
     mut writer: W,
-    in_flight: mpsc::Sender<(u64, Waiters, Head)>,
+    in_flight: mpsc::Sender<InFlight>,
+    room: Arc<tokio::sync::Semaphore>,
     mut sealing: Sealing,
 ) -> String {
     loop {
@@ -293,7 +301,14 @@ async fn committer<W: AsyncWrite + Unpin>(
                     if let Err(e) = v1::write_frame(&mut writer, &commit).await {
                         return format!("writing a checkpoint: {e}");
                     }
-                    if in_flight.send((seq, Vec::new(), head)).await.is_err() {
+                    let Ok(permit) = room.clone().acquire_owned().await else {
+                        return "acknowledger stopped".to_owned();
+                    };
+                    if in_flight
+                        .send((seq, Vec::new(), head, permit))
+                        .await
+                        .is_err()
+                    {
                         return "acknowledger stopped".to_owned();
                     }
                     continue;
@@ -307,6 +322,9 @@ async fn committer<W: AsyncWrite + Unpin>(
         };
         // Wait for room in flight before gathering the batch: whatever arrives while the
         // store is busy joins this commit instead of queueing as commits of its own.
+        let Ok(permit) = room.clone().acquire_owned().await else {
+            return "acknowledger stopped".to_owned();
+        };
         let Ok(slot) = in_flight.reserve().await else {
             return "acknowledger stopped".to_owned();
         };
@@ -337,7 +355,7 @@ async fn committer<W: AsyncWrite + Unpin>(
             fail_all(waiters, "store channel broke");
             return format!("writing a commit: {e}");
         }
-        slot.send((seq, waiters, head));
+        slot.send((seq, waiters, head, permit));
     }
     "job channel closed".to_owned()
 }
@@ -521,10 +539,11 @@ fn build_commit(
 /// Reads acknowledgements in order and releases the requests waiting on them.
 async fn acknowledger<R: AsyncRead + Unpin>(
     mut reader: R,
-    mut in_flight: mpsc::Receiver<(u64, Waiters, Head)>,
+    mut in_flight: mpsc::Receiver<InFlight>,
     durable_head: Arc<Mutex<Head>>,
 ) -> String {
-    while let Some((seq, waiters, head)) = in_flight.recv().await {
+    // Each commit's permit is dropped once its answer is read, making room for the next.
+    while let Some((seq, waiters, head, _permit)) = in_flight.recv().await {
         match v1::read_frame::<_, Response>(&mut reader).await {
             Ok(Some(Response::Committed { seq: acked })) if acked == seq => {
                 *durable_head
