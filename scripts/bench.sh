@@ -7,8 +7,8 @@
 # throughput and p99 against connections. Both servers are stopped on exit, whatever happens.
 #
 # Everything goes to loopback only. Knobs (environment):
-#   BENCH_DURATION     measured seconds per run (default 6; each run adds 1 s warm-up, and the
-#                      baseline doubles it)
+#   BENCH_DURATION     measured seconds per run, for ekms and again for the baseline (default 6;
+#                      measured in three alternating slices, each after a 1 s warm-up)
 #   BENCH_CONNECTIONS  connection counts (default "1 16 64")
 #   BENCH_PORT         first of the two loopback ports (default 4611; TLS uses the next)
 #   BENCH_OUT          the report to write (default BENCHMARKS.md)
@@ -383,8 +383,9 @@ md.append("Written by `scripts/bench.sh`; do not edit by hand, run the script ag
 md.append("Mock mode on loopback: `ekms dev` runs the mock enclave and the parent relay as two processes; "
           "`ekms bench` (a third process) is a closed-loop load generator: N connections, each an HTTP/1.1 keep-alive "
           "connection sending its next SigV4-signed request as soon as the previous answer arrived. "
-          f"Each run measures {duration} s after a 1 s warm-up. The **baseline** is measured in the same run, by the same "
-          "generator with the same signing: a bare hyper server in the bench process answering every POST with a body "
+          f"Each run measures {duration} s of ekms and {duration} s of the baseline, in three alternating slices (ekms, "
+          "baseline, ekms, ...), each after a 1 s warm-up, so drift in the machine's speed during a run moves both alike. "
+          "The **baseline** is measured by the same generator with the same signing: a bare hyper server in the bench process answering every POST with a body "
           "as long as ekms's answer, behind the parent's own relay code (`parent/src/relay.rs`) on another loopback port, "
           "TLS-terminating when the run is TLS. It is the ceiling for this client, relay and machine; ekms's "
           "requests/s read as a fraction of it. Everything shares the same 2 cores, so the client's own cost (signing, "

@@ -5,11 +5,13 @@
 //! requests back to back for a fixed time after a one-second warm-up, and the run reports
 //! requests per second, latency percentiles and errors. `--baseline` also loads, in the same
 //! process and with the same client, a bare hyper server that answers a body of the same size
-//! behind the parent's relay code, so ekms's figures read as a fraction of the ceiling.
+//! behind the parent's relay code, so ekms's figures read as a fraction of the ceiling. The two
+//! are measured in [`ROUNDS`] alternating slices (ekms, baseline, ekms, ...) that add up to
+//! `--duration` each, so a machine whose speed drifts during the run moves both alike.
 //!
 //! What it trusts: only the CA certificate it is given for https. What it does not do: it
-//! never fakes a figure; failed requests (including operations the server does not support,
-//! such as `Sign` today) are counted as errors and the first one is shown.
+//! never fakes a figure; failed requests (including operations a server does not support) are
+//! counted as errors and the first one is shown.
 
 mod baseline;
 pub(crate) mod client;
@@ -31,6 +33,8 @@ use client::{Connector, Endpoint, Signer};
 use load::{Plan, Workload};
 use report::{JsonLine, Summary};
 
+/// Slices of ekms and of the baseline, alternating, with `--baseline`.
+const ROUNDS: u32 = 3;
 /// Warm-up before each measured window; nothing in it is counted.
 const WARMUP: Duration = Duration::from_secs(1);
 /// Bound on one request, connecting included.
@@ -94,7 +98,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=MAX_CONNECTIONS))]
     pub connections: u16,
-    /// Measured seconds, after a one-second warm-up.
+    /// Measured seconds, after a one-second warm-up (with --baseline: for each of ekms and the
+    /// baseline, in alternating slices, each after its own warm-up).
     #[arg(long, default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
     pub duration: u64,
@@ -104,7 +109,8 @@ pub struct BenchArgs {
     /// CA certificate (PEM) to trust for TLS; default $AWS_CA_BUNDLE.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
-    /// Also measure the bare-hyper-behind-the-relay baseline in the same run.
+    /// Also measure the bare-hyper-behind-the-relay baseline in the same run, alternating with
+    /// ekms.
     #[arg(long)]
     pub baseline: bool,
     /// Print exactly one JSON line instead of a table.
@@ -195,31 +201,58 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         request_timeout: REQUEST_TIMEOUT,
     };
 
-    let ekms = bounded(load::run(&connector, &signer, &workload, plan), plan).await?;
+    let rounds = if args.baseline { ROUNDS } else { 1 };
+    let slice = Plan {
+        duration: plan.duration / rounds,
+        ..plan
+    };
+    let mut ekms: Option<load::Outcome> = None;
+    let mut base_outcome: Option<load::Outcome> = None;
+    // Started after the first ekms slice, which tells the size of ekms's answers.
+    let mut base: Option<(baseline::Baseline, Connector)> = None;
+    for _ in 0..rounds {
+        let slice_outcome =
+            bounded(load::run(&connector, &signer, &workload, slice), slice).await?;
+        let ekms = match &mut ekms {
+            Some(all) => {
+                all.merge(slice_outcome);
+                all
+            }
+            None => ekms.insert(slice_outcome),
+        };
+        if !args.baseline {
+            continue;
+        }
+        if base.is_none() {
+            let len = ekms
+                .response_len
+                .unwrap_or_else(|| typical_response_len(args.op, args.size));
+            let server = baseline::start(len, connector.endpoint().https).await?;
+            let base_connector =
+                Connector::new(server.endpoint.clone(), server.tls_client.clone())?;
+            base = Some((server, base_connector));
+        }
+        if let Some((_, base_connector)) = &base {
+            let slice_outcome =
+                bounded(load::run(base_connector, &signer, &workload, slice), slice).await?;
+            match &mut base_outcome {
+                Some(all) => all.merge(slice_outcome),
+                None => base_outcome = Some(slice_outcome),
+            }
+        }
+    }
+    drop(base);
+    let ekms = ekms.ok_or_else(|| anyhow!("no measurement"))?;
     if let Some(e) = &ekms.first_error {
         eprintln!("ekms bench: {}: first error: {e}", args.op.name());
     }
     let ekms_summary = Summary::new(&ekms.histogram, ekms.errors, ekms.window);
-
-    let baseline_summary = if args.baseline {
-        let len = ekms
-            .response_len
-            .unwrap_or_else(|| typical_response_len(args.op, args.size));
-        let base = baseline::start(len, connector.endpoint().https).await?;
-        let base_connector = Connector::new(base.endpoint.clone(), base.tls_client.clone())?;
-        let outcome = bounded(load::run(&base_connector, &signer, &workload, plan), plan).await?;
-        drop(base);
+    let baseline_summary = base_outcome.map(|outcome| {
         if let Some(e) = &outcome.first_error {
             eprintln!("ekms bench: baseline: first error: {e}");
         }
-        Some(Summary::new(
-            &outcome.histogram,
-            outcome.errors,
-            outcome.window,
-        ))
-    } else {
-        None
-    };
+        Summary::new(&outcome.histogram, outcome.errors, outcome.window)
+    });
 
     if args.json {
         let line = JsonLine::new(

@@ -58,6 +58,18 @@ pub struct Outcome {
     pub first_error: Option<String>,
 }
 
+impl Outcome {
+    /// Adds a later window's measurements to this one's.
+    pub fn merge(&mut self, later: Outcome) {
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.histogram.add(&later.histogram);
+        self.errors += later.errors;
+        self.window += later.window;
+        self.response_len = self.response_len.or(later.response_len);
+        self.first_error = self.first_error.take().or(later.first_error);
+    }
+}
+
 /// What one worker measured.
 struct WorkerOutcome {
     histogram: Histogram<u64>,
@@ -223,5 +235,45 @@ async fn send(
             *connection = None;
             Err(Failure::Transport(format!("HTTP: {e}")))
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn outcome(latencies_ms: &[u64], errors: u64, secs: u64, first_error: Option<&str>) -> Outcome {
+        let mut histogram = report::new_histogram();
+        for ms in latencies_ms {
+            report::record(&mut histogram, Duration::from_millis(*ms));
+        }
+        Outcome {
+            histogram,
+            errors,
+            window: Duration::from_secs(secs),
+            response_len: None,
+            first_error: first_error.map(str::to_owned),
+        }
+    }
+
+    /// Slices add up: every latency, error and second of window; the first error seen stays.
+    #[test]
+    fn merged_slices_add_up() {
+        let mut all = outcome(&[1, 2], 1, 2, None);
+        all.merge(Outcome {
+            response_len: Some(700),
+            ..outcome(&[3], 2, 2, Some("first"))
+        });
+        all.merge(Outcome {
+            response_len: Some(900),
+            ..outcome(&[4, 5, 6], 0, 2, Some("second"))
+        });
+        assert_eq!(all.histogram.len(), 6);
+        assert_eq!(all.errors, 3);
+        assert_eq!(all.window, Duration::from_secs(6));
+        assert_eq!(all.response_len, Some(700));
+        assert_eq!(all.first_error.as_deref(), Some("first"));
+        assert!(all.histogram.max() >= 6_000);
     }
 }
