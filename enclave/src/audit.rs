@@ -509,6 +509,21 @@ impl Event<'_> {
     }
 }
 
+/// A chain from genesis whose checkpoint key a fresh mock CA attests, for tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_chain() -> AuditChain {
+    use ekms_shared::attestation::insecure;
+    let attester = crate::attest::insecure::MockAttester(
+        insecure::MockAttester::new(
+            insecure::MockCa::generate(std::time::SystemTime::now()).unwrap(),
+            insecure::pcrs_from_binary(b"ekms test enclave"),
+        )
+        .unwrap(),
+    );
+    AuditChain::start(Head::GENESIS, &attester).unwrap()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -544,15 +559,7 @@ mod tests {
     /// A record line is the canonical JSON of the whole line, and its hash is the record's.
     #[test]
     fn record_lines_are_canonical_and_chained() {
-        let attester = crate::attest::insecure::MockAttester(
-            ekms_shared::attestation::insecure::MockAttester::new(
-                ekms_shared::attestation::insecure::MockCa::generate(std::time::SystemTime::now())
-                    .unwrap(),
-                ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms audit test"),
-            )
-            .unwrap(),
-        );
-        let mut chain = AuditChain::start(Head::GENESIS, &attester).unwrap();
+        let mut chain = test_chain();
         let record = json!({"b": "\u{1}é", "a": [1, {"z": null, "y": 2.5}]});
         let first = chain.append(&Record::from_value(&record));
         let second = chain.append(&Record::from_value(&json!({})));

@@ -68,15 +68,7 @@ async fn fake_parent(mut stream: DuplexStream, disk: Disk) {
 }
 
 fn chain() -> crate::audit::AuditChain {
-    let attester = crate::attest::insecure::MockAttester(
-        ekms_shared::attestation::insecure::MockAttester::new(
-            ekms_shared::attestation::insecure::MockCa::generate(std::time::SystemTime::now())
-                .unwrap(),
-            ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms test enclave"),
-        )
-        .unwrap(),
-    );
-    crate::audit::AuditChain::start(crate::audit::Head::GENESIS, &attester).unwrap()
+    crate::audit::test_chain()
 }
 
 fn domain() -> DomainKey {
@@ -100,18 +92,8 @@ fn key(n: u8) -> Key {
 /// key 2 (its description changed). Returns the disk and a copy of key 2's first generation.
 async fn written_store() -> (Disk, Vec<u8>) {
     let disk: Disk = Arc::default();
-    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
-    tokio::spawn(fake_parent(parent_end, disk.clone()));
     let config = Config::default();
-    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
-    let persister = Persister::start(
-        Box::new(enclave_end),
-        state.clone(),
-        Arc::new(domain()),
-        Manifest::empty(),
-        Arc::new(OsEntropy::default()),
-        chain(),
-    );
+    let (state, persister) = start_on(&disk, KeyStore::default(), Manifest::empty());
     for n in 1..=4 {
         state.write().insert(key(n), &config).unwrap();
     }
@@ -143,6 +125,22 @@ async fn written_store() -> (Disk, Vec<u8>) {
         .await
         .unwrap();
     (disk, key2_gen1)
+}
+
+/// A committer writing to a fake parent over `disk`, from `keys` and `manifest`.
+fn start_on(disk: &Disk, keys: KeyStore, manifest: Manifest) -> (Arc<State>, Persister) {
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk.clone()));
+    let state = Arc::new(State::new(keys, Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state.clone(),
+        Arc::new(domain()),
+        manifest,
+        Arc::new(OsEntropy::default()),
+        chain(),
+    );
+    (state, persister)
 }
 
 async fn load_from(disk: Disk) -> Loaded {
@@ -242,18 +240,8 @@ async fn a_bucket_from_another_point_in_time_is_refused() {
     let old_disk: Disk = Arc::default();
     {
         // Re-create the first generation's bucket by writing the same first commit again.
-        let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
-        tokio::spawn(fake_parent(parent_end, old_disk.clone()));
         let config = Config::default();
-        let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
-        let persister = Persister::start(
-            Box::new(enclave_end),
-            state.clone(),
-            Arc::new(domain()),
-            Manifest::empty(),
-            Arc::new(OsEntropy::default()),
-            chain(),
-        );
+        let (state, persister) = start_on(&old_disk, KeyStore::default(), Manifest::empty());
         state.write().insert(key(2), &config).unwrap();
         persister
             .persist(vec![Touched::Key(Uuid::from_bytes([2; 16]))], None)
@@ -285,18 +273,8 @@ async fn a_bucket_from_another_point_in_time_is_refused() {
 #[tokio::test]
 async fn a_page_from_another_point_in_time_is_refused() {
     let disk: Disk = Arc::default();
-    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
-    tokio::spawn(fake_parent(parent_end, disk.clone()));
     let config = Config::default();
-    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
-    let persister = Persister::start(
-        Box::new(enclave_end),
-        state.clone(),
-        Arc::new(domain()),
-        Manifest::empty(),
-        Arc::new(OsEntropy::default()),
-        chain(),
-    );
+    let (state, persister) = start_on(&disk, KeyStore::default(), Manifest::empty());
     // Keys 1..=40 in one commit; then key 3 alone, which rewrites key 3's page.
     for n in 1..=40 {
         state.write().insert(key(n), &config).unwrap();
@@ -375,18 +353,8 @@ async fn a_store_from_before_pages_loads_and_gains_pages() {
     assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
     assert_eq!(loaded.keys.key_count(), 4);
 
-    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
-    tokio::spawn(fake_parent(parent_end, disk.clone()));
     let config = Config::default();
-    let state = Arc::new(State::new(loaded.keys, Principals::default()));
-    let persister = Persister::start(
-        Box::new(enclave_end),
-        state.clone(),
-        Arc::new(domain()),
-        loaded.manifest,
-        Arc::new(OsEntropy::default()),
-        chain(),
-    );
+    let (state, persister) = start_on(&disk, loaded.keys, loaded.manifest);
     state.write().insert(key(5), &config).unwrap();
     persister
         .persist(vec![Touched::Key(Uuid::from_bytes([5; 16]))], None)
