@@ -136,16 +136,14 @@ impl AuditChain {
         const SEQ: &[u8] = br#","seq":"#;
         const TYPE: &[u8] = br#","type":"record"}"#;
         let seq = self.head.seq + 1;
-        let mut line = Vec::with_capacity(2048);
+        let hash = record_hash_of_canonical(&self.head.hash, seq, &record.0);
+        let mut line = Vec::with_capacity(record.0.len() + 256);
         line.extend_from_slice(HASH);
-        let hash_at = line.len();
-        line.extend_from_slice(&[b'0'; 64]);
+        line.extend_from_slice(hex::encode(hash).as_bytes());
         line.extend_from_slice(PREV);
         line.extend_from_slice(hex::encode(self.head.hash).as_bytes());
         line.extend_from_slice(RECORD);
         line.extend_from_slice(&record.0);
-        let hash = record_hash_of_canonical(&self.head.hash, seq, &record.0);
-        line[hash_at..hash_at + 64].copy_from_slice(hex::encode(hash).as_bytes());
         line.extend_from_slice(SEQ);
         line.extend_from_slice(seq.to_string().as_bytes());
         line.extend_from_slice(TYPE);
@@ -369,74 +367,56 @@ pub struct Event<'a> {
 /// `responseElements` are JSON values whose maps serde_json keeps sorted; the tests check the
 /// result against [`canonical_json`].
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct RecordOut<'a> {
-    #[serde(rename = "awsRegion")]
     aws_region: &'a str,
-    #[serde(rename = "errorCode", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<&'a str>,
-    #[serde(rename = "errorMessage", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     error_message: Option<String>,
-    #[serde(rename = "eventCategory")]
     event_category: &'static str,
     #[serde(rename = "eventID")]
     event_id: String,
-    #[serde(rename = "eventName")]
     event_name: &'a str,
-    #[serde(rename = "eventSource")]
     event_source: &'static str,
-    #[serde(rename = "eventTime")]
     event_time: String,
-    #[serde(rename = "eventType")]
     event_type: &'static str,
-    #[serde(rename = "eventVersion")]
     event_version: &'static str,
-    #[serde(rename = "managementEvent")]
     management_event: bool,
-    #[serde(rename = "readOnly")]
     read_only: bool,
-    #[serde(rename = "recipientAccountId")]
     recipient_account_id: &'a str,
     #[serde(rename = "requestID")]
     request_id: &'a str,
-    #[serde(rename = "requestParameters")]
     request_parameters: Value,
     resources: Vec<ResourceOut<'a>>,
-    #[serde(rename = "responseElements")]
     response_elements: &'a Value,
-    #[serde(rename = "userAgent")]
     user_agent: Option<&'a str>,
-    #[serde(rename = "userIdentity")]
     user_identity: IdentityOut<'a>,
 }
 
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ResourceOut<'a> {
     #[serde(rename = "ARN")]
     arn: &'a str,
-    #[serde(rename = "accountId")]
     account_id: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
 }
 
 #[derive(serde::Serialize)]
-#[serde(untagged)]
+#[serde(untagged, rename_all_fields = "camelCase")]
 enum IdentityOut<'a> {
     User {
-        #[serde(rename = "accessKeyId")]
         access_key_id: &'a str,
-        #[serde(rename = "accountId")]
         account_id: &'a str,
         arn: &'a str,
-        #[serde(rename = "principalId")]
         principal_id: &'a str,
         #[serde(rename = "type")]
         kind: &'static str,
-        #[serde(rename = "userName")]
         user_name: &'a str,
     },
     Unknown {
-        #[serde(rename = "accessKeyId")]
         access_key_id: Option<&'a str>,
         #[serde(rename = "type")]
         kind: &'static str,

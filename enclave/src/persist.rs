@@ -293,6 +293,9 @@ async fn committer<W: AsyncWrite + Unpin>(
                 Ok(None) => break,
                 Err(_idle) => {
                     // Nothing arrived: cover the records written since the last checkpoint.
+                    let Ok(permit) = room.clone().acquire_owned().await else {
+                        return "acknowledger stopped".to_owned();
+                    };
                     let seq = sealing.manifest.next_seq();
                     let (commit, head) = match checkpoint_commit(seq, &mut sealing) {
                         Ok(c) => c,
@@ -301,9 +304,6 @@ async fn committer<W: AsyncWrite + Unpin>(
                     if let Err(e) = v1::write_frame(&mut writer, &commit).await {
                         return format!("writing a checkpoint: {e}");
                     }
-                    let Ok(permit) = room.clone().acquire_owned().await else {
-                        return "acknowledger stopped".to_owned();
-                    };
                     if in_flight
                         .send((seq, Vec::new(), head, permit))
                         .await
@@ -323,9 +323,6 @@ async fn committer<W: AsyncWrite + Unpin>(
         // Wait for room in flight before gathering the batch: whatever arrives while the
         // store is busy joins this commit instead of queueing as commits of its own.
         let Ok(permit) = room.clone().acquire_owned().await else {
-            return "acknowledger stopped".to_owned();
-        };
-        let Ok(slot) = in_flight.reserve().await else {
             return "acknowledger stopped".to_owned();
         };
         let mut batch = vec![first];
@@ -355,7 +352,10 @@ async fn committer<W: AsyncWrite + Unpin>(
             fail_all(waiters, "store channel broke");
             return format!("writing a commit: {e}");
         }
-        slot.send((seq, waiters, head, permit));
+        // The channel holds as many commits as there are permits: this never waits.
+        if in_flight.send((seq, waiters, head, permit)).await.is_err() {
+            return "acknowledger stopped".to_owned();
+        }
     }
     "job channel closed".to_owned()
 }

@@ -88,9 +88,13 @@ enum BucketGens {
 /// Version-3 encoding of a root (`gens` = page generations) or a page (`seq` = its
 /// generation, `gens` = its buckets').
 fn encode_gens(seq: u64, gens: &[u64]) -> Result<Vec<u8>, KmsError> {
+    encode_packed(3, seq, gens)
+}
+
+fn encode_packed(v: u8, seq: u64, gens: &[u64]) -> Result<Vec<u8>, KmsError> {
     let packed: Vec<u8> = gens.iter().flat_map(|g| g.to_be_bytes()).collect();
     serde_cbor::to_vec(&RootWire {
-        v: 3,
+        v,
         seq,
         buckets: BucketGens::Packed(ByteBuf::from(packed)),
     })
@@ -284,17 +288,7 @@ impl Manifest {
     /// A root as stores before pages had it (version 2: every bucket's generation), sealed at
     /// the current sequence.
     pub(crate) fn seal_unpaged_root(&self, domain: &DomainKey) -> Vec<u8> {
-        let packed: Vec<u8> = self
-            .bucket_gens
-            .iter()
-            .flat_map(|g| g.to_be_bytes())
-            .collect();
-        let bytes = serde_cbor::to_vec(&RootWire {
-            v: 2,
-            seq: self.seq,
-            buckets: BucketGens::Packed(ByteBuf::from(packed)),
-        })
-        .unwrap_or_default();
+        let bytes = encode_packed(2, self.seq, &self.bucket_gens).unwrap_or_default();
         record::seal(
             domain,
             RecordKind::Root,

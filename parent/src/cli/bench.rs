@@ -213,13 +213,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for _ in 0..rounds {
         let slice_outcome =
             bounded(load::run(&connector, &signer, &workload, slice), slice).await?;
-        let ekms = match &mut ekms {
-            Some(all) => {
-                all.merge(slice_outcome);
-                all
-            }
-            None => ekms.insert(slice_outcome),
-        };
+        let ekms = load::Outcome::accumulate(&mut ekms, slice_outcome);
         if !args.baseline {
             continue;
         }
@@ -235,10 +229,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if let Some((_, base_connector)) = &base {
             let slice_outcome =
                 bounded(load::run(base_connector, &signer, &workload, slice), slice).await?;
-            match &mut base_outcome {
-                Some(all) => all.merge(slice_outcome),
-                None => base_outcome = Some(slice_outcome),
-            }
+            load::Outcome::accumulate(&mut base_outcome, slice_outcome);
         }
     }
     drop(base);

@@ -38,8 +38,7 @@ const AUDIT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 /// A commit is one redb write transaction with [`Durability::Immediate`] (it returns after
 /// fsync) holding the records and the audit lines; only then are the lines appended to
 /// `audit.jsonl`, which a background thread syncs about once a second. So a group commit costs
-/// one fsync, and
-/// records and their audit lines are durable together or not at all. A crash can leave the
+/// one fsync, and records and their audit lines are durable together or not at all. A crash can leave the
 /// file short of acknowledged lines; [`RedbStore::open`] restores them from redb.
 pub struct RedbStore {
     db: Database,

@@ -59,6 +59,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Adds `slice` to the outcome so far (`slice` itself if there is none yet).
+    pub fn accumulate(so_far: &mut Option<Outcome>, slice: Outcome) -> &mut Outcome {
+        match so_far {
+            Some(all) => {
+                all.merge(slice);
+                all
+            }
+            None => so_far.insert(slice),
+        }
+    }
+
     /// Adds a later window's measurements to this one's.
     pub fn merge(&mut self, later: Outcome) {
         // Both histograms have the same bounds, so adding cannot fail.
