@@ -4,6 +4,7 @@
 //!   stream. It never parses a request: TLS and authentication end inside the enclave.
 //! - [`cli`]: `ekms`, the operator's tool (`dev`, `attestation`, ...).
 
+mod accept;
 pub mod cli;
 pub mod relay;
 pub mod store;

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ekms_shared::transport::{self, Address, Listener, Stream};
+
+use crate::accept;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -25,10 +27,6 @@ const BUFFER_LEN: usize = 16 * 1024;
 
 /// How long in-flight connections may continue after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Pause after an accept error that is not about one connection (e.g. out of file
-/// descriptors), so the loop does not spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How the relay reaches the enclave and what it allows clients.
 #[derive(Debug, Clone)]
@@ -154,32 +152,12 @@ pub async fn serve_with_stats(
     loop {
         // Reap finished connections so the set does not grow without bound.
         while let Some(result) = tasks.try_join_next() {
-            log_task_end(result);
+            accept::log_task_end(result, "relay");
         }
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            permit = Arc::clone(&limit).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // Only `Semaphore::close` makes this fail, and nothing calls it.
-                Err(closed) => return Err(io::Error::other(closed)),
-            },
-        };
-        let (client, peer) = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if is_connection_error(&e) => {
-                    debug!(error = %e, "client connection failed before accept");
-                    continue;
-                }
-                Err(e) => {
-                    warn!(error = %e, "accept failed; retrying");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    continue;
-                }
-            },
+        let Some((permit, client, peer)) =
+            accept::next_connection(&listener, &limit, shutdown.as_mut(), "relay").await?
+        else {
+            break;
         };
         let guard = ActiveGuard::new(&stats.counters);
         let config = Arc::clone(&config);
@@ -192,7 +170,7 @@ pub async fn serve_with_stats(
 
     drop(listener);
     while let Some(result) = tasks.try_join_next() {
-        log_task_end(result);
+        accept::log_task_end(result, "relay");
     }
     info!(
         in_flight = tasks.len(),
@@ -200,7 +178,7 @@ pub async fn serve_with_stats(
     );
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(result) = tasks.join_next().await {
-            log_task_end(result);
+            accept::log_task_end(result, "relay");
         }
     })
     .await;
@@ -212,24 +190,6 @@ pub async fn serve_with_stats(
         tasks.shutdown().await;
     }
     Ok(())
-}
-
-fn log_task_end(result: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = result {
-        if e.is_panic() {
-            warn!(error = %e, "relay connection task panicked");
-        }
-    }
-}
-
-/// Errors from `accept` that concern one client, not the listener.
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// Connects one client to a new enclave stream and relays until both sides are done.

@@ -15,7 +15,6 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ekms_shared::transport::{Listener, Stream};
 use ekms_shared::wire::v1::{
@@ -27,10 +26,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::{error_chain, validate_batch, CommitBatch, Store};
+use crate::accept;
 
-/// Pause after an accept error that is not about one connection, so the loop does not spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+use super::{error_chain, validate_batch, CommitBatch, Store};
 
 /// Room left in a `Records` frame for the CBOR around the records.
 const RECORDS_FRAME_SLACK: usize = 4096;
@@ -126,32 +124,12 @@ pub async fn serve_store_with(
 
     loop {
         while let Some(result) = tasks.try_join_next() {
-            log_task_end(result);
+            accept::log_task_end(result, "store");
         }
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            permit = Arc::clone(&limit).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // Only `Semaphore::close` makes this fail, and nothing calls it.
-                Err(closed) => return Err(io::Error::other(closed)),
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused) => {
-                    debug!(error = %e, "store connection failed before accept");
-                    continue;
-                }
-                Err(e) => {
-                    warn!(error = %e, "store accept failed; retrying");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    continue;
-                }
-            },
+        let Some((permit, stream, peer)) =
+            accept::next_connection(&listener, &limit, shutdown.as_mut(), "store").await?
+        else {
+            break;
         };
         debug!(peer, "store connection");
         let connection = Connection {
@@ -209,14 +187,6 @@ fn check_config(config: &StoreServiceConfig) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-fn log_task_end(result: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = result {
-        if e.is_panic() {
-            warn!(error = %e, "store connection task panicked");
-        }
-    }
 }
 
 /// Applies queued commits in groups, one [`Store::commit`] each, until every sender is gone.
