@@ -68,6 +68,29 @@ pub fn signing_fields(
     Ok((message_type, algorithm))
 }
 
+/// Checks that `key` may sign or verify with `algorithm`: usable, a SIGN_VERIFY key, and a
+/// key spec the algorithm fits.
+///
+/// # Errors
+/// `DisabledException`, `KMSInvalidStateException`, `InvalidKeyUsageException`.
+pub fn check_signing_key(
+    key: &crate::keys::Key,
+    algorithm: SigningAlgorithm,
+    config: &crate::config::Config,
+) -> KmsResult<()> {
+    key.check_usable(config)?;
+    key.check_usage(KeyUsage::SignVerify, config)?;
+    if !algorithm.fits(key.spec) {
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "The signing algorithm {} is not valid for {} (key spec {}).",
+            algorithm.as_str(),
+            config.key_arn(&key.id),
+            key.spec.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// Signs.
 ///
 /// # Errors
@@ -85,16 +108,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     super::grant_tokens(req.grant_tokens.as_deref())?;
     let store = ctx.state.read();
     let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
-    key.check_usable(ctx.config)?;
-    key.check_usage(KeyUsage::SignVerify, ctx.config)?;
-    if !algorithm.fits(key.spec) {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "The signing algorithm {} is not valid for {} (key spec {}).",
-            algorithm.as_str(),
-            ctx.config.key_arn(&key.id),
-            key.spec.as_str()
-        )));
-    }
+    check_signing_key(key, algorithm, ctx.config)?;
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;
     let signature = asym::sign(key.spec, material, algorithm, &message.0, message_type)?;

@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::sign::signing_fields;
 use super::Ctx;
 use crate::asym;
-use crate::error::{KmsError, KmsResult};
+use crate::error::KmsResult;
 use crate::json::{Blob, SecretBlob};
-use crate::keys::KeyUsage;
 use crate::validate;
 
 /// Verify request.
@@ -53,16 +52,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     super::grant_tokens(req.grant_tokens.as_deref())?;
     let store = ctx.state.read();
     let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
-    key.check_usable(ctx.config)?;
-    key.check_usage(KeyUsage::SignVerify, ctx.config)?;
-    if !algorithm.fits(key.spec) {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "The signing algorithm {} is not valid for {} (key spec {}).",
-            algorithm.as_str(),
-            ctx.config.key_arn(&key.id),
-            key.spec.as_str()
-        )));
-    }
+    super::sign::check_signing_key(key, algorithm, ctx.config)?;
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;
     asym::verify(
