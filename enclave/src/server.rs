@@ -595,29 +595,55 @@ async fn connection(
     match tls {
         Some(acceptor) => {
             let stream = tokio::time::timeout(IO_TIMEOUT, acceptor.accept(stream)).await??;
-            http(TokioIo::new(stream), service).await
+            http(stream, service).await
         }
-        None => http(TokioIo::new(stream), service).await,
+        None => http(stream, service).await,
     }
 }
 
+/// How long a connection closed by the server keeps reading (and dropping) what the client
+/// still sends, and how much of it at most.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Serves HTTP/1.1 on `io` until either side closes. When the server closes first (an
+/// answer with `Connection: close`, such as to a body over [`MAX_BODY`]), the client may
+/// still be sending: the write side is shut down, and what arrives is read and dropped for
+/// a bounded time, so the answer is not lost to a reset of unread bytes.
 async fn http<I>(
     io: I,
     service: Arc<Service>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     let svc = service_fn(move |request| {
         let service = service.clone();
         async move { Ok::<_, Infallible>(service.serve_request(request).await) }
     });
-    hyper::server::conn::http1::Builder::new()
+    let parts = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(IO_TIMEOUT)
         .keep_alive(true)
         .max_buf_size(MAX_BODY)
-        .serve_connection(io, svc)
+        .serve_connection(TokioIo::new(io), svc)
+        .without_shutdown()
         .await?;
+    let mut io = parts.io.into_inner();
+    let _ = tokio::time::timeout(LINGER, async {
+        io.shutdown().await?;
+        let mut sink = vec![0u8; 16 * 1024];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match io.read(&mut sink).await? {
+                0 => break,
+                n => dropped += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
     Ok(())
 }

@@ -218,6 +218,7 @@ async fn handle_connection(client: Stream, peer: &str, config: &RelayConfig, cou
         Ok(End::Idle) => {
             debug!(peer, timeout = ?config.idle_timeout, "connection idle; closed")
         }
+        Ok(End::Lingered) => debug!(peer, "enclave closed first; client drained and closed"),
         Err(e) => debug!(peer, error = %e, "connection failed"),
     }
 }
@@ -229,11 +230,22 @@ enum End {
     Finished,
     /// No byte moved in either direction for the idle timeout.
     Idle,
+    /// The enclave stopped reading; its answer was delivered and the client's remaining
+    /// bytes were read and dropped until it closed, or for [`LINGER`] / [`LINGER_BYTES`].
+    Lingered,
 }
 
 /// Copies bytes both ways between `client` and `enclave` until both directions have ended
 /// (EOF read and passed on as a write shutdown), an error occurs, or nothing moved for
 /// `idle_timeout`.
+///
+/// The enclave may answer and close before reading all a client sends (a request over the
+/// body limit). Writing to it then fails, but its answer is still to be delivered: the
+/// client-to-enclave direction turns to reading and dropping the client's bytes, the answer
+/// and an orderly close go to the client, and the relay keeps draining for a bounded time so
+/// that closing does not reset the connection under a client still reading. A failed read
+/// from the enclave likewise ends that direction like an EOF, after what it had delivered.
+/// Errors on the client's side end the relay at once: nobody is left to deliver to.
 ///
 /// One explicit loop, one buffer per direction. Every branch of the `select!` is
 /// cancel-safe: a [`Pipe::step`] performs a single `read`, `write`, `flush` or `shutdown`
@@ -250,31 +262,65 @@ async fn relay(
     let mut down = Pipe::new();
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    // Armed when the enclave stops reading: the bound on draining the client.
+    let linger = tokio::time::sleep(idle_timeout);
+    tokio::pin!(linger);
 
     while !(up.done && down.done) {
         let moved = tokio::select! {
             step = up.step(&mut client_read, &mut enclave_write), if !up.done => {
-                let step = step?;
-                if let Step::Wrote(n) = step {
-                    counters.bytes_to_enclave.fetch_add(n, Ordering::Relaxed);
+                match step {
+                    Ok(Step::Wrote(n)) => {
+                        counters.bytes_to_enclave.fetch_add(n, Ordering::Relaxed);
+                        true
+                    }
+                    Ok(Step::Dropped) if up.dropped > LINGER_BYTES => return Ok(End::Lingered),
+                    Ok(step) => step.moved(),
+                    Err(Failed::Write(e)) => {
+                        debug!(error = %e, "the enclave stopped reading; draining the client");
+                        up.drop_from_now();
+                        linger.as_mut().reset(Instant::now() + LINGER);
+                        false
+                    }
+                    Err(Failed::Read(e)) => return Err(e),
                 }
-                step.moved()
             }
             step = down.step(&mut enclave_read, &mut client_write), if !down.done => {
-                let step = step?;
-                if let Step::Wrote(n) = step {
-                    counters.bytes_to_client.fetch_add(n, Ordering::Relaxed);
+                match step {
+                    Ok(Step::Wrote(n)) => {
+                        counters.bytes_to_client.fetch_add(n, Ordering::Relaxed);
+                        true
+                    }
+                    Ok(step) => step.moved(),
+                    Err(Failed::Read(e)) => {
+                        debug!(error = %e, "reading from the enclave failed; closing towards the client");
+                        down.eof = true;
+                        false
+                    }
+                    Err(Failed::Write(e)) => return Err(e),
                 }
-                step.moved()
             }
             () = &mut idle => return Ok(End::Idle),
+            () = &mut linger, if up.dropping => return Ok(End::Lingered),
         };
         if moved {
             idle.as_mut().reset(Instant::now() + idle_timeout);
         }
     }
-    Ok(End::Finished)
+    Ok(if up.dropping {
+        End::Lingered
+    } else {
+        End::Finished
+    })
 }
+
+/// How long the relay keeps reading and dropping a client's bytes once the enclave stopped
+/// reading them (see [`relay`]).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// How many of a client's bytes the relay reads and drops at most once the enclave stopped
+/// reading them.
+const LINGER_BYTES: u64 = 1024 * 1024;
 
 /// One direction of a relayed connection.
 struct Pipe {
@@ -286,8 +332,12 @@ struct Pipe {
     unflushed: bool,
     /// The reading side sent EOF.
     eof: bool,
-    /// EOF was passed on: the writing side was shut down.
+    /// EOF was passed on: the writing side was shut down (or, when dropping, EOF was read).
     done: bool,
+    /// The writing side failed: what is read is dropped, nothing more is written.
+    dropping: bool,
+    /// Bytes read and dropped.
+    dropped: u64,
 }
 
 /// What one [`Pipe::step`] did.
@@ -295,9 +345,17 @@ struct Pipe {
 enum Step {
     Read(u64),
     Wrote(u64),
+    Dropped,
     Flushed,
     Eof,
     ShutDown,
+}
+
+/// Which side of a [`Pipe::step`] failed.
+#[derive(Debug)]
+enum Failed {
+    Read(io::Error),
+    Write(io::Error),
 }
 
 impl Step {
@@ -316,21 +374,46 @@ impl Pipe {
             unflushed: false,
             eof: false,
             done: false,
+            dropping: false,
+            dropped: 0,
         }
     }
 
+    /// From now on read and drop: the writing side is gone.
+    fn drop_from_now(&mut self) {
+        self.dropping = true;
+        self.start = 0;
+        self.end = 0;
+        self.unflushed = false;
+        self.done = self.eof;
+    }
+
     /// Does the next single operation: write buffered bytes, else flush them, else read
-    /// more, else (after EOF) shut the writer down. Cancel-safe: state changes only after
-    /// the operation completed, and tokio's `read`/`write` do nothing when cancelled.
-    async fn step<R, W>(&mut self, reader: &mut R, writer: &mut W) -> io::Result<Step>
+    /// more, else (after EOF) shut the writer down. When dropping, only reads (until EOF).
+    /// Cancel-safe: state changes only after the operation completed, and tokio's
+    /// `read`/`write` do nothing when cancelled.
+    async fn step<R, W>(&mut self, reader: &mut R, writer: &mut W) -> Result<Step, Failed>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        if self.start < self.end {
-            let n = writer.write(&self.buf[self.start..self.end]).await?;
+        if self.dropping {
+            let n = reader.read(&mut self.buf).await.map_err(Failed::Read)?;
             if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                self.eof = true;
+                self.done = true;
+                return Ok(Step::Eof);
+            }
+            self.dropped += n as u64;
+            return Ok(Step::Dropped);
+        }
+        if self.start < self.end {
+            let n = writer
+                .write(&self.buf[self.start..self.end])
+                .await
+                .map_err(Failed::Write)?;
+            if n == 0 {
+                return Err(Failed::Write(io::ErrorKind::WriteZero.into()));
             }
             self.start += n;
             if self.start == self.end {
@@ -341,12 +424,12 @@ impl Pipe {
             return Ok(Step::Wrote(n as u64));
         }
         if self.unflushed {
-            writer.flush().await?;
+            writer.flush().await.map_err(Failed::Write)?;
             self.unflushed = false;
             return Ok(Step::Flushed);
         }
         if !self.eof {
-            let n = reader.read(&mut self.buf).await?;
+            let n = reader.read(&mut self.buf).await.map_err(Failed::Read)?;
             if n == 0 {
                 self.eof = true;
                 return Ok(Step::Eof);
@@ -354,7 +437,7 @@ impl Pipe {
             self.end = n;
             return Ok(Step::Read(n as u64));
         }
-        writer.shutdown().await?;
+        writer.shutdown().await.map_err(Failed::Write)?;
         self.done = true;
         Ok(Step::ShutDown)
     }
@@ -552,6 +635,70 @@ mod tests {
         let relay = start_relay(&loopback(), enclave, 16, WAIT).await;
         assert_eq!(exchange(&relay.addr, b"ping").await, b"received 4 bytes");
         assert_eq!(exchange(&relay.addr, b"").await, b"received 0 bytes");
+    }
+
+    /// A stand-in enclave that reads a little, answers "refused" and closes at once, leaving
+    /// the rest of the upload unread (so its kernel resets the connection).
+    async fn refuse_early_server(addr: &Address) -> Address {
+        let listener = Listener::bind(addr).await.unwrap();
+        let local = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = [0u8; 16];
+                    if stream.read_exact(&mut head).await.is_ok() {
+                        let _ = stream.write_all(b"refused").await;
+                    }
+                    drop(stream);
+                });
+            }
+        });
+        local
+    }
+
+    /// The enclave answers before reading the whole upload and closes (an oversized request):
+    /// the answer must still reach a client that is still sending, not a reset.
+    #[tokio::test]
+    async fn early_answer_reaches_a_client_still_sending() {
+        for transport_kind in ["tcp", "unix"] {
+            let (enclave_addr, listen) = match transport_kind {
+                "tcp" => (loopback(), loopback()),
+                _ => (
+                    Address::Unix(temp_socket_path("refusing")),
+                    Address::Unix(temp_socket_path("refusing-listen")),
+                ),
+            };
+            let enclave = refuse_early_server(&enclave_addr).await;
+            let relay = start_relay(&listen, enclave, 16, WAIT).await;
+            for round in 0..20 {
+                let client = transport::connect(&relay.addr).await.unwrap();
+                let (mut read, mut write) = tokio::io::split(client);
+                let writer = tokio::spawn(async move {
+                    let upload = vec![b'A'; 4 * 1024 * 1024];
+                    let _ = write.write_all(&upload).await;
+                    write
+                });
+                let mut received = Vec::new();
+                let mut chunk = [0u8; 64];
+                let outcome = timeout(WAIT, async {
+                    loop {
+                        match read.read(&mut chunk).await {
+                            Ok(0) => return Ok(()),
+                            Ok(n) => received.extend_from_slice(&chunk[..n]),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                })
+                .await
+                .unwrap();
+                writer.abort();
+                assert_eq!(
+                    received.as_slice(),
+                    b"refused",
+                    "{transport_kind}, round {round}: {outcome:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]
