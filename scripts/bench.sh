@@ -98,7 +98,7 @@ run() {
 		--connections "$conns" --duration "$duration" "${args[@]}" --baseline --json \
 		>>"$results" <<'EOF'
 # Runs one `ekms bench` and records its JSON line with where the CPU went meanwhile: the
-# bench process (client and in-process baseline), the ekms servers, and everything else on
+# bench process (client and its baseline children), the ekms servers, and everything else on
 # the machine (other builds, which make a run's figures unreliable).
 import json, os, resource, subprocess, sys, time
 transport, size, command, err_path, servers = sys.argv[1:6]
@@ -385,9 +385,11 @@ md.append("Mock mode on loopback: `ekms dev` runs the mock enclave and the paren
           "connection sending its next SigV4-signed request as soon as the previous answer arrived. "
           f"Each run measures {duration} s of ekms and {duration} s of the baseline, in three alternating slices (ekms, "
           "baseline, ekms, ...), each after a 1 s warm-up, so drift in the machine's speed during a run moves both alike. "
-          "The **baseline** is measured by the same generator with the same signing: a bare hyper server in the bench process answering every POST with a body "
+          "The **baseline** is measured by the same generator with the same signing: a bare hyper server answering every POST with a body "
           "as long as ekms's answer, behind the parent's own relay code (`parent/src/relay.rs`) on another loopback port, "
-          "TLS-terminating when the run is TLS. It is the ceiling for this client, relay and machine; ekms's "
+          "TLS-terminating when the run is TLS. Server and relay are child processes of the bench (`ekms bench-baseline`) "
+          "joined by a Unix socket, as `ekms dev` runs the mock enclave and the parent, so a request crosses the same "
+          "three processes and transports as one to ekms. It is the ceiling for this client, relay and machine; ekms's "
           "requests/s read as a fraction of it. Everything shares the same 2 cores, so the client's own cost (signing, "
           "TLS, hyper) is in both figures.\n")
 md.append("## Machine\n")
@@ -403,8 +405,8 @@ md.append("Latency percentiles are of successful requests, in milliseconds; erro
           "errors and timeouts inside the measured window. Size is the plaintext size (generate-data-key asks for "
           "32-byte keys; create-key sends `{}`).\n")
 md.append("The last column is where the machine's CPU went during the run, in cores (of 2), averaged over the "
-          "whole run (ekms phase and baseline phase): the bench process (client, and the in-process baseline server and "
-          "relay during the baseline phase), the two ekms servers (mock enclave and parent relay; idle during the "
+          "whole run (ekms phase and baseline phase): the bench process (client, and its baseline server and relay "
+          "processes during the baseline phase), the two ekms servers (mock enclave and parent relay; idle during the "
           "baseline phase), and everything else on the machine. ⚠ marks runs where other processes (such as "
           "concurrent builds) took more than a quarter of a core: treat those figures as disturbed. (\"Other\" also holds "
           "the little kernel time of loopback networking that is charged to no process.)\n")

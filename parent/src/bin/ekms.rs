@@ -23,6 +23,9 @@ enum Command {
     Dev(cli::dev::DevArgs),
     /// Load an endpoint with SigV4-signed requests and report throughput and latency.
     Bench(cli::bench::BenchArgs),
+    /// One half of `ekms bench --baseline` (the bare server or its relay), run by `ekms bench`.
+    #[command(hide = true)]
+    BenchBaseline(cli::bench::baseline::ChildArgs),
     /// Verify Nitro attestation documents, or make mock ones.
     Attestation {
         #[command(subcommand)]
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(cli::bench::run(args)),
+        Command::BenchBaseline(args) => cli::bench::baseline::run_child(args),
         Command::Attestation { command } => cli::attestation::run(command),
         Command::Audit { command } => cli::audit::run(command),
         Command::Custodian { command } => cli::custodian::run(command),

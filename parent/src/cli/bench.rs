@@ -13,7 +13,7 @@
 //! never fakes a figure; failed requests (including operations a server does not support) are
 //! counted as errors and the first one is shown.
 
-mod baseline;
+pub mod baseline;
 pub(crate) mod client;
 pub(crate) mod credentials;
 mod load;
@@ -221,7 +221,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let len = ekms
                 .response_len
                 .unwrap_or_else(|| typical_response_len(args.op, args.size));
-            let server = baseline::start(len, connector.endpoint().https).await?;
+            let ekms_exe = std::env::current_exe().context("locating the ekms binary")?;
+            let server = baseline::start(
+                len,
+                connector.endpoint().https,
+                baseline::Placement::Processes(ekms_exe),
+            )
+            .await?;
             let base_connector =
                 Connector::new(server.endpoint.clone(), server.tls_client.clone())?;
             base = Some((server, base_connector));
@@ -232,7 +238,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             load::Outcome::accumulate(&mut base_outcome, slice_outcome);
         }
     }
-    drop(base);
+    if let Some((server, _)) = base {
+        server.stop().await;
+    }
     let ekms = ekms.ok_or_else(|| anyhow!("no measurement"))?;
     if let Some(e) = &ekms.first_error {
         eprintln!("ekms bench: {}: first error: {e}", args.op.name());
@@ -489,12 +497,27 @@ mod tests {
         assert!(err.contains("--op unseal only"), "{err}");
     }
 
-    /// The generator, the signer and the baseline together: load the in-process baseline
-    /// (plain and TLS) for a short window and check that requests flow without errors.
+    /// The generator, the signer and the baseline together: load the baseline (in this
+    /// process and as child processes of the built `ekms`, plain and TLS) for a short window
+    /// and check that requests flow without errors.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn generator_drives_the_baseline_without_errors() {
-        for tls in [false, true] {
-            let base = baseline::start(1000, tls).await.unwrap();
+        // target/<profile>/deps/<this test> -> target/<profile>/ekms (scripts/test.sh builds it).
+        let ekms = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(std::path::Path::parent)
+            .unwrap()
+            .join("ekms");
+        let placements = [
+            baseline::Placement::InProcess,
+            baseline::Placement::Processes(ekms),
+        ];
+        for (placement, tls) in placements
+            .iter()
+            .flat_map(|p| [(p.clone(), false), (p.clone(), true)])
+        {
+            let base = baseline::start(1000, tls, placement.clone()).await.unwrap();
             let connector = Connector::new(base.endpoint.clone(), base.tls_client.clone()).unwrap();
             let creds = credentials::Credentials::for_tests("AKIDEXAMPLE", "secret");
             let signer = Arc::new(Signer::new(&creds, "us-east-1".into()));
@@ -510,7 +533,7 @@ mod tests {
             };
             let outcome = load::run(&connector, &signer, &workload, plan).await;
             assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
-            assert!(outcome.histogram.len() > 10, "tls={tls}");
+            assert!(outcome.histogram.len() > 10, "{placement:?} tls={tls}");
             assert_eq!(outcome.response_len, Some(1000));
             let summary = Summary::new(&outcome.histogram, outcome.errors, outcome.window);
             assert!(summary.requests_per_sec > 0.0);

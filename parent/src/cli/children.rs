@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 /// How long a child may take to report that it listens.
@@ -75,17 +75,45 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 /// When it cannot start, exits, or is not ready within [`READY_TIMEOUT`] (it is then killed).
 pub async fn start(
     name: &'static str,
-    mut command: Command,
+    command: Command,
     echo: Echo,
 ) -> anyhow::Result<(Child, String)> {
+    start_with_input(name, command, echo, None).await
+}
+
+/// [`start`], writing `input` (when given) to the child's stdin and keeping that pipe open in
+/// the returned [`Child`]: the child sees EOF once it is dropped, or once this process dies.
+///
+/// # Errors
+/// As [`start`]; also when the input cannot be written.
+pub async fn start_with_input(
+    name: &'static str,
+    mut command: Command,
+    echo: Echo,
+    input: Option<&[u8]>,
+) -> anyhow::Result<(Child, String)> {
     command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     let mut child = command
         .spawn()
         .with_context(|| format!("starting {name}"))?;
+    if let (Some(input), Some(stdin)) = (input, child.stdin.as_mut()) {
+        stdin
+            .write_all(input)
+            .await
+            .with_context(|| format!("writing to {name}"))?;
+        stdin
+            .flush()
+            .await
+            .with_context(|| format!("writing to {name}"))?;
+    }
     let stdout = child
         .stdout
         .take()

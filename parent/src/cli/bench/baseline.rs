@@ -1,30 +1,54 @@
 //! The baseline: a bare hyper HTTP/1.1 server that answers every POST with a fixed body of a
-//! given size, behind the parent's own relay, both in this process on loopback.
+//! given size, behind the parent's own relay.
 //!
 //! It does everything a request to ekms costs except the KMS work: the same client, the same
-//! signing, the same relay code and transport, TLS termination when the run uses TLS. Its
-//! requests per second are the ceiling ekms is measured against. It is INSECURE on purpose:
-//! a self-signed certificate made at start, answers that mean nothing, no authentication.
+//! signing, the same relay code and transport, TLS termination when the run uses TLS, and the
+//! same processes: `ekms bench` starts the server and the relay as children of their own
+//! (`ekms bench-baseline server|relay`), joined by a Unix socket as `ekms dev` joins its enclave
+//! and parent, so a request crosses three processes as it does to ekms. Its requests per second
+//! are the ceiling ekms is measured against. It is INSECURE on purpose: a self-signed
+//! certificate made at start, answers that mean nothing, no authentication.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{anyhow, Context as _};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::Bytes;
 use ekms_shared::transport::{Address, Io, Listener};
 use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use super::client::{self, Endpoint, CONTENT_TYPE};
+use crate::cli::children::{self, Echo};
 use crate::relay::{self, RelayConfig};
 
-/// The loopback address both listeners bind, on a port the OS picks.
+/// The loopback address the client-facing listener binds, on a port the OS picks.
 const LOOPBACK: &str = "127.0.0.1:0";
+
+/// Most bytes a baseline child reads from its stdin (the TLS identity line).
+const MAX_INPUT: u64 = 64 * 1024;
+
+/// Where the baseline's server and relay run.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Each in a process of its own, started from this `ekms` binary: what `ekms bench` uses.
+    Processes(PathBuf),
+    /// Both in this process, the server on loopback TCP (unit tests, which have no `ekms`
+    /// binary of their own to start).
+    InProcess,
+}
 
 /// A running baseline; dropping it stops the server and the relay.
 pub struct Baseline {
@@ -32,18 +56,52 @@ pub struct Baseline {
     pub endpoint: Endpoint,
     /// With TLS: a client configuration that trusts the baseline's own certificate.
     pub tls_client: Option<rustls::ClientConfig>,
-    server: JoinHandle<()>,
-    relay: JoinHandle<()>,
-    stop_relay: Option<oneshot::Sender<()>>,
+    running: Running,
+}
+
+enum Running {
+    InProcess {
+        server: JoinHandle<()>,
+        relay: JoinHandle<()>,
+        stop_relay: Option<oneshot::Sender<()>>,
+    },
+    /// Killed on drop; each also exits when its stdin (held here) closes.
+    Processes {
+        server: Box<Child>,
+        relay: Box<Child>,
+        socket: PathBuf,
+    },
 }
 
 impl Drop for Baseline {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop_relay.take() {
-            let _ = stop.send(());
+        match &mut self.running {
+            Running::InProcess {
+                server,
+                relay,
+                stop_relay,
+            } => {
+                if let Some(stop) = stop_relay.take() {
+                    let _ = stop.send(());
+                }
+                relay.abort();
+                server.abort();
+            }
+            Running::Processes { socket, .. } => {
+                let _ = std::fs::remove_file(socket);
+            }
         }
-        self.relay.abort();
-        self.server.abort();
+    }
+}
+
+impl Baseline {
+    /// Stops the server and the relay and, for child processes, waits for them to end (so
+    /// their CPU time is counted with this process's children).
+    pub async fn stop(mut self) {
+        if let Running::Processes { server, relay, .. } = &mut self.running {
+            let _ = server.kill().await;
+            let _ = relay.kill().await;
+        }
     }
 }
 
@@ -62,83 +120,254 @@ pub fn response_body(len: usize) -> Bytes {
     Bytes::from(body)
 }
 
-/// Starts the bare server (TLS when `tls`) and the relay in front of it.
+/// The server's TLS identity, as the bench hands it to the server child (one JSON line on
+/// its stdin): DER, base64.
+#[derive(Serialize, Deserialize)]
+struct Identity {
+    cert: String,
+    key: String,
+}
+
+/// Starts the bare server (TLS when `tls`) and the relay in front of it, where `placement`
+/// says.
 ///
 /// # Errors
 ///
-/// When a loopback port cannot be bound, or the TLS certificate cannot be made.
-pub async fn start(response_len: usize, tls: bool) -> anyhow::Result<Baseline> {
-    let (acceptor, tls_client) = if tls {
-        let (acceptor, client) = self_signed_tls()?;
-        (Some(acceptor), Some(client))
-    } else {
-        (None, None)
-    };
+/// When a port or socket cannot be bound, a child does not start, or the TLS certificate
+/// cannot be made.
+pub async fn start(
+    response_len: usize,
+    tls: bool,
+    placement: Placement,
+) -> anyhow::Result<Baseline> {
+    let identity = tls.then(self_signed).transpose()?;
+    let tls_client = identity
+        .as_ref()
+        .map(|(cert, _)| client::tls_client_config(client::root_store(vec![cert.clone()])?))
+        .transpose()?;
+    let scheme = if tls { "https" } else { "http" };
+    match placement {
+        Placement::InProcess => {
+            let acceptor = identity
+                .map(|(cert, key)| acceptor(cert, key))
+                .transpose()?;
+            let server_listener = Listener::bind(&Address::Tcp(LOOPBACK.to_owned()))
+                .await
+                .context("binding the baseline server")?;
+            let server_addr = server_listener
+                .local_addr()
+                .context("baseline server address")?;
+            let body = response_body(response_len);
+            let server = tokio::spawn(serve(server_listener, acceptor, body));
+            let relay_listener = Listener::bind(&Address::Tcp(LOOPBACK.to_owned()))
+                .await
+                .context("binding the baseline relay")?;
+            let relay_addr = relay_listener
+                .local_addr()
+                .context("baseline relay address")?;
+            let (stop_relay, stopped) = oneshot::channel::<()>();
+            let relay = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) =
+                    relay::serve(relay_listener, relay_config(server_addr), shutdown).await
+                {
+                    tracing::warn!(error = %e, "baseline relay failed");
+                }
+            });
+            Ok(Baseline {
+                endpoint: relay_endpoint(scheme, &relay_addr)?,
+                tls_client,
+                running: Running::InProcess {
+                    server,
+                    relay,
+                    stop_relay: Some(stop_relay),
+                },
+            })
+        }
+        Placement::Processes(ekms) => {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let socket = std::env::temp_dir().join(format!(
+                "ekms-baseline-{}-{}.sock",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_file(&socket);
+            let mut line = match &identity {
+                Some((cert, key)) => serde_json::to_vec(&Identity {
+                    cert: STANDARD.encode(cert),
+                    key: STANDARD.encode(key.secret_pkcs8_der()),
+                })?,
+                None => b"null".to_vec(),
+            };
+            line.push(b'\n');
+            let mut server_cmd = Command::new(&ekms);
+            server_cmd
+                .args(["bench-baseline", "server", "--size"])
+                .arg(response_len.to_string())
+                .arg("--listen")
+                .arg(Address::Unix(socket.clone()).to_string());
+            let (server, server_addr) = children::start_with_input(
+                "baseline-server",
+                server_cmd,
+                Echo::Stderr,
+                Some(&line),
+            )
+            .await?;
+            let mut relay_cmd = Command::new(&ekms);
+            relay_cmd
+                .args(["bench-baseline", "relay", "--to", &server_addr])
+                .arg("--listen")
+                .arg(format!("tcp://{LOOPBACK}"));
+            let (relay, relay_addr) =
+                children::start_with_input("baseline-relay", relay_cmd, Echo::Stderr, Some(b""))
+                    .await?;
+            let relay_addr: Address = relay_addr
+                .parse()
+                .with_context(|| format!("the baseline relay's address {relay_addr}"))?;
+            Ok(Baseline {
+                endpoint: relay_endpoint(scheme, &relay_addr)?,
+                tls_client,
+                running: Running::Processes {
+                    server: Box::new(server),
+                    relay: Box::new(relay),
+                    socket,
+                },
+            })
+        }
+    }
+}
 
-    let server_listener = Listener::bind(&Address::Tcp(LOOPBACK.to_owned()))
-        .await
-        .context("binding the baseline server")?;
-    let server_addr = server_listener
-        .local_addr()
-        .context("baseline server address")?;
-    let body = response_body(response_len);
-    let server = tokio::spawn(serve(server_listener, acceptor, body));
-
-    let relay_listener = Listener::bind(&Address::Tcp(LOOPBACK.to_owned()))
-        .await
-        .context("binding the baseline relay")?;
-    let relay_addr = relay_listener
-        .local_addr()
-        .context("baseline relay address")?;
-    let Address::Tcp(relay_host_port) = relay_addr else {
-        anyhow::bail!("the baseline relay is not on TCP: {relay_addr}");
-    };
-    let config = RelayConfig {
-        enclave: server_addr,
+/// The relay settings `ekms-parent` runs with by default.
+fn relay_config(server: Address) -> RelayConfig {
+    RelayConfig {
+        enclave: server,
         max_connections: 4096,
         idle_timeout: Duration::from_secs(60),
         connect_timeout: Duration::from_secs(5),
-    };
-    let (stop_relay, stopped) = oneshot::channel::<()>();
-    let relay = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        if let Err(e) = relay::serve(relay_listener, config, shutdown).await {
-            tracing::warn!(error = %e, "baseline relay failed");
-        }
-    });
-
-    let scheme = if tls { "https" } else { "http" };
-    let endpoint = Endpoint::parse(&format!("{scheme}://{relay_host_port}"), false)?;
-    Ok(Baseline {
-        endpoint,
-        tls_client,
-        server,
-        relay,
-        stop_relay: Some(stop_relay),
-    })
+    }
 }
 
-/// A self-signed certificate for 127.0.0.1/localhost, with the acceptor that presents it
-/// and a client configuration that trusts exactly it.
-fn self_signed_tls() -> anyhow::Result<(TlsAcceptor, rustls::ClientConfig)> {
+fn relay_endpoint(scheme: &str, relay: &Address) -> anyhow::Result<Endpoint> {
+    let Address::Tcp(host_port) = relay else {
+        anyhow::bail!("the baseline relay is not on TCP: {relay}");
+    };
+    Endpoint::parse(&format!("{scheme}://{host_port}"), false)
+}
+
+/// A self-signed certificate for 127.0.0.1/localhost and its key.
+fn self_signed() -> anyhow::Result<(CertificateDer<'static>, PrivatePkcs8KeyDer<'static>)> {
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
             .context("making the baseline's certificate")?;
-    let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    Ok((
+        certified.cert.der().clone(),
+        PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
+    ))
+}
+
+/// The server side of TLS with `cert`, offering HTTP/1.1.
+fn acceptor(
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+) -> anyhow::Result<TlsAcceptor> {
     let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .context("rustls protocol versions")?
     .with_no_client_auth()
-    .with_single_cert(vec![cert.clone()], key)
+    .with_single_cert(vec![cert], PrivateKeyDer::Pkcs8(key))
     .context("baseline TLS server configuration")?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let client = client::tls_client_config(client::root_store(vec![cert])?)?;
-    Ok((TlsAcceptor::from(Arc::new(server)), client))
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// `ekms bench-baseline`: one half of the baseline, run by `ekms bench` (hidden).
+#[derive(Debug, clap::Args)]
+pub struct ChildArgs {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Role {
+    /// The bare server; reads its TLS identity (or `null`) as one JSON line on stdin.
+    Server {
+        /// Bytes of every answer's body.
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        listen: Address,
+    },
+    /// The relay in front of the server.
+    Relay {
+        #[arg(long)]
+        to: Address,
+        #[arg(long)]
+        listen: Address,
+    },
+}
+
+/// Runs one half of the baseline until its stdin closes (`ekms bench` is done or gone).
+///
+/// # Errors
+/// When its input is malformed or its listener cannot be bound.
+pub fn run_child(args: ChildArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(child(args))
+}
+
+async fn child(args: ChildArgs) -> anyhow::Result<()> {
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin().take(MAX_INPUT));
+    match args.role {
+        Role::Server { size, listen } => {
+            let mut line = String::new();
+            stdin
+                .read_line(&mut line)
+                .await
+                .context("reading the TLS identity")?;
+            let identity: Option<Identity> =
+                serde_json::from_str(&line).context("parsing the TLS identity")?;
+            let acceptor = identity
+                .map(|id| {
+                    let cert = STANDARD.decode(id.cert)?;
+                    let key = STANDARD.decode(id.key)?;
+                    acceptor(CertificateDer::from(cert), PrivatePkcs8KeyDer::from(key))
+                })
+                .transpose()?;
+            let listener = Listener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let local = listener.local_addr().context("server address")?;
+            println!("baseline-server listening on {local}");
+            tokio::select! {
+                () = serve(listener, acceptor, response_body(size)) => {}
+                () = until_eof(stdin) => {}
+            }
+        }
+        Role::Relay { to, listen } => {
+            let listener = Listener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let local = listener.local_addr().context("relay address")?;
+            println!("baseline-relay listening on {local}");
+            relay::serve(listener, relay_config(to), until_eof(stdin))
+                .await
+                .map_err(|e| anyhow!("baseline relay: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves once `input` reaches EOF (or fails).
+async fn until_eof<R: tokio::io::AsyncRead + Unpin>(mut input: R) {
+    let mut sink = [0u8; 256];
+    while matches!(input.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
 /// Accepts until aborted; the connection tasks live in a `JoinSet`, so aborting this task
