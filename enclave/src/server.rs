@@ -341,24 +341,22 @@ impl Service {
         if let (Some(op), Some(identity)) = (pending.op, &pending.identity) {
             // Every authenticated (or refused) KMS request is recorded, durably, before the
             // answer; if the record cannot be written the request fails (fail closed).
-            let response_json = result
-                .as_ref()
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
-            let resources = response_json
-                .as_ref()
-                .and_then(|v| v.get("KeyId").or_else(|| v.pointer("/KeyMetadata/Arn")))
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
+            let answer = result.as_ref().ok();
+            let resources = answer
+                .and_then(|b| serde_json::from_slice::<AnswerResource<'_>>(b).ok())
+                .and_then(AnswerResource::arn)
                 .into_iter()
                 .collect();
+            // Only these answers are logged, so only they are parsed whole: the others may be
+            // large (ciphertexts) or secret (plaintexts, data keys).
+            let whole = || answer.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
             let response_elements = match op {
                 "CreateKey" | "ScheduleKeyDeletion" | "CancelKeyDeletion" => {
-                    response_json.unwrap_or(serde_json::Value::Null)
+                    whole().unwrap_or(serde_json::Value::Null)
                 }
                 // Public fields only: never the new SecretAccessKey.
                 "CreatePrincipal" | "CreateAccessKey" => {
-                    crate::principal_ops::response_elements(response_json.as_ref())
+                    crate::principal_ops::response_elements(whole().as_ref())
                 }
                 _ => serde_json::Value::Null,
             };
@@ -528,6 +526,32 @@ impl Service {
     }
 }
 
+/// The key an answer names (`KeyId`, or `KeyMetadata.Arn`), for the audit record's
+/// resources. Every other field is skipped unread: no copy of a ciphertext or a plaintext.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AnswerResource<'a> {
+    #[serde(borrow, default)]
+    key_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    key_metadata: Option<AnswerKeyMetadata<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AnswerKeyMetadata<'a> {
+    #[serde(borrow, default)]
+    arn: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl AnswerResource<'_> {
+    fn arn(self) -> Option<String> {
+        self.key_id
+            .or(self.key_metadata.and_then(|m| m.arn))
+            .map(std::borrow::Cow::into_owned)
+    }
+}
+
 /// What a request leaves for the audit log and the store.
 #[derive(Default)]
 pub struct Pending {
@@ -646,4 +670,45 @@ where
     })
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::AnswerResource;
+
+    fn arn_of(answer: &str) -> Option<String> {
+        serde_json::from_str::<AnswerResource<'_>>(answer)
+            .ok()
+            .and_then(AnswerResource::arn)
+    }
+
+    /// The audit record's resource is the answer's KeyId, else its KeyMetadata.Arn; other
+    /// fields (however large) are skipped.
+    #[test]
+    fn answer_resource_names_the_key() {
+        let key = "arn:aws:kms:us-east-1:111122223333:key/1234";
+        let blob = "QUFB".repeat(2000);
+        assert_eq!(
+            arn_of(&format!(
+                r#"{{"CiphertextBlob":"{blob}","KeyId":"{key}","EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}}"#
+            ))
+            .as_deref(),
+            Some(key)
+        );
+        assert_eq!(
+            arn_of(&format!(
+                r#"{{"KeyMetadata":{{"KeyId":"1234","Arn":"{key}","Enabled":true,"Tags":[{{"a":1}}]}}}}"#
+            ))
+            .as_deref(),
+            Some(key)
+        );
+        assert_eq!(
+            arn_of(r#"{"KeyId":"escaped\/id","KeyMetadata":{"Arn":"other"}}"#).as_deref(),
+            Some("escaped/id")
+        );
+        assert_eq!(arn_of(r#"{"Plaintext":"c2VjcmV0"}"#), None);
+        assert_eq!(arn_of(r#"{"Aliases":[],"Truncated":false}"#), None);
+        assert_eq!(arn_of(r#"{"KeyId":7}"#), None);
+    }
 }
