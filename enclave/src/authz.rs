@@ -26,13 +26,15 @@ use crate::policy::{self, Decision, IdentityPolicy, Policy, RequestContext};
 /// The fields of a request that authorization looks at.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct Fields {
+struct Fields<'a> {
     key_id: Option<String>,
     target_key_id: Option<String>,
     destination_key_id: Option<String>,
     source_key_id: Option<String>,
     alias_name: Option<String>,
-    ciphertext_blob: Option<String>,
+    /// Borrowed from the body: only its header is read here.
+    #[serde(borrow)]
+    ciphertext_blob: Option<std::borrow::Cow<'a, str>>,
     encryption_context: Option<BTreeMap<String, String>>,
     source_encryption_context: Option<BTreeMap<String, String>>,
     destination_encryption_context: Option<BTreeMap<String, String>>,
@@ -208,12 +210,8 @@ fn resolve<'s>(store: &'s KeyStore, ctx: &Ctx<'_>, key_id: Option<&str>) -> Opti
 }
 
 fn blob_key<'s>(store: &'s KeyStore, ctx: &Ctx<'_>, blob: Option<&str>) -> Option<&'s Key> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(blob?)
-        .ok()?;
-    let parsed = ciphertext::parse(&bytes).ok()?;
-    store.by_id(&parsed.header.key_id, ctx.env.now())
+    let key_id = ciphertext::key_id_of_base64(blob?)?;
+    store.by_id(&key_id, ctx.env.now())
 }
 
 /// Authorizes one request before its operation runs.

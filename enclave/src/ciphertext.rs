@@ -152,6 +152,28 @@ pub fn parse(blob: &[u8]) -> KmsResult<ParsedBlob<'_>> {
     })
 }
 
+/// The key a blob names, read from the base64 text of its first bytes only (authorization
+/// needs the key before the operation decodes and checks the whole blob). `None` where
+/// [`parse`] of the decoded blob would fail on its length, version or key id; the rest of
+/// the text is not checked here.
+pub fn key_id_of_base64(blob: &str) -> Option<Uuid> {
+    use base64::Engine as _;
+    // 24 characters are 18 bytes: the version and the key id.
+    const PREFIX: usize = 24;
+    let padding = blob.bytes().rev().take(2).filter(|&b| b == b'=').count();
+    if (blob.len() / 4 * 3).saturating_sub(padding) < OVERHEAD {
+        return None;
+    }
+    let head = base64::engine::general_purpose::STANDARD
+        .decode(blob.get(..PREFIX)?)
+        .ok()?;
+    if head.first() != Some(&FORMAT_V1) {
+        return None;
+    }
+    let id: [u8; 16] = head.get(1..17)?.try_into().ok()?;
+    Some(Uuid::from_bytes(id))
+}
+
 impl ParsedBlob<'_> {
     /// Opens the blob with the material of the key version its header names.
     ///
@@ -214,6 +236,34 @@ mod tests {
         let parsed = parse(&blob).unwrap();
         assert_eq!(parsed.header, header());
         assert_eq!(&parsed.open(&m, &c).unwrap()[..], b"hello");
+    }
+
+    /// The key id read from the base64 prefix is the one `parse` reads from the whole blob,
+    /// and it is absent wherever `parse` fails on length or version.
+    #[test]
+    fn key_id_from_the_base64_prefix_agrees_with_parse() {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let m = material(1);
+        let e = OsEntropy::default();
+        for len in [0usize, 1, 2, 3, 4096] {
+            let blob = seal(&m, header(), &ctx(&[]), &vec![9; len], &e).unwrap();
+            assert_eq!(
+                key_id_of_base64(&b64(&blob)),
+                Some(header().key_id),
+                "{len}"
+            );
+            for cut in [OVERHEAD - 1, OVERHEAD - 2, OVERHEAD - 3, 17, 0] {
+                assert!(parse(&blob[..cut]).is_err());
+                assert_eq!(key_id_of_base64(&b64(&blob[..cut])), None, "cut {cut}");
+            }
+            let mut other = blob.clone();
+            other[0] = 2;
+            assert!(parse(&other).is_err());
+            assert_eq!(key_id_of_base64(&b64(&other)), None);
+        }
+        assert_eq!(key_id_of_base64(&"*".repeat(200)), None);
+        assert_eq!(key_id_of_base64("é".repeat(100).as_str()), None);
     }
 
     #[test]
