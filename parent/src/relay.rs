@@ -242,8 +242,10 @@ enum End {
 /// The enclave may answer and close before reading all a client sends (a request over the
 /// body limit). Writing to it then fails, but its answer is still to be delivered: the
 /// client-to-enclave direction turns to reading and dropping the client's bytes, the answer
-/// and an orderly close go to the client, and the relay keeps draining for a bounded time so
-/// that closing does not reset the connection under a client still reading. A failed read
+/// and an orderly close go to the client, and the relay keeps draining for a bounded time
+/// ([`LINGER`], [`LINGER_BYTES`], once the answer is delivered; until then the idle timeout
+/// bounds it) so that closing does not reset the connection under a client still reading. A
+/// failed read
 /// from the enclave likewise ends that direction like an EOF, after what it had delivered.
 /// Errors on the client's side end the relay at once: nobody is left to deliver to.
 ///
@@ -274,7 +276,9 @@ async fn relay(
                         counters.bytes_to_enclave.fetch_add(n, Ordering::Relaxed);
                         true
                     }
-                    Ok(Step::Dropped) if up.dropped > LINGER_BYTES => return Ok(End::Lingered),
+                    Ok(Step::Dropped) if down.done && up.dropped > LINGER_BYTES => {
+                        return Ok(End::Lingered)
+                    }
                     Ok(step) => step.moved(),
                     Err(Failed::Write(e)) => {
                         debug!(error = %e, "the enclave stopped reading; draining the client");
@@ -301,7 +305,8 @@ async fn relay(
                 }
             }
             () = &mut idle => return Ok(End::Idle),
-            () = &mut linger, if up.dropping => return Ok(End::Lingered),
+            // The answer first: the bounds apply once it was delivered.
+            () = &mut linger, if up.dropping && down.done => return Ok(End::Lingered),
         };
         if moved {
             idle.as_mut().reset(Instant::now() + idle_timeout);
