@@ -349,6 +349,10 @@ async fn child(args: ChildArgs) -> anyhow::Result<()> {
                 () = serve(listener, acceptor, response_body(size)) => {}
                 () = until_eof(stdin) => {}
             }
+            // Also when the bench died without removing it.
+            if let Address::Unix(path) = &listen {
+                let _ = std::fs::remove_file(path);
+            }
         }
         Role::Relay { to, listen } => {
             let listener = Listener::bind(&listen)
