@@ -41,6 +41,23 @@ pub struct RelayConfig {
     pub connect_timeout: Duration,
 }
 
+/// `ekms-parent`'s defaults: connections relayed at once, idle and connect timeouts (seconds).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
+
+impl RelayConfig {
+    /// Relays to `enclave` with `ekms-parent`'s defaults.
+    pub fn with_defaults(enclave: Address) -> Self {
+        RelayConfig {
+            enclave,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+        }
+    }
+}
+
 /// Counters of a running relay, cheap to clone and to read (for metrics).
 #[derive(Debug, Clone, Default)]
 pub struct RelayStats {

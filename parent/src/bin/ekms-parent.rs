@@ -41,16 +41,16 @@ struct Args {
     enclave: Address,
 
     /// Connections relayed at once; further clients wait in the listen backlog.
-    #[arg(long, value_name = "N", default_value = "1024")]
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(relay::DEFAULT_MAX_CONNECTIONS).unwrap_or(NonZeroUsize::MIN))]
     max_connections: NonZeroUsize,
 
     /// Close a connection after this many seconds without traffic in either direction.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300,
+    #[arg(long, value_name = "SECONDS", default_value_t = relay::DEFAULT_IDLE_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout_secs: u64,
 
     /// Give up on reaching the enclave for a connection after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5,
+    #[arg(long, value_name = "SECONDS", default_value_t = relay::DEFAULT_CONNECT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     connect_timeout_secs: u64,
 

@@ -222,12 +222,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .response_len
                 .unwrap_or_else(|| typical_response_len(args.op, args.size));
             let ekms_exe = std::env::current_exe().context("locating the ekms binary")?;
-            let server = baseline::start(
-                len,
-                connector.endpoint().https,
-                baseline::Placement::Processes(ekms_exe),
-            )
-            .await?;
+            let server = baseline::start(len, connector.endpoint().https, &ekms_exe).await?;
             let base_connector =
                 Connector::new(server.endpoint.clone(), server.tls_client.clone())?;
             base = Some((server, base_connector));
@@ -497,9 +492,9 @@ mod tests {
         assert!(err.contains("--op unseal only"), "{err}");
     }
 
-    /// The generator, the signer and the baseline together: load the baseline (in this
-    /// process and as child processes of the built `ekms`, plain and TLS) for a short window
-    /// and check that requests flow without errors.
+    /// The generator, the signer and the baseline together: load the baseline (child
+    /// processes of the built `ekms`, plain and TLS) for a short window and check that
+    /// requests flow without errors.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn generator_drives_the_baseline_without_errors() {
         // target/<profile>/deps/<this test> -> target/<profile>/ekms (scripts/test.sh builds it).
@@ -509,15 +504,8 @@ mod tests {
             .and_then(std::path::Path::parent)
             .unwrap()
             .join("ekms");
-        let placements = [
-            baseline::Placement::InProcess,
-            baseline::Placement::Processes(ekms),
-        ];
-        for (placement, tls) in placements
-            .iter()
-            .flat_map(|p| [(p.clone(), false), (p.clone(), true)])
-        {
-            let base = baseline::start(1000, tls, placement.clone()).await.unwrap();
+        for tls in [false, true] {
+            let base = baseline::start(1000, tls, &ekms).await.unwrap();
             let connector = Connector::new(base.endpoint.clone(), base.tls_client.clone()).unwrap();
             let creds = credentials::Credentials::for_tests("AKIDEXAMPLE", "secret");
             let signer = Arc::new(Signer::new(&creds, "us-east-1".into()));
@@ -533,7 +521,7 @@ mod tests {
             };
             let outcome = load::run(&connector, &signer, &workload, plan).await;
             assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
-            assert!(outcome.histogram.len() > 10, "{placement:?} tls={tls}");
+            assert!(outcome.histogram.len() > 10, "tls={tls}");
             assert_eq!(outcome.response_len, Some(1000));
             let summary = Summary::new(&outcome.histogram, outcome.errors, outcome.window);
             assert!(summary.requests_per_sec > 0.0);

@@ -9,7 +9,7 @@
 //! are the ceiling ekms is measured against. It is INSECURE on purpose: a self-signed
 //! certificate made at start, answers that mean nothing, no authentication.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,82 +26,43 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::client::{self, Endpoint, CONTENT_TYPE};
 use crate::cli::children::{self, Echo};
 use crate::relay::{self, RelayConfig};
 
-/// The loopback address the client-facing listener binds, on a port the OS picks.
+/// The loopback address the relay binds, on a port the OS picks.
 const LOOPBACK: &str = "127.0.0.1:0";
 
 /// Most bytes a baseline child reads from its stdin (the TLS identity line).
 const MAX_INPUT: u64 = 64 * 1024;
 
-/// Where the baseline's server and relay run.
-#[derive(Debug, Clone)]
-pub enum Placement {
-    /// Each in a process of its own, started from this `ekms` binary: what `ekms bench` uses.
-    Processes(PathBuf),
-    /// Both in this process, the server on loopback TCP (unit tests, which have no `ekms`
-    /// binary of their own to start).
-    InProcess,
-}
-
-/// A running baseline; dropping it stops the server and the relay.
+/// A running baseline: two child processes, killed on drop; each also exits when its stdin
+/// (held here) closes.
 pub struct Baseline {
     /// The relay's client-facing endpoint.
     pub endpoint: Endpoint,
     /// With TLS: a client configuration that trusts the baseline's own certificate.
     pub tls_client: Option<rustls::ClientConfig>,
-    running: Running,
-}
-
-enum Running {
-    InProcess {
-        server: JoinHandle<()>,
-        relay: JoinHandle<()>,
-        stop_relay: Option<oneshot::Sender<()>>,
-    },
-    /// Killed on drop; each also exits when its stdin (held here) closes.
-    Processes {
-        server: Box<Child>,
-        relay: Box<Child>,
-        socket: PathBuf,
-    },
+    server: Child,
+    relay: Child,
+    socket: PathBuf,
 }
 
 impl Drop for Baseline {
     fn drop(&mut self) {
-        match &mut self.running {
-            Running::InProcess {
-                server,
-                relay,
-                stop_relay,
-            } => {
-                if let Some(stop) = stop_relay.take() {
-                    let _ = stop.send(());
-                }
-                relay.abort();
-                server.abort();
-            }
-            Running::Processes { socket, .. } => {
-                let _ = std::fs::remove_file(socket);
-            }
-        }
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
 impl Baseline {
-    /// Stops the server and the relay and, for child processes, waits for them to end (so
-    /// their CPU time is counted with this process's children).
+    /// Stops the server and the relay and waits for them to end (so their CPU time is
+    /// counted with this process's children).
     pub async fn stop(mut self) {
-        if let Running::Processes { server, relay, .. } = &mut self.running {
-            let _ = server.kill().await;
-            let _ = relay.kill().await;
-        }
+        let _ = self.server.kill().await;
+        let _ = self.relay.kill().await;
     }
 }
 
@@ -128,125 +89,60 @@ struct Identity {
     key: String,
 }
 
-/// Starts the bare server (TLS when `tls`) and the relay in front of it, where `placement`
-/// says.
+/// Starts the bare server (TLS when `tls`) and the relay in front of it, as children of the
+/// `ekms` binary at `ekms` (this very one in `ekms bench`, the built one in tests).
 ///
 /// # Errors
 ///
-/// When a port or socket cannot be bound, a child does not start, or the TLS certificate
-/// cannot be made.
-pub async fn start(
-    response_len: usize,
-    tls: bool,
-    placement: Placement,
-) -> anyhow::Result<Baseline> {
+/// When a child does not start or is not ready, or the TLS certificate cannot be made.
+pub async fn start(response_len: usize, tls: bool, ekms: &Path) -> anyhow::Result<Baseline> {
     let identity = tls.then(self_signed).transpose()?;
     let tls_client = identity
         .as_ref()
         .map(|(cert, _)| client::tls_client_config(client::root_store(vec![cert.clone()])?))
         .transpose()?;
     let scheme = if tls { "https" } else { "http" };
-    match placement {
-        Placement::InProcess => {
-            let acceptor = identity
-                .map(|(cert, key)| acceptor(cert, key))
-                .transpose()?;
-            let server_listener = Listener::bind(&Address::Tcp(LOOPBACK.to_owned()))
-                .await
-                .context("binding the baseline server")?;
-            let server_addr = server_listener
-                .local_addr()
-                .context("baseline server address")?;
-            let body = response_body(response_len);
-            let server = tokio::spawn(serve(server_listener, acceptor, body));
-            let relay_listener = Listener::bind(&Address::Tcp(LOOPBACK.to_owned()))
-                .await
-                .context("binding the baseline relay")?;
-            let relay_addr = relay_listener
-                .local_addr()
-                .context("baseline relay address")?;
-            let (stop_relay, stopped) = oneshot::channel::<()>();
-            let relay = tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.await;
-                };
-                if let Err(e) =
-                    relay::serve(relay_listener, relay_config(server_addr), shutdown).await
-                {
-                    tracing::warn!(error = %e, "baseline relay failed");
-                }
-            });
-            Ok(Baseline {
-                endpoint: relay_endpoint(scheme, &relay_addr)?,
-                tls_client,
-                running: Running::InProcess {
-                    server,
-                    relay,
-                    stop_relay: Some(stop_relay),
-                },
-            })
-        }
-        Placement::Processes(ekms) => {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let socket = std::env::temp_dir().join(format!(
-                "ekms-baseline-{}-{}.sock",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_file(&socket);
-            let mut line = match &identity {
-                Some((cert, key)) => serde_json::to_vec(&Identity {
-                    cert: STANDARD.encode(cert),
-                    key: STANDARD.encode(key.secret_pkcs8_der()),
-                })?,
-                None => b"null".to_vec(),
-            };
-            line.push(b'\n');
-            let mut server_cmd = Command::new(&ekms);
-            server_cmd
-                .args(["bench-baseline", "server", "--size"])
-                .arg(response_len.to_string())
-                .arg("--listen")
-                .arg(Address::Unix(socket.clone()).to_string());
-            let (server, server_addr) = children::start_with_input(
-                "baseline-server",
-                server_cmd,
-                Echo::Stderr,
-                Some(&line),
-            )
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let socket = std::env::temp_dir().join(format!(
+        "ekms-baseline-{}-{}.sock",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&socket);
+    let mut line = match &identity {
+        Some((cert, key)) => serde_json::to_vec(&Identity {
+            cert: STANDARD.encode(cert),
+            key: STANDARD.encode(key.secret_pkcs8_der()),
+        })?,
+        None => b"null".to_vec(),
+    };
+    line.push(b'\n');
+    let mut server_cmd = Command::new(ekms);
+    server_cmd
+        .args(["bench-baseline", "server", "--size"])
+        .arg(response_len.to_string())
+        .arg("--listen")
+        .arg(Address::Unix(socket.clone()).to_string());
+    let (server, server_addr) =
+        children::start_with_input("baseline-server", server_cmd, Echo::Stderr, Some(&line))
             .await?;
-            let mut relay_cmd = Command::new(&ekms);
-            relay_cmd
-                .args(["bench-baseline", "relay", "--to", &server_addr])
-                .arg("--listen")
-                .arg(format!("tcp://{LOOPBACK}"));
-            let (relay, relay_addr) =
-                children::start_with_input("baseline-relay", relay_cmd, Echo::Stderr, Some(b""))
-                    .await?;
-            let relay_addr: Address = relay_addr
-                .parse()
-                .with_context(|| format!("the baseline relay's address {relay_addr}"))?;
-            Ok(Baseline {
-                endpoint: relay_endpoint(scheme, &relay_addr)?,
-                tls_client,
-                running: Running::Processes {
-                    server: Box::new(server),
-                    relay: Box::new(relay),
-                    socket,
-                },
-            })
-        }
-    }
-}
-
-/// The relay settings `ekms-parent` runs with by default.
-fn relay_config(server: Address) -> RelayConfig {
-    RelayConfig {
-        enclave: server,
-        max_connections: 4096,
-        idle_timeout: Duration::from_secs(60),
-        connect_timeout: Duration::from_secs(5),
-    }
+    let mut relay_cmd = Command::new(ekms);
+    relay_cmd
+        .args(["bench-baseline", "relay", "--to", &server_addr])
+        .arg("--listen")
+        .arg(format!("tcp://{LOOPBACK}"));
+    let (relay, relay_addr) =
+        children::start_with_input("baseline-relay", relay_cmd, Echo::Stderr, Some(b"")).await?;
+    let relay_addr: Address = relay_addr
+        .parse()
+        .with_context(|| format!("the baseline relay's address {relay_addr}"))?;
+    Ok(Baseline {
+        endpoint: relay_endpoint(scheme, &relay_addr)?,
+        tls_client,
+        server,
+        relay,
+        socket,
+    })
 }
 
 fn relay_endpoint(scheme: &str, relay: &Address) -> anyhow::Result<Endpoint> {
@@ -360,7 +256,7 @@ async fn child(args: ChildArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             let local = listener.local_addr().context("relay address")?;
             println!("baseline-relay listening on {local}");
-            relay::serve(listener, relay_config(to), until_eof(stdin))
+            relay::serve(listener, RelayConfig::with_defaults(to), until_eof(stdin))
                 .await
                 .map_err(|e| anyhow!("baseline relay: {e}"))?;
         }
