@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use ekms_shared::transport::{Listener, Stream};
+use ekms_shared::transport::{Listener, Stream, LINGER, LINGER_BYTES};
 
 use crate::admin::{Custody, Phase};
 use crate::audit::{AuditChain, Event, Head, Identity};
@@ -625,15 +625,10 @@ async fn connection(
     }
 }
 
-/// How long a connection closed by the server keeps reading (and dropping) what the client
-/// still sends, and how much of it at most.
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 1024 * 1024;
-
 /// Serves HTTP/1.1 on `io` until either side closes. When the server closes first (an
 /// answer with `Connection: close`, such as to a body over [`MAX_BODY`]), the client may
 /// still be sending: the write side is shut down, and what arrives is read and dropped for
-/// a bounded time, so the answer is not lost to a reset of unread bytes.
+/// a bounded time ([`LINGER`]), so the answer is not lost to a reset of unread bytes.
 async fn http<I>(
     io: I,
     service: Arc<Service>,

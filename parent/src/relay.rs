@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ekms_shared::transport::{self, Address, Listener, Stream};
+use ekms_shared::transport::{self, Address, Listener, Stream, LINGER, LINGER_BYTES};
 
 use crate::accept;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -293,7 +293,7 @@ async fn relay(
                         counters.bytes_to_enclave.fetch_add(n, Ordering::Relaxed);
                         true
                     }
-                    Ok(Step::Dropped) if down.done && up.dropped > LINGER_BYTES => {
+                    Ok(Step::Dropped) if down.done && up.dropped > LINGER_BYTES as u64 => {
                         return Ok(End::Lingered)
                     }
                     Ok(step) => step.moved(),
@@ -335,14 +335,6 @@ async fn relay(
         End::Finished
     })
 }
-
-/// How long the relay keeps reading and dropping a client's bytes once the enclave stopped
-/// reading them (see [`relay`]).
-const LINGER: Duration = Duration::from_secs(2);
-
-/// How many of a client's bytes the relay reads and drops at most once the enclave stopped
-/// reading them.
-const LINGER_BYTES: u64 = 1024 * 1024;
 
 /// One direction of a relayed connection.
 struct Pipe {

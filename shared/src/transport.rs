@@ -117,6 +117,14 @@ pub enum AddressError {
     },
 }
 
+/// A lingering close: once one side of a relayed or served connection has closed first, how
+/// long the other keeps reading (and dropping) what its peer still sends, and how many bytes at
+/// most, so that closing does not reset the connection under an answer still being read. The
+/// relay and the enclave's server both linger by these bounds.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// See [`LINGER`].
+pub const LINGER_BYTES: usize = 1024 * 1024;
+
 const VSOCK_FORM: &str = "vsock://CID:PORT";
 const TCP_FORM: &str = "tcp://HOST:PORT";
 
