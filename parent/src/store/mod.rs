@@ -16,6 +16,7 @@ use ekms_shared::wire::v1::{Record, RecordKey};
 use thiserror::Error;
 
 mod failing;
+mod journal;
 mod redb_store;
 mod service;
 
@@ -101,15 +102,26 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
-    /// A previous audit append failed and could not be undone, so the audit log's tail is
-    /// unknown; no commit is accepted until the store is reopened.
-    #[error(
-        "the audit log {path} is in an unknown state after an earlier failure; reopen the store"
-    )]
-    AuditLogPoisoned {
-        /// The audit log.
+    /// An earlier write or sync of this file failed, so its contents are unknown: no commit is
+    /// accepted until the store is reopened (which replays the journal).
+    #[error("an earlier write to {path} failed and its state is unknown; reopen the store")]
+    Poisoned {
+        /// The file.
         path: PathBuf,
     },
+    /// The journal stayed full: no checkpoint emptied it in time.
+    #[error(
+        "the journal {path} stayed full for {waited:?}; the store's checkpoints are not keeping up"
+    )]
+    JournalFull {
+        /// The full journal.
+        path: PathBuf,
+        /// How long the commit waited.
+        waited: std::time::Duration,
+    },
+    /// A commit whose parts do not fit the journal's 32-bit lengths.
+    #[error("the commit is too large for one journal entry")]
+    CommitTooLarge,
     /// An audit line contains `\n`, so it cannot be stored as one line.
     #[error("audit line {index} of commit {seq} contains a newline")]
     AuditLineHasNewline {

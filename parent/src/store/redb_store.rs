@@ -1,16 +1,21 @@
-//! [`RedbStore`]: sealed records and audit lines committed together in one redb transaction
-//! (one fsync per group commit), the audit lines then appended to an append-only file.
+//! [`RedbStore`]: group commits made durable by one append and one sync of a journal, and
+//! applied to redb and the audit log behind it.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ekms_shared::wire::v1::{Record, RecordKey};
-use redb::{Database, Durability, TableDefinition};
+use redb::{Database, Durability, TableDefinition, TableError};
 
+use super::journal::{self, Op};
 use super::{validate_batch, CommitBatch, Store, StoreError};
 
 /// The records file inside the data directory.
@@ -19,30 +24,57 @@ pub const DB_FILE: &str = "store.redb";
 /// The audit log inside the data directory: one opaque line per audit entry.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
+/// The two journal files inside the data directory: commits append to one while a checkpoint
+/// applies the other's entries to redb.
+pub const JOURNAL_FILES: [&str; 2] = ["journal.0", "journal.1"];
+
 /// (kind, id) → sealed bytes. redb orders tuple keys field by field and byte slices
 /// lexicographically, which is the (kind, id) order `load` pages in.
 const RECORDS: TableDefinition<(u8, &[u8]), &[u8]> = TableDefinition::new("records");
 
-/// Audit lines not yet known to be synced in `audit.jsonl`: the file offset where a commit's
-/// lines start → those lines (each with its `\n`), one entry per commit. Written in the same
-/// transaction as the records, so an acknowledged commit's lines are durable even if the file
-/// append is lost in a crash; `open` appends whatever the file lacks.
-const AUDIT_PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_pending");
+/// Written by earlier versions: audit lines not yet synced in the file, by file offset.
+/// [`RedbStore::open`] restores what the file lacks from it and removes it.
+const LEGACY_AUDIT_PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_pending");
 
-/// How often the audit file is synced, by a thread of its own, off the commit path (after which
-/// its pending lines are dropped from redb by the next commit).
-const AUDIT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// When checkpoints run and how large a journal may grow.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    /// How often the checkpointer applies the journal to redb when it has not filled up first.
+    interval: Duration,
+    /// A journal this long wakes the checkpointer at once.
+    checkpoint_bytes: u64,
+    /// A journal this long takes no more commits until a checkpoint switches journals; this
+    /// bounds the journal and the records held in memory beside it.
+    max_bytes: u64,
+    /// How long a commit waits for a full journal to be switched before it fails.
+    wait: Duration,
+}
 
-/// The embedded store: `DIR/store.redb` and `DIR/audit.jsonl`.
+impl Tuning {
+    const DEFAULT: Tuning = Tuning {
+        interval: Duration::from_secs(1),
+        checkpoint_bytes: 64 * 1024 * 1024,
+        max_bytes: 256 * 1024 * 1024,
+        wait: Duration::from_secs(30),
+    };
+}
+
+/// The embedded store: `DIR/store.redb`, `DIR/audit.jsonl` and the journals `DIR/journal.{0,1}`.
 ///
-/// A commit is one redb write transaction with [`Durability::Immediate`] (it returns after
-/// fsync) holding the records and the audit lines; only then are the lines appended to
-/// `audit.jsonl`, which a background thread syncs about once a second. So a group commit costs
-/// one fsync, and records and their audit lines are durable together or not at all. A crash can leave the
-/// file short of acknowledged lines; [`RedbStore::open`] restores them from redb.
+/// A group commit is one entry appended to the active journal and synced (`fdatasync`): that
+/// is when it is durable and acknowledged. Its records then wait in memory and its audit lines
+/// are appended to `audit.jsonl`, unsynced. About once a second (sooner when the journal
+/// reaches 64 MiB) a checkpoint thread switches commits to the other journal, syncs the audit
+/// log, applies the waiting records to redb in one durable transaction, and empties the
+/// journal it switched from. So a commit costs one sequential append and one sync, and redb's
+/// page writes are paid once per checkpoint instead of once per commit.
+///
+/// [`RedbStore::open`] replays both journals in order: their records into redb, and audit lines
+/// the file lacks (lost in a crash before its sync) into the file. A torn last entry was never
+/// acknowledged and is cut off.
 pub struct RedbStore {
-    db: Database,
-    audit: Arc<Mutex<AuditLog>>,
+    shared: Arc<Shared>,
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -51,17 +83,57 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// What the store and its checkpoint thread share.
+struct Shared {
+    db: Database,
+    state: Mutex<State>,
+    /// Wakes the checkpointer early: a journal filled up, or the store is closing.
+    wake: Condvar,
+    /// Wakes commits waiting for a full journal to be switched.
+    room: Condvar,
+    /// Held for a whole checkpoint: one at a time.
+    checkpointing: Mutex<()>,
+    /// A second handle on the audit log, synced by checkpoints outside the state lock.
+    audit_sync: File,
+    closing: AtomicBool,
+    tuning: Tuning,
+}
+
+/// A record key as the in-memory map orders it: (kind, id), as redb does.
+type Key = (u8, Vec<u8>);
+
+struct State {
+    /// The journal commits append to.
+    active: Journal,
+    /// The other journal: empty, or being applied by a checkpoint.
+    standby: Journal,
+    /// Records in a journal but not yet in redb: sealed bytes, or `None` when deleted.
+    pending: BTreeMap<Key, Option<Vec<u8>>>,
+    /// The next journal entry's generation.
+    next_gen: u64,
+    audit: AuditLog,
+    /// A write or sync of this file failed, so its contents are unknown: no commit is
+    /// accepted and no journal emptied until the store is reopened, which replays the journals.
+    poisoned: Option<PathBuf>,
+}
+
+/// A journal file. It is written in place from its start and never shrinks: once its blocks
+/// are allocated, an append followed by `fdatasync` writes data only (no file size or block
+/// map to update), about half the cost of a true append on ext4.
+struct Journal {
+    file: File,
+    path: PathBuf,
+    /// Where the next entry goes: the end of this round's entries.
+    len: u64,
+    /// The file's length: blocks written (with entries or zeros) that appends may reuse.
+    size: u64,
+}
+
 struct AuditLog {
     file: File,
     path: PathBuf,
     /// The length of the log as far as acknowledged commits go.
     len: u64,
-    /// How much of the log is known to be synced.
-    synced: u64,
-    /// Up to where redb's pending lines have been dropped (never beyond `synced`).
-    pruned: u64,
-    /// An append failed: the file's tail is unknown until `open` restores it from redb.
-    poisoned: bool,
 }
 
 fn redb_error<E: Into<redb::Error>>(action: &'static str) -> impl FnOnce(E) -> StoreError {
@@ -81,116 +153,106 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
 }
 
 impl RedbStore {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, replaying its journals.
     ///
-    /// A torn last audit line (a crash in the middle of an append, which was therefore never
-    /// acknowledged) is cut off.
+    /// A torn last audit line or journal entry (a crash in the middle of a write, which was
+    /// therefore never acknowledged) is cut off.
     ///
     /// # Errors
     ///
     /// The directory cannot be created, the database cannot be opened (corrupt, or already
-    /// open in another process: redb locks the file), or the audit log cannot be opened or
-    /// repaired.
+    /// open in another process: redb locks the file), or the audit log or a journal cannot be
+    /// read, repaired or synced.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_tuned(dir, Tuning::DEFAULT)
+    }
+
+    fn open_tuned(dir: &Path, tuning: Tuning) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_error("cannot create", dir))?;
         let db = Database::create(dir.join(DB_FILE)).map_err(redb_error("open the database"))?;
-        let mut txn = db
-            .begin_write()
-            .map_err(redb_error("begin a transaction"))?;
-        txn.set_durability(Durability::Immediate);
-        txn.open_table(RECORDS)
-            .map_err(redb_error("create the records table"))?;
-        txn.open_table(AUDIT_PENDING)
-            .map_err(redb_error("create the audit table"))?;
-        txn.commit()
-            .map_err(redb_error("commit the records table"))?;
         let mut audit = AuditLog::open(dir.join(AUDIT_FILE))?;
-        // Lines acknowledged but missing from the file (a crash before the append or the
-        // sync): append them from redb, sync, and forget them.
-        {
-            let txn = db
-                .begin_read()
-                .map_err(redb_error("begin a read transaction"))?;
-            let table = txn
-                .open_table(AUDIT_PENDING)
-                .map_err(redb_error("open the audit table"))?;
-            let mut restored = 0usize;
-            for entry in table
-                .range::<u64>(..)
-                .map_err(redb_error("read the audit table"))?
-            {
-                let (offset, lines) = entry.map_err(redb_error("read audit lines"))?;
-                let (offset, lines) = (offset.value(), lines.value());
-                if offset + lines.len() as u64 <= audit.len {
-                    continue; // already in the file
-                }
-                // The file was cut back to whole lines at open, so a commit whose lines reached
-                // the file only in part ends at one of its own line boundaries: append the rest.
-                let have = usize::try_from(audit.len.saturating_sub(offset)).unwrap_or(0);
-                if offset > audit.len {
-                    // The file lost more than a crash can explain (it was cut or replaced):
-                    // keep what redb holds; `ekms audit verify` will name the gap.
-                    tracing::error!(
-                        offset,
-                        file_len = audit.len,
-                        "the audit log is shorter than its acknowledged lines; appending them at its end"
-                    );
-                }
-                let missing = lines.get(have..).unwrap_or_default();
-                audit
-                    .file
-                    .write_all(missing)
-                    .map_err(io_error("cannot restore lines to", &audit.path))?;
-                audit.len += missing.len() as u64;
-                restored += missing.iter().filter(|&&b| b == b'\n').count();
-            }
-            if restored > 0 {
-                tracing::warn!(
-                    restored,
-                    "restored acknowledged audit lines the file had lost"
-                );
-            }
-        }
+        restore_legacy_lines(&db, &mut audit)?;
+        let mut journals = [
+            Journal::open(dir.join(JOURNAL_FILES[0]))?,
+            Journal::open(dir.join(JOURNAL_FILES[1]))?,
+        ];
+        let last_gen = replay(&db, &mut audit, &mut journals)?;
+        // Everything replayed is in redb (durably) and in the audit file: sync the file, then
+        // empty the journals.
         audit
             .file
             .sync_data()
             .map_err(io_error("cannot sync", &audit.path))?;
-        audit.synced = audit.len;
-        audit.pruned = audit.len;
-        {
-            let txn = db
-                .begin_write()
-                .map_err(redb_error("begin a transaction"))?;
-            txn.open_table(AUDIT_PENDING)
-                .map_err(redb_error("open the audit table"))?
-                .retain(|_, _| false)
-                .map_err(redb_error("clear the audit table"))?;
-            txn.commit().map_err(redb_error("commit"))?;
+        for journal in &mut journals {
+            journal.reset()?;
         }
-        // Make the new files' directory entries durable too.
+        // Make the files' directory entries durable too.
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error("cannot sync", dir))?;
-        let syncer = audit
+        let audit_sync = audit
             .file
             .try_clone()
             .map_err(io_error("cannot open", &audit.path))?;
-        let audit = Arc::new(Mutex::new(audit));
-        let weak = Arc::downgrade(&audit);
-        std::thread::Builder::new()
-            .name("audit-sync".to_owned())
-            .spawn(move || sync_audit_log(&weak, &syncer))
-            .map_err(io_error("cannot start the audit sync thread for", dir))?;
-        Ok(RedbStore { db, audit })
+        let [active, standby] = journals;
+        let shared = Arc::new(Shared {
+            db,
+            state: Mutex::new(State {
+                active,
+                standby,
+                pending: BTreeMap::new(),
+                next_gen: last_gen.map_or(0, |gen| gen + 1),
+                audit,
+                poisoned: None,
+            }),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+            checkpointing: Mutex::new(()),
+            audit_sync,
+            closing: AtomicBool::new(false),
+            tuning,
+        });
+        let thread_shared = Arc::clone(&shared);
+        let checkpointer = std::thread::Builder::new()
+            .name("store-checkpoint".to_owned())
+            .spawn(move || run_checkpointer(&thread_shared))
+            .map_err(io_error("cannot start the checkpoint thread for", dir))?;
+        Ok(RedbStore {
+            shared,
+            checkpointer: Some(checkpointer),
+        })
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Under the lock, so the checkpointer cannot miss the wake-up between its check and
+        // its wait.
+        let guard = self.shared.state.lock();
+        self.shared.closing.store(true, Ordering::SeqCst);
+        drop(guard);
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.checkpointer.take() {
+            // Waits for a checkpoint in progress, so the database is closed when this returns.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock_state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        // A panic while holding the lock leaves the files in an unknown state.
+        self.state.lock().map_err(|poisoned| StoreError::Poisoned {
+            path: poisoned.get_ref().audit.path.clone(),
+        })
     }
 
-    fn audit_log(&self) -> Result<MutexGuard<'_, AuditLog>, StoreError> {
-        // A panic while holding the lock leaves the log's tail unknown, like a failed undo.
-        self.audit
-            .lock()
-            .map_err(|poisoned| StoreError::AuditLogPoisoned {
-                path: poisoned.get_ref().path.clone(),
-            })
+    /// Marks the store unusable until reopened, and wakes commits waiting for room.
+    fn poison(&self, state: &mut State, path: &Path) {
+        if state.poisoned.is_none() {
+            state.poisoned = Some(path.to_owned());
+        }
+        self.room.notify_all();
     }
 }
 
@@ -199,77 +261,71 @@ impl Store for RedbStore {
         for batch in batches {
             validate_batch(batch)?;
         }
-        // Held for the whole commit: one writer at a time, audit lines in commit order.
-        let mut audit = self.audit_log()?;
-        if audit.poisoned {
-            return Err(StoreError::AuditLogPoisoned {
-                path: audit.path.clone(),
-            });
-        }
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(redb_error("begin a transaction"))?;
-        txn.set_durability(Durability::Immediate);
-        {
-            let mut table = txn
-                .open_table(RECORDS)
-                .map_err(redb_error("open the records table"))?;
-            for batch in batches {
-                for put in &batch.puts {
-                    table
-                        .insert((put.key.kind, put.key.id.as_slice()), put.sealed.as_slice())
-                        .map_err(redb_error("insert a record"))?;
-                }
-                for key in &batch.deletes {
-                    table
-                        .remove((key.kind, key.id.as_slice()))
-                        .map_err(redb_error("remove a record"))?;
-                }
+        let shared = &*self.shared;
+        let mut state = shared.lock_state()?;
+        let deadline = Instant::now() + shared.tuning.wait;
+        while state.active.len >= shared.tuning.max_bytes && state.poisoned.is_none() {
+            shared.wake.notify_all();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::JournalFull {
+                    path: state.active.path.clone(),
+                    waited: shared.tuning.wait,
+                });
             }
+            state = match shared.room.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(poisoned) => {
+                    return Err(StoreError::Poisoned {
+                        path: poisoned.into_inner().0.audit.path.clone(),
+                    })
+                }
+            };
         }
-        // The group's audit lines go into the same transaction, as one entry at the file
-        // offset they will have.
+        if let Some(path) = &state.poisoned {
+            return Err(StoreError::Poisoned { path: path.clone() });
+        }
         let size: usize = batches
             .iter()
             .flat_map(|b| &b.audit)
             .map(|line| line.len() + 1)
             .sum();
-        let mut buf = Vec::with_capacity(size);
+        let mut lines = Vec::with_capacity(size);
         for line in batches.iter().flat_map(|b| &b.audit) {
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
+            lines.extend_from_slice(line);
+            lines.push(b'\n');
         }
-        let synced = audit.synced;
-        if !buf.is_empty() || synced > audit.pruned {
-            let mut pending = txn
-                .open_table(AUDIT_PENDING)
-                .map_err(redb_error("open the audit table"))?;
-            if !buf.is_empty() {
-                pending
-                    .insert(audit.len, buf.as_slice())
-                    .map_err(redb_error("insert audit lines"))?;
+        let entry = journal::encode(state.next_gen, state.audit.len, batches, &lines)?;
+        if let Err(e) = state.active.append(&entry) {
+            let path = state.active.path.clone();
+            shared.poison(&mut state, &path);
+            return Err(e);
+        }
+        // Durable. The records wait for the next checkpoint; the lines go to the audit log.
+        state.next_gen += 1;
+        for batch in batches {
+            for put in &batch.puts {
+                state
+                    .pending
+                    .insert((put.key.kind, put.key.id.clone()), Some(put.sealed.clone()));
             }
-            // Lines the file holds synced are no longer needed here. Entries never straddle
-            // `synced`: it is always the end of some commit's lines.
-            if synced > audit.pruned {
-                pending
-                    .retain_in(..synced, |_, _| false)
-                    .map_err(redb_error("prune the audit table"))?;
+            for key in &batch.deletes {
+                state.pending.insert((key.kind, key.id.clone()), None);
             }
         }
-        // Dropping `txn` on any error above aborts it: nothing of the group is applied.
-        txn.commit().map_err(redb_error("commit"))?;
-        // Durable. Now the file; a failure here loses nothing (redb has the lines) but leaves
-        // the file's tail unknown, so further commits wait for a reopen to restore it.
-        audit.pruned = synced;
-        if !buf.is_empty() {
-            if let Err(e) = audit.file.write_all(&buf) {
-                tracing::error!(path = %audit.path.display(), error = %e, "cannot append to the audit log; refusing further commits until reopened");
-                audit.poisoned = true;
+        if !lines.is_empty() {
+            // A failure here loses nothing (the journal has the lines) but leaves the file's
+            // tail unknown, so further commits wait for a reopen to restore it.
+            if let Err(e) = state.audit.file.write_all(&lines) {
+                tracing::error!(path = %state.audit.path.display(), error = %e, "cannot append to the audit log; refusing further commits until reopened");
+                let path = state.audit.path.clone();
+                shared.poison(&mut state, &path);
                 return Ok(());
             }
-            audit.len += buf.len() as u64;
+            state.audit.len += lines.len() as u64;
+        }
+        if state.active.len >= shared.tuning.checkpoint_bytes {
+            shared.wake.notify_all();
         }
         Ok(())
     }
@@ -279,8 +335,14 @@ impl Store for RedbStore {
         after: Option<&RecordKey>,
         limit: usize,
     ) -> Result<(Vec<Record>, bool), StoreError> {
+        // Everything acknowledged into redb first, so that redb alone answers.
+        checkpoint(&self.shared)?;
+        if let Some(path) = &self.shared.lock_state()?.poisoned {
+            return Err(StoreError::Poisoned { path: path.clone() });
+        }
         let limit = limit.max(1);
         let txn = self
+            .shared
             .db
             .begin_read()
             .map_err(redb_error("begin a read transaction"))?;
@@ -313,6 +375,301 @@ impl Store for RedbStore {
     }
 }
 
+/// The checkpoint thread: a checkpoint every [`Tuning::interval`], or when woken by a full
+/// journal, until the store closes.
+fn run_checkpointer(shared: &Shared) {
+    loop {
+        {
+            let Ok(state) = shared.state.lock() else {
+                return;
+            };
+            if shared.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            if state.active.len < shared.tuning.checkpoint_bytes {
+                let Ok((_state, _)) = shared.wake.wait_timeout(state, shared.tuning.interval)
+                else {
+                    return;
+                };
+            }
+            if shared.closing.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+        if let Err(e) = checkpoint(shared) {
+            tracing::error!(error = %super::error_chain(&e), "store checkpoint failed; refusing further commits until reopened");
+        }
+    }
+}
+
+/// Applies the active journal's records to redb and empties it: commits switch to the other
+/// journal (so they go on meanwhile), the audit log is synced (the journal also holds lines
+/// the file may not yet have on disk), the records go to redb in one durable transaction, and
+/// the journal is emptied. Does nothing when the store is poisoned.
+///
+/// # Errors
+///
+/// A sync, the transaction or the truncation failed; the store is then poisoned.
+fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
+    let _one = shared
+        .checkpointing
+        .lock()
+        .map_err(|_| StoreError::Poisoned {
+            path: PathBuf::from(JOURNAL_FILES[0]),
+        })?;
+    let (records, old, old_path) = {
+        let mut state = shared.lock_state()?;
+        if state.poisoned.is_some() || state.active.len == 0 {
+            return Ok(());
+        }
+        let State {
+            active, standby, ..
+        } = &mut *state;
+        std::mem::swap(active, standby);
+        let records = std::mem::take(&mut state.pending);
+        let old = state.standby.file.try_clone();
+        let old_path = state.standby.path.clone();
+        shared.room.notify_all();
+        match old {
+            Ok(old) => (records, old, old_path),
+            Err(e) => {
+                shared.poison(&mut state, &old_path);
+                return Err(io_error("cannot open", &old_path)(e));
+            }
+        }
+    };
+    let applied = shared
+        .audit_sync
+        .sync_data()
+        .map_err(io_error("cannot sync the audit log", Path::new(AUDIT_FILE)))
+        .and_then(|()| apply(&shared.db, &records))
+        .and_then(|()| reset(&old, &old_path));
+    let mut state = shared.lock_state()?;
+    match applied {
+        Ok(()) => {
+            state.standby.len = 0;
+            Ok(())
+        }
+        Err(e) => {
+            shared.poison(&mut state, &old_path);
+            Err(e)
+        }
+    }
+}
+
+/// Writes `records` to redb in one durable transaction.
+fn apply(db: &Database, records: &BTreeMap<Key, Option<Vec<u8>>>) -> Result<(), StoreError> {
+    let mut txn = db
+        .begin_write()
+        .map_err(redb_error("begin a transaction"))?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut table = txn
+            .open_table(RECORDS)
+            .map_err(redb_error("open the records table"))?;
+        for ((kind, id), sealed) in records {
+            match sealed {
+                Some(sealed) => {
+                    table
+                        .insert((*kind, id.as_slice()), sealed.as_slice())
+                        .map_err(redb_error("insert a record"))?;
+                }
+                None => {
+                    table
+                        .remove((*kind, id.as_slice()))
+                        .map_err(redb_error("remove a record"))?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(redb_error("commit"))
+}
+
+/// Empties a journal by zeroing its first entry's header, synced: a journal is read from its
+/// start up to its first entry that is not whole.
+fn reset(file: &File, path: &Path) -> Result<(), StoreError> {
+    if file
+        .metadata()
+        .map_err(io_error("cannot stat the journal", path))?
+        .len()
+        == 0
+    {
+        return Ok(());
+    }
+    file.write_all_at(&[0; journal::HEADER_LEN], 0)
+        .and_then(|()| file.sync_data())
+        .map_err(io_error("cannot empty the journal", path))
+}
+
+/// Replays both journals, oldest entries first, into redb (one durable transaction) and into
+/// the audit file, each up to its last whole entry. Returns the last entry's generation.
+fn replay(
+    db: &Database,
+    audit: &mut AuditLog,
+    journals: &mut [Journal; 2],
+) -> Result<Option<u64>, StoreError> {
+    let mut readers = Vec::with_capacity(2);
+    for (index, journal) in journals.iter().enumerate() {
+        let file = journal
+            .file
+            .try_clone()
+            .map_err(io_error("cannot open", &journal.path))?;
+        let mut reader = journal::Reader::new(file, journal.size);
+        let first = reader.next_entry(&journal.path)?;
+        readers.push((first, reader, index));
+    }
+    // The journal whose first entry is older goes first; an empty one has nothing to give.
+    readers.sort_by_key(|(first, _, _)| first.as_ref().map_or(u64::MAX, |e| e.gen));
+    let mut txn = db
+        .begin_write()
+        .map_err(redb_error("begin a transaction"))?;
+    txn.set_durability(Durability::Immediate);
+    let mut last_gen: Option<u64> = None;
+    let mut replayed = 0u64;
+    {
+        let mut table = txn
+            .open_table(RECORDS)
+            .map_err(redb_error("create the records table"))?;
+        for (first, mut reader, index) in readers {
+            let journal = &journals[index];
+            if let (Some(entry), Some(last)) = (&first, last_gen) {
+                if entry.gen <= last {
+                    // Not a successor of the other journal's entries: not this store's history.
+                    tracing::error!(path = %journal.path.display(), gen = entry.gen, last, "journal entries out of order; ignoring this journal");
+                    continue;
+                }
+            }
+            let mut next = first;
+            while let Some(entry) = next {
+                for op in &entry.ops {
+                    match op {
+                        Op::Put(key, sealed) => {
+                            table
+                                .insert((key.kind, key.id.as_slice()), sealed.as_slice())
+                                .map_err(redb_error("insert a record"))?;
+                        }
+                        Op::Delete(key) => {
+                            table
+                                .remove((key.kind, key.id.as_slice()))
+                                .map_err(redb_error("remove a record"))?;
+                        }
+                    }
+                }
+                audit.restore(entry.audit_offset, &entry.lines)?;
+                last_gen = Some(entry.gen);
+                replayed += 1;
+                // A journal is reused from its start: after its last entry come a torn entry,
+                // zeros, or entries of an earlier round, whose generations do not follow on.
+                next = reader
+                    .next_entry(&journal.path)?
+                    .filter(|next| next.gen == entry.gen + 1);
+            }
+        }
+    }
+    txn.commit().map_err(redb_error("commit the replay"))?;
+    if replayed > 0 {
+        tracing::info!(entries = replayed, "replayed the store journal");
+    }
+    Ok(last_gen)
+}
+
+/// Stores written by earlier versions kept unsynced audit lines in redb: put back what the
+/// file lacks, sync it, and drop the table.
+fn restore_legacy_lines(db: &Database, audit: &mut AuditLog) -> Result<(), StoreError> {
+    {
+        let txn = db
+            .begin_read()
+            .map_err(redb_error("begin a read transaction"))?;
+        let table = match txn.open_table(LEGACY_AUDIT_PENDING) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(redb_error("open the audit table")(e)),
+        };
+        for entry in table
+            .range::<u64>(..)
+            .map_err(redb_error("read the audit table"))?
+        {
+            let (offset, lines) = entry.map_err(redb_error("read audit lines"))?;
+            audit.restore(offset.value(), lines.value())?;
+        }
+    }
+    audit
+        .file
+        .sync_data()
+        .map_err(io_error("cannot sync", &audit.path))?;
+    let txn = db
+        .begin_write()
+        .map_err(redb_error("begin a transaction"))?;
+    txn.delete_table(LEGACY_AUDIT_PENDING)
+        .map_err(redb_error("remove the audit table"))?;
+    txn.commit().map_err(redb_error("commit"))
+}
+
+impl Journal {
+    /// Zeros written at a time when a journal grows.
+    const GROWTH: u64 = 4 * 1024 * 1024;
+
+    fn open(path: PathBuf) -> Result<Self, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error("cannot open the journal", &path))?;
+        let size = file
+            .metadata()
+            .map_err(io_error("cannot stat the journal", &path))?
+            .len();
+        Ok(Journal {
+            file,
+            path,
+            len: 0,
+            size,
+        })
+    }
+
+    /// Appends `entry` and syncs it. When the entry reaches past the file's end, the file
+    /// first grows by at least [`Self::GROWTH`] of zeros, synced, so that later appends there
+    /// are overwrites.
+    fn append(&mut self, entry: &[u8]) -> Result<(), StoreError> {
+        let end = self.len + entry.len() as u64;
+        if end > self.size {
+            self.grow(end.max(self.size + Self::GROWTH))?;
+        }
+        self.file
+            .write_all_at(entry, self.len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_error("cannot append to the journal", &self.path))?;
+        self.len = end;
+        Ok(())
+    }
+
+    fn grow(&mut self, size: u64) -> Result<(), StoreError> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let mut at = self.size;
+        while at < size {
+            let n = (size - at).min(ZEROS.len() as u64);
+            self.file
+                .write_all_at(&ZEROS[..n as usize], at)
+                .map_err(io_error("cannot grow the journal", &self.path))?;
+            at += n;
+        }
+        self.file
+            .sync_data()
+            .map_err(io_error("cannot grow the journal", &self.path))?;
+        self.size = size;
+        Ok(())
+    }
+
+    /// Empties the journal: see [`reset`].
+    fn reset(&mut self) -> Result<(), StoreError> {
+        reset(&self.file, &self.path)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
 impl AuditLog {
     fn open(path: PathBuf) -> Result<Self, StoreError> {
         let file = OpenOptions::new()
@@ -336,45 +693,39 @@ impl AuditLog {
             file,
             path,
             len: complete,
-            synced: 0,
-            pruned: 0,
-            poisoned: false,
         })
     }
-}
 
-/// The audit sync thread: every [`AUDIT_SYNC_INTERVAL`], syncs what the log holds (without the
-/// lock, so commits go on meanwhile) and records it as synced. Ends with the store.
-fn sync_audit_log(audit: &Weak<Mutex<AuditLog>>, file: &File) {
-    loop {
-        std::thread::sleep(AUDIT_SYNC_INTERVAL);
-        let Some(shared) = audit.upgrade() else {
-            return;
-        };
-        let state = match shared.lock() {
-            Ok(log) if !log.poisoned => Some((log.len, log.synced, log.path.clone())),
-            _ => None,
-        };
-        drop(shared);
-        let Some((len, synced, path)) = state else {
-            continue;
-        };
-        if len == synced {
-            continue;
+    /// Appends whatever the file lacks of `lines`, acknowledged lines that start at `offset`.
+    fn restore(&mut self, offset: u64, lines: &[u8]) -> Result<(), StoreError> {
+        if offset + lines.len() as u64 <= self.len {
+            return Ok(()); // already in the file
         }
-        if let Err(e) = file.sync_data() {
-            tracing::error!(path = %path.display(), error = %e, "cannot sync the audit log");
-            continue;
+        // The file was cut back to whole lines at open, so lines that reached the file only in
+        // part end at one of their own line boundaries: append the rest.
+        let have = usize::try_from(self.len.saturating_sub(offset)).unwrap_or(0);
+        if offset > self.len {
+            // The file lost more than a crash can explain (it was cut or replaced): keep what
+            // the journal holds; `ekms audit verify` will name the gap.
+            tracing::error!(
+                offset,
+                file_len = self.len,
+                "the audit log is shorter than its acknowledged lines; appending them at its end"
+            );
         }
-        let Some(shared) = audit.upgrade() else {
-            return;
-        };
-        let mut log = match shared.lock() {
-            Ok(log) => log,
-            Err(_) => return,
-        };
-        // Everything appended before the sync started is on disk now.
-        log.synced = log.synced.max(len);
+        let missing = lines.get(have..).unwrap_or_default();
+        self.file
+            .write_all(missing)
+            .map_err(io_error("cannot restore lines to", &self.path))?;
+        self.len += missing.len() as u64;
+        let restored = missing.iter().filter(|&&b| b == b'\n').count();
+        if restored > 0 {
+            tracing::warn!(
+                restored,
+                "restored acknowledged audit lines the file had lost"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -582,19 +933,67 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(), b"");
     }
 
+    /// A store whose checkpoints run only when a test asks.
+    fn open_manual(dir: &Path) -> RedbStore {
+        RedbStore::open_tuned(
+            dir,
+            Tuning {
+                interval: Duration::from_secs(3600),
+                ..Tuning::DEFAULT
+            },
+        )
+        .unwrap()
+    }
+
+    /// Where each journal's entries end, by file name.
+    fn journal_lens(store: &RedbStore) -> [u64; 2] {
+        let state = store.shared.state.lock().unwrap();
+        let mut lens = [0; 2];
+        for journal in [&state.active, &state.standby] {
+            let index = JOURNAL_FILES
+                .iter()
+                .position(|name| journal.path.ends_with(name))
+                .unwrap();
+            lens[index] = journal.len;
+        }
+        lens
+    }
+
+    /// What redb itself holds, without the records waiting in memory.
+    fn in_redb(store: &RedbStore) -> Vec<Record> {
+        let txn = store.shared.db.begin_read().unwrap();
+        let table = txn.open_table(RECORDS).unwrap();
+        table
+            .range::<(u8, &[u8])>(..)
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                let (kind, id) = k.value();
+                Record {
+                    key: RecordKey {
+                        kind,
+                        id: id.to_vec(),
+                    },
+                    sealed: v.value().to_vec(),
+                }
+            })
+            .collect()
+    }
+
     /// Once an audit append failed, the file's tail is unknown: every commit is refused,
-    /// whole, until the store is reopened, which restores the acknowledged lines from redb.
+    /// whole, until the store is reopened, which restores the acknowledged lines from the
+    /// journal.
     #[test]
     fn a_failed_audit_append_is_restored_at_reopen_and_refuses_commits_until_then() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path()).unwrap();
+        let store = open_manual(dir.path());
         store
             .commit(&[batch(1, vec![put(1, "keep", "v1")], vec![], &["one"])])
             .unwrap();
-        // A read-only handle makes the append fail after the durable commit.
+        // A read-only handle makes the append fail after the durable journal write.
         {
-            let mut audit = store.audit.lock().unwrap();
-            audit.file = File::open(&audit.path).unwrap();
+            let mut state = store.shared.state.lock().unwrap();
+            state.audit.file = File::open(&state.audit.path).unwrap();
         }
         store
             .commit(&[batch(2, vec![put(1, "new", "v2")], vec![], &["two"])])
@@ -602,14 +1001,21 @@ mod tests {
         let err = store
             .commit(&[batch(3, vec![put(1, "later", "v3")], vec![], &["three"])])
             .unwrap_err();
-        assert!(matches!(err, StoreError::AuditLogPoisoned { .. }), "{err}");
+        assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
+        // Nor does a checkpoint empty the journal that holds the lost line.
+        checkpoint(&store.shared).unwrap();
+        assert!(journal_lens(&store)[0] > 0);
+        assert!(matches!(
+            store.load(None, 10),
+            Err(StoreError::Poisoned { .. })
+        ));
+        drop(store);
+
+        let store = open_manual(dir.path());
         assert_eq!(
             load_all(&store, 10),
             vec![put(1, "keep", "v1"), put(1, "new", "v2")]
         );
-        drop(store);
-
-        let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(
             std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
             b"one\ntwo\n"
@@ -623,13 +1029,13 @@ mod tests {
         );
     }
 
-    /// A crash after the durable commit but before the append: the lines are in redb only,
-    /// and the next open puts them in the file.
+    /// A crash before the audit log's sync: the lines are in the journal, and the next open
+    /// puts back what the file lost.
     #[test]
     fn acknowledged_lines_lost_from_the_file_come_back_at_open() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = RedbStore::open(dir.path()).unwrap();
+            let store = open_manual(dir.path());
             store
                 .commit(&[batch(1, vec![], vec![], &["a", "b"])])
                 .unwrap();
@@ -637,72 +1043,300 @@ mod tests {
         }
         // Lose the unsynced tail: the file as if only "a" had reached the disk.
         std::fs::write(dir.path().join(AUDIT_FILE), b"a\n").unwrap();
-        drop(RedbStore::open(dir.path()).unwrap());
+        drop(open_manual(dir.path()));
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"a\nb\nc\n"
+        );
+        // Replayed and emptied: a second open has nothing to add.
+        let store = open_manual(dir.path());
+        assert_eq!(journal_lens(&store), [0, 0]);
+        drop(store);
         assert_eq!(
             std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
             b"a\nb\nc\n"
         );
     }
 
-    fn pending_offsets(store: &RedbStore) -> Vec<u64> {
-        let txn = store.db.begin_read().unwrap();
-        let table = txn.open_table(AUDIT_PENDING).unwrap();
-        table
-            .range::<u64>(..)
-            .unwrap()
-            .map(|e| e.unwrap().0.value())
-            .collect()
-    }
-
-    /// Each commit adds one pending entry; once the sync thread has synced the file, the next
-    /// commit drops the synced entries.
+    /// A commit is durable in the journal; redb gets its records at the checkpoint, which
+    /// empties the journal while commits go on in the other one.
     #[test]
-    fn synced_audit_lines_leave_redb_at_the_next_commit() {
+    fn a_checkpoint_moves_records_to_redb_and_empties_the_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path()).unwrap();
+        let store = open_manual(dir.path());
         store
-            .commit(&[batch(1, vec![], vec![], &["a", "b"])])
+            .commit(&[batch(
+                1,
+                vec![put(1, "a", "v1"), put(1, "b", "v1")],
+                vec![],
+                &["x"],
+            )])
             .unwrap();
-        store.commit(&[batch(2, vec![], vec![], &["c"])]).unwrap();
-        assert_eq!(pending_offsets(&store), vec![0, 4]);
-        let deadline = std::time::Instant::now() + AUDIT_SYNC_INTERVAL * 10;
-        while store.audit.lock().unwrap().synced < 6 {
-            assert!(std::time::Instant::now() < deadline, "never synced");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        store.commit(&[batch(3, vec![], vec![], &["d"])]).unwrap();
-        assert_eq!(pending_offsets(&store), vec![6]);
+        store
+            .commit(&[batch(2, vec![put(1, "a", "v2")], vec![key(1, "b")], &["y"])])
+            .unwrap();
+        assert_eq!(in_redb(&store), vec![]);
+        let [first, second] = journal_lens(&store);
+        assert!(first > 0 && second == 0, "{first} {second}");
+
+        checkpoint(&store.shared).unwrap();
+        assert_eq!(in_redb(&store), vec![put(1, "a", "v2")]);
+        assert_eq!(journal_lens(&store), [0, 0]);
+        store
+            .commit(&[batch(3, vec![put(1, "c", "v3")], vec![], &["z"])])
+            .unwrap();
+        let [first, second] = journal_lens(&store);
+        assert!(first == 0 && second > 0, "{first} {second}");
+        // `load` sees the waiting record: it checkpoints first.
+        assert_eq!(
+            load_all(&store, 10),
+            vec![put(1, "a", "v2"), put(1, "c", "v3")]
+        );
+        assert_eq!(journal_lens(&store), [0, 0]);
         assert_eq!(
             std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
-            b"a\nb\nc\nd\n"
+            b"x\ny\nz\n"
         );
+    }
+
+    /// A crash at any point leaves the journals in a state that replays to every acknowledged
+    /// commit: here, redb is behind (no checkpoint ran) and the audit file lost its tail.
+    #[test]
+    fn unapplied_commits_are_replayed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open_manual(dir.path());
+            store
+                .commit(&[batch(
+                    1,
+                    vec![put(1, "a", "v1"), put(1, "b", "v1")],
+                    vec![],
+                    &[],
+                )])
+                .unwrap();
+            checkpoint(&store.shared).unwrap();
+            store
+                .commit(&[
+                    batch(2, vec![put(1, "a", "v2")], vec![key(1, "b")], &["l2"]),
+                    batch(3, vec![put(1, "b", "v3")], vec![], &[]),
+                ])
+                .unwrap();
+            store
+                .commit(&[batch(4, vec![], vec![key(1, "a")], &["l4"])])
+                .unwrap();
+        }
+        std::fs::write(dir.path().join(AUDIT_FILE), b"").unwrap();
+        let store = open_manual(dir.path());
+        assert_eq!(in_redb(&store), vec![put(1, "b", "v3")]);
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"l2\nl4\n"
+        );
+    }
+
+    /// A crash after a checkpoint applied a journal but before it was emptied leaves entries in
+    /// both journals: they replay oldest first, whichever file holds them.
+    #[test]
+    fn both_journals_replay_in_generation_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = {
+            let store = open_manual(dir.path());
+            store
+                .commit(&[batch(1, vec![put(1, "k", "v1")], vec![], &["1"])])
+                .unwrap();
+            checkpoint(&store.shared).unwrap(); // commits now go to journal.1
+            store
+                .commit(&[batch(2, vec![put(1, "k", "v2")], vec![], &["2"])])
+                .unwrap();
+            let saved = std::fs::read(dir.path().join(JOURNAL_FILES[1])).unwrap();
+            checkpoint(&store.shared).unwrap(); // back to journal.0
+            store
+                .commit(&[batch(3, vec![put(1, "k", "v3")], vec![], &["3"])])
+                .unwrap();
+            saved
+        };
+        // journal.1's emptying "lost in the crash": its older entry is back.
+        std::fs::write(dir.path().join(JOURNAL_FILES[1]), saved).unwrap();
+        let store = open_manual(dir.path());
+        assert_eq!(load_all(&store, 10), vec![put(1, "k", "v3")]);
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"1\n2\n3\n"
+        );
+    }
+
+    /// A journal is reused from its start, so an earlier round's entries can follow this
+    /// round's, whole and at an entry boundary: they are not replayed.
+    #[test]
+    fn an_earlier_rounds_entries_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open_manual(dir.path());
+            store
+                .commit(&[batch(1, vec![put(1, "k", "v0")], vec![], &["0"])])
+                .unwrap();
+            store
+                .commit(&[batch(2, vec![], vec![key(1, "k")], &["1"])])
+                .unwrap();
+            checkpoint(&store.shared).unwrap();
+            store
+                .commit(&[batch(3, vec![put(1, "k", "v2")], vec![], &["2"])])
+                .unwrap();
+            checkpoint(&store.shared).unwrap();
+            // Back in journal.0, with an entry as long as the first: the second (the delete)
+            // follows it.
+            store
+                .commit(&[batch(4, vec![put(1, "k", "v3")], vec![], &["3"])])
+                .unwrap();
+        }
+        let store = open_manual(dir.path());
+        assert_eq!(load_all(&store, 10), vec![put(1, "k", "v3")]);
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"0\n1\n2\n3\n"
+        );
+    }
+
+    /// A torn last entry (the crash came during the append: never acknowledged) is cut off,
+    /// and the store goes on.
+    #[test]
+    fn a_torn_journal_entry_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let tail = {
+            let store = open_manual(dir.path());
+            store
+                .commit(&[batch(1, vec![put(1, "a", "v1")], vec![], &["one"])])
+                .unwrap();
+            store
+                .commit(&[batch(2, vec![put(1, "b", "v2")], vec![], &["two"])])
+                .unwrap();
+            journal_lens(&store)[0]
+        };
+        // The second entry's last bytes never reached the disk.
+        let path = dir.path().join(JOURNAL_FILES[0]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let tail = usize::try_from(tail).unwrap();
+        bytes[tail - 3..tail].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::write(dir.path().join(AUDIT_FILE), b"").unwrap();
+        let store = open_manual(dir.path());
+        assert_eq!(load_all(&store, 10), vec![put(1, "a", "v1")]);
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"one\n"
+        );
+        store
+            .commit(&[batch(3, vec![put(1, "c", "v3")], vec![], &["three"])])
+            .unwrap();
+        drop(store);
+        let store = open_manual(dir.path());
+        assert_eq!(
+            load_all(&store, 10),
+            vec![put(1, "a", "v1"), put(1, "c", "v3")]
+        );
+    }
+
+    /// A full journal wakes the checkpoint thread, and a commit waits for it to switch
+    /// journals; with no checkpoint coming, the wait is bounded.
+    #[test]
+    fn a_full_journal_waits_for_a_checkpoint_boundedly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open_tuned(
+            dir.path(),
+            Tuning {
+                interval: Duration::from_secs(3600),
+                checkpoint_bytes: 1,
+                max_bytes: 1,
+                wait: Duration::from_secs(30),
+            },
+        )
+        .unwrap();
+        for i in 0..20 {
+            store
+                .commit(&[batch(
+                    i,
+                    vec![put(1, &format!("{i:02}"), "v")],
+                    vec![],
+                    &["l"],
+                )])
+                .unwrap();
+        }
+        assert_eq!(load_all(&store, 100).len(), 20);
+        drop(store);
+
+        // No checkpointer to wake: the second commit fails after the wait.
+        let store = RedbStore::open_tuned(
+            dir.path(),
+            Tuning {
+                interval: Duration::from_secs(3600),
+                checkpoint_bytes: u64::MAX,
+                max_bytes: 1,
+                wait: Duration::from_millis(100),
+            },
+        )
+        .unwrap();
+        store.commit(&[batch(30, vec![], vec![], &["a"])]).unwrap();
+        let err = store
+            .commit(&[batch(31, vec![], vec![], &["b"])])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::JournalFull { .. }), "{err}");
+        checkpoint(&store.shared).unwrap();
+        store.commit(&[batch(32, vec![], vec![], &["c"])]).unwrap();
+    }
+
+    /// A store written by an earlier version kept unsynced lines in redb: they come back at
+    /// open, and the table is gone.
+    #[test]
+    fn lines_kept_in_redb_by_an_earlier_version_are_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(LEGACY_AUDIT_PENDING).unwrap();
+                table.insert(0u64, b"a\nb\n".as_slice()).unwrap();
+                table.insert(4u64, b"c\n".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        std::fs::write(dir.path().join(AUDIT_FILE), b"a\n").unwrap();
+        let store = open_manual(dir.path());
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"a\nb\nc\n"
+        );
+        let txn = store.shared.db.begin_read().unwrap();
+        assert!(matches!(
+            txn.open_table(LEGACY_AUDIT_PENDING),
+            Err(TableError::TableDoesNotExist(_))
+        ));
     }
 
     #[test]
     fn a_torn_audit_line_is_cut_off_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        drop(RedbStore::open(dir.path()).unwrap());
+        drop(open_manual(dir.path()));
         let path = dir.path().join(AUDIT_FILE);
         std::fs::write(&path, b"whole\nalso whole\ntor").unwrap();
-        let store = RedbStore::open(dir.path()).unwrap();
+        let store = open_manual(dir.path());
         assert_eq!(std::fs::read(&path).unwrap(), b"whole\nalso whole\n");
         store
             .commit(&[batch(1, vec![], vec![], &["next"])])
             .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole\nalso whole\nnext\n");
 
-        // No newline at all: everything is torn; the acknowledged line still held in redb
-        // ("next", not yet synced when the store closed) comes back.
+        // No newline at all: everything is torn; the acknowledged line still in the journal
+        // ("next": no checkpoint ran) comes back.
         drop(store);
         std::fs::write(&path, vec![b'x'; 200_000]).unwrap();
-        drop(RedbStore::open(dir.path()).unwrap());
+        drop(open_manual(dir.path()));
         assert_eq!(std::fs::read(&path).unwrap(), b"next\n");
     }
 
     #[test]
     fn a_second_open_of_the_same_directory_fails() {
         let dir = tempfile::tempdir().unwrap();
-        let _store = RedbStore::open(dir.path()).unwrap();
+        let _store = open_manual(dir.path());
         assert!(matches!(
             RedbStore::open(dir.path()),
             Err(StoreError::Redb { .. })

@@ -1,0 +1,378 @@
+//! The commit journal: each group commit as one appended, checksummed entry, synced before the
+//! commit is acknowledged. [`super::RedbStore`] applies entries to redb later, in bulk, and
+//! replays whatever was not yet applied when it opens.
+//!
+//! An entry, integers little-endian:
+//!
+//! ```text
+//! magic "ekj1" | gen u64 | body_len u32 | SHA-256(magic ‖ gen ‖ body_len ‖ body) | body
+//! body = audit_offset u64 | op_count u32 | op* | lines_len u32 | lines
+//! op   = 1 u8 (put) | kind u8 | id_len u32 | id | sealed_len u32 | sealed
+//!      | 2 u8 (delete) | kind u8 | id_len u32 | id
+//! ```
+//!
+//! `gen` counts entries across the store's life, so entries of two journal files replay in
+//! order; `audit_offset` is where the entry's audit `lines` (each ending in `\n`) start in the
+//! audit log. The digest is not a security measure (the parent's disk is outside the trust
+//! boundary; the enclave authenticates what it loads): it tells a torn last entry from a whole
+//! one.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use ekms_shared::wire::v1::RecordKey;
+use ring::digest::{Context, SHA256};
+
+use super::{CommitBatch, StoreError};
+
+const MAGIC: [u8; 4] = *b"ekj1";
+const DIGEST_LEN: usize = 32;
+pub(super) const HEADER_LEN: usize = MAGIC.len() + 8 + 4 + DIGEST_LEN;
+const PUT: u8 = 1;
+const DELETE: u8 = 2;
+
+/// One change an entry makes to the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Op {
+    /// Insert or overwrite.
+    Put(RecordKey, Vec<u8>),
+    /// Remove (absent is fine).
+    Delete(RecordKey),
+}
+
+/// A decoded entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub gen: u64,
+    pub audit_offset: u64,
+    /// In the order they apply: each batch's puts, then its deletes, batch after batch.
+    pub ops: Vec<Op>,
+    /// The entry's audit lines, each ending in `\n`.
+    pub lines: Vec<u8>,
+}
+
+fn too_large() -> StoreError {
+    StoreError::CommitTooLarge
+}
+
+fn len_u32(len: usize) -> Result<[u8; 4], StoreError> {
+    u32::try_from(len)
+        .map(u32::to_le_bytes)
+        .map_err(|_| too_large())
+}
+
+/// The entry for one group commit. Its audit lines are `lines` (already joined, each with its
+/// `\n`), starting at `audit_offset` in the audit log.
+///
+/// # Errors
+///
+/// [`StoreError::CommitTooLarge`] if a length does not fit the format's 32 bits.
+pub(super) fn encode(
+    gen: u64,
+    audit_offset: u64,
+    batches: &[CommitBatch],
+    lines: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let ops: usize = batches.iter().map(|b| b.puts.len() + b.deletes.len()).sum();
+    let size = HEADER_LEN
+        + 8
+        + 4
+        + batches
+            .iter()
+            .map(|b| b.payload_len() + 10 * (b.puts.len() + b.deletes.len()))
+            .sum::<usize>()
+        + 4
+        + lines.len();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&gen.to_le_bytes());
+    out.extend_from_slice(&[0; 4 + DIGEST_LEN]);
+    out.extend_from_slice(&audit_offset.to_le_bytes());
+    out.extend_from_slice(&len_u32(ops)?);
+    for batch in batches {
+        for put in &batch.puts {
+            out.push(PUT);
+            out.push(put.key.kind);
+            out.extend_from_slice(&len_u32(put.key.id.len())?);
+            out.extend_from_slice(&put.key.id);
+            out.extend_from_slice(&len_u32(put.sealed.len())?);
+            out.extend_from_slice(&put.sealed);
+        }
+        for key in &batch.deletes {
+            out.push(DELETE);
+            out.push(key.kind);
+            out.extend_from_slice(&len_u32(key.id.len())?);
+            out.extend_from_slice(&key.id);
+        }
+    }
+    out.extend_from_slice(&len_u32(lines.len())?);
+    out.extend_from_slice(lines);
+    let body_len = len_u32(out.len() - HEADER_LEN)?;
+    out[12..16].copy_from_slice(&body_len);
+    let digest = digest_of(&out[..16], &out[HEADER_LEN..]);
+    out[16..HEADER_LEN].copy_from_slice(&digest);
+    Ok(out)
+}
+
+fn digest_of(head: &[u8], body: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut context = Context::new(&SHA256);
+    context.update(head);
+    context.update(body);
+    let mut out = [0; DIGEST_LEN];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
+
+/// A cursor over an entry's body; every read is bounds-checked.
+struct Body<'a>(&'a [u8]);
+
+impl<'a> Body<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u32(&mut self) -> Option<usize> {
+        let bytes: [u8; 4] = self.take(4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(bytes)).ok()
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let len = self.u32()?;
+        self.take(len).map(<[u8]>::to_vec)
+    }
+}
+
+fn decode_body(gen: u64, body: &[u8]) -> Option<Entry> {
+    let mut body = Body(body);
+    let audit_offset = body.u64()?;
+    let count = body.u32()?;
+    // Each op takes at least 6 bytes: a count beyond that is not this entry's.
+    let mut ops = Vec::with_capacity(count.min(body.0.len() / 6));
+    for _ in 0..count {
+        let tag = body.u8()?;
+        let key = RecordKey {
+            kind: body.u8()?,
+            id: body.bytes()?,
+        };
+        ops.push(match tag {
+            PUT => Op::Put(key, body.bytes()?),
+            DELETE => Op::Delete(key),
+            _ => return None,
+        });
+    }
+    let lines = body.bytes()?;
+    if !body.0.is_empty() || lines.last().is_some_and(|&b| b != b'\n') {
+        return None;
+    }
+    Some(Entry {
+        gen,
+        audit_offset,
+        ops,
+        lines,
+    })
+}
+
+/// The entries of a journal file, read in order up to its end or its first entry that is not
+/// whole (a write cut short by a crash), and the length of the whole entries.
+pub(super) struct Reader {
+    reader: BufReader<File>,
+    file_len: u64,
+    /// Bytes of whole entries read so far.
+    pub valid_len: u64,
+}
+
+impl Reader {
+    /// Reads `file` (of `file_len` bytes) from its start.
+    pub(super) fn new(file: File, file_len: u64) -> Self {
+        Reader {
+            reader: BufReader::with_capacity(256 * 1024, file),
+            file_len,
+            valid_len: 0,
+        }
+    }
+
+    /// The next whole entry, or `None` at the end of the whole entries.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read.
+    pub(super) fn next_entry(&mut self, path: &Path) -> Result<Option<Entry>, StoreError> {
+        let left = self.file_len - self.valid_len;
+        if left < HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        let mut header = [0u8; HEADER_LEN];
+        self.read_exact(&mut header, path)?;
+        if header[..4] != MAGIC {
+            return Ok(None);
+        }
+        let gen = u64::from_le_bytes(header[4..12].try_into().unwrap_or_default());
+        let body_len = u64::from(u32::from_le_bytes(
+            header[12..16].try_into().unwrap_or_default(),
+        ));
+        if body_len > left - HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        // Bounded by the file's length (checked above).
+        let mut body = vec![0u8; usize::try_from(body_len).map_err(|_| too_large())?];
+        self.read_exact(&mut body, path)?;
+        if digest_of(&header[..16], &body)[..] != header[16..] {
+            return Ok(None);
+        }
+        let Some(entry) = decode_body(gen, &body) else {
+            return Ok(None);
+        };
+        self.valid_len += HEADER_LEN as u64 + body_len;
+        Ok(Some(entry))
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8], path: &Path) -> Result<(), StoreError> {
+        self.reader
+            .read_exact(buf)
+            .map_err(|source| StoreError::Io {
+                action: "cannot read the journal",
+                path: path.to_owned(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write as _;
+
+    use ekms_shared::wire::v1::Record;
+
+    use super::*;
+
+    fn key(kind: u8, id: &str) -> RecordKey {
+        RecordKey {
+            kind,
+            id: id.as_bytes().to_vec(),
+        }
+    }
+
+    fn sample() -> Vec<CommitBatch> {
+        vec![
+            CommitBatch {
+                seq: 7,
+                puts: vec![
+                    Record {
+                        key: key(1, "a"),
+                        sealed: b"sealed-a".to_vec(),
+                    },
+                    Record {
+                        key: key(2, ""),
+                        sealed: vec![],
+                    },
+                ],
+                deletes: vec![key(3, "gone")],
+                audit: vec![],
+            },
+            CommitBatch {
+                seq: 8,
+                puts: vec![],
+                deletes: vec![key(1, "a")],
+                audit: vec![],
+            },
+        ]
+    }
+
+    fn read_all(bytes: &[u8]) -> (Vec<Entry>, u64) {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        use std::io::Seek as _;
+        file.rewind().unwrap();
+        let mut reader = Reader::new(file, bytes.len() as u64);
+        let mut entries = Vec::new();
+        while let Some(entry) = reader.next_entry(Path::new("journal")).unwrap() {
+            entries.push(entry);
+        }
+        (entries, reader.valid_len)
+    }
+
+    #[test]
+    fn entries_round_trip_in_apply_order() {
+        let lines = b"one\ntwo\n";
+        let mut file = encode(41, 1000, &sample(), lines).unwrap();
+        file.extend(encode(42, 1008, &[], b"").unwrap());
+        let (entries, valid) = read_all(&file);
+        assert_eq!(valid, file.len() as u64);
+        assert_eq!(
+            entries,
+            vec![
+                Entry {
+                    gen: 41,
+                    audit_offset: 1000,
+                    ops: vec![
+                        Op::Put(key(1, "a"), b"sealed-a".to_vec()),
+                        Op::Put(key(2, ""), vec![]),
+                        Op::Delete(key(3, "gone")),
+                        Op::Delete(key(1, "a")),
+                    ],
+                    lines: lines.to_vec(),
+                },
+                Entry {
+                    gen: 42,
+                    audit_offset: 1008,
+                    ops: vec![],
+                    lines: vec![],
+                },
+            ]
+        );
+    }
+
+    /// A crash can cut the last entry anywhere, or leave zeros or garbage after it: the whole
+    /// entries before it are read, and nothing after.
+    #[test]
+    fn a_torn_or_damaged_last_entry_ends_the_journal() {
+        let first = encode(1, 0, &sample(), b"l\n").unwrap();
+        let second = encode(2, 2, &sample(), b"m\n").unwrap();
+        let whole = [first.clone(), second.clone()].concat();
+        for cut in 0..second.len() {
+            let (entries, valid) = read_all(&whole[..first.len() + cut]);
+            assert_eq!(entries.len(), 1, "cut at {cut}");
+            assert_eq!(valid, first.len() as u64);
+        }
+        for flip in [0, 5, 13, 20, HEADER_LEN + 3, second.len() - 1] {
+            let mut damaged = whole.clone();
+            damaged[first.len() + flip] ^= 0x40;
+            let (entries, valid) = read_all(&damaged);
+            assert_eq!(entries.len(), 1, "flip at {flip}");
+            assert_eq!(valid, first.len() as u64);
+        }
+        let zeros = [first.clone(), vec![0; 4096]].concat();
+        assert_eq!(read_all(&zeros).1, first.len() as u64);
+        assert_eq!(read_all(&[]).0, vec![]);
+    }
+
+    /// A body whose digest matches but whose fields do not add up is not an entry either.
+    #[test]
+    fn a_malformed_body_is_refused() {
+        let mut entry = encode(1, 0, &sample(), b"x\n").unwrap();
+        // Claim one op more than the body holds, and re-seal the digest.
+        let count = u32::from_le_bytes(entry[HEADER_LEN + 8..HEADER_LEN + 12].try_into().unwrap());
+        entry[HEADER_LEN + 8..HEADER_LEN + 12].copy_from_slice(&(count + 1).to_le_bytes());
+        let digest = digest_of(&entry[..16], &entry[HEADER_LEN..]);
+        entry[16..HEADER_LEN].copy_from_slice(&digest);
+        assert_eq!(read_all(&entry), (vec![], 0));
+        // Lines that do not end in a newline.
+        let entry = encode(1, 0, &[], b"no newline").unwrap();
+        assert_eq!(read_all(&entry), (vec![], 0));
+    }
+}
