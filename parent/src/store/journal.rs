@@ -5,12 +5,13 @@
 //! An entry, integers little-endian:
 //!
 //! ```text
-//! magic "ekj1" | gen u64 | body_len u32 | SHA-256(magic ‖ gen ‖ body_len ‖ body) | body
+//! magic "ekj1" | gen u64 | body_len u32 | SHA-256(magic ‖ gen ‖ body_len ‖ body) | body | zeros
 //! body = audit_offset u64 | op_count u32 | op* | lines_len u32 | lines
 //! op   = 1 u8 (put) | kind u8 | id_len u32 | id | sealed_len u32 | sealed
 //!      | 2 u8 (delete) | kind u8 | id_len u32 | id
 //! ```
 //!
+//! Each entry starts at a multiple of 4096 bytes ([`BLOCK`]): the zeros pad it to the next.
 //! `gen` counts entries across the store's life, so entries of two journal files replay in
 //! order; `audit_offset` is where the entry's audit `lines` (each ending in `\n`) start in the
 //! audit log. The digest is not a security measure (the parent's disk is outside the trust
@@ -62,8 +63,60 @@ fn len_u32(len: usize) -> Result<[u8; 4], StoreError> {
         .map_err(|_| too_large())
 }
 
-/// The entry for one group commit. Its audit lines are `lines` (already joined, each with its
-/// `\n`), starting at `audit_offset` in the audit log.
+/// Entries start at multiples of this many bytes and are padded with zeros to one, so that a
+/// journal opened with `O_DIRECT` writes whole, aligned blocks.
+pub(super) const BLOCK: usize = 4096;
+
+/// `len` rounded up to a whole number of [`BLOCK`]s.
+pub(super) fn round_up(len: usize) -> usize {
+    len.div_ceil(BLOCK) * BLOCK
+}
+
+/// Zeroed bytes whose start is [`BLOCK`]-aligned in memory when the allocator allows it (what
+/// `O_DIRECT` asks of a buffer), `len` of them; [`Aligned::bytes`] gives them.
+pub(super) struct Aligned {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Aligned {
+    /// `len` zeros.
+    pub(super) fn zeroed(len: usize) -> Self {
+        // Room for any alignment offset; the buffer is never grown, so it never moves.
+        let mut buf: Vec<u8> = Vec::with_capacity(len + BLOCK);
+        let start = match buf.as_ptr().align_offset(BLOCK) {
+            offset if offset < BLOCK => offset,
+            _ => 0,
+        };
+        buf.resize(start + len, 0);
+        Aligned { buf, start }
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+}
+
+/// Appends to a slice, which was sized exactly beforehand.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+}
+
+/// The entry for one group commit, padded to whole [`BLOCK`]s, in an aligned buffer. Its audit
+/// lines are `lines` (already joined, each with its `\n`), starting at `audit_offset` in the
+/// audit log.
 ///
 /// # Errors
 ///
@@ -73,46 +126,55 @@ pub(super) fn encode(
     audit_offset: u64,
     batches: &[CommitBatch],
     lines: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let ops: usize = batches.iter().map(|b| b.puts.len() + b.deletes.len()).sum();
-    let size = HEADER_LEN
+) -> Result<Aligned, StoreError> {
+    let puts = batches.iter().flat_map(|b| &b.puts);
+    let deletes = batches.iter().flat_map(|b| &b.deletes);
+    let ops = batches
+        .iter()
+        .map(|b| b.puts.len() + b.deletes.len())
+        .sum::<usize>();
+    let len = HEADER_LEN
         + 8
         + 4
-        + batches
-            .iter()
-            .map(|b| b.payload_len() + 10 * (b.puts.len() + b.deletes.len()))
+        + puts
+            .map(|put| 10 + put.key.id.len() + put.sealed.len())
             .sum::<usize>()
+        + deletes.map(|key| 6 + key.id.len()).sum::<usize>()
         + 4
         + lines.len();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&gen.to_le_bytes());
-    out.extend_from_slice(&[0; 4 + DIGEST_LEN]);
-    out.extend_from_slice(&audit_offset.to_le_bytes());
-    out.extend_from_slice(&len_u32(ops)?);
+    let body_len = len_u32(len - HEADER_LEN)?;
+    let mut entry = Aligned::zeroed(round_up(len));
+    let mut out = Out {
+        buf: entry.bytes_mut(),
+        at: 0,
+    };
+    out.put(&MAGIC);
+    out.put(&gen.to_le_bytes());
+    out.put(&body_len);
+    out.at += DIGEST_LEN; // filled in below
+    out.put(&audit_offset.to_le_bytes());
+    out.put(&len_u32(ops)?);
     for batch in batches {
         for put in &batch.puts {
-            out.push(PUT);
-            out.push(put.key.kind);
-            out.extend_from_slice(&len_u32(put.key.id.len())?);
-            out.extend_from_slice(&put.key.id);
-            out.extend_from_slice(&len_u32(put.sealed.len())?);
-            out.extend_from_slice(&put.sealed);
+            out.put(&[PUT, put.key.kind]);
+            out.put(&len_u32(put.key.id.len())?);
+            out.put(&put.key.id);
+            out.put(&len_u32(put.sealed.len())?);
+            out.put(&put.sealed);
         }
         for key in &batch.deletes {
-            out.push(DELETE);
-            out.push(key.kind);
-            out.extend_from_slice(&len_u32(key.id.len())?);
-            out.extend_from_slice(&key.id);
+            out.put(&[DELETE, key.kind]);
+            out.put(&len_u32(key.id.len())?);
+            out.put(&key.id);
         }
     }
-    out.extend_from_slice(&len_u32(lines.len())?);
-    out.extend_from_slice(lines);
-    let body_len = len_u32(out.len() - HEADER_LEN)?;
-    out[12..16].copy_from_slice(&body_len);
-    let digest = digest_of(&out[..16], &out[HEADER_LEN..]);
-    out[16..HEADER_LEN].copy_from_slice(&digest);
-    Ok(out)
+    out.put(&len_u32(lines.len())?);
+    out.put(lines);
+    debug_assert_eq!(out.at, len);
+    let bytes = entry.bytes_mut();
+    let digest = digest_of(&bytes[..16], &bytes[HEADER_LEN..len]);
+    bytes[16..HEADER_LEN].copy_from_slice(&digest);
+    Ok(entry)
 }
 
 fn digest_of(head: &[u8], body: &[u8]) -> [u8; DIGEST_LEN] {
@@ -236,7 +298,13 @@ impl Reader {
         let Some(entry) = decode_body(gen, &body) else {
             return Ok(None);
         };
-        self.valid_len += HEADER_LEN as u64 + body_len;
+        // The padding to the next block, as far as the file goes.
+        let len = HEADER_LEN as u64 + body_len;
+        let padded = (round_up(usize::try_from(len).map_err(|_| too_large())?) as u64)
+            .min(self.file_len - self.valid_len);
+        let mut padding = vec![0u8; usize::try_from(padded - len).unwrap_or(0)];
+        self.read_exact(&mut padding, path)?;
+        self.valid_len += padded;
         Ok(Some(entry))
     }
 
@@ -306,11 +374,25 @@ mod tests {
         (entries, reader.valid_len)
     }
 
+    fn entry(gen: u64, audit_offset: u64, batches: &[CommitBatch], lines: &[u8]) -> Vec<u8> {
+        encode(gen, audit_offset, batches, lines)
+            .unwrap()
+            .bytes()
+            .to_vec()
+    }
+
+    /// The length of an encoded entry without its padding.
+    fn unpadded(entry: &[u8]) -> usize {
+        HEADER_LEN + u32::from_le_bytes(entry[12..16].try_into().unwrap()) as usize
+    }
+
     #[test]
     fn entries_round_trip_in_apply_order() {
         let lines = b"one\ntwo\n";
-        let mut file = encode(41, 1000, &sample(), lines).unwrap();
-        file.extend(encode(42, 1008, &[], b"").unwrap());
+        let mut file = entry(41, 1000, &sample(), lines);
+        assert_eq!(file.len(), BLOCK);
+        assert!(file[unpadded(&file)..].iter().all(|&b| b == 0));
+        file.extend(entry(42, 1008, &[], b""));
         let (entries, valid) = read_all(&file);
         assert_eq!(valid, file.len() as u64);
         assert_eq!(
@@ -337,19 +419,43 @@ mod tests {
         );
     }
 
+    /// Entries longer than a block take whole blocks, and buffers are aligned for O_DIRECT.
+    #[test]
+    fn entries_are_padded_to_whole_aligned_blocks() {
+        let big = vec![CommitBatch {
+            seq: 1,
+            puts: vec![Record {
+                key: key(1, "big"),
+                sealed: vec![7; 3 * BLOCK],
+            }],
+            ..CommitBatch::default()
+        }];
+        let encoded = encode(1, 0, &big, b"").unwrap();
+        assert_eq!(encoded.bytes().len(), 4 * BLOCK);
+        assert_eq!(encoded.bytes().as_ptr().align_offset(BLOCK), 0);
+        let file = [encoded.bytes(), &entry(2, 0, &[], b"x\n")].concat();
+        let (entries, valid) = read_all(&file);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(valid, 5 * BLOCK as u64);
+        assert_eq!(
+            Aligned::zeroed(BLOCK).bytes().as_ptr().align_offset(BLOCK),
+            0
+        );
+    }
+
     /// A crash can cut the last entry anywhere, or leave zeros or garbage after it: the whole
     /// entries before it are read, and nothing after.
     #[test]
     fn a_torn_or_damaged_last_entry_ends_the_journal() {
-        let first = encode(1, 0, &sample(), b"l\n").unwrap();
-        let second = encode(2, 2, &sample(), b"m\n").unwrap();
+        let first = entry(1, 0, &sample(), b"l\n");
+        let second = entry(2, 2, &sample(), b"m\n");
         let whole = [first.clone(), second.clone()].concat();
-        for cut in 0..second.len() {
+        for cut in 0..unpadded(&second) {
             let (entries, valid) = read_all(&whole[..first.len() + cut]);
             assert_eq!(entries.len(), 1, "cut at {cut}");
             assert_eq!(valid, first.len() as u64);
         }
-        for flip in [0, 5, 13, 20, HEADER_LEN + 3, second.len() - 1] {
+        for flip in [0, 5, 13, 20, HEADER_LEN + 3, unpadded(&second) - 1] {
             let mut damaged = whole.clone();
             damaged[first.len() + flip] ^= 0x40;
             let (entries, valid) = read_all(&damaged);
@@ -364,15 +470,16 @@ mod tests {
     /// A body whose digest matches but whose fields do not add up is not an entry either.
     #[test]
     fn a_malformed_body_is_refused() {
-        let mut entry = encode(1, 0, &sample(), b"x\n").unwrap();
+        let mut bytes = entry(1, 0, &sample(), b"x\n");
+        let len = unpadded(&bytes);
         // Claim one op more than the body holds, and re-seal the digest.
-        let count = u32::from_le_bytes(entry[HEADER_LEN + 8..HEADER_LEN + 12].try_into().unwrap());
-        entry[HEADER_LEN + 8..HEADER_LEN + 12].copy_from_slice(&(count + 1).to_le_bytes());
-        let digest = digest_of(&entry[..16], &entry[HEADER_LEN..]);
-        entry[16..HEADER_LEN].copy_from_slice(&digest);
-        assert_eq!(read_all(&entry), (vec![], 0));
+        let count = u32::from_le_bytes(bytes[HEADER_LEN + 8..HEADER_LEN + 12].try_into().unwrap());
+        bytes[HEADER_LEN + 8..HEADER_LEN + 12].copy_from_slice(&(count + 1).to_le_bytes());
+        let digest = digest_of(&bytes[..16], &bytes[HEADER_LEN..len]);
+        bytes[16..HEADER_LEN].copy_from_slice(&digest);
+        assert_eq!(read_all(&bytes), (vec![], 0));
         // Lines that do not end in a newline.
-        let entry = encode(1, 0, &[], b"no newline").unwrap();
-        assert_eq!(read_all(&entry), (vec![], 0));
+        let bytes = entry(1, 0, &[], b"no newline");
+        assert_eq!(read_all(&bytes), (vec![], 0));
     }
 }

@@ -48,6 +48,8 @@ struct Tuning {
     max_bytes: u64,
     /// How long a commit waits for a full journal to be switched before it fails.
     wait: Duration,
+    /// Whether to open the journals with `O_DIRECT | O_DSYNC` (where the file system allows).
+    direct: bool,
 }
 
 impl Tuning {
@@ -56,6 +58,7 @@ impl Tuning {
         checkpoint_bytes: 64 * 1024 * 1024,
         max_bytes: 256 * 1024 * 1024,
         wait: Duration::from_secs(30),
+        direct: true,
     };
 }
 
@@ -118,17 +121,21 @@ struct State {
 }
 
 /// A journal file. It is written in place from its start and never shrinks: once its blocks
-/// are allocated, an append followed by `fdatasync` writes data only (no file size or block
-/// map to update), about half the cost of a true append on ext4.
+/// are allocated, an append writes data only (no file size or block map to update). Opened
+/// with `O_DIRECT | O_DSYNC` where the file system allows, so that one `pwrite` of whole
+/// aligned blocks is durable when it returns, without a trip through the page cache: measured
+/// on this project's test machine, 8 KiB appended and `fdatasync`'d took 105 us and 51 us of
+/// CPU, the same through `O_DIRECT | O_DSYNC` 85 us and 36 us.
 struct Journal {
     file: File,
     path: PathBuf,
+    /// Whether `file` was opened with `O_DIRECT | O_DSYNC`.
+    direct: bool,
     /// Where the next entry goes: the end of this round's entries.
     len: u64,
     /// The file's length: blocks written (with entries or zeros) that appends may reuse.
     size: u64,
 }
-
 struct AuditLog {
     file: File,
     path: PathBuf,
@@ -173,8 +180,8 @@ impl RedbStore {
         let mut audit = AuditLog::open(dir.join(AUDIT_FILE))?;
         restore_legacy_lines(&db, &mut audit)?;
         let mut journals = [
-            Journal::open(dir.join(JOURNAL_FILES[0]))?,
-            Journal::open(dir.join(JOURNAL_FILES[1]))?,
+            Journal::open(dir.join(JOURNAL_FILES[0]), tuning.direct)?,
+            Journal::open(dir.join(JOURNAL_FILES[1]), tuning.direct)?,
         ];
         let last_gen = replay(&db, &mut audit, &mut journals)?;
         // Everything replayed is in redb (durably) and in the audit file: sync the file, then
@@ -485,18 +492,19 @@ fn apply(db: &Database, records: &BTreeMap<Key, Option<Vec<u8>>>) -> Result<(), 
     txn.commit().map_err(redb_error("commit"))
 }
 
-/// Empties a journal by zeroing its first entry's header, synced: a journal is read from its
-/// start up to its first entry that is not whole.
+/// Empties a journal by zeroing its first block, synced: a journal is read from its start up
+/// to its first entry that is not whole. (A whole aligned block, as O_DIRECT needs.)
 fn reset(file: &File, path: &Path) -> Result<(), StoreError> {
-    if file
+    let size = file
         .metadata()
         .map_err(io_error("cannot stat the journal", path))?
-        .len()
-        == 0
-    {
+        .len();
+    if size == 0 {
         return Ok(());
     }
-    file.write_all_at(&[0; journal::HEADER_LEN], 0)
+    let len = journal::BLOCK.min(usize::try_from(size).unwrap_or(journal::BLOCK));
+    let zeros = journal::Aligned::zeroed(journal::BLOCK);
+    file.write_all_at(&zeros.bytes()[..len], 0)
         .and_then(|()| file.sync_data())
         .map_err(io_error("cannot empty the journal", path))
 }
@@ -510,11 +518,7 @@ fn replay(
 ) -> Result<Option<u64>, StoreError> {
     let mut readers = Vec::with_capacity(2);
     for (index, journal) in journals.iter().enumerate() {
-        let file = journal
-            .file
-            .try_clone()
-            .map_err(io_error("cannot open", &journal.path))?;
-        let mut reader = journal::Reader::new(file, journal.size);
+        let mut reader = journal::Reader::new(journal.reader()?, journal.size);
         let first = reader.next_entry(&journal.path)?;
         readers.push((first, reader, index));
     }
@@ -609,14 +613,32 @@ impl Journal {
     /// Zeros written at a time when a journal grows.
     const GROWTH: u64 = 4 * 1024 * 1024;
 
-    fn open(path: PathBuf) -> Result<Self, StoreError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_error("cannot open the journal", &path))?;
+    fn open(path: PathBuf, try_direct: bool) -> Result<Self, StoreError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let options = |direct: bool| {
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            if direct {
+                options.custom_flags(nix::libc::O_DIRECT | nix::libc::O_DSYNC);
+            }
+            options
+        };
+        // Some file systems (tmpfs) refuse O_DIRECT: then writes go through the page cache,
+        // each followed by `fdatasync`.
+        let direct = if try_direct {
+            options(true).open(&path).ok()
+        } else {
+            None
+        };
+        let (file, direct) = match direct {
+            Some(file) => (file, true),
+            None => (
+                options(false)
+                    .open(&path)
+                    .map_err(io_error("cannot open the journal", &path))?,
+                false,
+            ),
+        };
         let size = file
             .metadata()
             .map_err(io_error("cannot stat the journal", &path))?
@@ -624,40 +646,72 @@ impl Journal {
         Ok(Journal {
             file,
             path,
+            direct,
             len: 0,
             size,
         })
     }
 
-    /// Appends `entry` and syncs it. When the entry reaches past the file's end, the file
-    /// first grows by at least [`Self::GROWTH`] of zeros, synced, so that later appends there
-    /// are overwrites.
-    fn append(&mut self, entry: &[u8]) -> Result<(), StoreError> {
+    /// A handle for reading the journal through the page cache (O_DIRECT reads would need
+    /// aligned buffers).
+    fn reader(&self) -> Result<File, StoreError> {
+        File::open(&self.path).map_err(io_error("cannot open", &self.path))
+    }
+
+    /// Writes `bytes` at `offset`, durably.
+    fn write_durably(&mut self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
+        let written = self.file.write_all_at(bytes, offset);
+        let written = match written {
+            // A file system that took O_DIRECT at open but not for this write: go on without.
+            Err(e) if self.direct && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                tracing::warn!(path = %self.path.display(), "the journal's file system refuses direct writes; writing through the page cache");
+                self.file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&self.path)
+                    .map_err(io_error("cannot reopen the journal", &self.path))?;
+                self.direct = false;
+                self.file.write_all_at(bytes, offset)
+            }
+            other => other,
+        };
+        written
+            .and_then(|()| {
+                if self.direct {
+                    Ok(()) // O_DSYNC: durable when the write returned
+                } else {
+                    self.file.sync_data()
+                }
+            })
+            .map_err(io_error("cannot write to the journal", &self.path))
+    }
+
+    /// Appends `entry` (whole blocks) durably. When the entry reaches past the file's end, the
+    /// file first grows by at least [`Self::GROWTH`] of zeros, so that later appends there are
+    /// overwrites.
+    fn append(&mut self, entry: &journal::Aligned) -> Result<(), StoreError> {
+        let entry = entry.bytes();
         let end = self.len + entry.len() as u64;
         if end > self.size {
             self.grow(end.max(self.size + Self::GROWTH))?;
         }
-        self.file
-            .write_all_at(entry, self.len)
-            .and_then(|()| self.file.sync_data())
-            .map_err(io_error("cannot append to the journal", &self.path))?;
+        self.write_durably(entry, self.len)?;
         self.len = end;
         Ok(())
     }
 
     fn grow(&mut self, size: u64) -> Result<(), StoreError> {
-        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-        let mut at = self.size;
+        const CHUNK: usize = 64 * 1024;
+        let zeros = journal::Aligned::zeroed(CHUNK);
+        // Whole blocks from a block boundary, as O_DIRECT needs.
+        let block = journal::BLOCK as u64;
+        let size = size.div_ceil(block) * block;
+        let mut at = self.size / block * block;
         while at < size {
-            let n = (size - at).min(ZEROS.len() as u64);
-            self.file
-                .write_all_at(&ZEROS[..n as usize], at)
-                .map_err(io_error("cannot grow the journal", &self.path))?;
+            let n = (size - at).min(CHUNK as u64);
+            self.write_durably(&zeros.bytes()[..n as usize], at)?;
             at += n;
         }
-        self.file
-            .sync_data()
-            .map_err(io_error("cannot grow the journal", &self.path))?;
         self.size = size;
         Ok(())
     }
@@ -1212,11 +1266,11 @@ mod tests {
                 .unwrap();
             journal_lens(&store)[0]
         };
-        // The second entry's last bytes never reached the disk.
+        // Each entry takes one block; the second's end never reached the disk.
+        assert_eq!(tail, 2 * journal::BLOCK as u64);
         let path = dir.path().join(JOURNAL_FILES[0]);
         let mut bytes = std::fs::read(&path).unwrap();
-        let tail = usize::try_from(tail).unwrap();
-        bytes[tail - 3..tail].fill(0);
+        bytes[journal::BLOCK + 40..2 * journal::BLOCK].fill(0);
         std::fs::write(&path, &bytes).unwrap();
         std::fs::write(dir.path().join(AUDIT_FILE), b"").unwrap();
         let store = open_manual(dir.path());
@@ -1248,6 +1302,7 @@ mod tests {
                 checkpoint_bytes: 1,
                 max_bytes: 1,
                 wait: Duration::from_secs(30),
+                direct: true,
             },
         )
         .unwrap();
@@ -1264,7 +1319,8 @@ mod tests {
         assert_eq!(load_all(&store, 100).len(), 20);
         drop(store);
 
-        // No checkpointer to wake: the second commit fails after the wait.
+        // A checkpoint that cannot run (its lock is held here): the second commit fails after
+        // the wait, and goes through once checkpoints can run again.
         let store = RedbStore::open_tuned(
             dir.path(),
             Tuning {
@@ -1272,16 +1328,59 @@ mod tests {
                 checkpoint_bytes: u64::MAX,
                 max_bytes: 1,
                 wait: Duration::from_millis(100),
+                direct: true,
             },
         )
         .unwrap();
         store.commit(&[batch(30, vec![], vec![], &["a"])]).unwrap();
-        let err = store
-            .commit(&[batch(31, vec![], vec![], &["b"])])
-            .unwrap_err();
-        assert!(matches!(err, StoreError::JournalFull { .. }), "{err}");
-        checkpoint(&store.shared).unwrap();
+        {
+            let _blocked = store.shared.checkpointing.lock().unwrap();
+            let err = store
+                .commit(&[batch(31, vec![], vec![], &["b"])])
+                .unwrap_err();
+            assert!(matches!(err, StoreError::JournalFull { .. }), "{err}");
+        }
         store.commit(&[batch(32, vec![], vec![], &["c"])]).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"l\n"
+                .repeat(20)
+                .into_iter()
+                .chain(b"a\nc\n".iter().copied())
+                .collect::<Vec<u8>>()
+        );
+    }
+
+    /// Without O_DIRECT (a file system that refuses it) the journal writes through the page
+    /// cache and syncs; commits, checkpoints and replay work the same.
+    #[test]
+    fn a_journal_without_direct_io_works_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let tuning = Tuning {
+            interval: Duration::from_secs(3600),
+            direct: false,
+            ..Tuning::DEFAULT
+        };
+        let store = RedbStore::open_tuned(dir.path(), tuning).unwrap();
+        assert!(!store.shared.state.lock().unwrap().active.direct);
+        store
+            .commit(&[batch(1, vec![put(1, "a", "v1")], vec![], &["one"])])
+            .unwrap();
+        checkpoint(&store.shared).unwrap();
+        store
+            .commit(&[batch(2, vec![put(1, "b", "v2")], vec![], &["two"])])
+            .unwrap();
+        drop(store);
+        std::fs::write(dir.path().join(AUDIT_FILE), b"").unwrap();
+        let store = RedbStore::open_tuned(dir.path(), tuning).unwrap();
+        assert_eq!(
+            load_all(&store, 10),
+            vec![put(1, "a", "v1"), put(1, "b", "v2")]
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(),
+            b"two\n"
+        );
     }
 
     /// A store written by an earlier version kept unsynced lines in redb: they come back at
