@@ -701,7 +701,7 @@ impl Journal {
     }
 
     fn grow(&mut self, size: u64) -> Result<(), StoreError> {
-        const CHUNK: usize = 64 * 1024;
+        const CHUNK: usize = 1024 * 1024;
         let zeros = journal::Aligned::zeroed(CHUNK);
         // Whole blocks from a block boundary, as O_DIRECT needs.
         let block = journal::BLOCK as u64;
