@@ -416,7 +416,7 @@ fn run_checkpointer(shared: &Shared) {
 ///
 /// # Errors
 ///
-/// A sync, the transaction or the truncation failed; the store is then poisoned.
+/// A sync, the transaction or emptying the journal failed; the store is then poisoned.
 fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     let _one = shared
         .checkpointing
