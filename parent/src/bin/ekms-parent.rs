@@ -3,7 +3,7 @@
 //!
 //! Binds `--listen`, relays every client connection to a new `--enclave` stream, and exits
 //! with code 0 on SIGTERM or SIGINT. With `--store-listen` and `--data-dir` it also opens
-//! `DATA_DIR/store.redb` and serves the store channel there. Once every listener is bound it
+//! the store in `DATA_DIR` and serves the store channel there. Once every listener is bound it
 //! prints `ekms-parent store on <address>` (with a store) and then `ekms-parent listening on
 //! <address>` on stdout: other programs wait for the last line. Logs go to stderr, filtered by
 //! `EKMS_LOG` (default `info`).
@@ -58,7 +58,7 @@ struct Args {
     #[arg(long, value_name = "ADDRESS", requires = "data_dir")]
     store_listen: Option<Address>,
 
-    /// Directory of the store (store.redb, audit.jsonl); created if missing.
+    /// Directory of the store (store.redb, journal.0, journal.1, audit.jsonl); created if missing.
     #[arg(long, value_name = "DIR", requires = "store_listen")]
     data_dir: Option<PathBuf>,
 }

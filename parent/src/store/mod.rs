@@ -5,8 +5,8 @@
 //! durability: a commit is acknowledged only once it is on disk (fsync), and a commit is applied
 //! whole or not at all.
 //!
-//! - [`Store`]: the seam, with [`RedbStore`] (redb, the default) and [`FailingStore`] (fault
-//!   injection for tests; both always compiled).
+//! - [`Store`]: the seam, with [`RedbStore`] (a commit journal in front of redb, the default)
+//!   and [`FailingStore`] (fault injection for tests; both always compiled).
 //! - [`serve_store`]: the store channel ([`ekms_shared::wire::v1`]) with group commit.
 
 use std::io;
@@ -53,7 +53,7 @@ impl CommitBatch {
 
 /// Durable storage of sealed records: the seam between the store channel and the disk.
 ///
-/// Methods block (they fsync); async callers run them with `spawn_blocking`.
+/// Methods block (they sync to disk); async callers run them with `spawn_blocking`.
 pub trait Store: Send + Sync + 'static {
     /// Applies every batch, in order, in one atomic and durable step: when this returns `Ok`,
     /// all of them survive a crash; when it returns `Err`, none of them was applied. Within a

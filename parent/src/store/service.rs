@@ -1,12 +1,12 @@
-//! The store channel's server side: frames in, one fsync per group of commits, answers out in
-//! request order.
+//! The store channel's server side: frames in, one synced write per group of commits, answers
+//! out in request order.
 //!
 //! Each connection has a reader and a writer. The reader decodes requests and, for each,
 //! queues a one-shot answer slot in the connection's ordered queue before dispatching it, so the
 //! writer sends answers in request order however they complete. `Ping` is answered at once,
 //! `Load` on the blocking pool, and `Commit` goes to the single group writer, shared by all
 //! connections: it takes everything queued (up to a cap), applies it with one
-//! [`Store::commit`] (one fsync) and answers each request.
+//! [`Store::commit`] (one synced write) and answers each request.
 //!
 //! Everything is bounded: frames by [`MAX_FRAME_LEN`], connections by a semaphore, commits
 //! waiting for the group writer by a channel, answers in flight per connection by the ordered
@@ -44,7 +44,7 @@ pub struct StoreServiceConfig {
     pub max_connections: usize,
     /// Commits waiting for the group writer, over all connections; readers wait when full.
     pub commit_queue_len: usize,
-    /// Most commits in one group (one `Store::commit`, one fsync).
+    /// Most commits in one group (one `Store::commit`, one synced write).
     pub max_group_commits: usize,
     /// Most payload bytes in one group; a single larger commit still goes alone.
     pub max_group_bytes: usize,
