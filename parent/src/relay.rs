@@ -262,8 +262,8 @@ enum End {
 /// and an orderly close go to the client, and the relay keeps draining for a bounded time
 /// ([`LINGER`], [`LINGER_BYTES`], once the answer is delivered; until then the idle timeout
 /// bounds it) so that closing does not reset the connection under a client still reading. A
-/// failed read
-/// from the enclave likewise ends that direction like an EOF, after what it had delivered.
+/// failed read from the enclave likewise ends that direction like an EOF, after what it had
+/// delivered.
 /// Errors on the client's side end the relay at once: nobody is left to deliver to.
 ///
 /// One explicit loop, one buffer per direction. Every branch of the `select!` is

@@ -114,9 +114,23 @@ impl Out<'_> {
     }
 }
 
-/// The entry for one group commit, padded to whole [`BLOCK`]s, in an aligned buffer. Its audit
-/// lines are `lines` (already joined, each with its `\n`), starting at `audit_offset` in the
-/// audit log.
+/// One group commit's journal entry, padded to whole [`BLOCK`]s in an aligned buffer, and
+/// where its audit lines lie in it.
+pub(super) struct Encoded {
+    pub entry: Aligned,
+    lines: std::ops::Range<usize>,
+}
+
+impl Encoded {
+    /// The group's audit lines, each ending in `\n`, as the entry holds them: what the audit
+    /// log gets appended, without another copy.
+    pub(super) fn lines(&self) -> &[u8] {
+        &self.entry.bytes()[self.lines.clone()]
+    }
+}
+
+/// The entry for one group commit: every batch's puts and deletes, and every batch's audit
+/// lines (each followed by `\n`), which start at `audit_offset` in the audit log.
 ///
 /// # Errors
 ///
@@ -125,14 +139,15 @@ pub(super) fn encode(
     gen: u64,
     audit_offset: u64,
     batches: &[CommitBatch],
-    lines: &[u8],
-) -> Result<Aligned, StoreError> {
+) -> Result<Encoded, StoreError> {
     let puts = batches.iter().flat_map(|b| &b.puts);
     let deletes = batches.iter().flat_map(|b| &b.deletes);
+    let lines = batches.iter().flat_map(|b| &b.audit);
     let ops = batches
         .iter()
         .map(|b| b.puts.len() + b.deletes.len())
         .sum::<usize>();
+    let lines_len = lines.clone().map(|line| line.len() + 1).sum::<usize>();
     let len = HEADER_LEN
         + 8
         + 4
@@ -141,7 +156,7 @@ pub(super) fn encode(
             .sum::<usize>()
         + deletes.map(|key| 6 + key.id.len()).sum::<usize>()
         + 4
-        + lines.len();
+        + lines_len;
     let body_len = len_u32(len - HEADER_LEN)?;
     let mut entry = Aligned::zeroed(round_up(len));
     let mut out = Out {
@@ -168,13 +183,20 @@ pub(super) fn encode(
             out.put(&key.id);
         }
     }
-    out.put(&len_u32(lines.len())?);
-    out.put(lines);
+    out.put(&len_u32(lines_len)?);
+    let lines_start = out.at;
+    for line in lines {
+        out.put(line);
+        out.put(b"\n");
+    }
     debug_assert_eq!(out.at, len);
     let bytes = entry.bytes_mut();
     let digest = digest_of(&bytes[..16], &bytes[HEADER_LEN..len]);
     bytes[16..HEADER_LEN].copy_from_slice(&digest);
-    Ok(entry)
+    Ok(Encoded {
+        entry,
+        lines: lines_start..len,
+    })
 }
 
 fn digest_of(head: &[u8], body: &[u8]) -> [u8; DIGEST_LEN] {
@@ -302,20 +324,24 @@ impl Reader {
         let len = HEADER_LEN as u64 + body_len;
         let padded = (round_up(usize::try_from(len).map_err(|_| too_large())?) as u64)
             .min(self.file_len - self.valid_len);
-        let mut padding = vec![0u8; usize::try_from(padded - len).unwrap_or(0)];
-        self.read_exact(&mut padding, path)?;
+        let padding = i64::try_from(padded - len).map_err(|_| too_large())?;
+        self.reader
+            .seek_relative(padding)
+            .map_err(read_error(path))?;
         self.valid_len += padded;
         Ok(Some(entry))
     }
 
     fn read_exact(&mut self, buf: &mut [u8], path: &Path) -> Result<(), StoreError> {
-        self.reader
-            .read_exact(buf)
-            .map_err(|source| StoreError::Io {
-                action: "cannot read the journal",
-                path: path.to_owned(),
-                source,
-            })
+        self.reader.read_exact(buf).map_err(read_error(path))
+    }
+}
+
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        action: "cannot read the journal",
+        path: path.to_owned(),
+        source,
     }
 }
 
@@ -374,9 +400,25 @@ mod tests {
         (entries, reader.valid_len)
     }
 
+    /// `batches` and then one more batch carrying `lines` (each ending in `\n`) as its audit
+    /// lines.
+    fn with_lines(batches: &[CommitBatch], lines: &[u8]) -> Vec<CommitBatch> {
+        let mut all = batches.to_vec();
+        all.push(CommitBatch {
+            seq: 99,
+            audit: lines
+                .split_inclusive(|&b| b == b'\n')
+                .map(|line| line.strip_suffix(b"\n").unwrap().to_vec())
+                .collect(),
+            ..CommitBatch::default()
+        });
+        all
+    }
+
     fn entry(gen: u64, audit_offset: u64, batches: &[CommitBatch], lines: &[u8]) -> Vec<u8> {
-        encode(gen, audit_offset, batches, lines)
+        encode(gen, audit_offset, &with_lines(batches, lines))
             .unwrap()
+            .entry
             .bytes()
             .to_vec()
     }
@@ -389,7 +431,9 @@ mod tests {
     #[test]
     fn entries_round_trip_in_apply_order() {
         let lines = b"one\ntwo\n";
-        let mut file = entry(41, 1000, &sample(), lines);
+        let encoded = encode(41, 1000, &with_lines(&sample(), lines)).unwrap();
+        assert_eq!(encoded.lines(), lines);
+        let mut file = encoded.entry.bytes().to_vec();
         assert_eq!(file.len(), BLOCK);
         assert!(file[unpadded(&file)..].iter().all(|&b| b == 0));
         file.extend(entry(42, 1008, &[], b""));
@@ -430,7 +474,7 @@ mod tests {
             }],
             ..CommitBatch::default()
         }];
-        let encoded = encode(1, 0, &big, b"").unwrap();
+        let encoded = encode(1, 0, &big).unwrap().entry;
         assert_eq!(encoded.bytes().len(), 4 * BLOCK);
         assert_eq!(encoded.bytes().as_ptr().align_offset(BLOCK), 0);
         let file = [encoded.bytes(), &entry(2, 0, &[], b"x\n")].concat();
@@ -478,8 +522,12 @@ mod tests {
         let digest = digest_of(&bytes[..16], &bytes[HEADER_LEN..len]);
         bytes[16..HEADER_LEN].copy_from_slice(&digest);
         assert_eq!(read_all(&bytes), (vec![], 0));
-        // Lines that do not end in a newline.
-        let bytes = entry(1, 0, &[], b"no newline");
+        // Lines that do not end in a newline (re-sealed, so only the decoder can refuse them).
+        let mut bytes = entry(1, 0, &[], b"no newline\n");
+        let len = unpadded(&bytes);
+        bytes[len - 1] = b'!';
+        let digest = digest_of(&bytes[..16], &bytes[HEADER_LEN..len]);
+        bytes[16..HEADER_LEN].copy_from_slice(&digest);
         assert_eq!(read_all(&bytes), (vec![], 0));
     }
 

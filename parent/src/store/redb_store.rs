@@ -7,7 +7,6 @@ use std::io::Write;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,7 +97,6 @@ struct Shared {
     checkpointing: Mutex<()>,
     /// A second handle on the audit log, synced by checkpoints outside the state lock.
     audit_sync: File,
-    closing: AtomicBool,
     tuning: Tuning,
 }
 
@@ -118,6 +116,8 @@ struct State {
     /// A write or sync of this file failed, so its contents are unknown: no commit is
     /// accepted and no journal emptied until the store is reopened, which replays the journals.
     poisoned: Option<PathBuf>,
+    /// The store is being dropped: the checkpointer ends.
+    closing: bool,
 }
 
 /// A journal file. It is written in place from its start and never shrinks: once its blocks
@@ -211,12 +211,12 @@ impl RedbStore {
                 next_gen: last_gen.map_or(0, |gen| gen + 1),
                 audit,
                 poisoned: None,
+                closing: false,
             }),
             wake: Condvar::new(),
             room: Condvar::new(),
             checkpointing: Mutex::new(()),
             audit_sync,
-            closing: AtomicBool::new(false),
             tuning,
         });
         let thread_shared = Arc::clone(&shared);
@@ -235,9 +235,10 @@ impl Drop for RedbStore {
     fn drop(&mut self) {
         // Under the lock, so the checkpointer cannot miss the wake-up between its check and
         // its wait.
-        let guard = self.shared.state.lock();
-        self.shared.closing.store(true, Ordering::SeqCst);
-        drop(guard);
+        if let Ok(mut state) = self.shared.state.lock() {
+            state.closing = true;
+        }
+        // (A poisoned lock ends the checkpointer by itself.)
         self.shared.wake.notify_all();
         if let Some(thread) = self.checkpointer.take() {
             // Waits for a checkpoint in progress, so the database is closed when this returns.
@@ -292,18 +293,8 @@ impl Store for RedbStore {
         if let Some(path) = &state.poisoned {
             return Err(StoreError::Poisoned { path: path.clone() });
         }
-        let size: usize = batches
-            .iter()
-            .flat_map(|b| &b.audit)
-            .map(|line| line.len() + 1)
-            .sum();
-        let mut lines = Vec::with_capacity(size);
-        for line in batches.iter().flat_map(|b| &b.audit) {
-            lines.extend_from_slice(line);
-            lines.push(b'\n');
-        }
-        let entry = journal::encode(state.next_gen, state.audit.len, batches, &lines)?;
-        if let Err(e) = state.active.append(&entry) {
+        let encoded = journal::encode(state.next_gen, state.audit.len, batches)?;
+        if let Err(e) = state.active.append(&encoded.entry) {
             let path = state.active.path.clone();
             shared.poison(&mut state, &path);
             return Err(e);
@@ -320,10 +311,11 @@ impl Store for RedbStore {
                 state.pending.insert((key.kind, key.id.clone()), None);
             }
         }
+        let lines = encoded.lines();
         if !lines.is_empty() {
             // A failure here loses nothing (the journal has the lines) but leaves the file's
             // tail unknown, so further commits wait for a reopen to restore it.
-            if let Err(e) = state.audit.file.write_all(&lines) {
+            if let Err(e) = state.audit.file.write_all(lines) {
                 tracing::error!(path = %state.audit.path.display(), error = %e, "cannot append to the audit log; refusing further commits until reopened");
                 let path = state.audit.path.clone();
                 shared.poison(&mut state, &path);
@@ -387,19 +379,16 @@ impl Store for RedbStore {
 fn run_checkpointer(shared: &Shared) {
     loop {
         {
-            let Ok(state) = shared.state.lock() else {
+            let Ok(mut state) = shared.state.lock() else {
                 return;
             };
-            if shared.closing.load(Ordering::SeqCst) {
-                return;
-            }
-            if state.active.len < shared.tuning.checkpoint_bytes {
-                let Ok((_state, _)) = shared.wake.wait_timeout(state, shared.tuning.interval)
-                else {
+            if !state.closing && state.active.len < shared.tuning.checkpoint_bytes {
+                let Ok((woken, _)) = shared.wake.wait_timeout(state, shared.tuning.interval) else {
                     return;
                 };
+                state = woken;
             }
-            if shared.closing.load(Ordering::SeqCst) {
+            if state.closing {
                 return;
             }
         }
@@ -424,7 +413,7 @@ fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
         .map_err(|_| StoreError::Poisoned {
             path: PathBuf::from(JOURNAL_FILES[0]),
         })?;
-    let (records, old, old_path) = {
+    let (records, old, old_path, audit_path) = {
         let mut state = shared.lock_state()?;
         if state.poisoned.is_some() || state.active.len == 0 {
             return Ok(());
@@ -438,7 +427,7 @@ fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
         let old_path = state.standby.path.clone();
         shared.room.notify_all();
         match old {
-            Ok(old) => (records, old, old_path),
+            Ok(old) => (records, old, old_path, state.audit.path.clone()),
             Err(e) => {
                 shared.poison(&mut state, &old_path);
                 return Err(io_error("cannot open", &old_path)(e));
@@ -448,7 +437,7 @@ fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     let applied = shared
         .audit_sync
         .sync_data()
-        .map_err(io_error("cannot sync the audit log", Path::new(AUDIT_FILE)))
+        .map_err(io_error("cannot sync", &audit_path))
         .and_then(|()| apply(&shared.db, &records))
         .and_then(|()| reset(&old, &old_path));
     let mut state = shared.lock_state()?;
