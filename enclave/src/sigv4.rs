@@ -18,6 +18,7 @@
 //! signature the server expected.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use http::HeaderMap;
 use ring::{digest, hmac};
@@ -64,17 +65,35 @@ pub trait SecretLookup {
 
 /// An AWS secret access key. Zeroized on drop; `Debug` prints the type name only;
 /// reading it is the explicit [`SecretAccessKey::expose_secret`].
-pub struct SecretAccessKey(Zeroizing<String>);
+///
+/// It keeps the signing key it last derived, for one credential scope (a day, a region and a
+/// service): a client signs every request of a day with the same scope, and deriving the key
+/// costs four HMACs. The cached key is zeroized when replaced or dropped, and goes with the
+/// secret.
+pub struct SecretAccessKey {
+    secret: Zeroizing<String>,
+    derived: Mutex<Option<Derived>>,
+}
+
+/// A derived signing key and the scope it was derived for.
+struct Derived {
+    /// `date/region/service`.
+    scope: String,
+    key: Zeroizing<[u8; 32]>,
+}
 
 impl SecretAccessKey {
     /// Wraps a secret access key.
     pub fn new(secret: String) -> Self {
-        Self(Zeroizing::new(secret))
+        Self {
+            secret: Zeroizing::new(secret),
+            derived: Mutex::new(None),
+        }
     }
 
     /// The secret itself.
     pub fn expose_secret(&self) -> &str {
-        &self.0
+        &self.secret
     }
 }
 
@@ -715,26 +734,61 @@ fn string_to_sign(amz_date: &str, credential: &Credential<'_>, canonical: &[u8])
     )
 }
 
-/// Spec, step 4 "Calculate the signature", deriving the signing key (the intermediate keys live in `ring::hmac::Key`, which
-/// does not zeroize; the secret itself is copied only into a `Zeroizing` buffer):
+/// Spec, step 4 "Calculate the signature", deriving the signing key:
 ///
 /// ```text
 /// kDate = HMAC("AWS4" + kSecret, Date); kRegion = HMAC(kDate, Region);
 /// kService = HMAC(kRegion, Service); kSigning = HMAC(kService, "aws4_request")
 /// ```
+///
+/// The result for the last scope seen is kept with the secret (see [`SecretAccessKey`]). The
+/// intermediate keys live in `ring::hmac::Key`, which does not zeroize; the secret and the
+/// derived key are copied only into `Zeroizing` buffers.
 fn signing_key(secret: &SecretAccessKey, credential: &Credential<'_>) -> hmac::Key {
+    let mut cached = secret
+        .derived
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(derived) = cached.as_ref().filter(|d| d.is_for(credential)) {
+        return hmac::Key::new(hmac::HMAC_SHA256, derived.key.as_ref());
+    }
+    let derived = derive(secret, credential);
+    let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+    *cached = Some(Derived {
+        scope: format!(
+            "{}/{}/{}",
+            credential.date, credential.region, credential.service
+        ),
+        key: derived,
+    });
+    key
+}
+
+impl Derived {
+    fn is_for(&self, credential: &Credential<'_>) -> bool {
+        let mut parts = self.scope.splitn(3, '/');
+        parts.next() == Some(credential.date)
+            && parts.next() == Some(credential.region)
+            && parts.next() == Some(credential.service)
+    }
+}
+
+/// The four HMACs of [`signing_key`].
+fn derive(secret: &SecretAccessKey, credential: &Credential<'_>) -> Zeroizing<[u8; 32]> {
     let mut k_secret = Zeroizing::new(Vec::with_capacity(4 + secret.expose_secret().len()));
     k_secret.extend_from_slice(b"AWS4");
     k_secret.extend_from_slice(secret.expose_secret().as_bytes());
-    let mut key = hmac::Key::new(hmac::HMAC_SHA256, &k_secret);
+    let mut key = Zeroizing::new([0u8; 32]);
+    let mut hmac_key = hmac::Key::new(hmac::HMAC_SHA256, &k_secret);
     for part in [
         credential.date,
         credential.region,
         credential.service,
         SCOPE_TERMINATOR,
     ] {
-        let tag = hmac::sign(&key, part.as_bytes());
-        key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
+        let tag = hmac::sign(&hmac_key, part.as_bytes());
+        key.copy_from_slice(tag.as_ref());
+        hmac_key = hmac::Key::new(hmac::HMAC_SHA256, key.as_ref());
     }
     key
 }
@@ -1524,6 +1578,54 @@ mod tests {
             hex::encode(tag.as_ref())
         );
         set_header(headers, "authorization", &auth);
+    }
+
+    /// The signing key kept with a secret is the one its scope derives, whichever scope came
+    /// before: a request of another day, region or service never signs with a stale key.
+    #[test]
+    fn cached_signing_key_follows_the_scope() {
+        let secret = SecretAccessKey::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned());
+        let scope = |date, region, service| Credential {
+            access_key_id: "AKIDEXAMPLE",
+            date,
+            region,
+            service,
+        };
+        let tag = |key: &hmac::Key| hmac::sign(key, b"string to sign").as_ref().to_vec();
+        let fresh = |c: &Credential<'_>| {
+            tag(&hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive(&SecretAccessKey::new(secret.expose_secret().to_owned()), c).as_ref(),
+            ))
+        };
+        let scopes = [
+            scope("20231114", "us-east-1", "kms"),
+            scope("20231114", "us-east-1", "kms"),
+            scope("20231115", "us-east-1", "kms"),
+            scope("20231115", "eu-west-1", "kms"),
+            scope("20231115", "eu-west-1", "iam"),
+            scope("20231114", "us-east-1", "kms"),
+        ];
+        let mut tags = Vec::new();
+        for c in &scopes {
+            let cached = tag(&signing_key(&secret, c));
+            assert_eq!(cached, fresh(c), "{}/{}/{}", c.date, c.region, c.service);
+            tags.push(cached);
+        }
+        assert_eq!(tags[0], tags[1]);
+        assert_eq!(tags[0], tags[5]);
+        for (i, a) in tags[1..5].iter().enumerate() {
+            assert!(
+                tags[i + 2..5].iter().all(|b| a != b),
+                "scopes {i} and later"
+            );
+        }
+        // The AWS example of the spec's "Calculate the signature" step.
+        let example = scope("20150830", "us-east-1", "iam");
+        assert_eq!(
+            hex::encode(derive(&secret, &example).as_ref()),
+            "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
+        );
     }
 
     #[test]
