@@ -342,6 +342,8 @@ pub enum Identity {
 pub struct Event<'a> {
     /// Request id.
     pub request_id: &'a str,
+    /// The record's own id (`eventID`).
+    pub event_id: uuid::Uuid,
     /// Operation name (`Encrypt`).
     pub event_name: &'a str,
     /// When.
@@ -460,7 +462,7 @@ impl Event<'_> {
             error_code: self.error.map(KmsError::aws_code),
             error_message: self.error.map(ToString::to_string),
             event_category: "Management",
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: self.event_id.to_string(),
             event_name: self.event_name,
             event_source: "kms.amazonaws.com",
             event_time: iso8601(self.time_millis),
@@ -571,6 +573,7 @@ mod tests {
         let response = json!({"KeyMetadata": {"KeyId": "k", "Enabled": true, "Arn": "a"}});
         let resources = vec!["arn:aws:kms:us-east-1:111122223333:key/k".to_owned()];
         let event = Event {
+            event_id: uuid::Uuid::new_v4(),
             request_id: "req-1",
             event_name: "Encrypt",
             time_millis: 1_700_000_000_123,
@@ -603,6 +606,7 @@ mod tests {
             access_key_id: None,
         };
         let record = Event {
+            event_id: uuid::Uuid::new_v4(),
             identity: &unknown,
             error: None,
             user_agent: None,

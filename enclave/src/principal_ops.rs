@@ -451,6 +451,7 @@ mod tests {
             let caller = self.caller(who);
             let ctx = Ctx {
                 touched: Default::default(),
+                answer_key: Default::default(),
                 state: &self.state,
                 config: &self.config,
                 env: &self.env,

@@ -335,7 +335,8 @@ impl Service {
 
     /// Serves one HTTP request.
     pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
+        let request_id = request_id.to_string();
         let mut pending = Pending::default();
         let mut result = self.answer(request, &mut pending).await;
         if let (Some(op), Some(identity)) = (pending.op, &pending.identity) {
@@ -343,8 +344,13 @@ impl Service {
             // answer; if the record cannot be written the request fails (fail closed).
             let answer = result.as_ref().ok();
             let resources = answer
-                .and_then(|b| serde_json::from_slice::<AnswerResource<'_>>(b).ok())
-                .and_then(AnswerResource::arn)
+                .and_then(|b| {
+                    pending.answer_key.take().or_else(|| {
+                        serde_json::from_slice::<AnswerResource<'_>>(b)
+                            .ok()
+                            .and_then(AnswerResource::arn)
+                    })
+                })
                 .into_iter()
                 .collect();
             // Only these answers are logged, so only they are parsed whole: the others may be
@@ -362,6 +368,7 @@ impl Service {
             };
             let record = Event {
                 request_id: &request_id,
+                event_id,
                 event_name: op,
                 time_millis: self.env.now(),
                 identity,
@@ -506,6 +513,7 @@ impl Service {
         let (result, touched) = {
             let ctx = Ctx {
                 touched: Default::default(),
+                answer_key: Default::default(),
                 state: &self.state,
                 config: &self.config,
                 env: &self.env,
@@ -516,6 +524,7 @@ impl Service {
                 (None, Some(p)) => crate::principal_ops::handle(&ctx, p, &body),
                 (None, None) => Err(KmsError::Internal("no operation")),
             };
+            pending.answer_key = ctx.answer_key.take();
             (result, ctx.touched.take())
         };
         tracing::debug!(op = pending.op, caller = %caller.arn, ok = result.is_ok(), "request");
@@ -524,6 +533,23 @@ impl Service {
         pending.touched = touched;
         result
     }
+}
+
+/// A request's id and its audit record's id (random UUIDs), from one read of the random
+/// source rather than one each.
+fn request_ids(entropy: &dyn crate::env::Entropy) -> (uuid::Uuid, uuid::Uuid) {
+    let mut random = [0u8; 32];
+    if entropy.fill(&mut random).is_err() {
+        return (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    }
+    let mut first = [0u8; 16];
+    let mut second = [0u8; 16];
+    first.copy_from_slice(&random[..16]);
+    second.copy_from_slice(&random[16..]);
+    (
+        uuid::Builder::from_random_bytes(first).into_uuid(),
+        uuid::Builder::from_random_bytes(second).into_uuid(),
+    )
 }
 
 /// The key an answer names (`KeyId`, or `KeyMetadata.Arn`), for the audit record's
@@ -561,6 +587,8 @@ pub struct Pending {
     body: Bytes,
     user_agent: Option<String>,
     touched: Vec<Touched>,
+    /// The answer's `KeyId`, where the operation noted it (see [`Ctx::answer_key`]).
+    answer_key: Option<String>,
 }
 
 /// The access key id a request's Authorization header claims (for the audit of a refusal).
@@ -670,7 +698,32 @@ where
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::AnswerResource;
+    use super::{request_ids, AnswerResource};
+    use crate::env::Entropy;
+    use crate::error::KmsError;
+
+    /// Hands out the bytes 0, 1, 2, ... in order.
+    struct Counting(std::sync::atomic::AtomicU8);
+
+    impl Entropy for Counting {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), KmsError> {
+            for b in buf {
+                *b = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    /// Both ids are version-4 UUIDs made of one read's two halves.
+    #[test]
+    fn request_ids_split_one_read() {
+        let entropy = Counting(std::sync::atomic::AtomicU8::new(0));
+        let (request, event) = request_ids(&entropy);
+        assert_eq!(request.to_string(), "00010203-0405-4607-8809-0a0b0c0d0e0f");
+        assert_eq!(event.to_string(), "10111213-1415-4617-9819-1a1b1c1d1e1f");
+        assert_eq!(request.get_version_num(), 4);
+        assert_eq!(entropy.0.into_inner(), 32, "one read of 32 bytes");
+    }
 
     fn arn_of(answer: &str) -> Option<String> {
         serde_json::from_str::<AnswerResource<'_>>(answer)

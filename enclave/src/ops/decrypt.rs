@@ -113,7 +113,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             let (plaintext, ciphertext_for_recipient) =
                 super::for_recipient(ctx, recipient.as_ref(), plaintext)?;
             return Ok(Response {
-                key_id: ctx.config.key_arn(&key.id),
+                key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),
                 plaintext,
                 encryption_algorithm: algorithm.as_str(),
                 ciphertext_for_recipient,
@@ -136,7 +136,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let (plaintext, ciphertext_for_recipient) =
         super::for_recipient(ctx, recipient.as_ref(), plaintext)?;
     Ok(Response {
-        key_id: ctx.config.key_arn(&id),
+        key_id: ctx.answer_key(ctx.config.key_arn(&id)),
         plaintext,
         encryption_algorithm: algorithm,
         ciphertext_for_recipient,

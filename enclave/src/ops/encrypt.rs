@@ -117,7 +117,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         let blob = crate::asym::oaep_encrypt(key.spec, material, algorithm, &plaintext.0)?;
         return Ok(Response {
             ciphertext_blob: Blob(blob),
-            key_id: ctx.config.key_arn(&key.id),
+            key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),
             encryption_algorithm: algorithm.as_str(),
         });
     }
@@ -127,7 +127,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let blob = seal_with(ctx, key, &context, &plaintext.0)?;
     Ok(Response {
         ciphertext_blob: Blob(blob),
-        key_id: ctx.config.key_arn(&key.id),
+        key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),
         encryption_algorithm: algorithm,
     })
 }

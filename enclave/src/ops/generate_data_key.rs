@@ -106,7 +106,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     Ok(Response {
         ciphertext_blob: Blob(key.ciphertext),
         plaintext,
-        key_id: key.key_arn,
+        key_id: ctx.answer_key(key.key_arn),
         ciphertext_for_recipient,
     })
 }

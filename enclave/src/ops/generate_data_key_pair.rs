@@ -132,7 +132,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         private_key_plaintext,
         ciphertext_for_recipient,
         public_key: Blob(pair.public_key),
-        key_id: pair.key_arn,
+        key_id: ctx.answer_key(pair.key_arn),
         key_pair_spec: pair.spec.as_str(),
     })
 }

@@ -27,7 +27,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     Ok(Response {
         private_key_ciphertext_blob: Blob(pair.private_ciphertext),
         public_key: Blob(pair.public_key),
-        key_id: pair.key_arn,
+        key_id: ctx.answer_key(pair.key_arn),
         key_pair_spec: pair.spec.as_str(),
     })
 }

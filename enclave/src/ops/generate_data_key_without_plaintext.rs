@@ -23,6 +23,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key = generate(ctx, req)?;
     Ok(Response {
         ciphertext_blob: Blob(key.ciphertext),
-        key_id: key.key_arn,
+        key_id: ctx.answer_key(key.key_arn),
     })
 }

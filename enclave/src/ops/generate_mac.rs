@@ -98,6 +98,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     Ok(Response {
         mac: Blob(tag),
         mac_algorithm: algorithm.as_str(),
-        key_id: ctx.config.key_arn(&key.id),
+        key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),
     })
 }

@@ -160,12 +160,22 @@ pub struct Ctx<'a> {
     pub env: &'a Env,
     /// Who is asking.
     pub caller: &'a Caller,
+    /// The key ARN a successful answer names as its `KeyId`, noted by the operations whose
+    /// answers are large (ciphertexts, plaintexts, signatures), so that the audit record need
+    /// not parse the answer back to find it.
+    pub answer_key: std::cell::RefCell<Option<String>>,
 }
 
 impl Ctx<'_> {
     /// Notes that this request changed a record.
     pub fn touch(&self, t: crate::persist::Touched) {
         self.touched.borrow_mut().push(t);
+    }
+
+    /// Notes `arn` as the answer's `KeyId` and returns it, for the answer.
+    pub fn answer_key(&self, arn: String) -> String {
+        *self.answer_key.borrow_mut() = Some(arn.clone());
+        arn
     }
 }
 

@@ -78,7 +78,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     Ok(Response {
         ciphertext_blob: Blob(out),
         source_key_id: ctx.config.key_arn(&source_id),
-        key_id: ctx.config.key_arn(&destination_key.id),
+        key_id: ctx.answer_key(ctx.config.key_arn(&destination_key.id)),
         source_encryption_algorithm: source_algorithm,
         destination_encryption_algorithm: destination_algorithm,
     })

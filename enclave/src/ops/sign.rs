@@ -113,7 +113,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let (_, material) = key.current_version()?;
     let signature = asym::sign(key.spec, material, algorithm, &message.0, message_type)?;
     Ok(Response {
-        key_id: ctx.config.key_arn(&key.id),
+        key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),
         signature: Blob(signature),
         signing_algorithm: algorithm.as_str(),
     })

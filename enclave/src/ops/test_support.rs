@@ -50,6 +50,7 @@ pub fn run(
 ) -> (Result<Value, KmsError>, Vec<Touched>) {
     let ctx = Ctx {
         touched: Default::default(),
+        answer_key: Default::default(),
         state,
         config,
         env,
@@ -57,7 +58,15 @@ pub fn run(
     };
     let result = dispatch::parse_target(Some(&format!("TrentService.{op}"))).and_then(|op| {
         dispatch::handle(&ctx, op, body.to_string().as_bytes())
-            .map(|out| serde_json::from_slice(&out).unwrap())
+            .map(|out| serde_json::from_slice::<Value>(&out).unwrap())
     });
+    // A key noted for the audit record is the answer's own KeyId, in every operation test.
+    if let (Ok(answer), Some(noted)) = (&result, ctx.answer_key.take()) {
+        assert_eq!(
+            answer.get("KeyId").and_then(Value::as_str),
+            Some(noted.as_str()),
+            "{op}: the key noted for the audit record is not the answer's KeyId"
+        );
+    }
     (result, ctx.touched.take())
 }

@@ -446,6 +446,7 @@ fn bad_requests_get_the_aws_error() {
     );
     let ctx = Ctx {
         touched: Default::default(),
+        answer_key: Default::default(),
         state: &core.state,
         config: &core.config,
         env: &core.env,
@@ -453,6 +454,48 @@ fn bad_requests_get_the_aws_error() {
     };
     let err = dispatch::handle(&ctx, Operation::Encrypt, b"{not json").unwrap_err();
     assert_eq!(err.aws_code(), "SerializationException");
+}
+
+/// The operations with large answers note their KeyId for the audit record (which then does
+/// not parse the answer back); `run` checks, in every operation test, that it is the answer's.
+#[test]
+fn large_answers_note_their_key_for_the_audit_record() {
+    let core = Core::new();
+    let id = core.call("CreateKey", json!({})).unwrap()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let noted = |op: Operation, body: Value| {
+        let ctx = Ctx {
+            touched: Default::default(),
+            answer_key: Default::default(),
+            state: &core.state,
+            config: &core.config,
+            env: &core.env,
+            caller: &core.caller,
+        };
+        let result = dispatch::handle(&ctx, op, body.to_string().as_bytes());
+        (result, ctx.answer_key.take())
+    };
+    let arn = core.config.key_arn(&id.parse().unwrap());
+    let (encrypted, key) = noted(
+        Operation::Encrypt,
+        json!({"KeyId": id, "Plaintext": "aGVsbG8="}),
+    );
+    assert_eq!(key.as_deref(), Some(arn.as_str()));
+    let blob =
+        serde_json::from_slice::<Value>(&encrypted.unwrap()).unwrap()["CiphertextBlob"].clone();
+    let (_, key) = noted(Operation::Decrypt, json!({"CiphertextBlob": blob}));
+    assert_eq!(key.as_deref(), Some(arn.as_str()));
+    let (_, key) = noted(
+        Operation::GenerateDataKey,
+        json!({"KeyId": id, "KeySpec": "AES_256"}),
+    );
+    assert_eq!(key.as_deref(), Some(arn.as_str()));
+    // A refused request notes nothing.
+    let (refused, key) = noted(Operation::Decrypt, json!({"CiphertextBlob": "AAAA"}));
+    assert!(refused.is_err());
+    assert_eq!(key, None);
 }
 
 #[test]

@@ -64,7 +64,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         &signature.0,
     )?;
     Ok(Response {
-        key_id: ctx.config.key_arn(&key.id),
+        key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),
         signature_valid: true,
         signing_algorithm: algorithm.as_str(),
     })

@@ -57,7 +57,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         return Err(KmsError::InvalidMac);
     }
     Ok(Response {
-        key_id: ctx.config.key_arn(&key.id),
+        key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),
         mac_valid: true,
         mac_algorithm: algorithm.as_str(),
     })
