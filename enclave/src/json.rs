@@ -1,8 +1,6 @@
 //! JSON 1.1 value encodings the KMS API uses: blobs as base64 strings, timestamps as epoch
 //! seconds (a JSON number with a fractional part).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
@@ -31,8 +29,10 @@ impl serde::de::Visitor<'_> for Base64Visitor {
         f.write_str("a base64 string")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
-        STANDARD
-            .decode(v)
+        // Decoded into a buffer of exactly the decoded length: never grown, so a secret
+        // leaves no unzeroed copy behind.
+        base64_simd::STANDARD
+            .decode_to_vec(v)
             .map_err(|_| E::custom("blob is not valid base64"))
     }
 }
@@ -60,10 +60,10 @@ impl<'de> Deserialize<'de> for SecretBlob {
 fn base64_token(bytes: &[u8]) -> Result<Box<RawValue>, serde_json::Error> {
     // Exactly the token's length: `from_string` then keeps this buffer instead of shrinking it
     // into a new one (which would leave an unzeroed copy of a secret behind).
-    let len = base64::encoded_len(bytes.len(), true).unwrap_or(usize::MAX);
+    let len = base64_simd::STANDARD.encoded_length(bytes.len());
     let mut token = String::with_capacity(len.saturating_add(2));
     token.push('"');
-    STANDARD.encode_string(bytes, &mut token);
+    base64_simd::STANDARD.encode_append(bytes, &mut token);
     token.push('"');
     RawValue::from_string(token)
 }
@@ -103,6 +103,60 @@ impl Serialize for Timestamp {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+
+    /// The SIMD decoder takes and refuses what the scalar engine does (canonical padded
+    /// base64, nothing else), and decodes to a buffer of exactly the decoded length.
+    #[test]
+    fn blobs_decode_as_strictly_as_the_standard_engine() {
+        let mut inputs: Vec<String> = [
+            "",
+            "Zg==",
+            "Zg=",
+            "Zg",
+            "Zh==",
+            "Zm8=",
+            "Zm9=",
+            "Zm9v",
+            "Zm9v\\n",
+            " Zm9v",
+            "Zm9v====",
+            "Z===",
+            "====",
+            "@@@@",
+            "Zm9vYg==",
+            "Zm9vYmFy",
+            "Zm9v-_==",
+            "Zm9v+/==",
+            "Zm9=Zm9v",
+            "\\u005am9v",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let long = STANDARD.encode((0..=255u8).cycle().take(4096).collect::<Vec<u8>>());
+        inputs.push(long.clone());
+        inputs.push(format!("{}=", &long[..long.len() - 1]));
+        inputs.push(format!("{}*{}", &long[..1000], &long[1001..]));
+        for input in &inputs {
+            let json = format!("\"{input}\"");
+            let ours = serde_json::from_str::<SecretBlob>(&json).map(|b| b.0);
+            let text: Result<String, _> = serde_json::from_str(&json);
+            let standard = text.map(|t| STANDARD.decode(t));
+            match (&ours, standard) {
+                (Ok(bytes), Ok(Ok(expected))) => {
+                    assert_eq!(bytes[..], expected[..], "{input:?}");
+                    assert_eq!(bytes.capacity(), bytes.len(), "{input:?}: grown");
+                }
+                (Err(_), Ok(Err(_)) | Err(_)) => {}
+                (ours, standard) => panic!(
+                    "{input:?}: ours {:?}, standard {standard:?}",
+                    ours.as_ref().map(|b| b.len())
+                ),
+            }
+        }
+    }
 
     #[derive(Serialize)]
     #[serde(rename_all = "PascalCase")]
