@@ -29,6 +29,9 @@ impl serde::de::Visitor<'_> for Base64Visitor {
         f.write_str("a base64 string")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+        self.visit_bytes(v.as_bytes())
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
         // Decoded into a buffer of exactly the decoded length: never grown, so a secret
         // leaves no unzeroed copy behind.
         base64_simd::STANDARD
@@ -37,8 +40,10 @@ impl serde::de::Visitor<'_> for Base64Visitor {
     }
 }
 
+/// The string's bytes go to the decoder as they are: serde_json skips its UTF-8 check of a
+/// string read as bytes, and the decoder refuses every byte outside the base64 alphabet.
 fn decode<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    d.deserialize_str(Base64Visitor)
+    d.deserialize_bytes(Base64Visitor)
 }
 
 impl<'de> Deserialize<'de> for Blob {
@@ -131,6 +136,8 @@ mod tests {
             "Zm9v+/==",
             "Zm9=Zm9v",
             "\\u005am9v",
+            "Zm9v\u{e9}",
+            "\\u00e9Zm9",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -155,6 +162,12 @@ mod tests {
                     ours.as_ref().map(|b| b.len())
                 ),
             }
+        }
+        for not_a_string in ["[90, 109]", "7", "null", "{}", "true"] {
+            assert!(
+                serde_json::from_str::<Blob>(not_a_string).is_err(),
+                "{not_a_string}"
+            );
         }
     }
 
