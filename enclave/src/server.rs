@@ -476,9 +476,6 @@ impl Service {
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        pending.identity = Some(Identity::Unknown {
-            access_key_id: claimed_access_key(&parts.headers),
-        });
         let digest = ring::digest::digest(&ring::digest::SHA256, &body);
         let mut body_sha256 = [0u8; 32];
         body_sha256.copy_from_slice(digest.as_ref());
@@ -496,14 +493,27 @@ impl Service {
         let now_secs = self.env.now().div_euclid(1000);
         let caller = {
             let principals = self.state.principals();
-            let verified = sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &*principals)?;
-            let principal = principals
-                .by_access_key(&verified.access_key_id)
-                .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
-            Caller {
-                arn: principal.arn.clone(),
-                access_key_id: verified.access_key_id,
-                identity_policy: principal.identity_policy(),
+            sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &*principals)
+                .map_err(KmsError::Auth)
+                .and_then(|verified| {
+                    let principal = principals
+                        .by_access_key(&verified.access_key_id)
+                        .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
+                    Ok(Caller {
+                        arn: principal.arn.clone(),
+                        access_key_id: verified.access_key_id,
+                        identity_policy: principal.identity_policy(),
+                    })
+                })
+        };
+        let caller = match caller {
+            Ok(caller) => caller,
+            Err(e) => {
+                // Refused: the record names the access key the request claimed.
+                pending.identity = Some(Identity::Unknown {
+                    access_key_id: claimed_access_key(&parts.headers),
+                });
+                return Err(e);
             }
         };
         pending.identity = Some(Identity::User {
