@@ -139,9 +139,9 @@ impl AuditChain {
         let hash = record_hash_of_canonical(&self.head.hash, seq, &record.0);
         let mut line = Vec::with_capacity(record.0.len() + 256);
         line.extend_from_slice(HASH);
-        line.extend_from_slice(hex::encode(hash).as_bytes());
+        crate::hexfmt::push_hex(&hash, &mut line);
         line.extend_from_slice(PREV);
-        line.extend_from_slice(hex::encode(self.head.hash).as_bytes());
+        crate::hexfmt::push_hex(&self.head.hash, &mut line);
         line.extend_from_slice(RECORD);
         line.extend_from_slice(&record.0);
         line.extend_from_slice(SEQ);

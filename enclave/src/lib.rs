@@ -18,6 +18,7 @@ pub mod config;
 pub mod dispatch;
 pub mod env;
 pub mod error;
+pub mod hexfmt;
 pub mod import;
 pub mod json;
 pub mod keys;

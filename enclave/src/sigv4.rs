@@ -549,7 +549,7 @@ fn canonical_request(
     out.push(b'\n');
     // Spec, step 1: HashedPayload is the lowercase hex SHA-256 of the payload, here of the
     // body received; a client's x-amz-content-sha256 only takes part as a signed header.
-    out.extend_from_slice(hex::encode(req.body_sha256).as_bytes());
+    crate::hexfmt::push_hex(&req.body_sha256, &mut out);
     Ok(out)
 }
 
@@ -725,13 +725,25 @@ fn trim_collapse_spaces(value: &[u8], out: &mut Vec<u8>) {
 /// ```
 fn string_to_sign(amz_date: &str, credential: &Credential<'_>, canonical: &[u8]) -> String {
     let hash = digest::digest(&digest::SHA256, canonical);
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{}/{}/{}/{SCOPE_TERMINATOR}\n{}",
+    let mut out = String::with_capacity(160);
+    for part in [
+        ALGORITHM,
+        "\n",
+        amz_date,
+        "\n",
         credential.date,
+        "/",
         credential.region,
+        "/",
         credential.service,
-        hex::encode(hash.as_ref())
-    )
+        "/",
+        SCOPE_TERMINATOR,
+        "\n",
+    ] {
+        out.push_str(part);
+    }
+    crate::hexfmt::push_hex_str(hash.as_ref(), &mut out);
+    out
 }
 
 /// Spec, step 4 "Calculate the signature", deriving the signing key:
