@@ -25,6 +25,18 @@ struct Core {
 }
 
 impl Core {
+    /// An operation context over this core, for calling `dispatch::handle` directly.
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            touched: Default::default(),
+            answer_key: Default::default(),
+            state: &self.state,
+            config: &self.config,
+            env: &self.env,
+            caller: &self.caller,
+        }
+    }
+
     fn new() -> Self {
         let clock = Arc::new(FixedClock::new(1_700_000_000_000));
         let env = super::test_support::env(clock.clone());
@@ -444,14 +456,7 @@ fn bad_requests_get_the_aws_error() {
         code(core.call("NoSuchThing", json!({}))),
         "UnknownOperationException"
     );
-    let ctx = Ctx {
-        touched: Default::default(),
-        answer_key: Default::default(),
-        state: &core.state,
-        config: &core.config,
-        env: &core.env,
-        caller: &core.caller,
-    };
+    let ctx = core.ctx();
     let err = dispatch::handle(&ctx, Operation::Encrypt, b"{not json").unwrap_err();
     assert_eq!(err.aws_code(), "SerializationException");
 }
@@ -466,14 +471,7 @@ fn large_answers_note_their_key_for_the_audit_record() {
         .unwrap()
         .to_owned();
     let noted = |op: Operation, body: Value| {
-        let ctx = Ctx {
-            touched: Default::default(),
-            answer_key: Default::default(),
-            state: &core.state,
-            config: &core.config,
-            env: &core.env,
-            caller: &core.caller,
-        };
+        let ctx = core.ctx();
         let result = dispatch::handle(&ctx, op, body.to_string().as_bytes());
         (result, ctx.answer_key.take())
     };
