@@ -77,8 +77,9 @@ pub struct SecretAccessKey {
 
 /// A derived signing key and the scope it was derived for.
 struct Derived {
-    /// `date/region/service`.
-    scope: String,
+    date: String,
+    region: String,
+    service: String,
     key: Zeroizing<[u8; 32]>,
 }
 
@@ -767,10 +768,9 @@ fn signing_key(secret: &SecretAccessKey, credential: &Credential<'_>) -> hmac::K
     let derived = derive(secret, credential);
     let key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
     *cached = Some(Derived {
-        scope: format!(
-            "{}/{}/{}",
-            credential.date, credential.region, credential.service
-        ),
+        date: credential.date.to_owned(),
+        region: credential.region.to_owned(),
+        service: credential.service.to_owned(),
         key: derived,
     });
     key
@@ -778,10 +778,9 @@ fn signing_key(secret: &SecretAccessKey, credential: &Credential<'_>) -> hmac::K
 
 impl Derived {
     fn is_for(&self, credential: &Credential<'_>) -> bool {
-        let mut parts = self.scope.splitn(3, '/');
-        parts.next() == Some(credential.date)
-            && parts.next() == Some(credential.region)
-            && parts.next() == Some(credential.service)
+        self.date == credential.date
+            && self.region == credential.region
+            && self.service == credential.service
     }
 }
 
