@@ -4,9 +4,9 @@
 //! Each connection has a reader and a writer. The reader decodes requests and, for each,
 //! queues a one-shot answer slot in the connection's ordered queue before dispatching it, so the
 //! writer sends answers in request order however they complete. `Ping` is answered at once,
-//! `Load` on the blocking pool, and `Commit` goes to the single group writer (a thread of its own), shared by all
-//! connections: it takes everything queued (up to a cap), applies it with one
-//! [`Store::commit`] (one synced write) and answers each request.
+//! `Load` on the blocking pool, and `Commit` goes to the single group writer (a thread of its
+//! own), shared by all connections: it takes everything queued (up to a cap), applies it with
+//! one [`Store::commit`] (one synced write) and answers each request.
 //!
 //! Everything is bounded: frames by [`MAX_FRAME_LEN`], connections by a semaphore, commits
 //! waiting for the group writer by a channel, answers in flight per connection by the ordered
