@@ -291,6 +291,22 @@ pub fn request_parameters(body: &[u8]) -> Value {
     }
 }
 
+/// [`request_parameters`] of a body, from its members when it split into them.
+pub fn request_parameters_split(body: &[u8], members: Option<&crate::json::Members<'_>>) -> Value {
+    let Some(members) = members else {
+        return request_parameters(body);
+    };
+    let mut out = Map::new();
+    for (name, raw) in members.iter() {
+        if LOGGED_FIELDS.contains(&name) {
+            // The raw text is one whole JSON value: it parses.
+            let value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            out.insert(camel(name), value);
+        }
+    }
+    Value::Object(out)
+}
+
 /// A request body's [`LOGGED_FIELDS`], camelCased.
 struct Logged(Map<String, Value>);
 
@@ -354,6 +370,8 @@ pub struct Event<'a> {
     pub config: &'a crate::config::Config,
     /// The raw request body (only logged fields are kept).
     pub body: &'a [u8],
+    /// Its logged fields, when already read from it (see [`request_parameters_split`]).
+    pub parameters: Option<Value>,
     /// `responseElements`, already free of secrets (`Value::Null` for crypto operations).
     pub response: Value,
     /// The error, if the request failed.
@@ -389,7 +407,7 @@ struct RecordOut<'a> {
     recipient_account_id: &'a str,
     #[serde(rename = "requestID")]
     request_id: &'a str,
-    request_parameters: Value,
+    request_parameters: &'a Value,
     resources: Vec<ResourceOut<'a>>,
     response_elements: &'a Value,
     user_agent: Option<&'a str>,
@@ -457,6 +475,7 @@ impl Event<'_> {
                 | "ListRetirableGrants"
                 | "ListPrincipals"
         );
+        let parsed;
         let out = RecordOut {
             aws_region: &self.config.region,
             error_code: self.error.map(KmsError::aws_code),
@@ -472,7 +491,13 @@ impl Event<'_> {
             read_only,
             recipient_account_id: &self.config.account,
             request_id: self.request_id,
-            request_parameters: request_parameters(self.body),
+            request_parameters: match &self.parameters {
+                Some(parameters) => parameters,
+                None => {
+                    parsed = request_parameters(self.body);
+                    &parsed
+                }
+            },
             resources: self
                 .resources
                 .iter()
@@ -544,6 +569,31 @@ mod tests {
         assert_eq!(request_parameters(br#"{"KeyId":"a""#), Value::Null);
     }
 
+    /// Read from the body's members, the logged fields are what a read of the whole body gives.
+    #[test]
+    fn request_parameters_from_members_match_the_whole_body() {
+        let bodies: [&[u8]; 9] = [
+            br#"{"KeyId":"k","Plaintext":"c2VjcmV0","EncryptionContext":{"a":"b","c":["d",1.5]}}"#,
+            br#"{"Key\u0049d":"a","KeyId":"b","Plaintext":{"x":[1]},"GrantTokens":["t"]}"#,
+            br#"{"NumberOfBytes":32,"KeySpec":null,"DryRun":true,"Tags":[{"TagKey":"a"}]}"#,
+            br#"{}"#,
+            br#"[1]"#,
+            br#"{"KeyId":"a""#,
+            br#"{"KeyId":"a"} x"#,
+            b"{\"KeyId\":\"a\",\"Plaintext\":\"\xff\"}",
+            b"not json",
+        ];
+        for body in bodies {
+            let members = crate::json::Members::parse(body);
+            assert_eq!(
+                request_parameters_split(body, members.as_ref()),
+                request_parameters(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
     /// A record line is the canonical JSON of the whole line, and its hash is the record's.
     #[test]
     fn record_lines_are_canonical_and_chained() {
@@ -586,6 +636,7 @@ mod tests {
             identity: &user,
             config: &config,
             body,
+            parameters: None,
             response: response.clone(),
             error: Some(&error),
             resources: resources.clone(),

@@ -214,17 +214,45 @@ fn blob_key<'s>(store: &'s KeyStore, ctx: &Ctx<'_>, blob: Option<&str>) -> Optio
     store.by_id(&key_id, ctx.env.now())
 }
 
-/// Authorizes one request before its operation runs.
+/// The names of [`Fields`], as they appear in a request.
+const FIELD_NAMES: &[&str] = &[
+    "KeyId",
+    "TargetKeyId",
+    "DestinationKeyId",
+    "SourceKeyId",
+    "AliasName",
+    "CiphertextBlob",
+    "EncryptionContext",
+    "SourceEncryptionContext",
+    "DestinationEncryptionContext",
+    "EncryptionAlgorithm",
+    "Operations",
+    "Recipient",
+];
+
+/// Authorizes one request before its operation runs. `members` is `body` split into its
+/// members, when it could be: the fields are then read from those alone.
 ///
 /// # Errors
 /// `AccessDeniedException` when the policies and grants do not allow it.
-pub fn authorize(ctx: &Ctx<'_>, op: &str, body: &[u8]) -> KmsResult<()> {
+pub fn authorize(
+    ctx: &Ctx<'_>,
+    op: &str,
+    body: &[u8],
+    members: Option<&crate::json::Members<'_>>,
+) -> KmsResult<()> {
     match scope_of(op) {
         Scope::Operation => return Ok(()),
         Scope::Account => return check_account(ctx, op),
         Scope::Key => {}
     }
-    let Ok(f) = serde_json::from_slice::<Fields>(body) else {
+    // A body that did not split (not an object, or a string that is not UTF-8) is read whole,
+    // as the operation will read it.
+    let fields = match members {
+        Some(members) => Fields::deserialize(members.select(FIELD_NAMES)),
+        None => serde_json::from_slice::<Fields>(body),
+    };
+    let Ok(f) = fields else {
         return Ok(()); // the operation answers SerializationException
     };
     let store = ctx.state.read();
@@ -289,4 +317,51 @@ pub fn allow_all() -> KmsResult<Arc<IdentityPolicy>> {
     policy::parse_identity(policy::ALLOW_ALL_IDENTITY_POLICY)
         .map(Arc::new)
         .map_err(|_| KmsError::Internal("built-in identity policy"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out the field names a derived `Deserialize` asks for, and nothing else.
+    struct FieldNames(std::cell::RefCell<Vec<&'static str>>);
+
+    impl<'de> serde::Deserializer<'de> for &FieldNames {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom(
+                "only a struct's field names are read",
+            ))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.borrow_mut().extend_from_slice(fields);
+            self.deserialize_any(visitor)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    /// Authorization reads the members it selects by name: the names must be exactly the
+    /// fields it declares, or a field would silently go unread.
+    #[test]
+    fn field_names_are_the_fields() {
+        let names = FieldNames(std::cell::RefCell::new(Vec::new()));
+        assert!(Fields::deserialize(&names).is_err());
+        let mut declared = names.0.into_inner();
+        let mut listed = FIELD_NAMES.to_vec();
+        declared.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(declared, listed);
+    }
 }

@@ -108,9 +108,22 @@ where
 /// Whatever the operation answers; `UnsupportedOperationException` for operations this build
 /// does not serve; `SerializationException` for a body that is not the expected JSON.
 pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
+    handle_split(ctx, op, body, crate::json::Members::parse(body).as_ref())
+}
+
+/// [`handle`], with `body` already split into its members (see [`crate::json::Members`]).
+///
+/// # Errors
+/// As [`handle`].
+pub fn handle_split(
+    ctx: &Ctx<'_>,
+    op: Operation,
+    body: &[u8],
+    members: Option<&crate::json::Members<'_>>,
+) -> KmsResult<Vec<u8>> {
     use Operation as O;
     if op.is_supported() {
-        crate::authz::authorize(ctx, op.name(), body)?;
+        crate::authz::authorize(ctx, op.name(), body, members)?;
     }
     match op {
         O::GetKeyPolicy => call(body, |r| ops::get_key_policy::handle(ctx, r)),

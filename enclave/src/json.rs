@@ -1,6 +1,8 @@
 //! JSON 1.1 value encodings the KMS API uses: blobs as base64 strings, timestamps as epoch
 //! seconds (a JSON number with a fractional part).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
@@ -104,10 +106,140 @@ impl Serialize for Timestamp {
     }
 }
 
+/// A JSON object's members, each kept as its raw text: one pass over a request body that
+/// authorization and the audit record then both read from. A large member they do not read (a
+/// 4 KiB plaintext) is scanned once here, not once by each of them.
+pub struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    /// The members of `body`, in order, duplicates kept; `None` when `body` is not one JSON
+    /// object (or has a string that is not UTF-8, which the raw text cannot hold).
+    pub fn parse(body: &'a [u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
+
+    /// The members named in `names`, as a map to deserialize from (each value parsed from its
+    /// raw text when it is read).
+    pub fn select<'s>(
+        &'s self,
+        names: &'s [&str],
+    ) -> serde::de::value::MapDeserializer<
+        's,
+        impl Iterator<Item = (&'s str, &'s RawValue)> + 's,
+        serde_json::Error,
+    > {
+        serde::de::value::MapDeserializer::new(
+            self.0
+                .iter()
+                .filter(move |(name, _)| names.contains(&name.as_ref()))
+                .map(|(name, raw)| (name.as_ref(), *raw)),
+        )
+    }
+
+    /// Every member, by name and raw text.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+        self.0.iter().map(|(name, raw)| (name.as_ref(), *raw))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(Name(name)) = access.next_key()? {
+                    members.push((name, access.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// A member name, borrowed from the body unless it had escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn names(members: &Members<'_>) -> Vec<String> {
+        members.iter().map(|(name, _)| name.to_owned()).collect()
+    }
+
+    #[test]
+    fn members_split_an_object_and_nothing_else() {
+        let body = br#" {"A":1, "B\u0043":{"x":[1,"}"]}, "A":"two", "D":"\"q\""} "#;
+        let members = Members::parse(body).unwrap();
+        // Escaped names are decoded; repeats are kept in order; values keep their raw text.
+        assert_eq!(names(&members), ["A", "BC", "A", "D"]);
+        let raw: Vec<&str> = members.iter().map(|(_, raw)| raw.get()).collect();
+        assert_eq!(raw, ["1", r#"{"x":[1,"}"]}"#, r#""two""#, r#""\"q\"""#]);
+
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct Picked {
+            #[serde(rename = "BC")]
+            bc: serde_json::Value,
+            #[serde(rename = "D")]
+            d: String,
+        }
+        let picked = Picked::deserialize(members.select(&["BC", "D"])).unwrap();
+        assert_eq!(picked.bc, serde_json::json!({"x": [1, "}"]}));
+        assert_eq!(picked.d, "\"q\"");
+        // A repeated selected member is refused, as a read of the whole body refuses it.
+        #[derive(Deserialize, Debug)]
+        struct OnlyA {
+            #[serde(rename = "A")]
+            _a: serde_json::Value,
+        }
+        assert!(OnlyA::deserialize(members.select(&["A"])).is_err());
+        assert!(serde_json::from_slice::<OnlyA>(body).is_err());
+
+        for bad in [
+            &b"[1]"[..],
+            b"\"s\"",
+            b"{\"A\":1",
+            b"{\"A\":1} {}",
+            b"{\"A\":\"\xff\"}",
+            b"",
+        ] {
+            assert!(
+                Members::parse(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(names(&Members::parse(b"{}").unwrap()).is_empty());
+    }
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
 

@@ -374,6 +374,7 @@ impl Service {
                 identity,
                 config: &self.config,
                 body: &pending.body,
+                parameters: pending.parameters.take(),
                 response: response_elements,
                 error: result.as_ref().err(),
                 resources,
@@ -471,6 +472,12 @@ impl Service {
             .map(crate::principal_ops::Operation::name)
             .or(op.map(dispatch::Operation::name));
         pending.body = body.clone();
+        // One pass over the body for what authorization and the audit record read from it.
+        let members = crate::json::Members::parse(&body);
+        pending.parameters = Some(crate::audit::request_parameters_split(
+            &body,
+            members.as_ref(),
+        ));
         pending.user_agent = parts
             .headers
             .get(http::header::USER_AGENT)
@@ -530,7 +537,7 @@ impl Service {
                 caller: &caller,
             };
             let result = match (op, principal_op) {
-                (Some(op), _) => dispatch::handle(&ctx, op, &body),
+                (Some(op), _) => dispatch::handle_split(&ctx, op, &body, members.as_ref()),
                 (None, Some(p)) => crate::principal_ops::handle(&ctx, p, &body),
                 (None, None) => Err(KmsError::Internal("no operation")),
             };
@@ -595,6 +602,8 @@ pub struct Pending {
     op: Option<&'static str>,
     identity: Option<Identity>,
     body: Bytes,
+    /// The body's logged fields, read when it was split for authorization.
+    parameters: Option<serde_json::Value>,
     user_agent: Option<String>,
     touched: Vec<Touched>,
     /// The answer's `KeyId`, where the operation noted it (see [`Ctx::answer_key`]).
