@@ -80,18 +80,15 @@ pub struct SignedHead {
 
 /// Most requests folded into one commit.
 const MAX_BATCH: usize = 512;
-/// Commits in flight (sent, not yet acknowledged): two. Whatever arrives while the store makes
+/// Commits in flight (sent, not yet acknowledged): one. Whatever arrives while the store makes
 /// a commit durable waits, and goes into the next commit whole (the committer gathers a batch
 /// only once there is room to send it), so groups grow with the load instead of each carrying a
-/// few requests and the full per-commit cost. The second one hides the round trip: it reaches
-/// the parent's group writer while the first is being written, so the writer starts on it at
-/// once instead of idling through the answer's way back and the next commit's way out. With one
-/// in flight, the parent's writer was busy about a third of the time at 64 connections while
-/// requests waited. Against one (with the writer on its own thread), Encrypt went +14 to +19%
-/// at 64 connections and +9 to +12% over TLS at 16; four were no better than two. Against nine
-/// (when the writer ran on the blocking pool), one had been better at 16 connections: tiny
-/// commits each pay the full per-commit cost.
-const MAX_IN_FLIGHT: usize = 2;
+/// few requests and the full per-commit cost. Against nine in flight, Encrypt at 16 connections
+/// went from ~7.0k to ~9.5k req/s with p50 2.0 -> 1.5 ms; against two, the parent spends ~10%
+/// less CPU per request at 64 connections and p99.9 drops at 16. With the parent's group writer
+/// on its own thread, two in flight measured the same as one: 0.42 of the baseline at 64
+/// connections, averaged over four runs each, in the bench's same-run ratio.
+const MAX_IN_FLIGHT: usize = 1;
 /// Records per Load page.
 const LOAD_PAGE: u32 = 4096;
 

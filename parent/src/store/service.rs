@@ -231,9 +231,14 @@ fn group_writer(
             .map(|pending| (pending.batch, pending.reply))
             .unzip();
         let seqs: Vec<u64> = batches.iter().map(|batch| batch.seq).collect();
-        let failure = match store.commit(&batches) {
-            Ok(()) => None,
-            Err(e) => Some(format!("commit failed: {}", error_chain(&e))),
+        // A panic fails this group, as an error would, and leaves the writer serving: the
+        // store's lock is then poisoned, so later commits fail too, each with its reason.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.commit(&batches)));
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("commit failed: {}", error_chain(&e))),
+            Err(_panic) => Some("commit failed: the store panicked".to_owned()),
         };
         if let Some(message) = &failure {
             warn!(commits = seqs.len(), error = %message, "group commit failed");
