@@ -368,10 +368,8 @@ pub struct Event<'a> {
     pub identity: &'a Identity,
     /// Account and region.
     pub config: &'a crate::config::Config,
-    /// The raw request body (only logged fields are kept).
-    pub body: &'a [u8],
-    /// Its logged fields, when already read from it (see [`request_parameters_split`]).
-    pub parameters: Option<Value>,
+    /// `requestParameters`: the request body's logged fields ([`request_parameters`]).
+    pub request_parameters: Value,
     /// `responseElements`, already free of secrets (`Value::Null` for crypto operations).
     pub response: Value,
     /// The error, if the request failed.
@@ -475,7 +473,6 @@ impl Event<'_> {
                 | "ListRetirableGrants"
                 | "ListPrincipals"
         );
-        let parsed;
         let out = RecordOut {
             aws_region: &self.config.region,
             error_code: self.error.map(KmsError::aws_code),
@@ -491,13 +488,7 @@ impl Event<'_> {
             read_only,
             recipient_account_id: &self.config.account,
             request_id: self.request_id,
-            request_parameters: match &self.parameters {
-                Some(parameters) => parameters,
-                None => {
-                    parsed = request_parameters(self.body);
-                    &parsed
-                }
-            },
+            request_parameters: &self.request_parameters,
             resources: self
                 .resources
                 .iter()
@@ -635,8 +626,7 @@ mod tests {
             time_millis: 1_700_000_000_123,
             identity: &user,
             config: &config,
-            body,
-            parameters: None,
+            request_parameters: request_parameters(body),
             response: response.clone(),
             error: Some(&error),
             resources: resources.clone(),
@@ -667,7 +657,7 @@ mod tests {
             identity: &unknown,
             error: None,
             user_agent: None,
-            body: b"not json",
+            request_parameters: request_parameters(b"not json"),
             response: Value::Null,
             ..event
         }

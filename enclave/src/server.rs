@@ -373,8 +373,7 @@ impl Service {
                 time_millis: self.env.now(),
                 identity,
                 config: &self.config,
-                body: &pending.body,
-                parameters: pending.parameters.take(),
+                request_parameters: std::mem::take(&mut pending.request_parameters),
                 response: response_elements,
                 error: result.as_ref().err(),
                 resources,
@@ -471,13 +470,10 @@ impl Service {
         pending.op = principal_op
             .map(crate::principal_ops::Operation::name)
             .or(op.map(dispatch::Operation::name));
-        pending.body = body.clone();
         // One pass over the body for what authorization and the audit record read from it.
         let members = crate::json::Members::parse(&body);
-        pending.parameters = Some(crate::audit::request_parameters_split(
-            &body,
-            members.as_ref(),
-        ));
+        pending.request_parameters =
+            crate::audit::request_parameters_split(&body, members.as_ref());
         pending.user_agent = parts
             .headers
             .get(http::header::USER_AGENT)
@@ -601,9 +597,8 @@ pub struct Pending {
     /// The operation's name (`Encrypt`, `CreatePrincipal`).
     op: Option<&'static str>,
     identity: Option<Identity>,
-    body: Bytes,
-    /// The body's logged fields, read when it was split for authorization.
-    parameters: Option<serde_json::Value>,
+    /// The body's logged fields (`requestParameters`).
+    request_parameters: serde_json::Value,
     user_agent: Option<String>,
     touched: Vec<Touched>,
     /// The answer's `KeyId`, where the operation noted it (see [`Ctx::answer_key`]).
