@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use ekms_shared::release::{Hold, HoldCell, HoldWriter};
 use ekms_shared::transport::{Listener, Stream, LINGER, LINGER_BYTES};
 
 use crate::admin::{Custody, Phase};
@@ -145,6 +146,35 @@ impl Service {
         }
     }
 
+    /// Queues `touched` and `audit` for the store without waiting (nothing to do in
+    /// memory-only mode). Answers given from now on are held until they are durable (see
+    /// [`Service::release_point`]).
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store failed; the service is then stopping.
+    pub async fn submit(
+        &self,
+        touched: Vec<Touched>,
+        audit: Option<crate::audit::Record>,
+    ) -> Result<(), KmsError> {
+        match self.persister.get() {
+            Some(p) => {
+                p.submit(touched, audit).await?;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// What an answer given now must be held for: the commit of the last change queued.
+    /// Nothing while sealed, before init, or in memory-only mode (no change is queued then:
+    /// init and unseal wait for their own writes).
+    pub fn release_point(&self) -> Hold {
+        self.persister
+            .get()
+            .map_or(Hold::NONE, Persister::release_point)
+    }
+
     /// Destroys keys whose deletion date passed, durably.
     pub async fn sweep(&self) {
         let now = self.env.now();
@@ -193,14 +223,20 @@ impl Service {
         }
     }
 
-    fn start_persister(
+    async fn start_persister(
         &self,
-        stream: Stream,
+        mut stream: Stream,
         domain: DomainKey,
         manifest: Manifest,
         audit_head: Head,
     ) -> Result<(), KmsError> {
         let chain = AuditChain::start(audit_head, self.env.attester.as_ref())?;
+        // A new session per store channel: answers held for an earlier one (of a process that
+        // stopped) can never be released by this one's commits.
+        let mut session = [0u8; 8];
+        self.env.entropy.fill(&mut session)?;
+        let session = u64::from_be_bytes(session);
+        persist::announce(&mut stream, session).await?;
         let persister = Persister::start(
             stream,
             self.state.clone(),
@@ -208,6 +244,7 @@ impl Service {
             manifest,
             self.env.entropy.clone(),
             chain,
+            session,
         );
         let fatal = self.fatal.clone();
         let watcher = persister.clone();
@@ -237,6 +274,11 @@ impl Service {
                 let req: HeadRequest = serde_json::from_slice(body).unwrap_or_default();
                 let nonce = crate::validate::required("nonce", req.nonce)?;
                 crate::validate::blob_len("nonce", &nonce.0, 16, 1024)?;
+                // The head covers every record queued before this request (whose answers
+                // clients may already hold).
+                persister
+                    .durable_through(persister.release_point().seq)
+                    .await?;
                 let signed = persister.signed_audit_head(&nonce.0)?;
                 serde_json::to_vec(&serde_json::json!({
                     "Seq": signed.head.seq,
@@ -269,7 +311,8 @@ impl Service {
                         &self.config,
                     )
                     .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
-                self.start_persister(stream, init.domain_key, Manifest::empty(), Head::GENESIS)?;
+                self.start_persister(stream, init.domain_key, Manifest::empty(), Head::GENESIS)
+                    .await?;
                 self.persist(vec![Touched::Principal(init.admin.name.clone())], None)
                     .await?;
                 custody.unsealed(Vec::new());
@@ -320,7 +363,8 @@ impl Service {
                 }
                 let keys = loaded.keys.key_count();
                 *self.state.write() = loaded.keys;
-                self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)?;
+                self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
+                    .await?;
                 custody.unsealed(refused);
                 self.phase
                     .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
@@ -381,7 +425,7 @@ impl Service {
             }
             .record();
             let touched = std::mem::take(&mut pending.touched);
-            if let Err(e) = self.persist(touched, Some(record)).await {
+            if let Err(e) = self.submit(touched, Some(record)).await {
                 result = Err(e);
             }
         }
@@ -658,12 +702,16 @@ async fn connection(
     service: Arc<Service>,
     tls: Option<TlsAcceptor>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Everything written back, TLS records included, goes in frames the parent releases to
+    // the client once the commit they wait for is durable.
+    let hold = Arc::new(HoldCell::default());
+    let stream = HoldWriter::new(stream, hold.clone());
     match tls {
         Some(acceptor) => {
             let stream = tokio::time::timeout(IO_TIMEOUT, acceptor.accept(stream)).await??;
-            http(stream, service).await
+            http(stream, service, hold).await
         }
-        None => http(stream, service).await,
+        None => http(stream, service, hold).await,
     }
 }
 
@@ -674,6 +722,7 @@ async fn connection(
 async fn http<I>(
     io: I,
     service: Arc<Service>,
+    hold: Arc<HoldCell>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -682,7 +731,14 @@ where
 
     let svc = service_fn(move |request| {
         let service = service.clone();
-        async move { Ok::<_, Infallible>(service.serve_request(request).await) }
+        let hold = hold.clone();
+        async move {
+            let response = service.serve_request(request).await;
+            // The answer goes out in frames the parent holds until what it depends on is
+            // durable.
+            hold.raise(service.release_point());
+            Ok::<_, Infallible>(response)
+        }
     });
     let parts = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -1,9 +1,11 @@
-//! The relay: client TCP connections to enclave streams, bytes only.
+//! The relay: client TCP connections to enclave streams.
 //!
 //! Each accepted client gets a new stream to the enclave, and bytes are copied both ways
-//! until both sides have finished. The relay never parses what it carries: TLS and
-//! authentication end inside the enclave, so the parent sees only ciphertext and can neither
-//! read nor forge a request. What the relay does guard is the parent itself: a bounded
+//! until both sides have finished. A client's bytes go to the enclave as they are; the
+//! enclave's come in frames ([`ekms_shared::release`]), each passed on to the client once the
+//! commit it waits for is durable ([`crate::holds`]). The relay never parses what it carries
+//! beyond those frame headers: TLS and authentication end inside the enclave, so the parent
+//! sees only ciphertext and can neither read nor forge a request. What the relay does guard is the parent itself: a bounded
 //! number of connections, a connect timeout towards the enclave, and an idle timeout so a
 //! silent peer cannot hold a slot forever.
 
@@ -16,7 +18,10 @@ use std::time::Duration;
 use ekms_shared::transport::{self, Address, Listener, Stream, LINGER, LINGER_BYTES};
 
 use crate::accept;
+use crate::holds::{Holds, Release};
+use ekms_shared::release::{FrameError, FrameReader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -39,6 +44,9 @@ pub struct RelayConfig {
     pub idle_timeout: Duration,
     /// How long to wait for the enclave to accept a new stream.
     pub connect_timeout: Duration,
+    /// Where answers wait for the store ([`ekms_shared::release`]). Without it, only
+    /// answers that wait for nothing are delivered.
+    pub holds: Option<Arc<Holds>>,
 }
 
 /// `ekms-parent`'s defaults: connections relayed at once, idle and connect timeouts (seconds).
@@ -54,6 +62,7 @@ impl RelayConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+            holds: None,
         }
     }
 }
@@ -230,7 +239,15 @@ async fn handle_connection(client: Stream, peer: &str, config: &RelayConfig, cou
         }
     };
     debug!(peer, "relaying");
-    match relay(client, enclave, config.idle_timeout, counters).await {
+    match relay(
+        client,
+        enclave,
+        config.idle_timeout,
+        counters,
+        config.holds.as_deref(),
+    )
+    .await
+    {
         Ok(End::Finished) => debug!(peer, "connection finished"),
         Ok(End::Idle) => {
             debug!(peer, timeout = ?config.idle_timeout, "connection idle; closed")
@@ -274,11 +291,12 @@ async fn relay(
     enclave: Stream,
     idle_timeout: Duration,
     counters: &Counters,
+    holds: Option<&Holds>,
 ) -> io::Result<End> {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut enclave_read, mut enclave_write) = tokio::io::split(enclave);
     let mut up = Pipe::new();
-    let mut down = Pipe::new();
+    let mut down = Answers::new();
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
     // Armed when the enclave stops reading: the bound on draining the client.
@@ -306,7 +324,7 @@ async fn relay(
                     Err(Failed::Read(e)) => return Err(e),
                 }
             }
-            step = down.step(&mut enclave_read, &mut client_write), if !down.done => {
+            step = down.step(&mut enclave_read, &mut client_write, holds), if !down.done => {
                 match step {
                     Ok(Step::Wrote(n)) => {
                         counters.bytes_to_client.fetch_add(n, Ordering::Relaxed);
@@ -358,6 +376,8 @@ struct Pipe {
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Read(u64),
+    /// A held answer was released.
+    Released,
     Wrote(u64),
     Dropped,
     Flushed,
@@ -365,11 +385,20 @@ enum Step {
     ShutDown,
 }
 
-/// Which side of a [`Pipe::step`] failed.
+/// Which side of a [`Pipe::step`] or [`Answers::step`] failed. An answer that may never be
+/// released fails the writing side: the client's connection is closed without it.
 #[derive(Debug)]
 enum Failed {
     Read(io::Error),
     Write(io::Error),
+}
+
+impl Failed {
+    fn never_released() -> Failed {
+        Failed::Write(io::Error::other(
+            "an answer will never be released: its commit failed or its store session ended",
+        ))
+    }
 }
 
 impl Step {
@@ -457,10 +486,110 @@ impl Pipe {
     }
 }
 
+/// The enclave-to-client direction: frames in, each payload out once it is released.
+struct Answers {
+    frames: FrameReader,
+    /// The front frame may go to the client; `written` of its bytes have.
+    released: bool,
+    written: usize,
+    /// The front frame waits for this.
+    waiting: Option<oneshot::Receiver<()>>,
+    /// Everything written so far was not yet flushed.
+    unflushed: bool,
+    /// The enclave sent EOF (or its frames broke).
+    eof: bool,
+    /// EOF was passed on: the client's side was shut down.
+    done: bool,
+}
+
+impl Answers {
+    fn new() -> Self {
+        Answers {
+            frames: FrameReader::new(),
+            released: false,
+            written: 0,
+            waiting: None,
+            unflushed: false,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// Does the next single operation: write released bytes, else wait for the front frame's
+    /// release, else flush, else read a whole frame, else (after EOF) shut the writer down.
+    /// Cancel-safe as [`Pipe::step`] is: the frame reader keeps what it read, and the wait
+    /// for a release is kept until it resolves.
+    async fn step<R, W>(
+        &mut self,
+        reader: &mut R,
+        writer: &mut W,
+        holds: Option<&Holds>,
+    ) -> Result<Step, Failed>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.released {
+            let payload = &self.frames.payload()[self.written..];
+            let n = writer.write(payload).await.map_err(Failed::Write)?;
+            if n == 0 {
+                return Err(Failed::Write(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+            if self.written == self.frames.payload().len() {
+                self.frames.consume();
+                self.released = false;
+                self.written = 0;
+                self.unflushed = true;
+            }
+            return Ok(Step::Wrote(n as u64));
+        }
+        if let Some(waiting) = &mut self.waiting {
+            let released = waiting.await;
+            self.waiting = None;
+            released.map_err(|_| Failed::never_released())?;
+            self.released = true;
+            return Ok(Step::Released);
+        }
+        if self.unflushed {
+            writer.flush().await.map_err(Failed::Write)?;
+            self.unflushed = false;
+            return Ok(Step::Flushed);
+        }
+        if !self.eof {
+            let hold = match self.frames.fill(reader).await {
+                Ok(Some(hold)) => hold,
+                Ok(None) => {
+                    self.eof = true;
+                    return Ok(Step::Eof);
+                }
+                Err(FrameError::Io(e)) => return Err(Failed::Read(e)),
+                Err(e) => return Err(Failed::Read(io::Error::new(io::ErrorKind::InvalidData, e))),
+            };
+            let release = match holds {
+                Some(holds) => holds.release(hold),
+                // No store here (the bench's baseline): only answers that wait for nothing.
+                None if hold.is_none() => Release::Now,
+                None => Release::Never,
+            };
+            match release {
+                Release::Now => self.released = true,
+                Release::Later(receiver) => self.waiting = Some(receiver),
+                Release::Never => return Err(Failed::never_released()),
+            }
+            return Ok(Step::Read(self.frames.payload().len() as u64));
+        }
+        writer.shutdown().await.map_err(Failed::Write)?;
+        self.done = true;
+        Ok(Step::ShutDown)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use ekms_shared::release::{Hold, HoldCell, HoldWriter};
     use std::path::PathBuf;
     use std::sync::atomic::AtomicU32;
     use tokio::sync::oneshot;
@@ -490,6 +619,7 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
+                    let stream = framed(stream);
                     let (mut read, mut write) = tokio::io::split(stream);
                     if tokio::io::copy(&mut read, &mut write).await.is_ok() {
                         let _ = write.shutdown().await;
@@ -505,8 +635,9 @@ mod tests {
         let listener = Listener::bind(addr).await.unwrap();
         let local = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
+                    let mut stream = framed(stream);
                     let mut request = Vec::new();
                     if stream.read_to_end(&mut request).await.is_ok() {
                         let reply = format!("received {} bytes", request.len());
@@ -517,6 +648,11 @@ mod tests {
             }
         });
         local
+    }
+
+    /// The stream as the enclave writes to the relay: in frames, here held for nothing.
+    fn framed(stream: Stream) -> HoldWriter<Stream> {
+        HoldWriter::new(stream, Arc::new(HoldCell::default()))
     }
 
     struct Running {
@@ -532,6 +668,16 @@ mod tests {
         max_connections: usize,
         idle_timeout: Duration,
     ) -> Running {
+        start_relay_holding(listen, enclave, max_connections, idle_timeout, None).await
+    }
+
+    async fn start_relay_holding(
+        listen: &Address,
+        enclave: Address,
+        max_connections: usize,
+        idle_timeout: Duration,
+        holds: Option<Arc<Holds>>,
+    ) -> Running {
         let listener = Listener::bind(listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = RelayStats::default();
@@ -541,6 +687,7 @@ mod tests {
             max_connections,
             idle_timeout,
             connect_timeout: Duration::from_secs(2),
+            holds,
         };
         let task = tokio::spawn(serve_with_stats(
             listener,
@@ -657,8 +804,9 @@ mod tests {
         let listener = Listener::bind(addr).await.unwrap();
         let local = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
+                    let mut stream = framed(stream);
                     let mut head = [0u8; 16];
                     if stream.read_exact(&mut head).await.is_ok() {
                         let _ = stream.write_all(b"refused").await;
@@ -847,10 +995,101 @@ mod tests {
             max_connections: 0,
             idle_timeout: WAIT,
             connect_timeout: WAIT,
+            holds: None,
         };
         let err = serve(listener, config, std::future::pending())
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// A stand-in enclave that answers each connection with "unheld ", then "held" framed to
+    /// wait for commit 5 of session 9, then closes.
+    async fn holding_server(addr: &Address) -> Address {
+        let listener = Listener::bind(addr).await.unwrap();
+        let local = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let hold = Arc::new(HoldCell::default());
+                    let mut stream = HoldWriter::new(stream, hold.clone());
+                    let _ = stream.write_all(b"unheld ").await;
+                    hold.raise(Hold { session: 9, seq: 5 });
+                    let _ = stream.write_all(b"held").await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        local
+    }
+
+    /// Reads what arrives within a short while (a held answer does not).
+    async fn read_for_a_while(client: &mut Stream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(Ok(n)) = timeout(Duration::from_millis(300), client.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn held_answers_wait_for_their_commit() {
+        let holds = Arc::new(Holds::default());
+        holds.open(9);
+        let enclave = holding_server(&loopback()).await;
+        let relay = start_relay_holding(&loopback(), enclave, 4, WAIT, Some(holds.clone())).await;
+
+        let mut client = transport::connect(&relay.addr).await.unwrap();
+        assert_eq!(read_for_a_while(&mut client).await, b"unheld ");
+        holds.advance(9, 4);
+        assert_eq!(
+            read_for_a_while(&mut client).await,
+            b"",
+            "commit 4 is not enough"
+        );
+        holds.advance(9, 5);
+        let mut rest = Vec::new();
+        timeout(WAIT, client.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest, b"held");
+    }
+
+    #[tokio::test]
+    async fn held_answers_of_a_failed_commit_or_another_session_never_arrive() {
+        let holds = Arc::new(Holds::default());
+        let enclave = holding_server(&loopback()).await;
+        let relay =
+            start_relay_holding(&loopback(), enclave.clone(), 4, WAIT, Some(holds.clone())).await;
+
+        // The session closes (its commit failed) while the answer waits.
+        holds.open(9);
+        let mut client = transport::connect(&relay.addr).await.unwrap();
+        assert_eq!(read_for_a_while(&mut client).await, b"unheld ");
+        holds.close(9);
+        // The connection ends (closed or reset) with nothing more.
+        let mut rest = Vec::new();
+        let _ = timeout(WAIT, client.read_to_end(&mut rest)).await.unwrap();
+        assert!(rest.is_empty(), "nothing of the held answer: {rest:?}");
+
+        // Another session is open: the answer is refused at once, whatever is durable.
+        holds.open(10);
+        holds.advance(10, 100);
+        let mut client = transport::connect(&relay.addr).await.unwrap();
+        let mut got = Vec::new();
+        let _ = timeout(WAIT, client.read_to_end(&mut got)).await.unwrap();
+        assert_eq!(got, b"unheld ");
+
+        // A relay without a store delivers only what waits for nothing.
+        let bare = start_relay(&loopback(), enclave, 4, WAIT).await;
+        let mut client = transport::connect(&bare.addr).await.unwrap();
+        let mut got = Vec::new();
+        let _ = timeout(WAIT, client.read_to_end(&mut got)).await.unwrap();
+        assert_eq!(got, b"unheld ");
     }
 }

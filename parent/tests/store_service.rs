@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ekms_parent::holds::{Holds, Release};
 use ekms_parent::store::{
     serve_store, serve_store_with, CommitBatch, FailingStore, RedbStore, Store, StoreError,
     StoreServiceConfig,
 };
+use ekms_shared::release::Hold;
 use ekms_shared::transport::{self, Address, Listener, Stream};
 use ekms_shared::wire::v1::{read_frame, write_frame, Record, RecordKey, Request, Response, MAGIC};
 use serde_bytes::ByteBuf;
@@ -429,4 +431,91 @@ async fn serve_store_stops_on_shutdown() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// `Hold` opens a session whose answers durable commits release; a second `Hold` on the
+/// connection is refused, a failed commit closes the session, and so does the connection's
+/// end. Without a place for held answers, `Hold` is refused.
+#[tokio::test]
+async fn a_hold_session_follows_its_connections_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path()).unwrap());
+    // Two commit calls pass, then every one fails.
+    let store = Arc::new(FailingStore::after(2, Arc::clone(&inner)));
+    let holds = Arc::new(Holds::default());
+    let config = StoreServiceConfig {
+        holds: Some(Arc::clone(&holds)),
+        ..StoreServiceConfig::default()
+    };
+    let service = Service::start_with("unix", store as Arc<dyn Store>, dir, config).await;
+    let hold = |seq| Hold { session: 77, seq };
+    let stream = transport::connect(&service.address).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut ask = async |request: Request| {
+        write_frame(&mut writer, &request).await.unwrap();
+        tokio::time::timeout(WAIT, read_frame::<_, Response>(&mut reader))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+
+    assert!(
+        matches!(holds.release(hold(1)), Release::Never),
+        "not yet open"
+    );
+    assert_eq!(ask(Request::Hold { session: 77 }).await, Response::Holding);
+    let Release::Later(mut first) = holds.release(hold(1)) else {
+        panic!("commit 1 is not durable yet");
+    };
+    assert!(matches!(
+        ask(Request::Hold { session: 78 }).await,
+        Response::Error { .. }
+    ));
+    assert_eq!(ask(commit(0, 1)).await, Response::Committed { seq: 1 });
+    first.try_recv().unwrap();
+    assert!(matches!(holds.release(hold(1)), Release::Now));
+
+    let Release::Later(mut third) = holds.release(hold(3)) else {
+        panic!("commit 3 is not durable yet");
+    };
+    assert_eq!(ask(commit(0, 2)).await, Response::Committed { seq: 2 });
+    assert!(third.try_recv().is_err());
+    // The third commit fails: what waited for it is never released.
+    assert!(matches!(ask(commit(0, 3)).await, Response::Error { .. }));
+    assert!(matches!(
+        third.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+    ));
+    assert!(matches!(holds.release(hold(2)), Release::Never));
+    drop((reader, writer));
+
+    // A new connection's session; its end closes it.
+    let stream = transport::connect(&service.address).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    write_frame(&mut writer, &Request::Hold { session: 79 })
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame::<_, Response>(&mut reader).await.unwrap(),
+        Some(Response::Holding)
+    );
+    let Release::Later(mut waiting) = holds.release(Hold {
+        session: 79,
+        seq: 9,
+    }) else {
+        panic!("nothing is durable in session 79");
+    };
+    drop((reader, writer));
+    let closed = tokio::time::timeout(WAIT, &mut waiting).await.unwrap();
+    assert!(closed.is_err(), "the connection's end closes its session");
+    service.stop().await;
+
+    // No place for held answers: refused.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let service = Service::start("tcp", store, dir).await;
+    let answers = pipeline(&service.address, vec![Request::Hold { session: 1 }]).await;
+    assert!(matches!(answers[0], Response::Error { .. }));
+    service.stop().await;
 }

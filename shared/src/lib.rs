@@ -8,6 +8,8 @@
 //!   P-384 key codecs (SPKI, PKCS #8, PEM).
 //! - [`shamir`]: M-of-N secret sharing of the domain key over GF(256).
 //! - [`custody`]: custodians' key files, and shares as custodians hold them (`share-N.json`).
+//! - [`release`]: the frames in which the enclave's answers reach the parent, each held until
+//!   the commit it depends on is durable.
 //!
 //! This crate trusts nothing it receives: every decoder caps its input before allocating.
 
@@ -15,6 +17,7 @@ pub mod attestation;
 pub mod audit_format;
 pub mod custody;
 pub mod envelope;
+pub mod release;
 pub mod shamir;
 pub mod transport;
 pub mod wire;

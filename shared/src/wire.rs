@@ -78,6 +78,14 @@ pub mod v1 {
         },
         /// Answered with `Pong`.
         Ping,
+        /// From now on, answers the enclave frames for the relay with this session (see
+        /// [`crate::release`]) are released as this connection's commits become durable; when
+        /// a commit fails or the connection ends, the answers still held are dropped. Answered
+        /// with `Holding`.
+        Hold {
+            /// A number the enclave chose at random for this store channel.
+            session: u64,
+        },
     }
 
     /// What the parent answers, one per request, in request order.
@@ -98,6 +106,8 @@ pub mod v1 {
         },
         /// The answer to `Ping`.
         Pong,
+        /// The answer to `Hold`: the relay now holds answers of that session.
+        Holding,
         /// The request failed; for a `Commit`, nothing of it was applied.
         Error {
             /// Why, for logs.
@@ -362,6 +372,7 @@ pub mod v1 {
                     limit: u32::MAX,
                 },
                 Request::Ping,
+                Request::Hold { session: u64::MAX },
             ]
         }
 
@@ -380,6 +391,7 @@ pub mod v1 {
                     done: true,
                 },
                 Response::Pong,
+                Response::Holding,
                 Response::Error {
                     message: "disk full \u{1f4be}".to_owned(),
                 },

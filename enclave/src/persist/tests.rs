@@ -21,6 +21,7 @@ use crate::ops::State;
 use crate::principals::Principals;
 use crate::seal::manifest::{Manifest, Refusal};
 use crate::seal::{DomainKey, RecordKind};
+use ekms_shared::release::Hold;
 
 type Disk = Arc<Mutex<BTreeMap<(u8, Vec<u8>), Vec<u8>>>>;
 
@@ -139,6 +140,7 @@ fn start_on(disk: &Disk, keys: KeyStore, manifest: Manifest) -> (Arc<State>, Per
         manifest,
         Arc::new(OsEntropy::default()),
         chain(),
+        7,
     );
     (state, persister)
 }
@@ -415,6 +417,7 @@ async fn a_broken_store_channel_fails_the_waiting_request() {
         Manifest::empty(),
         Arc::new(OsEntropy::default()),
         chain(),
+        7,
     );
     state.write().insert(key(1), &Config::default()).unwrap();
     assert!(persister
@@ -429,4 +432,122 @@ async fn a_broken_store_channel_fails_the_waiting_request() {
         .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))], None)
         .await
         .is_err());
+}
+
+/// Each commit's seq and the ids of the key records it carried.
+type CommitLog = Arc<Mutex<Vec<(u64, Vec<Vec<u8>>)>>>;
+
+/// A parent that answers each commit after `delay`, recording which key records it carried.
+async fn recording_parent(
+    mut stream: DuplexStream,
+    commits: CommitLog,
+    delay: std::time::Duration,
+) {
+    while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
+        let response = match request {
+            Request::Commit { seq, puts, .. } => {
+                tokio::time::sleep(delay).await;
+                let keys = puts
+                    .into_iter()
+                    .filter(|p| p.key.kind == RecordKind::Key as u8)
+                    .map(|p| p.key.id)
+                    .collect();
+                commits.lock().unwrap().push((seq, keys));
+                Response::Committed { seq }
+            }
+            _ => Response::Pong,
+        };
+        if v1::write_frame(&mut stream, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Every queued change is carried by the commit whose number it was given, however many
+/// requests queue at once: the parent holds each answer for exactly that commit.
+#[tokio::test]
+async fn each_change_rides_the_commit_it_was_promised() {
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    let commits = Arc::default();
+    tokio::spawn(recording_parent(
+        parent_end,
+        Arc::clone(&commits),
+        std::time::Duration::from_millis(5),
+    ));
+    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state.clone(),
+        Arc::new(domain()),
+        Manifest::empty(),
+        Arc::new(OsEntropy::default()),
+        chain(),
+        7,
+    );
+    assert_eq!(persister.release_point(), Hold { session: 7, seq: 0 });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=60u8 {
+        state.write().insert(key(n), &Config::default()).unwrap();
+        let persister = persister.clone();
+        tasks.spawn(async move {
+            let hold = persister
+                .submit(vec![Touched::Key(Uuid::from_bytes([n; 16]))], None)
+                .await
+                .unwrap();
+            // Whatever is answered after queueing waits at least as long.
+            assert!(persister.release_point().seq >= hold.seq);
+            (n, hold)
+        });
+        if n % 7 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut holds = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        holds.push(done.unwrap());
+    }
+    let last = holds.iter().map(|(_, h)| h.seq).max().unwrap();
+    persister.durable_through(last).await.unwrap();
+
+    let commits = commits.lock().unwrap().clone();
+    assert!(commits.len() > 1, "the queue was cut into several commits");
+    for (n, hold) in holds {
+        assert_eq!(hold.session, 7);
+        let carried_by: Vec<u64> = commits
+            .iter()
+            .filter(|(_, keys)| keys.contains(&vec![n; 16]))
+            .map(|(seq, _)| *seq)
+            .collect();
+        assert_eq!(carried_by, vec![hold.seq], "key {n}");
+    }
+    // Seqs are the manifest's: consecutive from 1.
+    let seqs: Vec<u64> = commits.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+}
+
+/// After a restart, answers wait for nothing until something is queued: the commits of
+/// earlier sessions are durable, and the parent knows only this session's.
+#[tokio::test]
+async fn a_new_session_holds_nothing_until_a_change_is_queued() {
+    let (disk, _) = written_store().await;
+    let loaded = load_from(disk.clone()).await;
+    let before = loaded.manifest.seq();
+    assert!(before > 0);
+    let (state, persister) = start_on(&disk, loaded.keys, loaded.manifest);
+    assert_eq!(persister.release_point(), Hold { session: 7, seq: 0 });
+    state.write().insert(key(9), &Config::default()).unwrap();
+    let hold = persister
+        .submit(vec![Touched::Key(Uuid::from_bytes([9; 16]))], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        hold,
+        Hold {
+            session: 7,
+            seq: before + 1
+        }
+    );
+    assert_eq!(persister.release_point(), hold);
+    persister.durable_through(hold.seq).await.unwrap();
 }

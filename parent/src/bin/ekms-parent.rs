@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use ekms_parent::holds::Holds;
 use ekms_parent::relay::{self, RelayConfig};
-use ekms_parent::store::{serve_store, RedbStore, Store};
+use ekms_parent::store::{serve_store_with, RedbStore, Store, StoreServiceConfig};
 use ekms_shared::transport::{Address, Listener};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -138,13 +139,21 @@ async fn main() -> anyhow::Result<()> {
             .context("cannot write the ready line to stdout")?;
     }
     tracing::info!(listen = %bound, enclave = %args.enclave, "relay started");
+    // The enclave's answers wait here for the commits they depend on: released by the store
+    // service, delivered by the relay. Without a store in this process, no answer that waits
+    // for one is ever delivered.
+    let holds = store.as_ref().map(|_| Arc::new(Holds::default()));
+    let store_config = StoreServiceConfig {
+        holds: holds.clone(),
+        ..StoreServiceConfig::default()
+    };
     let store_service = async {
         let Some((listener, store_bound, store, dir)) = store else {
             return Ok(());
         };
         tracing::info!(store = %store_bound, data_dir = %dir.display(), "store started");
         let store: Arc<dyn Store> = store;
-        serve_store(listener, store, shutdown())
+        serve_store_with(listener, store, store_config, shutdown())
             .await
             .context("store service failed")?;
         tracing::info!("store stopped");
@@ -156,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
         max_connections: args.max_connections.get(),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         connect_timeout: Duration::from_secs(args.connect_timeout_secs),
+        holds,
     };
     let relay_service = async {
         relay::serve(listener, config, shutdown())

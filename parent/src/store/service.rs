@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ekms_shared::transport::{Listener, Stream};
 use ekms_shared::wire::v1::{
@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::accept;
+use crate::holds::Holds;
 
 use super::{error_chain, validate_batch, CommitBatch, Store};
 
@@ -52,6 +53,9 @@ pub struct StoreServiceConfig {
     pub max_in_flight_per_connection: usize,
     /// Most records in one `Records` answer, whatever `limit` asks for.
     pub max_load_records: usize,
+    /// Where the relay's held answers wait for commits (`Request::Hold`); without it, `Hold`
+    /// is refused.
+    pub holds: Option<Arc<Holds>>,
 }
 
 impl Default for StoreServiceConfig {
@@ -63,6 +67,7 @@ impl Default for StoreServiceConfig {
             max_group_bytes: 64 * 1024 * 1024,
             max_in_flight_per_connection: 256,
             max_load_records: 1024,
+            holds: None,
         }
     }
 }
@@ -72,6 +77,8 @@ struct PendingCommit {
     batch: CommitBatch,
     payload_len: usize,
     reply: oneshot::Sender<Response>,
+    /// The held answers this commit releases: its connection's session.
+    releases: Option<(Arc<Holds>, u64)>,
 }
 
 /// Serves the store channel on `listener` with [`StoreServiceConfig::default`] until
@@ -137,6 +144,7 @@ pub async fn serve_store_with(
             store: Arc::clone(&store),
             commits: commits.clone(),
             config: Arc::clone(&config),
+            session: Arc::new(OnceLock::new()),
         };
         tasks.spawn(async move {
             let _permit = permit;
@@ -226,6 +234,10 @@ fn group_writer(
             bytes += pending.payload_len;
             group.push(pending);
         }
+        let releases: Vec<Option<(Arc<Holds>, u64)>> = group
+            .iter_mut()
+            .map(|pending| pending.releases.take())
+            .collect();
         let (batches, replies): (Vec<CommitBatch>, Vec<oneshot::Sender<Response>>) = group
             .into_iter()
             .map(|pending| (pending.batch, pending.reply))
@@ -245,6 +257,16 @@ fn group_writer(
         } else {
             debug!(commits = seqs.len(), bytes, "group committed");
         }
+        // Held answers first: the enclave learns of the commit from the reply, the clients
+        // from their answers, and neither has to wait for the other.
+        for (seq, releases) in seqs.iter().zip(releases) {
+            if let Some((holds, session)) = releases {
+                match failure {
+                    None => holds.advance(session, *seq),
+                    Some(_) => holds.close(session),
+                }
+            }
+        }
         for (seq, reply) in seqs.into_iter().zip(replies) {
             let response = match &failure {
                 None => Response::Committed { seq },
@@ -263,12 +285,25 @@ struct Connection {
     store: Arc<dyn Store>,
     commits: mpsc::Sender<PendingCommit>,
     config: Arc<StoreServiceConfig>,
+    /// The session announced on this connection (`Request::Hold`), at most one.
+    session: Arc<OnceLock<u64>>,
 }
 
 impl Connection {
     /// Reads requests and writes answers in order until the client closes or the stream
     /// breaks.
     async fn serve(self, stream: Stream) -> Result<(), WireError> {
+        // Answers still held for this connection's commits are never released once it ends:
+        // the enclave behind it is gone or lost its channel.
+        struct CloseOnEnd(Option<Arc<Holds>>, Arc<OnceLock<u64>>);
+        impl Drop for CloseOnEnd {
+            fn drop(&mut self) {
+                if let (Some(holds), Some(session)) = (&self.0, self.1.get()) {
+                    holds.close(*session);
+                }
+            }
+        }
+        let _close = CloseOnEnd(self.config.holds.clone(), Arc::clone(&self.session));
         let (mut reader, mut writer) = tokio::io::split(stream);
         let (order, mut answers) =
             mpsc::channel::<oneshot::Receiver<Response>>(self.config.max_in_flight_per_connection);
@@ -338,6 +373,24 @@ impl Connection {
             Request::Ping => {
                 let _ = reply.send(Response::Pong);
             }
+            Request::Hold { session } => {
+                let response = match &self.config.holds {
+                    None => Response::Error {
+                        message: "this store service does not hold answers".to_owned(),
+                    },
+                    Some(holds) => match self.session.set(session) {
+                        Ok(()) => {
+                            holds.open(session);
+                            Response::Holding
+                        }
+                        Err(_) => Response::Error {
+                            message: "a session was already announced on this connection"
+                                .to_owned(),
+                        },
+                    },
+                };
+                let _ = reply.send(response);
+            }
             Request::Load { after, limit } => {
                 let limit = usize::try_from(limit)
                     .unwrap_or(usize::MAX)
@@ -366,10 +419,17 @@ impl Connection {
                     });
                     return;
                 }
+                let releases = self
+                    .config
+                    .holds
+                    .as_ref()
+                    .zip(self.session.get())
+                    .map(|(holds, session)| (Arc::clone(holds), *session));
                 let pending = PendingCommit {
                     payload_len: batch.payload_len(),
                     batch,
                     reply,
+                    releases,
                 };
                 if let Err(mpsc::error::SendError(pending)) = self.commits.send(pending).await {
                     let _ = pending.reply.send(Response::Error {

@@ -18,6 +18,7 @@ use anyhow::{anyhow, Context as _};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
+use ekms_shared::release::{HoldCell, HoldWriter};
 use ekms_shared::transport::{Address, Io, Listener};
 use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
@@ -286,6 +287,9 @@ async fn serve(listener: Listener, tls: Option<TlsAcceptor>, body: Bytes) {
         };
         let tls = tls.clone();
         let body = body.clone();
+        // Framed as the enclave frames its answers, none of them held: the relay does the
+        // same work per answer for both.
+        let stream = HoldWriter::new(stream, Arc::new(HoldCell::default()));
         connections.spawn(async move {
             let io: Box<dyn Io> = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
@@ -295,7 +299,7 @@ async fn serve(listener: Listener, tls: Option<TlsAcceptor>, body: Bytes) {
                         return;
                     }
                 },
-                None => stream,
+                None => Box::new(stream),
             };
             let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let body = body.clone();
