@@ -132,9 +132,14 @@ async fn written_store() -> (Disk, Vec<u8>) {
 fn start_on(disk: &Disk, keys: KeyStore, manifest: Manifest) -> (Arc<State>, Persister) {
     let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
     tokio::spawn(fake_parent(parent_end, disk.clone()));
+    start_over(enclave_end, keys, manifest)
+}
+
+/// A committer in session 7 over `stream`, from `keys` and `manifest`.
+fn start_over(stream: DuplexStream, keys: KeyStore, manifest: Manifest) -> (Arc<State>, Persister) {
     let state = Arc::new(State::new(keys, Principals::default()));
     let persister = Persister::start(
-        Box::new(enclave_end),
+        Box::new(stream),
         state.clone(),
         Arc::new(domain()),
         manifest,
@@ -409,16 +414,7 @@ async fn an_altered_record_or_another_domain_key_is_refused() {
 async fn a_broken_store_channel_fails_the_waiting_request() {
     let (enclave_end, parent_end) = tokio::io::duplex(1 << 16);
     drop(parent_end);
-    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
-    let persister = Persister::start(
-        Box::new(enclave_end),
-        state.clone(),
-        Arc::new(domain()),
-        Manifest::empty(),
-        Arc::new(OsEntropy::default()),
-        chain(),
-        7,
-    );
+    let (state, persister) = start_over(enclave_end, KeyStore::default(), Manifest::empty());
     state.write().insert(key(1), &Config::default()).unwrap();
     assert!(persister
         .persist(vec![Touched::Key(Uuid::from_bytes([1; 16]))], None)
@@ -474,16 +470,7 @@ async fn each_change_rides_the_commit_it_was_promised() {
         Arc::clone(&commits),
         std::time::Duration::from_millis(5),
     ));
-    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
-    let persister = Persister::start(
-        Box::new(enclave_end),
-        state.clone(),
-        Arc::new(domain()),
-        Manifest::empty(),
-        Arc::new(OsEntropy::default()),
-        chain(),
-        7,
-    );
+    let (state, persister) = start_over(enclave_end, KeyStore::default(), Manifest::empty());
     assert_eq!(persister.release_point(), Hold { session: 7, seq: 0 });
 
     let mut tasks = tokio::task::JoinSet::new();
