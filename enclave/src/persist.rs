@@ -15,7 +15,6 @@
 //! state the disk does not have.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -113,8 +112,8 @@ struct Queue {
     pending: Mutex<Pending>,
     /// Wakes the committer when a job is queued.
     work: Notify,
-    /// Wakes requests waiting for room in a full queue.
-    room: Notify,
+    /// Wakes requests waiting for space in a full queue.
+    space: Notify,
 }
 
 struct Pending {
@@ -133,10 +132,14 @@ impl Queue {
     }
 }
 
-/// How far commits are durable, as acknowledged by the parent.
+/// How far commits are durable, as acknowledged by the parent, or that the store failed.
 #[derive(Debug, Clone, Copy)]
 struct Durable {
+    /// The last acknowledged commit.
     seq: u64,
+    /// The audit chain head it made durable.
+    head: Head,
+    /// The store failed: nothing more becomes durable.
     failed: bool,
 }
 
@@ -165,10 +168,8 @@ pub struct Persister {
     queue: Arc<Queue>,
     /// This store channel's session, as announced to the parent.
     session: u64,
-    failed: Arc<AtomicBool>,
     fatal: Arc<Notify>,
     chain: Arc<Mutex<AuditChain>>,
-    durable_head: Arc<Mutex<Head>>,
     durable: watch::Receiver<Durable>,
 }
 
@@ -195,11 +196,11 @@ impl Persister {
         }
         let mut job = Some(Job { touched, audit });
         loop {
-            let room = self.queue.room.notified();
-            tokio::pin!(room);
+            let space = self.queue.space.notified();
+            tokio::pin!(space);
             // Registered before the check, so a commit taking the queue in between wakes it.
-            room.as_mut().enable();
-            if self.failed.load(Ordering::SeqCst) {
+            space.as_mut().enable();
+            if self.durable.borrow().failed {
                 return Err(PersistError::Unavailable);
             }
             {
@@ -218,7 +219,7 @@ impl Persister {
                     });
                 }
             }
-            room.await;
+            space.await;
         }
     }
 
@@ -267,10 +268,7 @@ impl Persister {
     /// # Errors
     /// `KMSInternalException` if signing fails.
     pub fn signed_audit_head(&self, nonce: &[u8]) -> Result<SignedHead, KmsError> {
-        let head = *self
-            .durable_head
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let head = self.durable.borrow().head;
         let chain = self
             .chain
             .lock()
@@ -299,7 +297,12 @@ impl Persister {
         chain: AuditChain,
         session: u64,
     ) -> Persister {
-        let durable_head = Arc::new(Mutex::new(chain.head()));
+        let (durable_tx, durable) = watch::channel(Durable {
+            seq: manifest.seq(),
+            head: chain.head(),
+            failed: false,
+        });
+        let durable_tx = Arc::new(durable_tx);
         let chain = Arc::new(Mutex::new(chain));
         let queue = Arc::new(Queue {
             pending: Mutex::new(Pending {
@@ -310,29 +313,23 @@ impl Persister {
                 jobs: Vec::new(),
             }),
             work: Notify::new(),
-            room: Notify::new(),
+            space: Notify::new(),
         });
-        let (durable_tx, durable) = watch::channel(Durable {
-            seq: manifest.seq(),
-            failed: false,
-        });
-        let durable_tx = Arc::new(durable_tx);
-        let failed = Arc::new(AtomicBool::new(false));
         let fatal = Arc::new(Notify::new());
         let (reader, writer) = tokio::io::split(stream);
         let (in_flight_tx, in_flight_rx) = mpsc::channel(MAX_IN_FLIGHT);
         let room = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
         let fail = {
-            let failed = failed.clone();
             let fatal = fatal.clone();
             let durable_tx = durable_tx.clone();
             let queue = queue.clone();
             move |why: &str| {
-                if !failed.swap(true, Ordering::SeqCst) {
+                let first =
+                    durable_tx.send_if_modified(|d| !std::mem::replace(&mut d.failed, true));
+                if first {
                     tracing::error!(why, "durable store failed: stopping (fail-stop)");
                 }
-                durable_tx.send_modify(|d| d.failed = true);
-                queue.room.notify_waiters();
+                queue.space.notify_waiters();
                 fatal.notify_one();
             }
         };
@@ -358,19 +355,16 @@ impl Persister {
             .await;
             fail(&why);
         });
-        let acked_head = durable_head.clone();
         let acked = durable_tx.clone();
         tokio::spawn(async move {
-            let why = acknowledger(reader, in_flight_rx, acked_head, &acked).await;
+            let why = acknowledger(reader, in_flight_rx, &acked).await;
             fail2(&why);
         });
         Persister {
             queue,
             session,
-            failed,
             fatal,
             chain,
-            durable_head,
             durable,
         }
     }
@@ -447,7 +441,7 @@ async fn committer<W: AsyncWrite + Unpin>(
             pending.next += 1;
             (seq, std::mem::take(&mut pending.jobs))
         };
-        queue.room.notify_waiters();
+        queue.space.notify_waiters();
         if sealing.manifest.next_seq() != seq {
             return format!("commit {seq} is out of step with the manifest");
         }
@@ -656,17 +650,16 @@ fn build_commit(
 async fn acknowledger<R: AsyncRead + Unpin>(
     mut reader: R,
     mut in_flight: mpsc::Receiver<InFlight>,
-    durable_head: Arc<Mutex<Head>>,
     durable: &watch::Sender<Durable>,
 ) -> String {
     // Each commit's permit is dropped once its answer is read, making room for the next.
     while let Some((seq, head, _permit)) = in_flight.recv().await {
         match v1::read_frame::<_, Response>(&mut reader).await {
             Ok(Some(Response::Committed { seq: acked })) if acked == seq => {
-                *durable_head
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = head;
-                durable.send_modify(|d| d.seq = seq);
+                durable.send_modify(|d| {
+                    d.seq = seq;
+                    d.head = head;
+                });
             }
             Ok(Some(Response::Error { message })) => {
                 return format!("the parent refused commit {seq}: {message}");

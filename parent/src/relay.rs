@@ -5,9 +5,9 @@
 //! enclave's come in frames ([`ekms_shared::release`]), each passed on to the client once the
 //! commit it waits for is durable ([`crate::holds`]). The relay never parses what it carries
 //! beyond those frame headers: TLS and authentication end inside the enclave, so the parent
-//! sees only ciphertext and can neither read nor forge a request. What the relay does guard is the parent itself: a bounded
-//! number of connections, a connect timeout towards the enclave, and an idle timeout so a
-//! silent peer cannot hold a slot forever.
+//! sees only ciphertext and can neither read nor forge a request. What the relay does guard is
+//! the parent itself: a bounded number of connections, a connect timeout towards the enclave,
+//! and an idle timeout so a silent peer cannot hold a slot forever.
 
 use std::future::Future;
 use std::io;
@@ -44,9 +44,10 @@ pub struct RelayConfig {
     pub idle_timeout: Duration,
     /// How long to wait for the enclave to accept a new stream.
     pub connect_timeout: Duration,
-    /// Where answers wait for the store ([`ekms_shared::release`]). Without it, only
-    /// answers that wait for nothing are delivered.
-    pub holds: Option<Arc<Holds>>,
+    /// Where answers wait for the store ([`ekms_shared::release`]). While no store session
+    /// is open on it (a relay without a store), only answers that wait for nothing are
+    /// delivered.
+    pub holds: Arc<Holds>,
 }
 
 /// `ekms-parent`'s defaults: connections relayed at once, idle and connect timeouts (seconds).
@@ -62,7 +63,7 @@ impl RelayConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
-            holds: None,
+            holds: Arc::default(),
         }
     }
 }
@@ -244,7 +245,7 @@ async fn handle_connection(client: Stream, peer: &str, config: &RelayConfig, cou
         enclave,
         config.idle_timeout,
         counters,
-        config.holds.as_deref(),
+        &config.holds,
     )
     .await
     {
@@ -291,7 +292,7 @@ async fn relay(
     enclave: Stream,
     idle_timeout: Duration,
     counters: &Counters,
-    holds: Option<&Holds>,
+    holds: &Holds,
 ) -> io::Result<End> {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut enclave_read, mut enclave_write) = tokio::io::split(enclave);
@@ -489,11 +490,7 @@ impl Pipe {
 /// The enclave-to-client direction: frames in, each payload out once it is released.
 struct Answers {
     frames: FrameReader,
-    /// The front frame may go to the client; `written` of its bytes have.
-    released: bool,
-    written: usize,
-    /// The front frame waits for this.
-    waiting: Option<oneshot::Receiver<()>>,
+    front: Front,
     /// Everything written so far was not yet flushed.
     unflushed: bool,
     /// The enclave sent EOF (or its frames broke).
@@ -502,13 +499,21 @@ struct Answers {
     done: bool,
 }
 
+/// Where the front frame stands.
+enum Front {
+    /// No whole frame yet.
+    Reading,
+    /// Whole, waiting for its release.
+    Waiting(oneshot::Receiver<()>),
+    /// Released; this many of its bytes went to the client.
+    Released(usize),
+}
+
 impl Answers {
     fn new() -> Self {
         Answers {
             frames: FrameReader::new(),
-            released: false,
-            written: 0,
-            waiting: None,
+            front: Front::Reading,
             unflushed: false,
             eof: false,
             done: false,
@@ -523,33 +528,33 @@ impl Answers {
         &mut self,
         reader: &mut R,
         writer: &mut W,
-        holds: Option<&Holds>,
+        holds: &Holds,
     ) -> Result<Step, Failed>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        if self.released {
-            let payload = &self.frames.payload()[self.written..];
-            let n = writer.write(payload).await.map_err(Failed::Write)?;
-            if n == 0 {
-                return Err(Failed::Write(io::ErrorKind::WriteZero.into()));
+        match &mut self.front {
+            Front::Released(written) => {
+                let payload = &self.frames.payload()[*written..];
+                let n = writer.write(payload).await.map_err(Failed::Write)?;
+                if n == 0 {
+                    return Err(Failed::Write(io::ErrorKind::WriteZero.into()));
+                }
+                *written += n;
+                if *written == self.frames.payload().len() {
+                    self.frames.consume();
+                    self.front = Front::Reading;
+                    self.unflushed = true;
+                }
+                return Ok(Step::Wrote(n as u64));
             }
-            self.written += n;
-            if self.written == self.frames.payload().len() {
-                self.frames.consume();
-                self.released = false;
-                self.written = 0;
-                self.unflushed = true;
+            Front::Waiting(release) => {
+                release.await.map_err(|_| Failed::never_released())?;
+                self.front = Front::Released(0);
+                return Ok(Step::Released);
             }
-            return Ok(Step::Wrote(n as u64));
-        }
-        if let Some(waiting) = &mut self.waiting {
-            let released = waiting.await;
-            self.waiting = None;
-            released.map_err(|_| Failed::never_released())?;
-            self.released = true;
-            return Ok(Step::Released);
+            Front::Reading => {}
         }
         if self.unflushed {
             writer.flush().await.map_err(Failed::Write)?;
@@ -566,17 +571,11 @@ impl Answers {
                 Err(FrameError::Io(e)) => return Err(Failed::Read(e)),
                 Err(e) => return Err(Failed::Read(io::Error::new(io::ErrorKind::InvalidData, e))),
             };
-            let release = match holds {
-                Some(holds) => holds.release(hold),
-                // No store here (the bench's baseline): only answers that wait for nothing.
-                None if hold.is_none() => Release::Now,
-                None => Release::Never,
-            };
-            match release {
-                Release::Now => self.released = true,
-                Release::Later(receiver) => self.waiting = Some(receiver),
+            self.front = match holds.release(hold) {
+                Release::Now => Front::Released(0),
+                Release::Later(release) => Front::Waiting(release),
                 Release::Never => return Err(Failed::never_released()),
-            }
+            };
             return Ok(Step::Read(self.frames.payload().len() as u64));
         }
         writer.shutdown().await.map_err(Failed::Write)?;
@@ -668,7 +667,14 @@ mod tests {
         max_connections: usize,
         idle_timeout: Duration,
     ) -> Running {
-        start_relay_holding(listen, enclave, max_connections, idle_timeout, None).await
+        start_relay_holding(
+            listen,
+            enclave,
+            max_connections,
+            idle_timeout,
+            Arc::default(),
+        )
+        .await
     }
 
     async fn start_relay_holding(
@@ -676,7 +682,7 @@ mod tests {
         enclave: Address,
         max_connections: usize,
         idle_timeout: Duration,
-        holds: Option<Arc<Holds>>,
+        holds: Arc<Holds>,
     ) -> Running {
         let listener = Listener::bind(listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -995,7 +1001,7 @@ mod tests {
             max_connections: 0,
             idle_timeout: WAIT,
             connect_timeout: WAIT,
-            holds: None,
+            holds: Arc::default(),
         };
         let err = serve(listener, config, std::future::pending())
             .await
@@ -1041,7 +1047,7 @@ mod tests {
         let holds = Arc::new(Holds::default());
         holds.open(9);
         let enclave = holding_server(&loopback()).await;
-        let relay = start_relay_holding(&loopback(), enclave, 4, WAIT, Some(holds.clone())).await;
+        let relay = start_relay_holding(&loopback(), enclave, 4, WAIT, holds.clone()).await;
 
         let mut client = transport::connect(&relay.addr).await.unwrap();
         assert_eq!(read_for_a_while(&mut client).await, b"unheld ");
@@ -1064,8 +1070,7 @@ mod tests {
     async fn held_answers_of_a_failed_commit_or_another_session_never_arrive() {
         let holds = Arc::new(Holds::default());
         let enclave = holding_server(&loopback()).await;
-        let relay =
-            start_relay_holding(&loopback(), enclave.clone(), 4, WAIT, Some(holds.clone())).await;
+        let relay = start_relay_holding(&loopback(), enclave.clone(), 4, WAIT, holds.clone()).await;
 
         // The session closes (its commit failed) while the answer waits.
         holds.open(9);

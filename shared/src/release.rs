@@ -140,13 +140,19 @@ impl HoldCell {
 /// Each write becomes one frame (up to [`MAX_PAYLOAD`] bytes), copied with its header into a
 /// buffer that is written out before the next write is taken, so a frame is never interleaved
 /// with another and is written by as few calls as the transport allows.
-#[derive(Debug)]
 pub struct HoldWriter<S> {
     inner: S,
     hold: Arc<HoldCell>,
     /// `out[sent..]` is still to be written to `inner`.
     out: Vec<u8>,
     sent: usize,
+}
+
+/// Names the type only: the buffer holds answers (plaintext ones too, without TLS).
+impl<S> std::fmt::Debug for HoldWriter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HoldWriter").finish_non_exhaustive()
+    }
 }
 
 impl<S> HoldWriter<S> {
@@ -260,7 +266,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for HoldWriter<S> {
 /// [`FrameReader::fill`] reads until the front frame is whole, [`FrameReader::payload`] shows
 /// it and [`FrameReader::consume`] drops it. `fill` is cancel-safe (what was read stays
 /// buffered), so it can race other work in a `select!`.
-#[derive(Debug)]
 pub struct FrameReader {
     buf: Box<[u8]>,
     /// `buf[start..end]` holds bytes read and not yet consumed.
@@ -282,6 +287,13 @@ pub enum FrameError {
     /// The stream ended inside a frame.
     #[error("the stream ended inside a relay frame")]
     Truncated,
+}
+
+/// Names the type only: the buffer holds answers.
+impl std::fmt::Debug for FrameReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameReader").finish_non_exhaustive()
+    }
 }
 
 impl Default for FrameReader {

@@ -142,9 +142,9 @@ async fn main() -> anyhow::Result<()> {
     // The enclave's answers wait here for the commits they depend on: released by the store
     // service, delivered by the relay. Without a store in this process, no answer that waits
     // for one is ever delivered.
-    let holds = store.as_ref().map(|_| Arc::new(Holds::default()));
+    let holds = Arc::new(Holds::default());
     let store_config = StoreServiceConfig {
-        holds: holds.clone(),
+        holds: Some(Arc::clone(&holds)),
         ..StoreServiceConfig::default()
     };
     let store_service = async {

@@ -77,8 +77,8 @@ struct PendingCommit {
     batch: CommitBatch,
     payload_len: usize,
     reply: oneshot::Sender<Response>,
-    /// The held answers this commit releases: its connection's session.
-    releases: Option<(Arc<Holds>, u64)>,
+    /// The session whose held answers this commit releases (its connection's).
+    session: Option<u64>,
 }
 
 /// Serves the store channel on `listener` with [`StoreServiceConfig::default`] until
@@ -121,10 +121,11 @@ pub async fn serve_store_with(
     let (commits, queue) = mpsc::channel(config.commit_queue_len);
     let writer = {
         let store = Arc::clone(&store);
+        let holds = config.holds.clone();
         let (max_commits, max_bytes) = (config.max_group_commits, config.max_group_bytes);
         std::thread::Builder::new()
             .name("ekms-store-writer".to_owned())
-            .spawn(move || group_writer(store, queue, max_commits, max_bytes))?
+            .spawn(move || group_writer(store, holds, queue, max_commits, max_bytes))?
     };
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
@@ -208,6 +209,7 @@ fn check_config(config: &StoreServiceConfig) -> io::Result<()> {
 /// one.
 fn group_writer(
     store: Arc<dyn Store>,
+    holds: Option<Arc<Holds>>,
     mut queue: mpsc::Receiver<PendingCommit>,
     max_commits: usize,
     max_bytes: usize,
@@ -234,10 +236,7 @@ fn group_writer(
             bytes += pending.payload_len;
             group.push(pending);
         }
-        let releases: Vec<Option<(Arc<Holds>, u64)>> = group
-            .iter_mut()
-            .map(|pending| pending.releases.take())
-            .collect();
+        let sessions: Vec<Option<u64>> = group.iter().map(|pending| pending.session).collect();
         let (batches, replies): (Vec<CommitBatch>, Vec<oneshot::Sender<Response>>) = group
             .into_iter()
             .map(|pending| (pending.batch, pending.reply))
@@ -259,11 +258,12 @@ fn group_writer(
         }
         // Held answers first: the enclave learns of the commit from the reply, the clients
         // from their answers, and neither has to wait for the other.
-        for (seq, releases) in seqs.iter().zip(releases) {
-            if let Some((holds, session)) = releases {
-                match failure {
-                    None => holds.advance(session, *seq),
-                    Some(_) => holds.close(session),
+        if let Some(holds) = &holds {
+            for (seq, session) in seqs.iter().zip(sessions) {
+                match (session, &failure) {
+                    (Some(session), None) => holds.advance(session, *seq),
+                    (Some(session), Some(_)) => holds.close(session),
+                    (None, _) => {}
                 }
             }
         }
@@ -419,17 +419,11 @@ impl Connection {
                     });
                     return;
                 }
-                let releases = self
-                    .config
-                    .holds
-                    .as_ref()
-                    .zip(self.session.get())
-                    .map(|(holds, session)| (Arc::clone(holds), *session));
                 let pending = PendingCommit {
                     payload_len: batch.payload_len(),
                     batch,
                     reply,
-                    releases,
+                    session: self.session.get().copied(),
                 };
                 if let Err(mpsc::error::SendError(pending)) = self.commits.send(pending).await {
                     let _ = pending.reply.send(Response::Error {
