@@ -48,6 +48,59 @@ async fn sdk_trusting_the_ca_round_trips_encrypt_decrypt() {
     );
 }
 
+/// Requests of many sizes, one after another on one kept-alive connection, each read through
+/// the enclave's buffer below TLS: small ones, ones larger than the buffer, and one too large
+/// to serve, answered with the API's error and not a broken connection.
+#[tokio::test]
+async fn requests_of_every_size_round_trip_over_one_tls_connection() {
+    let ekms = Ekms::shared_tls();
+    let client = ekms.client().await;
+    let key = create_key(&client).await;
+    for size in [1usize, 100, 1000, 4095, 4096, 1, 4096] {
+        let plaintext: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let out = client
+            .encrypt()
+            .key_id(&key)
+            .plaintext(Blob::new(plaintext.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("Encrypt {size} bytes: {}", DisplayErrorContext(e)));
+        let back = client
+            .decrypt()
+            .ciphertext_blob(out.ciphertext_blob.expect("CiphertextBlob"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("Decrypt {size} bytes: {}", DisplayErrorContext(e)));
+        assert_eq!(
+            back.plaintext().map(Blob::as_ref),
+            Some(&plaintext[..]),
+            "{size} bytes"
+        );
+    }
+    // 30 KB of plaintext: a 40 KB body, several buffers' worth, still read whole and refused.
+    let err = client
+        .encrypt()
+        .key_id(&key)
+        .plaintext(Blob::new(vec![7u8; 30_000]))
+        .send()
+        .await
+        .expect_err("30 KB of plaintext was accepted");
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.meta().code()),
+        Some("ValidationException"),
+        "{}",
+        DisplayErrorContext(&err)
+    );
+    // The connection still serves.
+    let random = client
+        .generate_random()
+        .number_of_bytes(32)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("after the refusal: {}", DisplayErrorContext(e)));
+    assert_eq!(random.plaintext().map(|p| p.as_ref().len()), Some(32));
+}
+
 #[tokio::test]
 async fn the_certificate_is_valid_for_localhost() {
     let ekms = Ekms::shared_tls();
