@@ -93,7 +93,8 @@ const MAX_BATCH: usize = 512;
 /// on its own thread, two in flight measured the same as one: 0.42 of the baseline at 64
 /// connections, averaged over four runs each, in the bench's same-run ratio. With answers held
 /// by the parent instead of waiting here, four in flight measured 0.52 against one's 0.53 (64
-/// connections) and 0.40 against 0.42 (TLS, 16), three runs each.
+/// connections) and 0.40 against 0.42 (TLS, 16), three runs each; with the enclave's TLS read
+/// buffer, two in flight measured 0.395 against one's 0.413 (TLS, 16, five runs each).
 const MAX_IN_FLIGHT: usize = 1;
 /// Records per Load page.
 const LOAD_PAGE: u32 = 4096;

@@ -162,10 +162,7 @@ impl Service {
         audit: Option<crate::audit::Record>,
     ) -> Result<(), KmsError> {
         match self.persister.get() {
-            Some(p) => {
-                p.submit(touched, audit).await?;
-                Ok(())
-            }
+            Some(p) => Ok(p.submit(touched, audit).await.map(drop)?),
             None => Ok(()),
         }
     }
