@@ -144,7 +144,8 @@ struct Durable {
     failed: bool,
 }
 
-/// The sealed setting that holds the audit chain head.
+/// The sealed setting that held the audit chain head before the manifest's root carried it
+/// (root version 4). Read at load; the first commit that moves the head deletes it.
 pub const AUDIT_HEAD_ID: &[u8] = b"audit-head";
 
 fn encode_head(head: Head) -> Vec<u8> {
@@ -577,7 +578,7 @@ fn build_commit(
         }
     }
     // Audit lines, in commit order, then a signed checkpoint; the chain head is sealed in the
-    // same commit so the chain continues across restarts.
+    // same commit (in the manifest's root) so the chain continues across restarts.
     let (lines, head) = {
         let mut chain = chain
             .lock()
@@ -606,23 +607,18 @@ fn build_commit(
         (lines, chain.head())
     };
     if !lines.is_empty() {
-        let sealed = record::seal(
-            domain,
-            RecordKind::Setting,
-            AUDIT_HEAD_ID,
-            seq,
-            &encode_head(head),
-            entropy,
-        )
-        .map_err(|_| PersistError::Seal("audit head sealing"))?;
-        manifest.set(RecordKind::Setting, AUDIT_HEAD_ID, Some(seq));
-        puts.push(Record {
-            key: RecordKey {
+        manifest.set_head(encode_head(head));
+        // A store from before root version 4 kept the head in a record of its own.
+        if manifest
+            .expected(RecordKind::Setting, AUDIT_HEAD_ID)
+            .is_some()
+        {
+            manifest.set(RecordKind::Setting, AUDIT_HEAD_ID, None);
+            deletes.push(RecordKey {
                 kind: RecordKind::Setting as u8,
                 id: AUDIT_HEAD_ID.to_vec(),
-            },
-            sealed,
-        });
+            });
+        }
     }
     for (kind, id, sealed) in manifest
         .seal_changes(domain, entropy)
@@ -885,6 +881,13 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
     let (manifest, mut refused) = loader.finish();
     if !has_root && refused.is_empty() {
         refused.push(Refusal::Root("missing".to_owned()));
+    }
+    // The root's head, where it carries one, is the newest: sealed with every commit.
+    if let Some(bytes) = manifest.head() {
+        match decode_head(bytes) {
+            Some(head) => audit_head = head,
+            None => refused.push(Refusal::Root("malformed audit head".to_owned())),
+        }
     }
     Ok(Loaded {
         keys,

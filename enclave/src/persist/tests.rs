@@ -538,3 +538,135 @@ async fn a_new_session_holds_nothing_until_a_change_is_queued() {
     assert_eq!(persister.release_point(), hold);
     persister.durable_through(hold.seq).await.unwrap();
 }
+
+fn audit_record(n: u64) -> crate::audit::Record {
+    crate::audit::Record::from_value(&serde_json::json!({"eventName": "Encrypt", "n": n}))
+}
+
+/// The records the last commit put, by (kind, id).
+fn puts_of_last_commit(commits: &Arc<Mutex<Vec<Request>>>) -> Vec<(u8, Vec<u8>)> {
+    let commits = commits.lock().unwrap();
+    match commits.last() {
+        Some(Request::Commit { puts, .. }) => puts
+            .iter()
+            .map(|p| (p.key.kind, p.key.id.clone()))
+            .collect(),
+        other => panic!("no commit: {other:?}"),
+    }
+}
+
+/// A parent over `disk` that also keeps every request it was sent.
+async fn keeping_parent(stream: DuplexStream, disk: Disk, kept: Arc<Mutex<Vec<Request>>>) {
+    let (enclave_side, ours) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(enclave_side, disk));
+    let (mut from_enclave, mut to_enclave) = tokio::io::split(stream);
+    let (mut from_parent, mut to_parent) = tokio::io::split(ours);
+    tokio::spawn(async move {
+        while let Ok(Some(response)) = v1::read_frame::<_, Response>(&mut from_parent).await {
+            if v1::write_frame(&mut to_enclave, &response).await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut from_enclave).await {
+        kept.lock().unwrap().push(request.clone());
+        if v1::write_frame(&mut to_parent, &request).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The audit chain's head rides in the manifest's root: a commit that only audits writes the
+/// root and nothing else, and a restart continues the chain from the head the root carries.
+#[tokio::test]
+async fn an_audit_only_commit_writes_the_root_alone_and_the_head_survives_a_restart() {
+    let (disk, _) = written_store().await;
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    let kept = Arc::default();
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(keeping_parent(parent_end, disk.clone(), Arc::clone(&kept)));
+    let (_state, persister) = start_over(enclave_end, loaded.keys, loaded.manifest);
+    for n in 1..=3 {
+        persister
+            .persist(Vec::new(), Some(audit_record(n)))
+            .await
+            .unwrap();
+        assert_eq!(
+            puts_of_last_commit(&kept),
+            vec![(RecordKind::Root as u8, b"root".to_vec())],
+            "commit {n}"
+        );
+    }
+    assert!(
+        !disk
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|(kind, _)| *kind == RecordKind::Setting as u8),
+        "no record of its own for the head"
+    );
+
+    let loaded = load_from(disk).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(loaded.audit_head.seq, 3);
+    assert_eq!(loaded.keys.key_count(), 4);
+}
+
+/// A store from before the root carried the head (it was a sealed setting of its own) loads
+/// with that head; the next audited commit moves it into the root and deletes the setting.
+#[tokio::test]
+async fn a_head_kept_in_a_setting_loads_and_moves_into_the_root() {
+    let (disk, _) = written_store().await;
+    let mut loaded = load_from(disk.clone()).await;
+    assert!(loaded.manifest.head().is_none(), "nothing audited yet");
+    // Written as before: the head sealed as a setting, listed in the manifest; a version-3 root.
+    let old_head = crate::audit::Head {
+        seq: 41,
+        hash: [5; 32],
+    };
+    {
+        let manifest = &mut loaded.manifest;
+        let seq = manifest.next_seq();
+        let sealed = crate::seal::record::seal(
+            &domain(),
+            RecordKind::Setting,
+            super::AUDIT_HEAD_ID,
+            seq,
+            &super::encode_head(old_head),
+            &OsEntropy::default(),
+        )
+        .unwrap();
+        manifest.set(RecordKind::Setting, super::AUDIT_HEAD_ID, Some(seq));
+        let mut d = disk.lock().unwrap();
+        d.insert(
+            (RecordKind::Setting as u8, super::AUDIT_HEAD_ID.to_vec()),
+            sealed,
+        );
+        for (kind, id, sealed) in manifest
+            .seal_changes(&domain(), &OsEntropy::default())
+            .unwrap()
+        {
+            d.insert((kind as u8, id), sealed);
+        }
+    }
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(loaded.audit_head, old_head);
+    assert!(loaded.manifest.head().is_none());
+
+    let (_state, persister) = start_on(&disk, loaded.keys, loaded.manifest);
+    persister
+        .persist(Vec::new(), Some(audit_record(1)))
+        .await
+        .unwrap();
+    assert!(!disk
+        .lock()
+        .unwrap()
+        .contains_key(&(RecordKind::Setting as u8, super::AUDIT_HEAD_ID.to_vec())));
+    let loaded = load_from(disk).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    // The test chain starts from genesis: one record later, its head is seq 1.
+    assert_eq!(loaded.audit_head.seq, 1);
+    assert!(loaded.manifest.head().is_some());
+}

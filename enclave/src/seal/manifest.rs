@@ -9,6 +9,13 @@
 //! [`RecordKind::Root`] with id `root` + page number, so a load meets the root, then the pages,
 //! then the buckets.
 //!
+//! The root also carries the audit chain's head (opaque bytes here, [`Manifest::set_head`]).
+//! The head moves with nearly every commit (every audited request), and the root is sealed on
+//! every commit anyway, so a commit that only audits (Encrypt, Decrypt, ...) seals the root and
+//! nothing else. Kept as a record of its own, as stores before root version 4 did, it re-sealed
+//! that record, its bucket (which lists about N / 4096 of N keys) and its page on every such
+//! commit.
+//!
 //! On load, a record is refused (and reported, while the rest load) when the parent:
 //! - dropped it (listed, never seen),
 //! - replays an older generation of it (generation differs from the manifest's),
@@ -55,11 +62,13 @@ pub fn bucket_of(kind: RecordKind, id: &[u8]) -> u16 {
     (u16::from(b[0]) << 8 | u16::from(b[1])) % BUCKETS as u16
 }
 
-/// The root as loaded: the last commit's sequence number and either every page's generation
-/// (version 3) or every bucket's (versions 1 and 2, which had no pages).
+/// The root as loaded: the last commit's sequence number, either every page's generation
+/// (versions 3 and 4) or every bucket's (versions 1 and 2, which had no pages), and the audit
+/// head (version 4).
 struct RootPlain {
     seq: u64,
     gens: RootGens,
+    head: Option<Vec<u8>>,
 }
 
 enum RootGens {
@@ -67,15 +76,19 @@ enum RootGens {
     Buckets(Vec<u64>),
 }
 
-/// The root, and pages, as sealed. Version 3 (pages) and 2 pack generations as one byte string
-/// of big-endian u64s (one copy to encode, where version 1's CBOR array of integers cost a
-/// call per bucket on every commit); versions 1 and 2 list every bucket in the root and are
-/// still read. In a page, `seq` is the page's generation and `buckets` its buckets'.
+/// The root, and pages, as sealed. Versions 4, 3 (pages) and 2 pack generations as one byte
+/// string of big-endian u64s (one copy to encode, where version 1's CBOR array of integers cost
+/// a call per bucket on every commit); versions 1 and 2 list every bucket in the root and are
+/// still read. In a page, `seq` is the page's generation and `buckets` its buckets'. Version 4
+/// is a version-3 root with the audit head; a version-3 root is still written until a store
+/// has one (and pages are always version 3).
 #[derive(Serialize, Deserialize)]
 struct RootWire {
     v: u8,
     seq: u64,
     buckets: BucketGens,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<ByteBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,18 +98,27 @@ enum BucketGens {
     List(Vec<u64>),
 }
 
-/// Version-3 encoding of a root (`gens` = page generations) or a page (`seq` = its
-/// generation, `gens` = its buckets').
+/// Version-3 encoding of a page (`seq` = its generation, `gens` = its buckets').
 fn encode_gens(seq: u64, gens: &[u64]) -> Result<Vec<u8>, KmsError> {
-    encode_packed(3, seq, gens)
+    encode_packed(3, seq, gens, None)
 }
 
-fn encode_packed(v: u8, seq: u64, gens: &[u64]) -> Result<Vec<u8>, KmsError> {
+/// A root: version 4 with the audit head, version 3 (`gens` = page generations) before a store
+/// has one.
+fn encode_root(seq: u64, gens: &[u64], head: Option<&[u8]>) -> Result<Vec<u8>, KmsError> {
+    match head {
+        Some(head) => encode_packed(4, seq, gens, Some(head)),
+        None => encode_packed(3, seq, gens, None),
+    }
+}
+
+fn encode_packed(v: u8, seq: u64, gens: &[u64], head: Option<&[u8]>) -> Result<Vec<u8>, KmsError> {
     let packed: Vec<u8> = gens.iter().flat_map(|g| g.to_be_bytes()).collect();
     serde_cbor::to_vec(&RootWire {
         v,
         seq,
         buckets: BucketGens::Packed(ByteBuf::from(packed)),
+        head: head.map(ByteBuf::from),
     })
     .map_err(|_| KmsError::Internal("manifest encoding"))
 }
@@ -111,15 +133,23 @@ fn unpack(packed: &[u8]) -> Vec<u64> {
 impl RootPlain {
     fn decode(plain: &[u8]) -> Result<Self, String> {
         let wire: RootWire = serde_cbor::from_slice(plain).map_err(|e| e.to_string())?;
-        let gens = match (wire.v, wire.buckets) {
-            (1, BucketGens::List(list)) if list.len() == BUCKETS => RootGens::Buckets(list),
-            (2, BucketGens::Packed(p)) if p.len() == BUCKETS * 8 => RootGens::Buckets(unpack(&p)),
-            (3, BucketGens::Packed(p)) if p.len() == PAGES * 8 => RootGens::Pages(unpack(&p)),
+        let head = wire.head.map(ByteBuf::into_vec);
+        let gens = match (wire.v, wire.buckets, head.is_some()) {
+            (1, BucketGens::List(list), false) if list.len() == BUCKETS => RootGens::Buckets(list),
+            (2, BucketGens::Packed(p), false) if p.len() == BUCKETS * 8 => {
+                RootGens::Buckets(unpack(&p))
+            }
+            (3, BucketGens::Packed(p), false) | (4, BucketGens::Packed(p), true)
+                if p.len() == PAGES * 8 =>
+            {
+                RootGens::Pages(unpack(&p))
+            }
             _ => return Err("malformed root manifest".to_owned()),
         };
         Ok(RootPlain {
             seq: wire.seq,
             gens,
+            head,
         })
     }
 }
@@ -127,8 +157,10 @@ impl RootPlain {
 /// A page's bucket generations, checked against the generation the record was sealed at.
 fn decode_page(plain: &[u8], generation: u64) -> Result<Vec<u64>, String> {
     let wire: RootWire = serde_cbor::from_slice(plain).map_err(|e| e.to_string())?;
-    match (wire.v, wire.buckets) {
-        (3, BucketGens::Packed(p)) if p.len() == BUCKETS_PER_PAGE * 8 && wire.seq == generation => {
+    match (wire.v, wire.buckets, wire.head) {
+        (3, BucketGens::Packed(p), None)
+            if p.len() == BUCKETS_PER_PAGE * 8 && wire.seq == generation =>
+        {
             Ok(unpack(&p))
         }
         _ => Err("malformed page manifest".to_owned()),
@@ -157,6 +189,8 @@ pub struct Manifest {
     dirty: BTreeSet<u16>,
     /// Loaded from a root without pages: the next commit writes every page.
     unpaged: bool,
+    /// The audit chain head the root carries (see [`Manifest::set_head`]).
+    head: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Manifest {
@@ -180,6 +214,7 @@ impl Manifest {
             buckets: (0..BUCKETS).map(|_| HashMap::new()).collect(),
             dirty: BTreeSet::new(),
             unpaged: false,
+            head: None,
         }
     }
 
@@ -208,6 +243,17 @@ impl Manifest {
             }
         }
         self.dirty.insert(bucket);
+    }
+
+    /// Sets the audit chain head the root carries, sealed with it from this commit on.
+    pub fn set_head(&mut self, head: Vec<u8>) {
+        self.head = Some(head);
+    }
+
+    /// The audit chain head the root carries: `None` for a store whose root predates it (or
+    /// that audited nothing yet).
+    pub fn head(&self) -> Option<&[u8]> {
+        self.head.as_deref()
     }
 
     /// The expected generation of (kind, id), noting that its record was seen (load only).
@@ -270,7 +316,7 @@ impl Manifest {
             self.page_gens[page] = seq;
             out.push((RecordKind::Root, id, sealed));
         }
-        let bytes = encode_gens(seq, &self.page_gens)?;
+        let bytes = encode_root(seq, &self.page_gens, self.head.as_deref())?;
         let sealed = record::seal(domain, RecordKind::Root, ROOT_ID, seq, &bytes, entropy)?;
         out.push((RecordKind::Root, ROOT_ID.to_vec(), sealed));
         Ok(out)
@@ -288,7 +334,7 @@ impl Manifest {
     /// A root as stores before pages had it (version 2: every bucket's generation), sealed at
     /// the current sequence.
     pub(crate) fn seal_unpaged_root(&self, domain: &DomainKey) -> Vec<u8> {
-        let bytes = encode_packed(2, self.seq, &self.bucket_gens).unwrap_or_default();
+        let bytes = encode_packed(2, self.seq, &self.bucket_gens, None).unwrap_or_default();
         record::seal(
             domain,
             RecordKind::Root,
@@ -461,6 +507,7 @@ impl<'a> Loader<'a> {
             }
         };
         self.manifest.seq = root.seq;
+        self.manifest.head = root.head;
         self.root = true;
         match root.gens {
             RootGens::Pages(pages) => {
@@ -711,6 +758,7 @@ mod tests {
             v: 1,
             seq: 7,
             buckets: BucketGens::List(gens(BUCKETS)),
+            head: None,
         })
         .unwrap();
         let root = RootPlain::decode(&v1).unwrap();
@@ -721,6 +769,7 @@ mod tests {
             v: 2,
             seq: 8,
             buckets: BucketGens::Packed(ByteBuf::from(packed)),
+            head: None,
         })
         .unwrap();
         assert_eq!(bucket_gens(RootPlain::decode(&v2).unwrap()), gens(BUCKETS));
@@ -740,9 +789,66 @@ mod tests {
             (3, BucketGens::List(gens(PAGES))),
             (4, BucketGens::Packed(ByteBuf::from(vec![0; PAGES * 8]))),
         ] {
-            let bytes = serde_cbor::to_vec(&RootWire { v, seq: 1, buckets }).unwrap();
+            let bytes = serde_cbor::to_vec(&RootWire {
+                v,
+                seq: 1,
+                buckets,
+                head: None,
+            })
+            .unwrap();
             assert!(RootPlain::decode(&bytes).is_err(), "version {v}");
         }
+        // A head only in a version-4 root; never in a page.
+        let head = Some(&[7u8; 40][..]);
+        let v3_with_head = encode_packed(3, 1, &gens(PAGES), head).unwrap();
+        assert!(RootPlain::decode(&v3_with_head).is_err());
+        let page_with_head = encode_packed(3, 5, &gens(BUCKETS_PER_PAGE), head).unwrap();
+        assert!(decode_page(&page_with_head, 5).is_err());
+        let v4 = encode_root(1, &gens(PAGES), head).unwrap();
+        assert_eq!(RootPlain::decode(&v4).unwrap().head.as_deref(), head);
+    }
+
+    /// The audit head rides in the root: a commit that only moves it (an audited Encrypt)
+    /// seals the root alone, whatever the number of records; loaded back, the root gives it.
+    #[test]
+    fn a_commit_that_only_moves_the_audit_head_seals_the_root_alone() {
+        let domain = DomainKey::new(zeroize::Zeroizing::new([3; 32]));
+        let entropy = crate::env::OsEntropy::default();
+        let mut m = Manifest::empty();
+        let seq = m.next_seq();
+        for n in 0..20_000u32 {
+            m.set(RecordKind::Key, &n.to_be_bytes(), Some(seq));
+        }
+        let mut records = m.seal_changes(&domain, &entropy).unwrap();
+
+        m.next_seq();
+        m.set_head(vec![9; 40]);
+        let sealed = m.seal_changes(&domain, &entropy).unwrap();
+        let ids: Vec<(RecordKind, Vec<u8>)> =
+            sealed.iter().map(|(k, id, _)| (*k, id.clone())).collect();
+        assert_eq!(ids, vec![(RecordKind::Root, ROOT_ID.to_vec())]);
+        assert!(sealed[0].2.len() < 1024, "{}", sealed[0].2.len());
+
+        records.retain(|(_, id, _)| id != ROOT_ID);
+        records.extend(sealed);
+        records.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
+        let mut loader = Loader::new(&domain);
+        for (kind, id, s) in &records {
+            assert!(loader.feed(*kind as u8, id, s).is_none());
+        }
+        let (loaded, refused) = loader.finish();
+        // The keys' records themselves were never stored: each is reported missing, and
+        // nothing else is refused.
+        assert!(refused.iter().all(|r| matches!(
+            r,
+            Refusal::Missing {
+                kind: RecordKind::Key,
+                ..
+            }
+        )));
+        assert_eq!(refused.len(), 20_000);
+        assert_eq!(loaded.head(), Some(&[9; 40][..]));
+        assert_eq!(loaded.seq(), 2);
     }
 
     /// A commit that touches one bucket seals that bucket, its page and the root: a few
