@@ -293,18 +293,19 @@ def fmt(v, d=1):
 
 table = ["| transport | op | size | conns | req/s | baseline req/s | ekms / baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | p99 / p50 | errors | CPU cores: bench / servers / other |",
          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-for r in rows:
+def table_row(r, transport, op, size):
     res = r["result"]
-    size = r["size"] if r["op"] in ("encrypt", "decrypt") else "—"
     if res is None:
-        table.append(f"| {r['transport']} | {r['op']} | {size} | ? | run failed: {html.escape(r['stderr'][:120])} | | | | | | | | | |")
-        continue
+        return f"| {transport} | {op} | {size} | ? | run failed: {html.escape(r['stderr'][:120])} | | | | | | | | | |"
     base = res["baseline_requests_per_sec"]
     ratio = f"{100 * res['requests_per_sec'] / base:.0f}%" if base else "—"
     spread = f"{res['p99_ms'] / res['p50_ms']:.1f}×" if res["p50_ms"] else "—"
-    table.append(
-        f"| {r['transport']} | {r['op']} | {size} | {res['connections']} | {fmt(res['requests_per_sec'])} | {fmt(base)} | {ratio} "
-        f"| {fmt(res['p50_ms'], 3)} | {fmt(res['p90_ms'], 3)} | {fmt(res['p99_ms'], 3)} | {fmt(res['p999_ms'], 3)} | {spread} | {res['errors']} | {cpu(r)} |")
+    return (f"| {transport} | {op} | {size} | {res['connections']} | {fmt(res['requests_per_sec'])} | {fmt(base)} | {ratio} "
+            f"| {fmt(res['p50_ms'], 3)} | {fmt(res['p90_ms'], 3)} | {fmt(res['p99_ms'], 3)} | {fmt(res['p999_ms'], 3)} | {spread} | {res['errors']} | {cpu(r)} |")
+
+for r in rows:
+    size = r["size"] if r["op"] in ("encrypt", "decrypt") else "—"
+    table.append(table_row(r, r["transport"], r["op"], size))
 
 # --- SVG: per op, throughput and p99 against connections (log-spaced x). ---
 PW, PH, ML, MR, MT, MB = 330, 190, 62, 12, 28, 34
@@ -500,16 +501,7 @@ if ram_rows:
     md.append(table[0])
     md.append(table[1])
     for r in ram_rows:
-        res = r["result"]
-        if res is None:
-            md.append(f"| tls, store in RAM | encrypt | {r['size']} | 16 | run failed: {html.escape(r['stderr'][:120])} | | | | | | | | | |")
-            continue
-        base = res["baseline_requests_per_sec"]
-        ratio = f"{100 * res['requests_per_sec'] / base:.0f}%" if base else "—"
-        spread = f"{res['p99_ms'] / res['p50_ms']:.1f}×" if res["p50_ms"] else "—"
-        md.append(
-            f"| tls, store in RAM | encrypt | {r['size']} | {res['connections']} | {fmt(res['requests_per_sec'])} | {fmt(base)} | {ratio} "
-            f"| {fmt(res['p50_ms'], 3)} | {fmt(res['p90_ms'], 3)} | {fmt(res['p99_ms'], 3)} | {fmt(res['p999_ms'], 3)} | {spread} | {res['errors']} | {cpu(r)} |")
+        md.append(table_row(r, "tls, store in RAM", "encrypt", r["size"]))
     md.append("")
     md.append("```")
     for r in ram_rows:
