@@ -607,12 +607,14 @@ fn build_commit(
         (lines, chain.head())
     };
     if !lines.is_empty() {
+        // A store from before root version 4 kept the head in a record of its own. Only a
+        // root without a head can come with one, so this is looked up once, not per commit.
+        let legacy = manifest.head().is_none()
+            && manifest
+                .expected(RecordKind::Setting, AUDIT_HEAD_ID)
+                .is_some();
         manifest.set_head(encode_head(head));
-        // A store from before root version 4 kept the head in a record of its own.
-        if manifest
-            .expected(RecordKind::Setting, AUDIT_HEAD_ID)
-            .is_some()
-        {
+        if legacy {
             manifest.set(RecordKind::Setting, AUDIT_HEAD_ID, None);
             deletes.push(RecordKey {
                 kind: RecordKind::Setting as u8,

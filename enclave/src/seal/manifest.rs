@@ -729,6 +729,17 @@ impl<'a> Loader<'a> {
 mod tests {
     use super::*;
 
+    /// Feeds `records` to a loader in the store's (kind, id) order, as a load does; none is
+    /// a data record, so none comes back.
+    fn load_sealed(domain: &DomainKey, mut records: Vec<SealedRecord>) -> (Manifest, Vec<Refusal>) {
+        records.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
+        let mut loader = Loader::new(domain);
+        for (kind, id, s) in &records {
+            assert!(loader.feed(*kind as u8, id, s).is_none());
+        }
+        loader.finish()
+    }
+
     fn gens(n: usize) -> Vec<u64> {
         (0..n as u64).map(|b| b * 1_000_003 % 7919).collect()
     }
@@ -831,12 +842,7 @@ mod tests {
 
         records.retain(|(_, id, _)| id != ROOT_ID);
         records.extend(sealed);
-        records.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
-        let mut loader = Loader::new(&domain);
-        for (kind, id, s) in &records {
-            assert!(loader.feed(*kind as u8, id, s).is_none());
-        }
-        let (loaded, refused) = loader.finish();
+        let (loaded, refused) = load_sealed(&domain, records);
         // The keys' records themselves were never stored: each is reported missing, and
         // nothing else is refused.
         assert!(refused.iter().all(|r| matches!(
@@ -880,13 +886,7 @@ mod tests {
         );
 
         // Loaded back: the root, the page, the bucket; the record is expected at its seq.
-        let mut loader = Loader::new(&domain);
-        let mut records = sealed.clone();
-        records.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
-        for (kind, id, s) in &records {
-            assert!(loader.feed(*kind as u8, id, s).is_none());
-        }
-        let (loaded, refused) = loader.finish();
+        let (loaded, refused) = load_sealed(&domain, sealed);
         assert_eq!(refused.len(), 1, "{refused:?}"); // the record itself was never fed
         assert!(matches!(
             &refused[0],
