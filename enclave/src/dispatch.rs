@@ -9,8 +9,34 @@ use crate::ops::{self, Ctx};
 /// The JSON 1.1 target prefix of AWS KMS.
 pub const TARGET_PREFIX: &str = "TrentService.";
 
+/// How an operation's resources are authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// On the keys and aliases it resolves: the operation reaches each through the guarded
+    /// store ([`crate::authz::Keys`]), which authorizes it with one of the row's actions.
+    Resources,
+    /// On the account (`*`), by the identity policy alone, before the operation runs: the
+    /// row's first action.
+    Account,
+}
+
+/// What of a successful answer the audit record keeps as `responseElements`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditResponse {
+    /// Nothing (answers may be large, or secret: ciphertexts, plaintexts, data keys).
+    Nothing,
+    /// The whole answer (key metadata, deletion dates).
+    Whole,
+}
+
+/// The operation table: one row per operation, from which dispatch, authorization and the
+/// audit selection are generated. A row reads
+/// `Name => module, [IAM actions], scope, audit response;`.
 macro_rules! operations {
-    (implemented: [$($op:ident),* $(,)?], unsupported: [$($un:ident),* $(,)?]) => {
+    (
+        implemented: [$($op:ident => $module:ident, [$($action:ident),+], $scope:ident, $audit:ident;)*],
+        unsupported: [$($un:ident),* $(,)?]
+    ) => {
         /// Every AWS KMS operation, by the name `X-Amz-Target` carries.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Operation {
@@ -19,6 +45,9 @@ macro_rules! operations {
         }
 
         impl Operation {
+            /// Every operation, in table order.
+            pub const ALL: &'static [Operation] = &[$(Operation::$op,)* $(Operation::$un,)*];
+
             /// Parses the operation name (the part after `TrentService.`).
             pub fn from_name(name: &str) -> Option<Operation> {
                 match name {
@@ -43,27 +72,104 @@ macro_rules! operations {
                     $(Operation::$un => false,)*
                 }
             }
+
+            /// The IAM actions (`kms:<action>`) the operation may be authorized for; none for
+            /// an unsupported one.
+            pub fn actions(self) -> &'static [&'static str] {
+                match self {
+                    $(Operation::$op => &[$(stringify!($action)),+],)*
+                    $(Operation::$un => &[],)*
+                }
+            }
+
+            /// How its resources are authorized.
+            pub fn scope(self) -> Scope {
+                match self {
+                    $(Operation::$op => Scope::$scope,)*
+                    $(Operation::$un => Scope::Account,)*
+                }
+            }
+
+            /// What of its answer the audit record keeps.
+            pub fn audit_response(self) -> AuditResponse {
+                match self {
+                    $(Operation::$op => AuditResponse::$audit,)*
+                    $(Operation::$un => AuditResponse::Nothing,)*
+                }
+            }
+        }
+
+        /// Runs one request body of `op` (parse, authorize, execute) and encodes its answer.
+        fn run(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
+            match op {
+                $(Operation::$op => call(ctx, op, body, |r| ops::$module::handle(ctx, r)),)*
+                $(Operation::$un)|* => Err(KmsError::UnsupportedOperation(format!(
+                    "{} is not supported by this ekms build yet.",
+                    op.name()
+                ))),
+            }
         }
     };
 }
 
 operations! {
     implemented: [
-        GetKeyPolicy, ListKeyPolicies, PutKeyPolicy,
-        CancelKeyDeletion, CreateAlias, CreateKey, Decrypt, DeleteAlias, DescribeKey, DisableKey,
-        EnableKey, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom,
-        ListAliases, ListKeys, ListResourceTags, ReEncrypt, ScheduleKeyDeletion, TagResource,
-        UntagResource, UpdateAlias, UpdateKeyDescription,
+        // Key policies
+        GetKeyPolicy => get_key_policy, [GetKeyPolicy], Resources, Nothing;
+        ListKeyPolicies => list_key_policies, [ListKeyPolicies], Resources, Nothing;
+        PutKeyPolicy => put_key_policy, [PutKeyPolicy], Resources, Nothing;
+        // Keys and aliases
+        CancelKeyDeletion => cancel_key_deletion, [CancelKeyDeletion], Resources, Whole;
+        CreateAlias => create_alias, [CreateAlias], Resources, Nothing;
+        CreateKey => create_key, [CreateKey], Account, Whole;
+        DeleteAlias => delete_alias, [DeleteAlias], Resources, Nothing;
+        DescribeKey => describe_key, [DescribeKey], Resources, Nothing;
+        DisableKey => disable_key, [DisableKey], Resources, Nothing;
+        EnableKey => enable_key, [EnableKey], Resources, Nothing;
+        ListAliases => list_aliases, [ListAliases], Account, Nothing;
+        ListKeys => list_keys, [ListKeys], Account, Nothing;
+        ListResourceTags => list_resource_tags, [ListResourceTags], Resources, Nothing;
+        ScheduleKeyDeletion => schedule_key_deletion, [ScheduleKeyDeletion], Resources, Whole;
+        TagResource => tag_resource, [TagResource], Resources, Nothing;
+        UntagResource => untag_resource, [UntagResource], Resources, Nothing;
+        UpdateAlias => update_alias, [UpdateAlias], Resources, Nothing;
+        UpdateKeyDescription => update_key_description, [UpdateKeyDescription], Resources, Nothing;
+        // Symmetric cryptography
+        Decrypt => decrypt, [Decrypt], Resources, Nothing;
+        Encrypt => encrypt, [Encrypt], Resources, Nothing;
+        GenerateDataKey => generate_data_key, [GenerateDataKey], Resources, Nothing;
+        GenerateDataKeyWithoutPlaintext => generate_data_key_without_plaintext,
+            [GenerateDataKeyWithoutPlaintext], Resources, Nothing;
+        GenerateRandom => generate_random, [GenerateRandom], Account, Nothing;
+        ReEncrypt => re_encrypt, [ReEncryptFrom, ReEncryptTo], Resources, Nothing;
         // HMAC keys and rotation
-        DisableKeyRotation, EnableKeyRotation, GenerateMac, GetKeyRotationStatus,
-        ListKeyRotations, RotateKeyOnDemand, VerifyMac,
+        DisableKeyRotation => disable_key_rotation, [DisableKeyRotation], Resources, Nothing;
+        EnableKeyRotation => enable_key_rotation, [EnableKeyRotation], Resources, Nothing;
+        GenerateMac => generate_mac, [GenerateMac], Resources, Nothing;
+        GetKeyRotationStatus => get_key_rotation_status, [GetKeyRotationStatus], Resources, Nothing;
+        ListKeyRotations => list_key_rotations, [ListKeyRotations], Resources, Nothing;
+        RotateKeyOnDemand => rotate_key_on_demand, [RotateKeyOnDemand], Resources, Nothing;
+        VerifyMac => verify_mac, [VerifyMac], Resources, Nothing;
         // Import of key material
-        DeleteImportedKeyMaterial, GetParametersForImport, ImportKeyMaterial,
+        DeleteImportedKeyMaterial => delete_imported_key_material, [DeleteImportedKeyMaterial],
+            Resources, Nothing;
+        GetParametersForImport => get_parameters_for_import, [GetParametersForImport],
+            Resources, Nothing;
+        ImportKeyMaterial => import_key_material, [ImportKeyMaterial], Resources, Nothing;
         // Asymmetric keys
-        DeriveSharedSecret, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
-        GetPublicKey, Sign, Verify,
+        DeriveSharedSecret => derive_shared_secret, [DeriveSharedSecret], Resources, Nothing;
+        GenerateDataKeyPair => generate_data_key_pair, [GenerateDataKeyPair], Resources, Nothing;
+        GenerateDataKeyPairWithoutPlaintext => generate_data_key_pair_without_plaintext,
+            [GenerateDataKeyPairWithoutPlaintext], Resources, Nothing;
+        GetPublicKey => get_public_key, [GetPublicKey], Resources, Nothing;
+        Sign => sign, [Sign], Resources, Nothing;
+        Verify => verify, [Verify], Resources, Nothing;
         // Grants
-        CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant,
+        CreateGrant => create_grant, [CreateGrant], Resources, Nothing;
+        ListGrants => list_grants, [ListGrants], Resources, Nothing;
+        ListRetirableGrants => list_retirable_grants, [ListRetirableGrants], Account, Nothing;
+        RetireGrant => retire_grant, [RetireGrant], Resources, Nothing;
+        RevokeGrant => revoke_grant, [RevokeGrant], Resources, Nothing;
     ],
     unsupported: [
         ConnectCustomKeyStore, CreateCustomKeyStore, DeleteCustomKeyStore,
@@ -85,15 +191,35 @@ pub fn parse_target(target: Option<&str>) -> KmsResult<Operation> {
         .ok_or_else(|| KmsError::UnknownOperation(format!("Unknown operation {target}")))
 }
 
-/// Decodes the body, runs the operation, encodes its response.
-fn call<Req, Resp>(body: &[u8], run: impl FnOnce(Req) -> KmsResult<Resp>) -> KmsResult<Vec<u8>>
+/// Parse, authorize, execute: decodes the whole body into the operation's request type (a
+/// member it defines with the wrong type is a `SerializationException` before anything else),
+/// authorizes an account-scoped operation, runs it, and encodes its response. An operation
+/// that succeeds without any authorization having allowed it is an internal error (fail
+/// closed).
+fn call<Req, Resp>(
+    ctx: &Ctx<'_>,
+    op: Operation,
+    body: &[u8],
+    run: impl FnOnce(Req) -> KmsResult<Resp>,
+) -> KmsResult<Vec<u8>>
 where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
     let request: Req = serde_json::from_slice(body)
         .map_err(|e| KmsError::Serialization(format!("Could not parse the request: {e}")))?;
+    ctx.begin(op.actions());
+    if op.scope() == Scope::Account {
+        ctx.authorize_account(op.actions().first().copied().unwrap_or_default())?;
+    }
     let response = run(request)?;
+    if ctx.allowed() == 0 {
+        tracing::error!(
+            op = op.name(),
+            "an operation succeeded without authorization"
+        );
+        return Err(KmsError::Internal("operation ran without authorization"));
+    }
     // Sized for the common answers at once (an Encrypt or Decrypt answer is about as long as
     // its request), rather than grown by doubling from serde_json's 128 bytes.
     let mut out = Vec::with_capacity(body.len() + 512);
@@ -106,87 +232,8 @@ where
 ///
 /// # Errors
 /// Whatever the operation answers; `UnsupportedOperationException` for operations this build
-/// does not serve; `SerializationException` for a body that is not the expected JSON.
+/// does not serve; `SerializationException` for a body that is not the expected JSON;
+/// `AccessDeniedException` when the caller may not use what the request names.
 pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
-    handle_split(ctx, op, body, crate::json::Members::parse(body).as_ref())
-}
-
-/// [`handle`], with `body` already split into its members (see [`crate::json::Members`]).
-///
-/// # Errors
-/// As [`handle`].
-pub fn handle_split(
-    ctx: &Ctx<'_>,
-    op: Operation,
-    body: &[u8],
-    members: Option<&crate::json::Members<'_>>,
-) -> KmsResult<Vec<u8>> {
-    use Operation as O;
-    if op.is_supported() {
-        crate::authz::authorize(ctx, op.name(), body, members)?;
-    }
-    match op {
-        O::GetKeyPolicy => call(body, |r| ops::get_key_policy::handle(ctx, r)),
-        O::ListKeyPolicies => call(body, |r| ops::list_key_policies::handle(ctx, r)),
-        O::PutKeyPolicy => call(body, |r| ops::put_key_policy::handle(ctx, r)),
-        O::CancelKeyDeletion => call(body, |r| ops::cancel_key_deletion::handle(ctx, r)),
-        O::CreateAlias => call(body, |r| ops::create_alias::handle(ctx, r)),
-        O::CreateKey => call(body, |r| ops::create_key::handle(ctx, r)),
-        O::Decrypt => call(body, |r| ops::decrypt::handle(ctx, r)),
-        O::DeleteAlias => call(body, |r| ops::delete_alias::handle(ctx, r)),
-        O::DescribeKey => call(body, |r| ops::describe_key::handle(ctx, r)),
-        O::DisableKey => call(body, |r| ops::disable_key::handle(ctx, r)),
-        O::EnableKey => call(body, |r| ops::enable_key::handle(ctx, r)),
-        O::Encrypt => call(body, |r| ops::encrypt::handle(ctx, r)),
-        O::GenerateDataKey => call(body, |r| ops::generate_data_key::handle(ctx, r)),
-        O::GenerateDataKeyWithoutPlaintext => call(body, |r| {
-            ops::generate_data_key_without_plaintext::handle(ctx, r)
-        }),
-        O::GenerateRandom => call(body, |r| ops::generate_random::handle(ctx, r)),
-        O::ListAliases => call(body, |r| ops::list_aliases::handle(ctx, r)),
-        O::ListKeys => call(body, |r| ops::list_keys::handle(ctx, r)),
-        O::ListResourceTags => call(body, |r| ops::list_resource_tags::handle(ctx, r)),
-        O::ReEncrypt => call(body, |r| ops::re_encrypt::handle(ctx, r)),
-        O::ScheduleKeyDeletion => call(body, |r| ops::schedule_key_deletion::handle(ctx, r)),
-        O::TagResource => call(body, |r| ops::tag_resource::handle(ctx, r)),
-        O::UntagResource => call(body, |r| ops::untag_resource::handle(ctx, r)),
-        O::UpdateAlias => call(body, |r| ops::update_alias::handle(ctx, r)),
-        O::UpdateKeyDescription => call(body, |r| ops::update_key_description::handle(ctx, r)),
-        O::DeriveSharedSecret => call(body, |r| ops::derive_shared_secret::handle(ctx, r)),
-        O::GenerateDataKeyPair => call(body, |r| ops::generate_data_key_pair::handle(ctx, r)),
-        O::GenerateDataKeyPairWithoutPlaintext => call(body, |r| {
-            ops::generate_data_key_pair_without_plaintext::handle(ctx, r)
-        }),
-        O::GetPublicKey => call(body, |r| ops::get_public_key::handle(ctx, r)),
-        O::Sign => call(body, |r| ops::sign::handle(ctx, r)),
-        O::Verify => call(body, |r| ops::verify::handle(ctx, r)),
-        O::DisableKeyRotation => call(body, |r| ops::disable_key_rotation::handle(ctx, r)),
-        O::EnableKeyRotation => call(body, |r| ops::enable_key_rotation::handle(ctx, r)),
-        O::GenerateMac => call(body, |r| ops::generate_mac::handle(ctx, r)),
-        O::GetKeyRotationStatus => call(body, |r| ops::get_key_rotation_status::handle(ctx, r)),
-        O::ListKeyRotations => call(body, |r| ops::list_key_rotations::handle(ctx, r)),
-        O::RotateKeyOnDemand => call(body, |r| ops::rotate_key_on_demand::handle(ctx, r)),
-        O::VerifyMac => call(body, |r| ops::verify_mac::handle(ctx, r)),
-        O::DeleteImportedKeyMaterial => {
-            call(body, |r| ops::delete_imported_key_material::handle(ctx, r))
-        }
-        O::GetParametersForImport => call(body, |r| ops::get_parameters_for_import::handle(ctx, r)),
-        O::ImportKeyMaterial => call(body, |r| ops::import_key_material::handle(ctx, r)),
-        O::CreateGrant => call(body, |r| ops::create_grant::handle(ctx, r)),
-        O::ListGrants => call(body, |r| ops::list_grants::handle(ctx, r)),
-        O::ListRetirableGrants => call(body, |r| ops::list_retirable_grants::handle(ctx, r)),
-        O::RetireGrant => call(body, |r| ops::retire_grant::handle(ctx, r)),
-        O::RevokeGrant => call(body, |r| ops::revoke_grant::handle(ctx, r)),
-        O::ConnectCustomKeyStore
-        | O::CreateCustomKeyStore
-        | O::DeleteCustomKeyStore
-        | O::DescribeCustomKeyStores
-        | O::DisconnectCustomKeyStore
-        | O::ReplicateKey
-        | O::UpdateCustomKeyStore
-        | O::UpdatePrimaryRegion => Err(KmsError::UnsupportedOperation(format!(
-            "{} is not supported by this ekms build yet.",
-            op.name()
-        ))),
-    }
+    run(ctx, op, body)
 }

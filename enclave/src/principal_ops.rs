@@ -3,8 +3,10 @@
 //!
 //! Unlike the custody operations (GetAttestation, Status, Initialize, Unseal, AuditHead), these
 //! are SigV4-authenticated like KMS requests, audited like them, and authorized by the caller's
-//! identity policy alone: action `ekms:<Operation>` on resource `*`. A policy granting only
-//! `kms:*` does not grant them; `"Action": "*"` does.
+//! identity policy alone: action `ekms:<Operation>` on the target principal,
+//! `arn:aws:iam::<account>:user/<name>` (ListPrincipals: on `*`), so a policy can scope them
+//! (`"Resource": "arn:aws:iam::*:user/app-*"`). A policy granting only `kms:*` does not grant
+//! them; `"Action": "*"` does.
 //!
 //! Every change is noted as [`Touched::Principal`], which the server seals durably (with the
 //! audit record) before it answers. Secret access keys are made here from the enclave's random
@@ -25,10 +27,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+use crate::authz::Refused;
 use crate::error::{KmsError, KmsResult};
 use crate::ops::Ctx;
 use crate::persist::Touched;
-use crate::policy::{Decision, RequestContext};
 use crate::principals::{self, ChangeError};
 
 /// The principal administration operations.
@@ -64,14 +66,27 @@ impl Operation {
 
     /// Its name (the audit record's `eventName`).
     pub fn name(self) -> &'static str {
+        self.actions()[0]
+    }
+
+    /// The one IAM action (`ekms:<action>`) it is authorized for.
+    pub fn actions(self) -> &'static [&'static str] {
         match self {
-            Operation::CreatePrincipal => "CreatePrincipal",
-            Operation::ListPrincipals => "ListPrincipals",
-            Operation::DeletePrincipal => "DeletePrincipal",
-            Operation::CreateAccessKey => "CreateAccessKey",
-            Operation::DeleteAccessKey => "DeleteAccessKey",
-            Operation::PutPrincipalPolicy => "PutPrincipalPolicy",
+            Operation::CreatePrincipal => &["CreatePrincipal"],
+            Operation::ListPrincipals => &["ListPrincipals"],
+            Operation::DeletePrincipal => &["DeletePrincipal"],
+            Operation::CreateAccessKey => &["CreateAccessKey"],
+            Operation::DeleteAccessKey => &["DeleteAccessKey"],
+            Operation::PutPrincipalPolicy => &["PutPrincipalPolicy"],
         }
+    }
+
+    /// Whether the audit record keeps the answer's public fields ([`response_elements`]).
+    pub fn audits_response(self) -> bool {
+        matches!(
+            self,
+            Operation::CreatePrincipal | Operation::CreateAccessKey
+        )
     }
 }
 
@@ -100,32 +115,6 @@ fn random_chars(ctx: &Ctx<'_>, alphabet: &[u8], n: usize) -> KmsResult<Zeroizing
 fn new_access_key(ctx: &Ctx<'_>) -> KmsResult<(String, Zeroizing<String>)> {
     let id = format!("AKIA{}", *random_chars(ctx, KEY_ID_ALPHABET, 16)?);
     Ok((id, random_chars(ctx, SECRET_ALPHABET, 40)?))
-}
-
-/// Whether the caller's identity policy allows `ekms:<op>` on `*`.
-fn authorize(ctx: &Ctx<'_>, op: Operation) -> KmsResult<()> {
-    let action = format!("ekms:{}", op.name());
-    let request = RequestContext::new(
-        &ctx.caller.arn,
-        &ctx.config.account,
-        &action,
-        "*",
-        ctx.env.now(),
-    );
-    let why = match ctx
-        .caller
-        .identity_policy
-        .as_deref()
-        .map(|p| p.evaluate(&request))
-    {
-        Some(Decision::Allow) => return Ok(()),
-        Some(Decision::ExplicitDeny) => "with an explicit deny in an identity-based policy",
-        _ => "because no identity-based policy allows the action",
-    };
-    Err(KmsError::AccessDenied(format!(
-        "User: {} is not authorized to perform: {action} on resource: * {why}",
-        ctx.caller.arn
-    )))
 }
 
 fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> KmsResult<T> {
@@ -222,32 +211,67 @@ struct PutPrincipalPolicy {
 /// `AlreadyExistsException`, `LimitExceededException`, `MalformedPolicyDocumentException`,
 /// `InvalidMarkerException` as each operation says.
 pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
-    authorize(ctx, op)?;
-    match op {
-        Operation::CreatePrincipal => create_principal(ctx, parse(body)?),
-        Operation::ListPrincipals => list_principals(ctx, parse(body)?),
-        Operation::DeletePrincipal => delete_principal(ctx, parse(body)?),
-        Operation::CreateAccessKey => create_access_key(ctx, parse(body)?),
-        Operation::DeleteAccessKey => delete_access_key(ctx, parse(body)?),
-        Operation::PutPrincipalPolicy => put_principal_policy(ctx, parse(body)?),
+    let action = op.name();
+    let answer = match op {
+        Operation::CreatePrincipal => {
+            let req = parse(body)?;
+            ctx.begin(op.actions());
+            create_principal(ctx, action, req)
+        }
+        Operation::ListPrincipals => {
+            let req = parse(body)?;
+            ctx.begin(op.actions());
+            list_principals(ctx, action, req)
+        }
+        Operation::DeletePrincipal => {
+            let req = parse(body)?;
+            ctx.begin(op.actions());
+            delete_principal(ctx, action, req)
+        }
+        Operation::CreateAccessKey => {
+            let req = parse(body)?;
+            ctx.begin(op.actions());
+            create_access_key(ctx, action, req)
+        }
+        Operation::DeleteAccessKey => {
+            let req = parse(body)?;
+            ctx.begin(op.actions());
+            delete_access_key(ctx, action, req)
+        }
+        Operation::PutPrincipalPolicy => {
+            let req = parse(body)?;
+            ctx.begin(op.actions());
+            put_principal_policy(ctx, action, req)
+        }
+    }?;
+    if ctx.allowed() == 0 {
+        tracing::error!(op = action, "an operation succeeded without authorization");
+        return Err(KmsError::Internal("operation ran without authorization"));
+    }
+    Ok(answer)
+}
+
+fn refused(e: Refused) -> KmsError {
+    match e {
+        Refused::Change(e) => change_error(e),
+        Refused::Internal(e) => e,
     }
 }
 
-fn create_principal(ctx: &Ctx<'_>, req: CreatePrincipal) -> KmsResult<Vec<u8>> {
+fn create_principal(
+    ctx: &Ctx<'_>,
+    action: &'static str,
+    req: CreatePrincipal,
+) -> KmsResult<Vec<u8>> {
     let name = user_name(req.user_name)?;
     let policy = req.policy.map(identity_policy).transpose()?;
     let (access_key_id, secret) = new_access_key(ctx)?;
     let arn = {
-        let mut principals = ctx.state.principals_mut();
+        let mut principals = ctx.principals_mut();
+        let proof = principals.authorize(&name, action)?;
         principals
-            .create(
-                &name,
-                access_key_id.clone(),
-                secret.to_string(),
-                policy,
-                ctx.config,
-            )
-            .map_err(change_error)?
+            .create(&proof, access_key_id.clone(), secret.to_string(), policy)
+            .map_err(refused)?
             .arn
             .clone()
     };
@@ -259,7 +283,7 @@ fn create_principal(ctx: &Ctx<'_>, req: CreatePrincipal) -> KmsResult<Vec<u8>> {
     }))
 }
 
-fn list_principals(ctx: &Ctx<'_>, req: ListPrincipals) -> KmsResult<Vec<u8>> {
+fn list_principals(ctx: &Ctx<'_>, action: &'static str, req: ListPrincipals) -> KmsResult<Vec<u8>> {
     let limit = match req.limit {
         None => DEFAULT_LIMIT,
         Some(n) => usize::try_from(n)
@@ -274,7 +298,8 @@ fn list_principals(ctx: &Ctx<'_>, req: ListPrincipals) -> KmsResult<Vec<u8>> {
             ));
         }
     }
-    let principals = ctx.state.principals();
+    let guard = ctx.principals();
+    let principals = guard.listing(action)?;
     let (page, truncated) = principals.list(req.marker.as_deref(), limit);
     let items: Vec<Value> = page
         .iter()
@@ -295,31 +320,35 @@ fn list_principals(ctx: &Ctx<'_>, req: ListPrincipals) -> KmsResult<Vec<u8>> {
     to_json(&out)
 }
 
-fn delete_principal(ctx: &Ctx<'_>, req: UserOnly) -> KmsResult<Vec<u8>> {
+fn delete_principal(ctx: &Ctx<'_>, action: &'static str, req: UserOnly) -> KmsResult<Vec<u8>> {
     let name = user_name(req.user_name)?;
     {
-        let mut principals = ctx.state.principals_mut();
+        let mut principals = ctx.principals_mut();
+        let proof = principals.authorize(&name, action)?;
         if principals
-            .by_name(&name)
+            .get(&proof)?
             .is_some_and(|p| p.arn == ctx.caller.arn)
         {
             return Err(KmsError::Validation(
                 "You cannot delete the principal you are signed in as.".to_owned(),
             ));
         }
-        principals.delete(&name).map_err(change_error)?;
+        principals.delete(&proof).map_err(refused)?;
     }
     ctx.touch(Touched::Principal(name));
     to_json(&json!({}))
 }
 
-fn create_access_key(ctx: &Ctx<'_>, req: UserOnly) -> KmsResult<Vec<u8>> {
+fn create_access_key(ctx: &Ctx<'_>, action: &'static str, req: UserOnly) -> KmsResult<Vec<u8>> {
     let name = user_name(req.user_name)?;
     let (access_key_id, secret) = new_access_key(ctx)?;
-    ctx.state
-        .principals_mut()
-        .add_access_key(&name, access_key_id.clone(), secret.to_string())
-        .map_err(change_error)?;
+    {
+        let mut principals = ctx.principals_mut();
+        let proof = principals.authorize(&name, action)?;
+        principals
+            .add_access_key(&proof, access_key_id.clone(), secret.to_string())
+            .map_err(refused)?;
+    }
     ctx.touch(Touched::Principal(name.clone()));
     to_json(&json!({
         "UserName": name,
@@ -328,7 +357,11 @@ fn create_access_key(ctx: &Ctx<'_>, req: UserOnly) -> KmsResult<Vec<u8>> {
     }))
 }
 
-fn delete_access_key(ctx: &Ctx<'_>, req: DeleteAccessKey) -> KmsResult<Vec<u8>> {
+fn delete_access_key(
+    ctx: &Ctx<'_>,
+    action: &'static str,
+    req: DeleteAccessKey,
+) -> KmsResult<Vec<u8>> {
     let name = user_name(req.user_name)?;
     let access_key_id = req
         .access_key_id
@@ -339,24 +372,32 @@ fn delete_access_key(ctx: &Ctx<'_>, req: DeleteAccessKey) -> KmsResult<Vec<u8>> 
             "Member must satisfy regular expression pattern: [\\w]{16,128}",
         ));
     }
-    ctx.state
-        .principals_mut()
-        .delete_access_key(&name, &access_key_id)
-        .map_err(change_error)?;
+    {
+        let mut principals = ctx.principals_mut();
+        let proof = principals.authorize(&name, action)?;
+        principals
+            .delete_access_key(&proof, &access_key_id)
+            .map_err(refused)?;
+    }
     ctx.touch(Touched::Principal(name));
     to_json(&json!({}))
 }
 
-fn put_principal_policy(ctx: &Ctx<'_>, req: PutPrincipalPolicy) -> KmsResult<Vec<u8>> {
+fn put_principal_policy(
+    ctx: &Ctx<'_>,
+    action: &'static str,
+    req: PutPrincipalPolicy,
+) -> KmsResult<Vec<u8>> {
     let name = user_name(req.user_name)?;
     let policy = identity_policy(
         req.policy
             .ok_or_else(|| validation("policy", "Member must not be null"))?,
     )?;
-    ctx.state
-        .principals_mut()
-        .put_policy(&name, policy)
-        .map_err(change_error)?;
+    {
+        let mut principals = ctx.principals_mut();
+        let proof = principals.authorize(&name, action)?;
+        principals.put_policy(&proof, policy).map_err(refused)?;
+    }
     ctx.touch(Touched::Principal(name));
     to_json(&json!({}))
 }
@@ -385,6 +426,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::policy::{Decision, RequestContext};
     use crate::config::Config;
     use crate::env::{Env, FixedClock, OsEntropy};
     use crate::ops::{Caller, State};
@@ -449,14 +491,7 @@ mod tests {
             body: Value,
         ) -> (Result<Value, KmsError>, Vec<Touched>) {
             let caller = self.caller(who);
-            let ctx = Ctx {
-                touched: Default::default(),
-                answer_key: Default::default(),
-                state: &self.state,
-                config: &self.config,
-                env: &self.env,
-                caller: &caller,
-            };
+            let ctx = Ctx::new(&self.state, &self.config, &self.env, &caller);
             let result = handle(
                 &ctx,
                 Operation::from_name(op).unwrap(),

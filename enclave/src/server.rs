@@ -401,15 +401,11 @@ impl Service {
             // Only these answers are logged, so only they are parsed whole: the others may be
             // large (ciphertexts) or secret (plaintexts, data keys).
             let whole = || answer.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
-            let response_elements = match op {
-                "CreateKey" | "ScheduleKeyDeletion" | "CancelKeyDeletion" => {
-                    whole().unwrap_or(serde_json::Value::Null)
-                }
+            let response_elements = match pending.audit_response {
+                AuditAnswer::Whole => whole().unwrap_or(serde_json::Value::Null),
                 // Public fields only: never the new SecretAccessKey.
-                "CreatePrincipal" | "CreateAccessKey" => {
-                    crate::principal_ops::response_elements(whole().as_ref())
-                }
-                _ => serde_json::Value::Null,
+                AuditAnswer::Public => crate::principal_ops::response_elements(whole().as_ref()),
+                AuditAnswer::Nothing => serde_json::Value::Null,
             };
             let record = Event {
                 request_id: &request_id,
@@ -515,6 +511,13 @@ impl Service {
         pending.op = principal_op
             .map(crate::principal_ops::Operation::name)
             .or(op.map(dispatch::Operation::name));
+        pending.audit_response = match (op, principal_op) {
+            (Some(op), _) if op.audit_response() == dispatch::AuditResponse::Whole => {
+                AuditAnswer::Whole
+            }
+            (_, Some(p)) if p.audits_response() => AuditAnswer::Public,
+            _ => AuditAnswer::Nothing,
+        };
         // One pass over the body for what authorization and the audit record read from it.
         let members = crate::json::Members::parse(&body);
         pending.request_parameters =
@@ -569,16 +572,9 @@ impl Service {
             access_key_id: caller.access_key_id.clone(),
         });
         let (result, touched) = {
-            let ctx = Ctx {
-                touched: Default::default(),
-                answer_key: Default::default(),
-                state: &self.state,
-                config: &self.config,
-                env: &self.env,
-                caller: &caller,
-            };
+            let ctx = Ctx::new(&self.state, &self.config, &self.env, &caller);
             let result = match (op, principal_op) {
-                (Some(op), _) => dispatch::handle_split(&ctx, op, &body, members.as_ref()),
+                (Some(op), _) => dispatch::handle(&ctx, op, &body),
                 (None, Some(p)) => crate::principal_ops::handle(&ctx, p, &body),
                 (None, None) => Err(KmsError::Internal("no operation")),
             };
@@ -636,11 +632,25 @@ impl AnswerResource<'_> {
     }
 }
 
+/// What of a successful answer the audit record keeps, from the operation tables.
+#[derive(Default, Clone, Copy)]
+enum AuditAnswer {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// The whole answer.
+    Whole,
+    /// Its public fields ([`crate::principal_ops::response_elements`]).
+    Public,
+}
+
 /// What a request leaves for the audit log and the store.
 #[derive(Default)]
 pub struct Pending {
     /// The operation's name (`Encrypt`, `CreatePrincipal`).
     op: Option<&'static str>,
+    /// What of its answer the audit record keeps.
+    audit_response: AuditAnswer,
     identity: Option<Identity>,
     /// The body's logged fields (`requestParameters`).
     request_parameters: serde_json::Value,

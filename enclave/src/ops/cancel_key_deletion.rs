@@ -28,8 +28,14 @@ pub struct Response {
 /// pending deletion.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
-    let mut store = ctx.state.write();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let mut store = ctx.keys_mut();
+    let proof = store.authorize(
+        "keyId",
+        &key_id,
+        "CancelKeyDeletion",
+        &crate::authz::Conditions::default(),
+    )?;
+    let key = store.get(&proof)?;
     let id = key.id;
     if key.state != KeyState::PendingDeletion {
         return Err(KmsError::InvalidState(format!(
@@ -37,7 +43,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             ctx.config.key_arn(&id)
         )));
     }
-    store.cancel_deletion(&id, ctx.config)?;
+    store.cancel_deletion(&proof)?;
     ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),

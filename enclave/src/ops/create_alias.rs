@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Ctx;
 use crate::config::Config;
 use crate::error::{KmsError, KmsResult};
-use crate::keys::{Alias, Key, KeyState};
+use crate::keys::{Key, KeyState};
 use crate::validate;
 
 /// CreateAlias request.
@@ -77,29 +77,25 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let target = validate::required("targetKeyId", req.target_key_id)?;
     check_alias_name(&name)?;
     let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let key = store.resolve("targetKeyId", &target, ctx.config, now)?;
-    check_target(key, ctx.config)?;
-    let target = key.id;
-    if let Some(existing) = store.alias(&name) {
-        // An alias whose key has been destroyed no longer exists.
-        if store.by_id(&existing.target, now).is_some() {
-            return Err(KmsError::AlreadyExists(format!(
-                "An alias with the name {} already exists",
-                ctx.config.alias_arn(&name)
-            )));
-        }
-    }
-    ctx.touch(crate::persist::Touched::Alias(name.clone()));
-    store.put_alias(
-        name,
-        Alias {
-            target,
-            created: now,
-            updated: now,
-        },
-        ctx.config,
+    let mut store = ctx.keys_mut();
+    // kms:CreateAlias on the alias (identity policy) and on the key it will name.
+    let alias = store.authorize_alias(&name, "CreateAlias")?;
+    let key = store.authorize(
+        "targetKeyId",
+        &target,
+        "CreateAlias",
+        &crate::authz::Conditions::default(),
     )?;
+    check_target(store.get(&key)?, ctx.config)?;
+    // An alias whose key has been destroyed no longer exists.
+    if store.alias(&alias)?.is_some() {
+        return Err(KmsError::AlreadyExists(format!(
+            "An alias with the name {} already exists",
+            ctx.config.alias_arn(&name)
+        )));
+    }
+    store.put_alias(&alias, &key, now, now)?;
+    ctx.touch(crate::persist::Touched::Alias(name));
     Ok(Response {})
 }
 

@@ -239,8 +239,17 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     check_key_ref(ctx, &key_id)?;
 
     let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let key = store.resolve_mut("keyId", &key_id, ctx.config, now)?;
+    let mut store = ctx.keys_mut();
+    // kms:CreateGrant with kms:GrantOperations by the policies, or through a grant of the
+    // caller's that is at least as broad as the new one.
+    let proof = store.authorize_create_grant(
+        "keyId",
+        &key_id,
+        &names,
+        &operations,
+        constraints.as_ref(),
+    )?;
+    let key = store.get_mut(&proof)?;
     if key.state == KeyState::PendingDeletion {
         return Err(KmsError::InvalidState(format!(
             "{} is pending deletion.",
@@ -265,32 +274,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             "Grant constraints cannot be used with the asymmetric key {}: its operations take no encryption context",
             ctx.config.key_arn(&key.id)
         )));
-    }
-
-    // Authorization (the dispatcher already checked kms:CreateGrant with kms:GrantOperations):
-    // unless a policy allows it, the permission comes from a grant, and a grant lets its
-    // grantee create only grants no broader than itself.
-    if !crate::authz::policies_allow(
-        ctx,
-        "CreateGrant",
-        key,
-        &crate::authz::Conditions {
-            grant_operations: Some(&names),
-            ..crate::authz::Conditions::default()
-        },
-    )? {
-        let key_uuid = key.id.to_string();
-        let by_grant = key.grants.iter().any(|parent| {
-            grants::grant_allows(parent, &key_uuid, &ctx.caller.arn, "CreateGrant", None)
-                && operations.iter().all(|op| parent.operations.contains(op))
-                && grants::child_constraints_allowed(
-                    parent.constraints.as_ref(),
-                    constraints.as_ref(),
-                )
-        });
-        if !by_grant {
-            return Err(crate::authz::not_allowed(ctx, "CreateGrant", key));
-        }
     }
 
     // Name: a retry with the same parameters answers the existing grant; with other

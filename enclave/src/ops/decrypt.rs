@@ -7,11 +7,14 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::Ctx;
+use crate::authz::{Conditions, Keys};
 use crate::ciphertext::{self, EncryptionContext};
 use crate::error::{KmsError, KmsResult};
 use crate::json::{Blob, SecretBlob};
 use crate::keys::{KeySpec, KeyStore, KeyUsage};
 use crate::validate;
+
+static EMPTY_CONTEXT: EncryptionContext = EncryptionContext::new();
 
 /// Decrypt request.
 #[derive(Debug, Default, Deserialize)]
@@ -40,37 +43,41 @@ pub struct Response {
     ciphertext_for_recipient: Option<Blob>,
 }
 
-/// Opens a blob, checking the named key (if any) and the key's state.
+/// Opens a blob with the key its header names, once `action` is authorized on that key (the
+/// key actually used, whatever else the request names); a named key (if any) must be it.
 ///
 /// Returns the id of the key that opened it and the plaintext.
 ///
 /// # Errors
-/// `InvalidCiphertextException` (opaque), `IncorrectKeyException`, `NotFoundException` for a
-/// named key that does not exist, `DisabledException`, `KMSInvalidStateException`.
-pub fn open_blob(
+/// `InvalidCiphertextException` (opaque), `AccessDeniedException`, `IncorrectKeyException`,
+/// `NotFoundException` for a named key that does not exist, `DisabledException`,
+/// `KMSInvalidStateException`.
+#[allow(clippy::too_many_arguments)] // each is one member of the request
+pub fn open_blob<G: std::ops::Deref<Target = KeyStore>>(
     ctx: &Ctx<'_>,
-    store: &KeyStore,
+    store: &Keys<'_, G>,
     field: &str,
     blob: &[u8],
     key_id: Option<&str>,
-    context: &EncryptionContext,
+    action: &'static str,
+    conditions: &Conditions<'_>,
     dry_run: Option<bool>,
 ) -> KmsResult<(Uuid, Zeroizing<Vec<u8>>)> {
     let now = ctx.env.now();
-    let named = match key_id {
-        Some(key_id) => Some(store.resolve(field, key_id, ctx.config, now)?.id),
-        None => None,
-    };
     let parsed = ciphertext::parse(blob)?;
     let id = parsed.header.key_id;
-    if let Some(named) = named {
-        if named != id {
+    let proof = store
+        .authorize_id(id, action, conditions)?
+        .ok_or(KmsError::InvalidCiphertext)?;
+    if let Some(key_id) = key_id {
+        if store.id_of(field, key_id)? != id {
             return Err(KmsError::IncorrectKey(
                 "The key ID in the request does not identify a KMS key that can perform this operation.".to_owned(),
             ));
         }
     }
-    let key = store.by_id(&id, now).ok_or(KmsError::InvalidCiphertext)?;
+    let key = store.get(&proof)?;
+    let context = conditions.encryption_context.unwrap_or(&EMPTY_CONTEXT);
     key.check_usable_at(ctx.config, now)?;
     key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
     if key.spec != KeySpec::SymmetricDefault {
@@ -94,16 +101,21 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     validate::blob_len("ciphertextBlob", &blob.0, 1, super::MAX_CIPHERTEXT)?;
     let context = super::encryption_context("encryptionContext", req.encryption_context)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
+    if let Some(name) = req.encryption_algorithm.as_deref() {
+        validate::one_of("encryptionAlgorithm", name, super::ENCRYPTION_ALGORITHMS)?;
+    }
+    let recipient = super::recipient(ctx, req.recipient)?;
+    let conditions = Conditions {
+        encryption_algorithm: req.encryption_algorithm.as_deref(),
+        ..Conditions::context(&context).with_recipient(recipient.as_ref())
+    };
+    let store = ctx.keys();
     if let Some(key_id) = req.key_id.as_deref() {
         // An RSA ciphertext does not name its key: AWS (and this service) needs the KeyId.
-        let store = ctx.state.read();
-        let key = store.resolve("keyId", key_id, ctx.config, ctx.env.now())?;
+        // The named key is authorized whichever path follows.
+        let key = store.key("keyId", key_id, "Decrypt", &conditions)?;
         if key.spec.is_rsa() {
             let name = req.encryption_algorithm.as_deref();
-            if let Some(name) = name {
-                validate::one_of("encryptionAlgorithm", name, super::ENCRYPTION_ALGORITHMS)?;
-            }
-            let recipient = super::recipient(ctx, req.recipient)?;
             key.check_usable(ctx.config)?;
             key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
             let algorithm = super::encrypt::rsa_algorithm(ctx, key, name, &context)?;
@@ -122,15 +134,14 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     }
     let algorithm =
         super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
-    let recipient = super::recipient(ctx, req.recipient)?;
-    let store = ctx.state.read();
     let (id, plaintext) = open_blob(
         ctx,
         &store,
         "keyId",
         &blob.0,
         req.key_id.as_deref(),
-        &context,
+        "Decrypt",
+        &conditions,
         req.dry_run,
     )?;
     let (plaintext, ciphertext_for_recipient) =

@@ -25,17 +25,19 @@ pub struct Response {}
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let name = validate::required("aliasName", req.alias_name)?;
     check_alias_name(&name)?;
-    let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let live = store
-        .alias(&name)
-        .is_some_and(|a| store.by_id(&a.target, now).is_some());
-    if !live || !store.remove_alias(&name) {
+    let mut store = ctx.keys_mut();
+    // kms:DeleteAlias on the alias (identity policy) and on the key it names.
+    let alias = store.authorize_alias(&name, "DeleteAlias")?;
+    let Some(current) = store.alias(&alias)?.map(|a| a.target) else {
         return Err(KmsError::NotFound(format!(
             "Alias {} is not found.",
             ctx.config.alias_arn(&name)
         )));
-    }
+    };
+    store
+        .authorize_id(current, "DeleteAlias", &crate::authz::Conditions::default())?
+        .ok_or(KmsError::Internal("a live alias names a missing key"))?;
+    store.remove_alias(&alias)?;
     ctx.touch(crate::persist::Touched::Alias(name));
     Ok(Response {})
 }

@@ -37,13 +37,17 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             "KeyMaterialId (multiple imported key materials) is not supported.".to_owned(),
         ));
     }
-    let mut store = ctx.state.write();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let mut store = ctx.keys_mut();
+    let proof = store.authorize(
+        "keyId",
+        &key_id,
+        "DeleteImportedKeyMaterial",
+        &crate::authz::Conditions::default(),
+    )?;
+    let key = store.get(&proof)?;
     check_importable(key, ctx)?;
     let id = key.id;
-    let key = store
-        .set_valid_to(&id, None)
-        .ok_or(KmsError::Internal("key vanished under the write lock"))?;
+    let key = store.set_valid_to(&proof, None)?;
     key.remove_imported_material();
     ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response {

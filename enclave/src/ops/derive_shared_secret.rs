@@ -54,8 +54,9 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     validate::blob_len("publicKey", &public_key.0, 1, MAX_PUBLIC_KEY)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
     let recipient = super::recipient(ctx, req.recipient)?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let conditions = crate::authz::Conditions::default().with_recipient(recipient.as_ref());
+    let key = store.key("keyId", &key_id, "DeriveSharedSecret", &conditions)?;
     key.check_usable(ctx.config)?;
     key.check_usage(KeyUsage::KeyAgreement, ctx.config)?;
     super::dry_run(req.dry_run)?;

@@ -29,8 +29,13 @@ pub struct Response {
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "DescribeKey",
+        &crate::authz::Conditions::default(),
+    )?;
     Ok(Response {
         key_metadata: KeyMetadata::of(key, ctx.config),
     })

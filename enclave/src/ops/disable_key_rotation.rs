@@ -25,12 +25,18 @@ pub struct Response {}
 /// not rotate, `DisabledException`, `KMSInvalidStateException` (pending deletion).
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
-    let mut store = ctx.state.write();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let mut store = ctx.keys_mut();
+    let proof = store.authorize(
+        "keyId",
+        &key_id,
+        "DisableKeyRotation",
+        &crate::authz::Conditions::default(),
+    )?;
+    let key = store.get(&proof)?;
     rotation::check_rotatable(key, ctx.config)?;
     key.check_usable(ctx.config)?;
     let id = key.id;
-    store.set_rotation(&id, None);
+    store.set_rotation(&proof, None)?;
     ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response {})
 }

@@ -33,8 +33,18 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
 /// As [`handle`].
 pub fn set_enabled(ctx: &Ctx<'_>, key_id: Option<String>, to: KeyState) -> KmsResult<()> {
     let key_id = validate::required("keyId", key_id)?;
-    let mut store = ctx.state.write();
-    let key = store.resolve_mut("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let action = if to == KeyState::Enabled {
+        "EnableKey"
+    } else {
+        "DisableKey"
+    };
+    let mut store = ctx.keys_mut();
+    let key = store.key_mut(
+        "keyId",
+        &key_id,
+        action,
+        &crate::authz::Conditions::default(),
+    )?;
     if matches!(
         key.state,
         KeyState::PendingDeletion | KeyState::PendingImport

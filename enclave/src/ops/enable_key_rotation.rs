@@ -39,8 +39,14 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     )?;
     let period_days = u32::try_from(period).unwrap_or(DEFAULT_PERIOD_DAYS);
     let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let key = store.resolve("keyId", &key_id, ctx.config, now)?;
+    let mut store = ctx.keys_mut();
+    let proof = store.authorize(
+        "keyId",
+        &key_id,
+        "EnableKeyRotation",
+        &crate::authz::Conditions::default(),
+    )?;
+    let key = store.get(&proof)?;
     rotation::check_rotatable(key, ctx.config)?;
     key.check_usable(ctx.config)?;
     let id = key.id;
@@ -48,7 +54,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         period_days,
         next: rotation::after_days(now, period_days),
     };
-    store.set_rotation(&id, Some(rotation));
+    store.set_rotation(&proof, Some(rotation))?;
     ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response {})
 }

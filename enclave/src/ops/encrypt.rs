@@ -106,8 +106,12 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     if let Some(name) = req.encryption_algorithm.as_deref() {
         validate::one_of("encryptionAlgorithm", name, super::ENCRYPTION_ALGORITHMS)?;
     }
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let conditions = crate::authz::Conditions {
+        encryption_algorithm: req.encryption_algorithm.as_deref(),
+        ..crate::authz::Conditions::context(&context)
+    };
+    let key = store.key("keyId", &key_id, "Encrypt", &conditions)?;
     key.check_usable(ctx.config)?;
     if key.spec.is_rsa() {
         key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;

@@ -55,7 +55,7 @@ pub struct DataKey {
 /// # Errors
 /// `ValidationException` (KeySpec xor NumberOfBytes 1–1024), `NotFoundException`,
 /// `DisabledException`, `KMSInvalidStateException`, `DryRunOperationException`.
-pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKey> {
+pub fn generate(ctx: &Ctx<'_>, action: &'static str, req: Request) -> KmsResult<DataKey> {
     let key_id = validate::required("keyId", req.key_id)?;
     let length = match (req.number_of_bytes, req.key_spec.as_deref()) {
         (Some(_), Some(_)) => {
@@ -80,8 +80,9 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKey> {
     let context = super::encryption_context("encryptionContext", req.encryption_context)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
     let recipient = super::recipient(ctx, req.recipient)?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let conditions = crate::authz::Conditions::context(&context).with_recipient(recipient.as_ref());
+    let key = store.key("keyId", &key_id, action, &conditions)?;
     key.check_usable(ctx.config)?;
     super::dry_run(req.dry_run)?;
     let mut plaintext = Zeroizing::new(vec![0u8; length]);
@@ -100,7 +101,7 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKey> {
 /// # Errors
 /// As [`generate`].
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
-    let key = generate(ctx, req)?;
+    let key = generate(ctx, "GenerateDataKey", req)?;
     let (plaintext, ciphertext_for_recipient) =
         super::for_recipient(ctx, key.recipient.as_ref(), key.plaintext)?;
     Ok(Response {

@@ -80,7 +80,7 @@ pub struct DataKeyPair {
 /// `ValidationException` (also for a Recipient that does not verify),
 /// `UnsupportedOperationException` (SM2, Ed25519), `NotFoundException`, `DisabledException`, `KMSInvalidStateException`,
 /// `InvalidKeyUsageException` (not a symmetric encryption key), `DryRunOperationException`.
-pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
+pub fn generate(ctx: &Ctx<'_>, action: &'static str, req: Request) -> KmsResult<DataKeyPair> {
     let key_id = validate::required("keyId", req.key_id)?;
     let spec = validate::required("keyPairSpec", req.key_pair_spec)?;
     validate::one_of("keyPairSpec", &spec, KEY_PAIR_SPECS)?;
@@ -92,9 +92,10 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
     let context = super::encryption_context("encryptionContext", req.encryption_context)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
     let recipient = super::recipient(ctx, req.recipient)?;
+    let conditions = crate::authz::Conditions::context(&context).with_recipient(recipient.as_ref());
     {
-        let store = ctx.state.read();
-        let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+        let store = ctx.keys();
+        let key = store.key("keyId", &key_id, action, &conditions)?;
         key.check_usable(ctx.config)?;
         key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
         if key.spec != KeySpec::SymmetricDefault {
@@ -106,8 +107,8 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
         super::dry_run(req.dry_run)?;
     }
     let (private, public_key) = asym::generate_pair(spec)?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key("keyId", &key_id, action, &conditions)?;
     let private_ciphertext = seal_with(ctx, key, &context, private.expose_secret())?;
     Ok(DataKeyPair {
         private_ciphertext,
@@ -124,7 +125,7 @@ pub fn generate(ctx: &Ctx<'_>, req: Request) -> KmsResult<DataKeyPair> {
 /// # Errors
 /// As [`generate`].
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
-    let pair = generate(ctx, req)?;
+    let pair = generate(ctx, "GenerateDataKeyPair", req)?;
     let (private_key_plaintext, ciphertext_for_recipient) =
         super::for_recipient(ctx, pair.recipient.as_ref(), pair.private_plaintext)?;
     Ok(Response {

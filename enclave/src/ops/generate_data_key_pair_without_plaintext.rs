@@ -23,7 +23,7 @@ pub struct Response {
 /// # Errors
 /// As [`generate`].
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
-    let pair = generate(ctx, req)?;
+    let pair = generate(ctx, "GenerateDataKeyPairWithoutPlaintext", req)?;
     Ok(Response {
         private_key_ciphertext_blob: Blob(pair.private_ciphertext),
         public_key: Blob(pair.public_key),

@@ -20,7 +20,7 @@ pub struct Response {
 /// # Errors
 /// As [`generate`].
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
-    let key = generate(ctx, req)?;
+    let key = generate(ctx, "GenerateDataKeyWithoutPlaintext", req)?;
     Ok(Response {
         ciphertext_blob: Blob(key.ciphertext),
         key_id: ctx.answer_key(key.key_arn),

@@ -90,8 +90,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         req.grant_tokens.as_deref(),
     )?;
     let message = validate::required("message", req.message)?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "GenerateMac",
+        &crate::authz::Conditions::default(),
+    )?;
     let material = mac_key(ctx, key, algorithm)?;
     super::dry_run(req.dry_run)?;
     let tag = mac::compute(algorithm, material, &message.0)?;

@@ -32,8 +32,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     if req.policy_name.as_deref().is_some_and(|n| n != "default") {
         return Err(KmsError::NotFound("No such policy exists.".to_owned()));
     }
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "GetKeyPolicy",
+        &crate::authz::Conditions::default(),
+    )?;
     Ok(Response {
         policy: key
             .policy

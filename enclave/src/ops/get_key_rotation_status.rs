@@ -37,8 +37,13 @@ pub struct Response {
 /// not rotate.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "GetKeyRotationStatus",
+        &crate::authz::Conditions::default(),
+    )?;
     rotation::check_rotatable(key, ctx.config)?;
     let rotation = key
         .rotation

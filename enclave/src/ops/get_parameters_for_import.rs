@@ -82,8 +82,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         KmsError::UnsupportedOperation(format!("WrappingKeySpec {spec} is not supported."))
     })?;
     let id = {
-        let store = ctx.state.read();
-        let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+        let store = ctx.keys();
+        let key = store.key(
+            "keyId",
+            &key_id,
+            "GetParametersForImport",
+            &crate::authz::Conditions::default(),
+        )?;
         check_importable(key, ctx)?;
         key.id
     };
@@ -104,7 +109,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let mut token = [0u8; TOKEN_LEN];
     ctx.env.entropy.fill(&mut token)?;
     let valid_to = ctx
-        .state
         .imports()
         .issue(token, id, algorithm, wrapping, ctx.env.now())
         .map_err(|e| {

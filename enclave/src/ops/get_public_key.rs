@@ -42,8 +42,13 @@ pub struct Response {
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "GetPublicKey",
+        &crate::authz::Conditions::default(),
+    )?;
     if !(key.spec.is_rsa() || key.spec.is_ecc()) {
         return Err(KmsError::UnsupportedOperation(format!(
             "{} is a {} key, which has no public key.",

@@ -120,8 +120,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let valid_to = valid_to(req.expiration_model.as_deref(), req.valid_to, now)?;
 
     let id = {
-        let store = ctx.state.read();
-        let key = store.resolve("keyId", &key_id, ctx.config, now)?;
+        let store = ctx.keys();
+        let key = store.key(
+            "keyId",
+            &key_id,
+            "ImportKeyMaterial",
+            &crate::authz::Conditions::default(),
+        )?;
         check_importable(key, ctx)?;
         if key.spec != KeySpec::SymmetricDefault {
             return Err(KmsError::UnsupportedOperation(format!(
@@ -133,7 +138,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     };
     // Single use from here: the token is gone whatever happens next.
     let (algorithm, wrapping) = ctx
-        .state
         .imports()
         .redeem(&token.0, &id, now)
         .map_err(|e| match e {
@@ -175,11 +179,19 @@ fn install(
     valid_to: Option<Millis>,
     now: Millis,
 ) -> KmsResult<()> {
-    let mut store = ctx.state.write();
-    // The key may have changed while the lock was not held: check it again.
-    let key = store.by_id(id, now).ok_or_else(|| {
-        KmsError::NotFound(format!("Key '{}' does not exist", ctx.config.key_arn(id)))
-    })?;
+    let mut store = ctx.keys_mut();
+    // The key (and its policy) may have changed while the lock was not held: authorize and
+    // check it again.
+    let proof = store
+        .authorize_id(
+            *id,
+            "ImportKeyMaterial",
+            &crate::authz::Conditions::default(),
+        )?
+        .ok_or_else(|| {
+            KmsError::NotFound(format!("Key '{}' does not exist", ctx.config.key_arn(id)))
+        })?;
+    let key = store.get(&proof)?;
     check_importable(key, ctx)?;
     match key.versions.first() {
         Some(held) => {
@@ -196,9 +208,7 @@ fn install(
             }
         }
     }
-    let key = store
-        .set_valid_to(id, valid_to)
-        .ok_or(KmsError::Internal("key vanished under the write lock"))?;
+    let key = store.set_valid_to(&proof, valid_to)?;
     if key.versions.is_empty() {
         key.material_commitment = Some(import::material_commitment(id, &material));
         key.versions.push(KeyVersion {

@@ -53,12 +53,12 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         }
     }
     let now = ctx.env.now();
-    let store = ctx.state.read();
+    let keys = ctx.keys();
     let target = match &req.key_id {
-        Some(key_id) => Some(store.resolve("keyId", key_id, ctx.config, now)?.id),
+        Some(key_id) => Some(keys.id_of("keyId", key_id)?),
         None => None,
     };
-    let (aliases, next) = store.list_aliases(
+    let (aliases, next) = keys.listing()?.list_aliases(
         req.marker.as_deref(),
         target,
         usize::try_from(limit).unwrap_or(50),

@@ -135,9 +135,14 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         check_principal("granteePrincipal", p)?;
     }
     check_key_ref(ctx, &key_id)?;
-    let store = ctx.state.read();
+    let store = ctx.keys();
     // Any key state: grants of a disabled or pending-deletion key can be listed.
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "ListGrants",
+        &crate::authz::Conditions::default(),
+    )?;
     let selected = sorted(&key.grants, |g| {
         req.grant_id.as_ref().is_none_or(|id| &g.grant_id == id)
             && req

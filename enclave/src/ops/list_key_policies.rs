@@ -35,8 +35,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     if let Some(marker) = &req.marker {
         validate::str_len("marker", marker, 1, 320)?;
     }
-    let store = ctx.state.read();
-    store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    store.key(
+        "keyId",
+        &key_id,
+        "ListKeyPolicies",
+        &crate::authz::Conditions::default(),
+    )?;
     Ok(Response {
         policy_names: ["default"],
         truncated: false,

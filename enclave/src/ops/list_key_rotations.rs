@@ -50,8 +50,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let limit = req.limit.unwrap_or(100);
     validate::range("limit", limit, 1, 1000)?;
     let limit = usize::try_from(limit).unwrap_or(100);
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "ListKeyRotations",
+        &crate::authz::Conditions::default(),
+    )?;
     rotation::check_rotatable(key, ctx.config)?;
     let start = match req.marker.as_deref() {
         None => 1,

@@ -55,7 +55,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let limit = req.limit.unwrap_or(100);
     validate::range("limit", limit, 1, 1000)?;
     let from = marker_uuid(req.marker.as_deref())?;
-    let store = ctx.state.read();
+    let keys_guard = ctx.keys();
+    let store = keys_guard.listing()?;
     let (keys, next) = store.list(from, usize::try_from(limit).unwrap_or(100), ctx.env.now());
     Ok(Response {
         keys: keys

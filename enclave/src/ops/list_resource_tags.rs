@@ -43,8 +43,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         }
         None => 0,
     };
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "ListResourceTags",
+        &crate::authz::Conditions::default(),
+    )?;
     let limit = usize::try_from(limit).unwrap_or(50);
     let tags: Vec<Tag> = key.tags.iter().skip(start).take(limit).cloned().collect();
     let next = start.saturating_add(tags.len());

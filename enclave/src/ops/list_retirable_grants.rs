@@ -55,7 +55,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         }
         None => (None, None),
     };
-    let store = ctx.state.read();
+    let keys_guard = ctx.keys();
+    let store = keys_guard.listing()?;
     let (keys, next_key) = store.list(from_key, MAX_KEYS_SCANNED, ctx.env.now());
     let mut grants = Vec::new();
     for key in keys {

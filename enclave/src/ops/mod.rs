@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::ciphertext::EncryptionContext;
-use crate::config::Config;
-use crate::env::Env;
 use crate::error::{KmsError, KmsResult};
 use crate::keys::KeyStore;
 use crate::principals::Principals;
@@ -148,36 +146,7 @@ pub struct Caller {
     pub identity_policy: Option<std::sync::Arc<crate::policy::IdentityPolicy>>,
 }
 
-/// What every operation is given.
-pub struct Ctx<'a> {
-    /// Records this request changed, for the durable store.
-    pub touched: std::cell::RefCell<Vec<crate::persist::Touched>>,
-    /// The in-memory state.
-    pub state: &'a State,
-    /// Region, account and bounds.
-    pub config: &'a Config,
-    /// Clock and randomness.
-    pub env: &'a Env,
-    /// Who is asking.
-    pub caller: &'a Caller,
-    /// The key ARN a successful answer names as its `KeyId`, noted by the operations whose
-    /// answers are large (ciphertexts, plaintexts, signatures), so that the audit record need
-    /// not parse the answer back to find it.
-    pub answer_key: std::cell::RefCell<Option<String>>,
-}
-
-impl Ctx<'_> {
-    /// Notes that this request changed a record.
-    pub fn touch(&self, t: crate::persist::Touched) {
-        self.touched.borrow_mut().push(t);
-    }
-
-    /// Notes `arn` as the answer's `KeyId` and returns it, for the answer.
-    pub fn answer_key(&self, arn: String) -> String {
-        *self.answer_key.borrow_mut() = Some(arn.clone());
-        arn
-    }
-}
+pub use crate::authz::Ctx;
 
 /// Largest plaintext Encrypt accepts.
 pub const MAX_PLAINTEXT: usize = 4096;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::decrypt::open_blob;
 use super::encrypt::seal_with;
 use super::Ctx;
+use crate::authz::Conditions;
 use crate::error::KmsResult;
 use crate::json::Blob;
 use crate::validate;
@@ -60,17 +61,32 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         "destinationEncryptionAlgorithm",
         req.destination_encryption_algorithm.as_deref(),
     )?;
-    let store = ctx.state.read();
-    let now = ctx.env.now();
-    let destination_key = store.resolve("destinationKeyId", &destination, ctx.config, now)?;
+    let store = ctx.keys();
+    // kms:ReEncryptFrom on the key that opens the blob, kms:ReEncryptTo on the destination,
+    // each with its own encryption context.
+    let destination_conditions = Conditions {
+        encryption_algorithm: req.destination_encryption_algorithm.as_deref(),
+        ..Conditions::context(&destination_context)
+    };
+    let destination_key = store.key(
+        "destinationKeyId",
+        &destination,
+        "ReEncryptTo",
+        &destination_conditions,
+    )?;
     destination_key.check_usable(ctx.config)?;
+    let source_conditions = Conditions {
+        encryption_algorithm: req.source_encryption_algorithm.as_deref(),
+        ..Conditions::context(&source_context)
+    };
     let (source_id, plaintext) = open_blob(
         ctx,
         &store,
         "sourceKeyId",
         &blob.0,
         req.source_key_id.as_deref(),
-        &source_context,
+        "ReEncryptFrom",
+        &source_conditions,
         None,
     )?;
     super::dry_run(req.dry_run)?;

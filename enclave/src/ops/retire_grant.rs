@@ -13,7 +13,6 @@ use super::create_grant::{check_grant_id, check_key_ref, parse_grant_token};
 use super::Ctx;
 use crate::error::{KmsError, KmsResult};
 use crate::keys::Key;
-use crate::policy::grants;
 
 /// RetireGrant request.
 #[derive(Debug, Default, Deserialize)]
@@ -49,9 +48,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     if let Some(key_id) = &req.key_id {
         check_key_ref(ctx, key_id)?;
     }
-    let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let (key, grant_id) = match (&req.grant_token, &req.key_id, &req.grant_id) {
+    let mut store = ctx.keys_mut();
+    let (key_uuid, grant_id) = match (&req.grant_token, &req.key_id, &req.grant_id) {
         (Some(token), _, _) => {
             let (key_uuid, grant_id) = parse_grant_token("grantToken", token)?;
             if req.grant_id.as_ref().is_some_and(|id| *id != grant_id) {
@@ -60,25 +58,15 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
                 ));
             }
             if let Some(key_id) = &req.key_id {
-                let named = store.resolve("keyId", key_id, ctx.config, now)?.id;
-                if named != key_uuid {
+                if store.id_of("keyId", key_id)? != key_uuid {
                     return Err(KmsError::Validation(
                         "The GrantToken and the KeyId name different keys.".to_owned(),
                     ));
                 }
             }
-            let key = store.by_id_mut(&key_uuid, now).ok_or_else(|| {
-                KmsError::NotFound(format!(
-                    "Key '{}' does not exist",
-                    ctx.config.key_arn(&key_uuid)
-                ))
-            })?;
-            (key, grant_id)
+            (key_uuid, grant_id)
         }
-        (None, Some(key_id), Some(grant_id)) => (
-            store.resolve_mut("keyId", key_id, ctx.config, now)?,
-            grant_id.clone(),
-        ),
+        (None, Some(key_id), Some(grant_id)) => (store.id_of("keyId", key_id)?, grant_id.clone()),
         (None, _, _) => {
             return Err(KmsError::Validation(
                 "1 validation error detected: either GrantToken, or both KeyId and GrantId, must be specified".to_owned(),
@@ -86,20 +74,16 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         }
     };
     // Any key state: grants of a disabled or pending-deletion key can be retired.
-    let grant = key
-        .grant(&grant_id)
-        .ok_or_else(|| grant_not_found(ctx, key, &grant_id))?;
-    let by_grant = grants::may_retire(grant, &ctx.caller.arn);
-    let by_policy = crate::authz::policies_allow(
-        ctx,
-        "RetireGrant",
-        key,
-        &crate::authz::Conditions::default(),
-    )?;
-    if !(by_grant || by_policy) {
-        return Err(crate::authz::not_allowed(ctx, "RetireGrant", key));
-    }
+    let proof = store
+        .authorize_retire(key_uuid, &grant_id)?
+        .ok_or_else(|| {
+            KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                ctx.config.key_arn(&key_uuid)
+            ))
+        })?;
     super::dry_run(req.dry_run)?;
+    let key = store.get_mut(&proof)?;
     key.remove_grant(&grant_id);
     ctx.touch(crate::persist::Touched::Key(key.id));
     Ok(Response {})

@@ -32,9 +32,14 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let grant_id = validate::required("grantId", req.grant_id)?;
     check_grant_id("grantId", &grant_id)?;
     check_key_ref(ctx, &key_id)?;
-    let mut store = ctx.state.write();
+    let mut store = ctx.keys_mut();
     // Any key state: grants of a disabled or pending-deletion key can be revoked.
-    let key = store.resolve_mut("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let key = store.key_mut(
+        "keyId",
+        &key_id,
+        "RevokeGrant",
+        &crate::authz::Conditions::default(),
+    )?;
     if key.grant(&grant_id).is_none() {
         return Err(grant_not_found(ctx, key, &grant_id));
     }

@@ -31,8 +31,13 @@ pub struct Response {
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let key = store.resolve_mut("keyId", &key_id, ctx.config, now)?;
+    let mut store = ctx.keys_mut();
+    let key = store.key_mut(
+        "keyId",
+        &key_id,
+        "RotateKeyOnDemand",
+        &crate::authz::Conditions::default(),
+    )?;
     rotation::check_rotatable(key, ctx.config)?;
     key.check_usable(ctx.config)?;
     if rotation::on_demand_count(key) >= MAX_ON_DEMAND {

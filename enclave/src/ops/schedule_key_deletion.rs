@@ -38,8 +38,14 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let days = req.pending_window_in_days.unwrap_or(30);
     validate::range("pendingWindowInDays", days, 7, 30)?;
     let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let key = store.resolve("keyId", &key_id, ctx.config, now)?;
+    let mut store = ctx.keys_mut();
+    let proof = store.authorize(
+        "keyId",
+        &key_id,
+        "ScheduleKeyDeletion",
+        &crate::authz::Conditions::default(),
+    )?;
+    let key = store.get(&proof)?;
     let id = key.id;
     if key.state == KeyState::PendingDeletion {
         return Err(KmsError::InvalidState(format!(
@@ -48,7 +54,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     let date = now.saturating_add(days.saturating_mul(DAY_MS));
-    store.schedule_deletion(&id, date, ctx.config)?;
+    store.schedule_deletion(&proof, date)?;
     ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),

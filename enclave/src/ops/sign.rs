@@ -106,8 +106,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     )?;
     let message = validate::required("message", req.message)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "Sign",
+        &crate::authz::Conditions::default(),
+    )?;
     check_signing_key(key, algorithm, ctx.config)?;
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;

@@ -48,14 +48,7 @@ pub fn run(
     op: &str,
     body: &Value,
 ) -> (Result<Value, KmsError>, Vec<Touched>) {
-    let ctx = Ctx {
-        touched: Default::default(),
-        answer_key: Default::default(),
-        state,
-        config,
-        env,
-        caller,
-    };
+    let ctx = Ctx::new(state, config, env, caller);
     let result = dispatch::parse_target(Some(&format!("TrentService.{op}"))).and_then(|op| {
         dispatch::handle(&ctx, op, body.to_string().as_bytes())
             .map(|out| serde_json::from_slice::<Value>(&out).unwrap())

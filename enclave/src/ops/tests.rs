@@ -27,14 +27,7 @@ struct Core {
 impl Core {
     /// An operation context over this core, for calling `dispatch::handle` directly.
     fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            touched: Default::default(),
-            answer_key: Default::default(),
-            state: &self.state,
-            config: &self.config,
-            env: &self.env,
-            caller: &self.caller,
-        }
+        Ctx::new(&self.state, &self.config, &self.env, &self.caller)
     }
 
     fn new() -> Self {

@@ -189,8 +189,14 @@ fn bob_is_allowed_by_a_grant_only_for_its_operations_and_constraints() {
         code(core.bob("Encrypt", encrypt_body(&key, json!({"purpose": "x"})))),
         "AccessDeniedException"
     );
+    // Gone: bob, whom no policy allows RetireGrant, learns nothing of it; the owner hears
+    // that it does not exist.
     assert_eq!(
         code(core.bob("RetireGrant", json!({"GrantToken": token}))),
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        code(core.run(&core.dev, "RetireGrant", &json!({"GrantToken": token})).0),
         "NotFoundException"
     );
     assert!(core.list(&key, json!({}))["Grants"]

@@ -30,8 +30,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     for k in &tag_keys {
         validate::str_len("tagKeys.member", k, 1, 128)?;
     }
-    let mut store = ctx.state.write();
-    let key = store.resolve_mut("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let mut store = ctx.keys_mut();
+    let key = store.key_mut(
+        "keyId",
+        &key_id,
+        "UntagResource",
+        &crate::authz::Conditions::default(),
+    )?;
     if key.state == KeyState::PendingDeletion {
         return Err(KmsError::InvalidState(format!(
             "{} is pending deletion.",

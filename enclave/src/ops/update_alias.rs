@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use super::create_alias::{check_alias_name, check_target};
 use super::Ctx;
 use crate::error::{KmsError, KmsResult};
-use crate::keys::Alias;
 use crate::validate;
 
 /// UpdateAlias request.
@@ -30,28 +29,30 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let target = validate::required("targetKeyId", req.target_key_id)?;
     check_alias_name(&name)?;
     let now = ctx.env.now();
-    let mut store = ctx.state.write();
-    let created = match store.alias(&name) {
-        Some(alias) if store.by_id(&alias.target, now).is_some() => alias.created,
-        _ => {
+    let mut store = ctx.keys_mut();
+    // kms:UpdateAlias on the alias (identity policy), on the key it names now, and on the key
+    // it will name.
+    let alias = store.authorize_alias(&name, "UpdateAlias")?;
+    let (created, current) = match store.alias(&alias)? {
+        Some(a) => (a.created, a.target),
+        None => {
             return Err(KmsError::NotFound(format!(
                 "Alias {} is not found.",
                 ctx.config.alias_arn(&name)
             )))
         }
     };
-    let key = store.resolve("targetKeyId", &target, ctx.config, now)?;
-    check_target(key, ctx.config)?;
-    let target = key.id;
-    ctx.touch(crate::persist::Touched::Alias(name.clone()));
-    store.put_alias(
-        name,
-        Alias {
-            target,
-            created,
-            updated: now,
-        },
-        ctx.config,
+    store
+        .authorize_id(current, "UpdateAlias", &crate::authz::Conditions::default())?
+        .ok_or(KmsError::Internal("a live alias names a missing key"))?;
+    let key = store.authorize(
+        "targetKeyId",
+        &target,
+        "UpdateAlias",
+        &crate::authz::Conditions::default(),
     )?;
+    check_target(store.get(&key)?, ctx.config)?;
+    store.put_alias(&alias, &key, created, now)?;
+    ctx.touch(crate::persist::Touched::Alias(name));
     Ok(Response {})
 }

@@ -27,8 +27,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let description = validate::required("description", req.description)?;
     validate::str_len("description", &description, 0, 8192)?;
-    let mut store = ctx.state.write();
-    let key = store.resolve_mut("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let mut store = ctx.keys_mut();
+    let key = store.key_mut(
+        "keyId",
+        &key_id,
+        "UpdateKeyDescription",
+        &crate::authz::Conditions::default(),
+    )?;
     if key.state == KeyState::PendingDeletion {
         return Err(KmsError::InvalidState(format!(
             "{} is pending deletion.",

@@ -50,8 +50,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let signature = validate::required("signature", req.signature)?;
     validate::blob_len("signature", &signature.0, 1, MAX_SIGNATURE)?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "Verify",
+        &crate::authz::Conditions::default(),
+    )?;
     super::sign::check_signing_key(key, algorithm, ctx.config)?;
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;

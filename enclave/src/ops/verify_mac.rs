@@ -48,8 +48,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let message = validate::required("message", req.message)?;
     let claimed = validate::required("mac", req.mac)?;
     validate::blob_len("mac", &claimed.0, 1, MAX_MAC)?;
-    let store = ctx.state.read();
-    let key = store.resolve("keyId", &key_id, ctx.config, ctx.env.now())?;
+    let store = ctx.keys();
+    let key = store.key(
+        "keyId",
+        &key_id,
+        "VerifyMac",
+        &crate::authz::Conditions::default(),
+    )?;
     let material = mac_key(ctx, key, algorithm)?;
     super::dry_run(req.dry_run)?;
     // Constant-time comparison (`subtle`) inside `mac::verify`.

@@ -1,0 +1,392 @@
+//! The guarded key store: every way to a key or an alias authorizes on the way.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use uuid::Uuid;
+
+use super::{Conditions, Ctx};
+use crate::env::Millis;
+use crate::error::{KmsError, KmsResult};
+use crate::keys::{Alias, Key, KeyStore, Rotation};
+use crate::policy::grants::{self, Grant, GrantConstraints, GrantOperation};
+
+/// Each guard's serial: a proof is honoured only by the guard that made it.
+static SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// A serial no other guard has.
+pub(super) fn next_serial() -> u64 {
+    SERIAL.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Proof that the caller may perform the operation's action on one key, made under the lock
+/// of one [`Keys`] guard. Only the authorizer constructs it; it is neither `Clone` nor usable
+/// under another guard.
+#[derive(Debug)]
+pub struct Authorized {
+    id: Uuid,
+    serial: u64,
+}
+
+impl Authorized {
+    /// The key's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+}
+
+/// Proof that the caller may perform the operation's action on one alias name.
+#[derive(Debug)]
+pub struct AuthorizedAlias {
+    name: String,
+    serial: u64,
+}
+
+impl AuthorizedAlias {
+    /// The alias name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Guarded access to the key store under one lock (read or write).
+pub struct Keys<'c, G> {
+    ctx: &'c Ctx<'c>,
+    store: G,
+    serial: u64,
+}
+
+impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
+    pub(super) fn new(ctx: &'c Ctx<'c>, store: G) -> Self {
+        Keys {
+            ctx,
+            store,
+            serial: next_serial(),
+        }
+    }
+
+    fn mine(&self, serial: u64) -> KmsResult<()> {
+        if serial == self.serial {
+            Ok(())
+        } else {
+            Err(KmsError::Internal("a proof used under another lock"))
+        }
+    }
+
+    /// The id of the live key a `KeyId`-shaped member names (key id, key ARN, alias name or
+    /// alias ARN), for comparing with a key already authorized. Gives access to nothing.
+    ///
+    /// # Errors
+    /// `ValidationException`, `NotFoundException`.
+    pub fn id_of(&self, field: &str, key_id: &str) -> KmsResult<Uuid> {
+        self.store
+            .resolve(field, key_id, self.ctx.config, self.ctx.env.now())
+            .map(|k| k.id)
+    }
+
+    /// Resolves a `KeyId`-shaped member and authorizes `kms:<action>` on the key it names.
+    ///
+    /// # Errors
+    /// `ValidationException`, `NotFoundException`, `AccessDeniedException`.
+    pub fn authorize(
+        &self,
+        field: &str,
+        key_id: &str,
+        action: &'static str,
+        conditions: &Conditions<'_>,
+    ) -> KmsResult<Authorized> {
+        self.ctx.declared(action)?;
+        let id = self.id_of(field, key_id)?;
+        self.authorize_id(id, action, conditions)?
+            .ok_or(KmsError::Internal("a resolved key vanished under the lock"))
+    }
+
+    /// Authorizes `kms:<action>` on the live key with this id (named by a ciphertext or a
+    /// grant token); `None` when there is no such key.
+    ///
+    /// # Errors
+    /// `AccessDeniedException`.
+    pub fn authorize_id(
+        &self,
+        id: Uuid,
+        action: &'static str,
+        conditions: &Conditions<'_>,
+    ) -> KmsResult<Option<Authorized>> {
+        self.ctx.declared(action)?;
+        let Some(key) = self.store.by_id(&id, self.ctx.env.now()) else {
+            return Ok(None);
+        };
+        self.ctx.check_key(action, key, conditions)?;
+        self.ctx.note_allowed();
+        Ok(Some(Authorized {
+            id,
+            serial: self.serial,
+        }))
+    }
+
+    /// The authorized key.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn get(&self, proof: &Authorized) -> KmsResult<&Key> {
+        self.mine(proof.serial)?;
+        self.store.raw(&proof.id).ok_or(KmsError::Internal(
+            "an authorized key vanished under the lock",
+        ))
+    }
+
+    /// [`Keys::authorize`], then the key.
+    ///
+    /// # Errors
+    /// As [`Keys::authorize`].
+    pub fn key(
+        &self,
+        field: &str,
+        key_id: &str,
+        action: &'static str,
+        conditions: &Conditions<'_>,
+    ) -> KmsResult<&Key> {
+        let proof = self.authorize(field, key_id, action, conditions)?;
+        self.get(&proof)
+    }
+
+    /// Authorizes `kms:<action>` on an alias name (`arn:aws:kms:..:alias/NAME`): aliases have
+    /// no resource policy, so the identity policy alone decides.
+    ///
+    /// # Errors
+    /// `AccessDeniedException`.
+    pub fn authorize_alias(&self, name: &str, action: &'static str) -> KmsResult<AuthorizedAlias> {
+        self.ctx.declared(action)?;
+        self.ctx
+            .check_identity(&format!("kms:{action}"), &self.ctx.config.alias_arn(name))?;
+        self.ctx.note_allowed();
+        Ok(AuthorizedAlias {
+            name: name.to_owned(),
+            serial: self.serial,
+        })
+    }
+
+    /// The authorized alias, when it exists and points at a live key.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn alias(&self, proof: &AuthorizedAlias) -> KmsResult<Option<&Alias>> {
+        self.mine(proof.serial)?;
+        let now = self.ctx.env.now();
+        Ok(self
+            .store
+            .alias(&proof.name)
+            .filter(|a| self.store.by_id(&a.target, now).is_some()))
+    }
+
+    /// The whole store, for the account-level operations (ListKeys, ListAliases,
+    /// ListRetirableGrants) once [`Ctx::authorize_account`] allowed them.
+    ///
+    /// # Errors
+    /// `KMSInternalException` when the account action was not authorized.
+    pub fn listing(&self) -> KmsResult<&KeyStore> {
+        self.ctx.account_allowed()?;
+        Ok(&self.store)
+    }
+
+    /// Authorizes CreateGrant on a key: by the policies (with `kms:GrantOperations`), or by a
+    /// grant of the caller's that includes CreateGrant and is at least as broad as the new
+    /// grant (its operations and constraints), as AWS allows.
+    ///
+    /// # Errors
+    /// `ValidationException`, `NotFoundException`, `AccessDeniedException`.
+    pub fn authorize_create_grant(
+        &self,
+        field: &str,
+        key_id: &str,
+        names: &[String],
+        operations: &[GrantOperation],
+        constraints: Option<&GrantConstraints>,
+    ) -> KmsResult<Authorized> {
+        const ACTION: &str = "CreateGrant";
+        self.ctx.declared(ACTION)?;
+        let id = self.id_of(field, key_id)?;
+        let key = self
+            .store
+            .by_id(&id, self.ctx.env.now())
+            .ok_or(KmsError::Internal("a resolved key vanished under the lock"))?;
+        let conditions = Conditions {
+            grant_operations: Some(names),
+            ..Conditions::default()
+        };
+        if !self.ctx.policies_allow(ACTION, key, &conditions)? {
+            let key_uuid = key.id.to_string();
+            let by_grant = key.grants.iter().any(|parent| {
+                grants::grant_allows(parent, &key_uuid, &self.ctx.caller.arn, ACTION, None)
+                    && operations.iter().all(|op| parent.operations.contains(op))
+                    && grants::child_constraints_allowed(parent.constraints.as_ref(), constraints)
+            });
+            if !by_grant {
+                return Err(self.ctx.not_allowed(ACTION, key));
+            }
+        }
+        self.ctx.note_allowed();
+        Ok(Authorized {
+            id,
+            serial: self.serial,
+        })
+    }
+
+    /// Authorizes RetireGrant of one grant of a live key: its retiring principal, its grantee
+    /// when it includes RetireGrant, or a principal whose policies allow `kms:RetireGrant` on
+    /// the key. `None` when there is no such key.
+    ///
+    /// # Errors
+    /// `NotFoundException` for a grant that is not on the key (only to a caller the policies
+    /// allow); `AccessDeniedException`.
+    pub fn authorize_retire(&self, id: Uuid, grant_id: &str) -> KmsResult<Option<Authorized>> {
+        const ACTION: &str = "RetireGrant";
+        self.ctx.declared(ACTION)?;
+        let Some(key) = self.store.by_id(&id, self.ctx.env.now()) else {
+            return Ok(None);
+        };
+        let grant: Option<&Grant> = key.grant(grant_id);
+        // The policies are asked first: an explicit deny wins over the grant.
+        let by_policy = self
+            .ctx
+            .policies_allow(ACTION, key, &Conditions::default())?;
+        let by_grant = grant.is_some_and(|g| grants::may_retire(g, &self.ctx.caller.arn));
+        if !by_grant && !by_policy {
+            return Err(self.ctx.not_allowed(ACTION, key));
+        }
+        if grant.is_none() {
+            return Err(KmsError::NotFound(format!(
+                "Grant {grant_id} does not exist on key {}",
+                self.ctx.config.key_arn(&key.id)
+            )));
+        }
+        self.ctx.note_allowed();
+        Ok(Some(Authorized {
+            id,
+            serial: self.serial,
+        }))
+    }
+}
+
+impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
+    /// The authorized key, for changing it.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn get_mut(&mut self, proof: &Authorized) -> KmsResult<&mut Key> {
+        self.mine(proof.serial)?;
+        self.store.raw_mut(&proof.id).ok_or(KmsError::Internal(
+            "an authorized key vanished under the lock",
+        ))
+    }
+
+    /// [`Keys::authorize`], then the key for changing it.
+    ///
+    /// # Errors
+    /// As [`Keys::authorize`].
+    pub fn key_mut(
+        &mut self,
+        field: &str,
+        key_id: &str,
+        action: &'static str,
+        conditions: &Conditions<'_>,
+    ) -> KmsResult<&mut Key> {
+        let proof = self.authorize(field, key_id, action, conditions)?;
+        self.get_mut(&proof)
+    }
+
+    /// Adds a key the caller creates (CreateKey, once [`Ctx::authorize_account`] allowed it).
+    ///
+    /// # Errors
+    /// `LimitExceededException`; `KMSInternalException` without the account authorization.
+    pub fn insert(&mut self, key: Key) -> KmsResult<()> {
+        self.ctx.account_allowed()?;
+        self.store.insert(key, self.ctx.config)
+    }
+
+    /// Schedules the authorized key's destruction at `date`.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn schedule_deletion(&mut self, proof: &Authorized, date: Millis) -> KmsResult<()> {
+        self.mine(proof.serial)?;
+        self.store
+            .schedule_deletion(&proof.id, date, self.ctx.config)
+    }
+
+    /// Cancels the authorized key's scheduled destruction.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn cancel_deletion(&mut self, proof: &Authorized) -> KmsResult<()> {
+        self.mine(proof.serial)?;
+        self.store.cancel_deletion(&proof.id, self.ctx.config)
+    }
+
+    /// Sets or clears the authorized key's automatic rotation.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn set_rotation(
+        &mut self,
+        proof: &Authorized,
+        rotation: Option<Rotation>,
+    ) -> KmsResult<&mut Key> {
+        self.mine(proof.serial)?;
+        self.store
+            .set_rotation(&proof.id, rotation)
+            .ok_or(KmsError::Internal(
+                "an authorized key vanished under the lock",
+            ))
+    }
+
+    /// Sets or clears when the authorized key's imported material expires.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn set_valid_to(
+        &mut self,
+        proof: &Authorized,
+        valid_to: Option<Millis>,
+    ) -> KmsResult<&mut Key> {
+        self.mine(proof.serial)?;
+        self.store
+            .set_valid_to(&proof.id, valid_to)
+            .ok_or(KmsError::Internal(
+                "an authorized key vanished under the lock",
+            ))
+    }
+
+    /// Points the authorized alias at the authorized key (creating it if need be).
+    ///
+    /// # Errors
+    /// `LimitExceededException`; `KMSInternalException` for a proof of another guard.
+    pub fn put_alias(
+        &mut self,
+        alias: &AuthorizedAlias,
+        target: &Authorized,
+        created: Millis,
+        updated: Millis,
+    ) -> KmsResult<()> {
+        self.mine(alias.serial)?;
+        self.mine(target.serial)?;
+        self.store.put_alias(
+            alias.name.clone(),
+            Alias {
+                target: target.id,
+                created,
+                updated,
+            },
+            self.ctx.config,
+        )
+    }
+
+    /// Removes the authorized alias; whether it existed.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of another guard.
+    pub fn remove_alias(&mut self, alias: &AuthorizedAlias) -> KmsResult<bool> {
+        self.mine(alias.serial)?;
+        Ok(self.store.remove_alias(&alias.name))
+    }
+}
