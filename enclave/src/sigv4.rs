@@ -34,6 +34,11 @@ const SCOPE_TERMINATOR: &str = "aws4_request";
 pub const MAX_AUTHORIZATION_LEN: usize = 4096;
 /// Most names accepted in `SignedHeaders`.
 pub const MAX_SIGNED_HEADERS: usize = 64;
+/// Headers that must be in `SignedHeaders` whenever the request carries them (besides
+/// `host` and the request time header, which are always required): `x-amz-target` names
+/// the operation and `content-type` how the body is read. The AWS SDKs, the AWS CLI and
+/// boto3 sign both.
+const SIGNED_WHEN_SENT: [&str; 2] = ["content-type", "x-amz-target"];
 
 /// The parts of a received HTTP request that SigV4 covers.
 pub struct SignedRequest<'a> {
@@ -122,13 +127,16 @@ pub enum SigV4Error {
     /// The `Authorization` header is present but malformed or incomplete.
     #[error("{0}")]
     IncompleteSignature(String),
-    /// The signature does not match, or the scope or algorithm is not the one served.
+    /// The signature does not match, the scope or algorithm is not the one served, or the
+    /// request time is outside the allowed skew (AWS: "Signature expired" / "Signature not
+    /// yet current").
     #[error("{0}")]
     InvalidSignature(String),
     /// The access key id is unknown.
     #[error("The security token included in the request is invalid.")]
     UnrecognizedClient,
-    /// The request time is missing, unparseable or outside the allowed skew.
+    /// The request time is missing or unparseable (a time outside the allowed skew is an
+    /// [`SigV4Error::InvalidSignature`], as AWS answers it).
     #[error("{0}")]
     RequestExpired(String),
 }
@@ -153,12 +161,13 @@ fn expired(msg: impl Into<String>) -> SigV4Error {
 /// - [`SigV4Error::MissingAuthenticationToken`]: no `Authorization` header.
 /// - [`SigV4Error::IncompleteSignature`]: the header is malformed, too long, lacks
 ///   `Credential`/`SignedHeaders`/`Signature`, repeats one, has a malformed credential
-///   scope, or `SignedHeaders` is unsorted, not lowercase, too long, or lacks `host` or
-///   the header carrying the request time.
-/// - [`SigV4Error::RequestExpired`]: `X-Amz-Date` (or `Date`) is missing, unparseable or
-///   more than `max_skew_secs` away from `now_unix`.
-/// - [`SigV4Error::InvalidSignature`]: unsupported algorithm, scope date, region or
-///   service not the expected ones, a signed header absent, or the signature differs.
+///   scope, or `SignedHeaders` is unsorted, not lowercase, too long, or lacks `host`, the
+///   header carrying the request time, or `x-amz-target` or `content-type` while the
+///   request carries that header.
+/// - [`SigV4Error::RequestExpired`]: `X-Amz-Date` (or `Date`) is missing or unparseable.
+/// - [`SigV4Error::InvalidSignature`]: the request time is more than `max_skew_secs` away
+///   from `now_unix`, unsupported algorithm, scope date, region or service not the expected
+///   ones, a signed header absent, or the signature differs.
 /// - [`SigV4Error::UnrecognizedClient`]: `lookup` does not know the access key id.
 pub fn verify(
     req: &SignedRequest<'_>,
@@ -174,6 +183,16 @@ pub fn verify(
         return Err(incomplete(
             "'host' must be a signed header in the SignedHeaders of the Authorization header",
         ));
+    }
+    // The headers that carry the meaning of a JSON 1.1 request must be signed whenever they
+    // are sent: otherwise a captured signature stays valid for another operation or body
+    // interpretation (a DescribeKey replayed as DisableKey within the skew window).
+    for name in SIGNED_WHEN_SENT {
+        if req.headers.contains_key(name) && !auth.signed_headers.contains(&name) {
+            return Err(incomplete(format!(
+                "'{name}' must be a signed header in the SignedHeaders of the Authorization header"
+            )));
+        }
     }
 
     let request_time = request_time(req.headers)?;
@@ -497,7 +516,7 @@ fn format_for_message(unix: i64) -> String {
 }
 
 /// Refuses a request time more than `max_skew_secs` before or after `now_unix`, with the
-/// messages AWS uses.
+/// code (`InvalidSignatureException`) and messages AWS uses.
 fn check_skew(request_unix: i64, now_unix: i64, max_skew_secs: i64) -> Result<(), SigV4Error> {
     let skew = max_skew_secs.max(0);
     let skew_text = if skew % 60 == 0 {
@@ -508,7 +527,7 @@ fn check_skew(request_unix: i64, now_unix: i64, max_skew_secs: i64) -> Result<()
     let earliest = now_unix.saturating_sub(skew);
     let latest = now_unix.saturating_add(skew);
     if request_unix < earliest {
-        return Err(expired(format!(
+        return Err(invalid(format!(
             "Signature expired: {} is now earlier than {} ({} - {skew_text})",
             format_for_message(request_unix),
             format_for_message(earliest),
@@ -516,7 +535,7 @@ fn check_skew(request_unix: i64, now_unix: i64, max_skew_secs: i64) -> Result<()
         )));
     }
     if request_unix > latest {
-        return Err(expired(format!(
+        return Err(invalid(format!(
             "Signature not yet current: {} is still later than {} ({} + {skew_text})",
             format_for_message(request_unix),
             format_for_message(latest),
@@ -1004,7 +1023,7 @@ mod tests {
     #[test]
     fn sdk_signed_16_minutes_old_is_expired() {
         let err = verify_kms(&good_kms(), KMS_BODY, SIGNED_AT + 16 * 60).unwrap_err();
-        let SigV4Error::RequestExpired(msg) = err else {
+        let SigV4Error::InvalidSignature(msg) = err else {
             panic!("{err:?}")
         };
         assert_eq!(
@@ -1017,7 +1036,7 @@ mod tests {
     #[test]
     fn sdk_signed_16_minutes_ahead_is_not_yet_current() {
         let err = verify_kms(&good_kms(), KMS_BODY, SIGNED_AT - 16 * 60).unwrap_err();
-        let SigV4Error::RequestExpired(msg) = err else {
+        let SigV4Error::InvalidSignature(msg) = err else {
             panic!("{err:?}")
         };
         assert_eq!(
@@ -1025,6 +1044,38 @@ mod tests {
             "Signature not yet current: 20231114T221320Z is still later than 20231114T221220Z \
              (20231114T215720Z + 15 min.)"
         );
+    }
+
+    /// The messages of the issue, and the AWS code they go out with: a signature outside the
+    /// skew is an `InvalidSignatureException`, not a `RequestExpired`.
+    #[test]
+    fn signature_outside_the_skew_is_invalid_signature_with_aws_messages() {
+        let at = |basic: &str| parse_basic(basic.as_bytes()).unwrap();
+        for (signed, now, message) in [
+            (
+                "20241201T000000Z",
+                "20241201T002500Z",
+                "Signature expired: 20241201T000000Z is now earlier than 20241201T001000Z \
+                 (20241201T002500Z - 15 min.)",
+            ),
+            (
+                "20241201T010000Z",
+                "20241201T003000Z",
+                "Signature not yet current: 20241201T010000Z is still later than \
+                 20241201T004500Z (20241201T003000Z + 15 min.)",
+            ),
+        ] {
+            let headers = kms_signed(KMS_AKID, KMS_SECRET, "us-east-1", at(signed));
+            verify_kms(&headers, KMS_BODY, at(signed)).unwrap();
+            let err = verify_kms(&headers, KMS_BODY, at(now)).unwrap_err();
+            let SigV4Error::InvalidSignature(msg) = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(msg, message);
+            let err = crate::error::KmsError::from(err);
+            assert_eq!(err.aws_code(), "InvalidSignatureException");
+            assert_eq!(err.to_string(), message);
+        }
     }
 
     #[test]
@@ -1506,6 +1557,100 @@ mod tests {
         ));
         let err = verify_kms(&headers, KMS_BODY, SIGNED_AT).unwrap_err();
         assert!(matches!(err, SigV4Error::InvalidSignature(_)), "{err:?}");
+    }
+
+    /// A KMS request with X-Amz-Date `20231114T221320Z` (= [`SIGNED_AT`]), self-signed over
+    /// `signed` (sorted): the signature is right for whatever `signed` covers.
+    fn kms_signed_over(signed: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in KMS_HEADERS {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        set_header(&mut headers, "x-amz-date", "20231114T221320Z");
+        self_signed(&mut headers, signed, "20231114T221320Z");
+        headers
+    }
+
+    #[test]
+    fn self_signed_over_all_kms_headers_verifies() {
+        let headers = kms_signed_over(&["content-type", "host", "x-amz-date", "x-amz-target"]);
+        verify_kms(&headers, KMS_BODY, SIGNED_AT).unwrap();
+    }
+
+    /// The issue: with `x-amz-target` outside SignedHeaders, a captured signature would hold
+    /// for any operation. Refused although the signature is right for what it covers.
+    #[test]
+    fn x_amz_target_not_signed_is_refused() {
+        let headers = kms_signed_over(&["content-type", "host", "x-amz-date"]);
+        let err = verify_kms(&headers, KMS_BODY, SIGNED_AT).unwrap_err();
+        let SigV4Error::IncompleteSignature(msg) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            msg,
+            "'x-amz-target' must be a signed header in the SignedHeaders of the \
+             Authorization header"
+        );
+        assert_eq!(
+            crate::error::KmsError::from(err).aws_code(),
+            "IncompleteSignature"
+        );
+
+        // The replay: a DescribeKey signed that way, sent again as DisableKey.
+        let mut describe = HeaderMap::new();
+        for (name, value) in KMS_HEADERS {
+            describe.insert(name, HeaderValue::from_static(value));
+        }
+        set_header(&mut describe, "x-amz-date", "20231114T221320Z");
+        set_header(&mut describe, "x-amz-target", "TrentService.DescribeKey");
+        self_signed(
+            &mut describe,
+            &["content-type", "host", "x-amz-date"],
+            "20231114T221320Z",
+        );
+        let mut disable = describe.clone();
+        set_header(&mut disable, "x-amz-target", "TrentService.DisableKey");
+        for headers in [&describe, &disable] {
+            let err = verify_kms(headers, KMS_BODY, SIGNED_AT + 60).unwrap_err();
+            assert!(matches!(err, SigV4Error::IncompleteSignature(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn content_type_sent_but_not_signed_is_refused() {
+        let headers = kms_signed_over(&["host", "x-amz-date", "x-amz-target"]);
+        let err = verify_kms(&headers, KMS_BODY, SIGNED_AT).unwrap_err();
+        let SigV4Error::IncompleteSignature(msg) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            msg,
+            "'content-type' must be a signed header in the SignedHeaders of the \
+             Authorization header"
+        );
+    }
+
+    /// `content-type` and `x-amz-target` are required only when sent (the AWS test suite
+    /// requests carry neither).
+    #[test]
+    fn headers_not_sent_need_not_be_signed() {
+        let mut headers = kms_signed_over(&["host", "x-amz-date", "x-amz-target"]);
+        headers.remove("content-type");
+        self_signed(
+            &mut headers,
+            &["host", "x-amz-date", "x-amz-target"],
+            "20231114T221320Z",
+        );
+        verify_kms(&headers, KMS_BODY, SIGNED_AT).unwrap();
+
+        let mut headers = kms_signed_over(&["content-type", "host", "x-amz-date"]);
+        headers.remove("x-amz-target");
+        self_signed(
+            &mut headers,
+            &["content-type", "host", "x-amz-date"],
+            "20231114T221320Z",
+        );
+        verify_kms(&headers, KMS_BODY, SIGNED_AT).unwrap();
     }
 
     #[test]

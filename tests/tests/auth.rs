@@ -118,8 +118,10 @@ async fn a_target_changed_after_signing_is_invalid_signature() {
     assert_error(&response, "InvalidSignatureException");
 }
 
+/// AWS answers a signature outside the 15-minute window with InvalidSignatureException
+/// ("Signature expired: ..." / "Signature not yet current: ...").
 #[tokio::test]
-async fn a_date_20_minutes_off_is_request_expired() {
+async fn a_date_20_minutes_off_is_invalid_signature() {
     let ekms = Ekms::shared();
     let twenty = Duration::from_secs(20 * 60);
     let response = ekms
@@ -129,7 +131,12 @@ async fn a_date_20_minutes_off_is_request_expired() {
             signed_at(ekms, SystemTime::now() - twenty),
         )
         .await;
-    assert_error(&response, "RequestExpired");
+    assert_error(&response, "InvalidSignatureException");
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("Signature expired: "),
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
     let response = ekms
         .raw(
             Some(TARGET),
@@ -137,7 +144,37 @@ async fn a_date_20_minutes_off_is_request_expired() {
             signed_at(ekms, SystemTime::now() + twenty),
         )
         .await;
-    assert_error(&response, "RequestExpired");
+    assert_error(&response, "InvalidSignatureException");
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("Signature not yet current: "),
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
+}
+
+/// A signature that does not cover X-Amz-Target would let a captured request be replayed
+/// as another operation: an X-Amz-Target added to a request signed without one is refused.
+#[tokio::test]
+async fn an_unsigned_target_is_incomplete_signature() {
+    let ekms = Ekms::shared();
+    let request = ekms.raw_request(None, BODY, &SignWith::Dev);
+    let text = String::from_utf8(request).expect("ASCII request");
+    assert!(!text.contains("x-amz-target"), "{text}");
+    let line_end = text.find("\r\n").expect("a request line") + 2;
+    let with_target = format!(
+        "{}x-amz-target: {TARGET}\r\n{}",
+        &text[..line_end],
+        &text[line_end..]
+    );
+    let response = ekms_tests::send_raw(ekms.addr, with_target.as_bytes())
+        .await
+        .expect("a response");
+    assert_error(&response, "IncompleteSignature");
+    assert!(
+        String::from_utf8_lossy(&response.body).contains("'x-amz-target' must be a signed header"),
+        "{:?}",
+        String::from_utf8_lossy(&response.body)
+    );
 }
 
 #[tokio::test]
