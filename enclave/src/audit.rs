@@ -307,6 +307,31 @@ pub fn request_parameters_split(body: &[u8], members: Option<&crate::json::Membe
     Value::Object(out)
 }
 
+/// `parameters` kept to at most `max` bytes of JSON: members in order while they fit, each
+/// that does not replaced by a note of its size; anything but an object becomes null.
+pub fn capped(parameters: Value, max: usize) -> Value {
+    let Value::Object(members) = parameters else {
+        return Value::Null;
+    };
+    let mut out = Map::new();
+    let mut used = 2; // {}
+    for (name, value) in members {
+        let size = serde_json::to_string(&value).map_or(usize::MAX, |s| s.len());
+        let kept = if name.len() + size + 4 <= max.saturating_sub(used) {
+            value
+        } else {
+            Value::String(format!("<{size} bytes, not recorded>"))
+        };
+        let cost = name.len() + 4 + serde_json::to_string(&kept).map_or(0, |s| s.len());
+        if used + cost > max {
+            break;
+        }
+        used += cost;
+        out.insert(name, kept);
+    }
+    Value::Object(out)
+}
+
 /// A request body's [`LOGGED_FIELDS`], camelCased.
 struct Logged(Map<String, Value>);
 
@@ -558,6 +583,28 @@ mod tests {
             json!({"keyId": "b"})
         );
         assert_eq!(request_parameters(br#"{"KeyId":"a""#), Value::Null);
+    }
+
+    /// A refused request's parameters are kept to the cap: small members whole, in order;
+    /// a large one as a note of its size; never more than the cap in all.
+    #[test]
+    fn capped_parameters_stay_under_the_cap() {
+        let big = "x".repeat(60_000);
+        let kept = capped(
+            json!({"keyId": "k", "description": big, "dryRun": true}),
+            1024,
+        );
+        assert_eq!(
+            kept,
+            json!({"keyId": "k", "description": "<60002 bytes, not recorded>", "dryRun": true})
+        );
+        let many: Map<String, Value> = (0..500)
+            .map(|i| (format!("m{i}"), json!("0123456789")))
+            .collect();
+        let kept = capped(Value::Object(many), 1024);
+        assert!(serde_json::to_string(&kept).unwrap().len() <= 1024);
+        assert!(kept.as_object().unwrap().len() > 10);
+        assert_eq!(capped(json!([1, 2]), 1024), Value::Null);
     }
 
     /// Read from the body's members, the logged fields are what a read of the whole body gives.

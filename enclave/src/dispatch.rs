@@ -99,6 +99,16 @@ macro_rules! operations {
             }
         }
 
+        /// The members of the operation's request type, as its derived `Deserialize` names
+        /// them (for the table-driven authorization tests).
+        #[cfg(test)]
+        pub(crate) fn request_members(op: Operation) -> Vec<&'static str> {
+            match op {
+                $(Operation::$op => field_names::<ops::$module::Request>(),)*
+                $(Operation::$un => Vec::new(),)*
+            }
+        }
+
         /// Runs one request body of `op` (parse, authorize, execute) and encodes its answer.
         fn run(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
             match op {
@@ -236,4 +246,40 @@ where
 /// `AccessDeniedException` when the caller may not use what the request names.
 pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
     run(ctx, op, body)
+}
+
+/// The field names a derived `Deserialize` of `T` asks for.
+#[cfg(test)]
+fn field_names<'de, T: serde::Deserialize<'de>>() -> Vec<&'static str> {
+    let names = FieldNames(std::cell::RefCell::new(Vec::new()));
+    let _ = T::deserialize(&names);
+    names.0.into_inner()
+}
+
+/// Hands out the field names a derived `Deserialize` asks for, and nothing else.
+#[cfg(test)]
+struct FieldNames(std::cell::RefCell<Vec<&'static str>>);
+
+#[cfg(test)]
+impl<'de> serde::Deserializer<'de> for &FieldNames {
+    type Error = serde::de::value::Error;
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom(
+            "only a struct's field names are read",
+        ))
+    }
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.borrow_mut().extend_from_slice(fields);
+        self.deserialize_any(visitor)
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
 }

@@ -123,7 +123,16 @@ struct Pending {
     /// The commit carrying the last job queued (`next` while `jobs` is not empty).
     last: u64,
     jobs: Vec<Job>,
+    /// Audit records of refused requests: they ride along with the next commit rather than
+    /// make one of their own (until [`MAX_RIDERS`] wait, or [`RIDER_INTERVAL`] passed).
+    riders: Vec<crate::audit::Record>,
 }
+
+/// Most refused requests' audit records that wait for a commit before they force one.
+pub const MAX_RIDERS: usize = 4096;
+
+/// Longest a refused request's audit record waits for a commit to ride with.
+pub const RIDER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -225,6 +234,30 @@ impl Persister {
         }
     }
 
+    /// Queues the audit record of a refused request (unauthenticated or malformed) to ride
+    /// with the next commit: it forces no commit of its own, and no answer waits for it. At
+    /// [`MAX_RIDERS`] waiting records a commit is made for them; otherwise they are written
+    /// within a checkpoint interval.
+    ///
+    /// # Errors
+    /// [`PersistError::Unavailable`] once the store failed.
+    pub fn note_refused(&self, audit: crate::audit::Record) -> Result<(), PersistError> {
+        if self.durable.borrow().failed {
+            return Err(PersistError::Unavailable);
+        }
+        let wake = {
+            let mut pending = self.queue.lock();
+            pending.riders.push(audit);
+            pending.riders.len() == 1 || pending.riders.len() >= MAX_RIDERS
+        };
+        // The first rider starts the committer's wait of [`RIDER_INTERVAL`]; later ones do not
+        // restart it, so a trickle of refusals is written at least once that interval.
+        if wake {
+            self.queue.work.notify_one();
+        }
+        Ok(())
+    }
+
     /// Queues `touched` and `audit` as [`Persister::submit`] does, then waits until they are
     /// durable.
     ///
@@ -313,6 +346,7 @@ impl Persister {
                 // sessions committed is durable, and this session's parent knows none of it.)
                 last: 0,
                 jobs: Vec::new(),
+                riders: Vec::new(),
             }),
             work: Notify::new(),
             space: Notify::new(),
@@ -417,19 +451,31 @@ async fn committer<W: AsyncWrite + Unpin>(
     mut sealing: Sealing,
 ) -> String {
     loop {
-        let queued = !queue.lock().jobs.is_empty();
+        let (queued, riding) = {
+            let pending = queue.lock();
+            (
+                !pending.jobs.is_empty() || pending.riders.len() >= MAX_RIDERS,
+                !pending.riders.is_empty(),
+            )
+        };
         if !queued {
-            if !sealing.uncovered {
+            if !sealing.uncovered && !riding {
                 queue.work.notified().await;
                 continue;
             }
-            if tokio::time::timeout(CHECKPOINT_INTERVAL, queue.work.notified())
+            let interval = if sealing.uncovered {
+                CHECKPOINT_INTERVAL
+            } else {
+                RIDER_INTERVAL
+            };
+            if tokio::time::timeout(interval, queue.work.notified())
                 .await
                 .is_ok()
             {
                 continue;
             }
-            // Nothing arrived: cover the records written since the last checkpoint.
+            // Nothing arrived: cover the records written since the last checkpoint, and write
+            // the refused requests' records that waited.
         }
         // Wait for room in flight before gathering the batch: whatever arrives while the
         // store is busy joins this commit instead of queueing as commits of its own.
@@ -437,17 +483,21 @@ async fn committer<W: AsyncWrite + Unpin>(
             return "acknowledger stopped".to_owned();
         };
         // Everything queued goes, since all of it was promised this commit's number.
-        let (seq, batch) = {
+        let (seq, batch, riders) = {
             let mut pending = queue.lock();
             let seq = pending.next;
             pending.next += 1;
-            (seq, std::mem::take(&mut pending.jobs))
+            (
+                seq,
+                std::mem::take(&mut pending.jobs),
+                std::mem::take(&mut pending.riders),
+            )
         };
         queue.space.notify_waiters();
         if sealing.manifest.next_seq() != seq {
             return format!("commit {seq} is out of step with the manifest");
         }
-        let built = if batch.is_empty() {
+        let built = if batch.is_empty() && riders.is_empty() {
             checkpoint_commit(seq, &mut sealing)
         } else {
             let mut touched = BTreeSet::new();
@@ -456,6 +506,7 @@ async fn committer<W: AsyncWrite + Unpin>(
                 touched.extend(job.touched);
                 audit.extend(job.audit);
             }
+            audit.extend(riders);
             build_commit(seq, &touched, audit, &mut sealing)
         };
         let (commit, head) = match built {

@@ -426,10 +426,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::policy::{Decision, RequestContext};
     use crate::config::Config;
     use crate::env::{Env, FixedClock, OsEntropy};
     use crate::ops::{Caller, State};
+    use crate::policy::{Decision, RequestContext};
 
     struct Core {
         state: State,

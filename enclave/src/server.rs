@@ -35,6 +35,8 @@ use crate::sigv4::{self, Scope, SignedRequest};
 pub const MAX_BODY: usize = 64 * 1024;
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Most bytes of request parameters the audit record of a refused request keeps.
+pub const MAX_REFUSED_PARAMETERS: usize = 1024;
 /// SigV4's allowed clock skew.
 pub const MAX_SKEW_SECS: i64 = 15 * 60;
 /// Bytes read at once from a TLS connection, below TLS (so ciphertext only): a 4 KiB request
@@ -163,6 +165,18 @@ impl Service {
     ) -> Result<(), KmsError> {
         match self.persister.get() {
             Some(p) => Ok(p.submit(touched, audit).await.map(drop)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues a refused request's audit record to ride with the next commit (nothing to do in
+    /// memory-only mode).
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store failed; the service is then stopping.
+    pub fn note_refused(&self, audit: crate::audit::Record) -> Result<(), KmsError> {
+        match self.persister.get() {
+            Some(p) => Ok(p.note_refused(audit)?),
             None => Ok(()),
         }
     }
@@ -407,6 +421,16 @@ impl Service {
                 AuditAnswer::Public => crate::principal_ops::response_elements(whole().as_ref()),
                 AuditAnswer::Nothing => serde_json::Value::Null,
             };
+            // A refused request (unauthenticated, or a body that did not parse) is recorded
+            // with at most MAX_REFUSED_PARAMETERS of its parameters, and rides with the next
+            // commit instead of forcing one: flooding them costs little.
+            let refused = matches!(identity, Identity::Unknown { .. })
+                || matches!(result, Err(KmsError::Serialization(_)));
+            let mut request_parameters = std::mem::take(&mut pending.request_parameters);
+            if refused {
+                request_parameters =
+                    crate::audit::capped(request_parameters, MAX_REFUSED_PARAMETERS);
+            }
             let record = Event {
                 request_id: &request_id,
                 event_id,
@@ -414,7 +438,7 @@ impl Service {
                 time_millis: self.env.now(),
                 identity,
                 config: &self.config,
-                request_parameters: std::mem::take(&mut pending.request_parameters),
+                request_parameters,
                 response: response_elements,
                 error: result.as_ref().err(),
                 resources,
@@ -422,7 +446,12 @@ impl Service {
             }
             .record();
             let touched = std::mem::take(&mut pending.touched);
-            if let Err(e) = self.submit(touched, Some(record)).await {
+            let recorded = if refused && touched.is_empty() {
+                self.note_refused(record)
+            } else {
+                self.submit(touched, Some(record)).await
+            };
+            if let Err(e) = recorded {
                 result = Err(e);
             }
         }

@@ -337,8 +337,14 @@ fn a_second_principal_is_allowed_only_by_live_grants_which_are_sealed() {
             encrypt(&bob, &key, "x").await.expect_err("denied"),
             "AccessDeniedException"
         );
+        // Gone: bob, whom no policy allows RetireGrant, learns nothing more of it; the key's
+        // owner hears that it does not exist.
         assert_code!(
             bob.retire_grant().grant_token(&token).send().await,
+            "AccessDeniedException"
+        );
+        assert_code!(
+            dev.retire_grant().grant_token(&token).send().await,
             "NotFoundException"
         );
         assert_code!(

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::generate_data_key_pair::{generate, Request};
+use super::generate_data_key_pair::generate;
+pub use super::generate_data_key_pair::Request;
 use super::Ctx;
 use crate::error::KmsResult;
 use crate::json::Blob;

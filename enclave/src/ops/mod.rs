@@ -277,6 +277,8 @@ mod tests;
 #[cfg(test)]
 mod tests_asym;
 #[cfg(test)]
+mod tests_authz;
+#[cfg(test)]
 mod tests_grants;
 #[cfg(test)]
 mod tests_mac_rotation;

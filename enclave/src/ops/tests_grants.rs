@@ -196,7 +196,10 @@ fn bob_is_allowed_by_a_grant_only_for_its_operations_and_constraints() {
         "AccessDeniedException"
     );
     assert_eq!(
-        code(core.run(&core.dev, "RetireGrant", &json!({"GrantToken": token})).0),
+        code(
+            core.run(&core.dev, "RetireGrant", &json!({"GrantToken": token}))
+                .0
+        ),
         "NotFoundException"
     );
     assert!(core.list(&key, json!({}))["Grants"]

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use ekms_shared::wire::v1::{self, Record, RecordKey, Request, Response};
 
-use super::{load, Loaded, Persister, Touched};
+use super::{load, Loaded, Persister, Touched, RIDER_INTERVAL};
 use crate::config::Config;
 use crate::env::OsEntropy;
 use crate::keys::{Alias, Key, KeyMaterial, KeySpec, KeyStore, KeyUsage, Origin};
@@ -669,4 +669,65 @@ async fn a_head_kept_in_a_setting_loads_and_moves_into_the_root() {
     // The test chain starts from genesis: one record later, its head is seq 1.
     assert_eq!(loaded.audit_head.seq, 1);
     assert!(loaded.manifest.head().is_some());
+}
+
+/// Each commit's seq and how many audit lines it carried.
+type AuditLog = Arc<Mutex<Vec<(u64, usize)>>>;
+
+/// A parent that answers every commit at once, recording how many audit lines each carried.
+async fn audit_counting_parent(mut stream: DuplexStream, commits: AuditLog) {
+    while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
+        let response = match request {
+            Request::Commit { seq, audit, .. } => {
+                commits.lock().unwrap().push((seq, audit.len()));
+                Response::Committed { seq }
+            }
+            _ => Response::Pong,
+        };
+        if v1::write_frame(&mut stream, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Refused requests (a flood of unsigned ones, say) once forced a durable commit each. Their
+/// records now ride with the next commit: none forces one of its own, no answer is held for
+/// them, and they are written within RIDER_INTERVAL even when nothing else happens.
+#[tokio::test]
+async fn refused_requests_ride_along_and_force_no_commit_of_their_own() {
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    let commits: AuditLog = Arc::default();
+    tokio::spawn(audit_counting_parent(parent_end, Arc::clone(&commits)));
+    let (state, persister) = start_over(enclave_end, KeyStore::default(), Manifest::empty());
+    for n in 0..100 {
+        persister.note_refused(audit_record(n)).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(commits.lock().unwrap().is_empty(), "refusals made a commit");
+    assert_eq!(persister.release_point(), Hold { session: 7, seq: 0 });
+
+    // A real change takes them along: one commit, its record and the hundred refusals.
+    state.write().insert(key(1), &Config::default()).unwrap();
+    persister
+        .persist(
+            vec![Touched::Key(Uuid::from_bytes([1; 16]))],
+            Some(audit_record(100)),
+        )
+        .await
+        .unwrap();
+    let first = commits.lock().unwrap().clone();
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Its record, the hundred refusals (and the chain's own opening lines).
+    assert!(first[0].1 >= 101, "{first:?}");
+
+    // Alone, they are written within the interval, in one commit.
+    for n in 0..10 {
+        persister.note_refused(audit_record(200 + n)).unwrap();
+    }
+    tokio::time::sleep(RIDER_INTERVAL + std::time::Duration::from_millis(300)).await;
+    let all = commits.lock().unwrap().clone();
+    let later = &all[1..];
+    // (Besides them, at most the audit checkpoints that follow written records.)
+    assert!(!later.is_empty() && later.len() <= 3, "{all:?}");
+    assert!(later.iter().any(|(_, n)| *n >= 10), "{all:?}");
 }
