@@ -561,6 +561,11 @@ impl KeyStore {
             .ok_or_else(|| Self::not_found(&reference, config))
     }
 
+    /// Every key, for a change that concerns all of them (a deleted principal's references).
+    pub fn all_mut(&mut self) -> impl Iterator<Item = &mut Key> {
+        self.keys.values_mut().map(|k| &mut **k)
+    }
+
     /// The key with this id, even if its deletion date has passed (for sealing its record).
     pub fn raw(&self, id: &Uuid) -> Option<&Key> {
         self.keys.get(id).map(|k| &**k)

@@ -956,12 +956,13 @@ impl Principals {
     /// The sealed form of the principal `name`, if it is one that is sealed (not from a file).
     pub fn sealed_record(&self, name: &str) -> Option<PrincipalRecord> {
         self.sealed(name).map(|p| {
-            PrincipalRecord::new(
+            PrincipalRecord::with_id(
                 name,
                 p.expose_access_keys()
                     .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
                     .collect(),
                 p.policy_text().map(str::to_owned),
+                Some(p.id.clone()),
             )
         })
     }
@@ -980,6 +981,7 @@ impl Principals {
             record.keys(),
             true,
             record.policy.clone(),
+            record.id.clone(),
             config,
         )
     }

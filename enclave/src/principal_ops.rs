@@ -266,11 +266,18 @@ fn create_principal(
     let name = user_name(req.user_name)?;
     let policy = req.policy.map(identity_policy).transpose()?;
     let (access_key_id, secret) = new_access_key(ctx)?;
+    let user_id = format!("AIDA{}", *random_chars(ctx, KEY_ID_ALPHABET, 17)?);
     let arn = {
         let mut principals = ctx.principals_mut();
         let proof = principals.authorize(&name, action)?;
         principals
-            .create(&proof, access_key_id.clone(), secret.to_string(), policy)
+            .create(
+                &proof,
+                user_id.clone(),
+                access_key_id.clone(),
+                secret.to_string(),
+                policy,
+            )
             .map_err(refused)?
             .arn
             .clone()
@@ -278,6 +285,7 @@ fn create_principal(
     ctx.touch(Touched::Principal(name));
     to_json(&json!({
         "Arn": arn,
+        "UserId": user_id,
         "AccessKeyId": access_key_id,
         "SecretAccessKey": secret.as_str(),
     }))
@@ -306,6 +314,7 @@ fn list_principals(ctx: &Ctx<'_>, action: &'static str, req: ListPrincipals) -> 
         .map(|p| {
             json!({
                 "UserName": p.name,
+                "UserId": p.id,
                 "Arn": p.arn,
                 "AccessKeyIds": p.access_key_ids().collect::<Vec<_>>(),
             })
@@ -323,17 +332,29 @@ fn list_principals(ctx: &Ctx<'_>, action: &'static str, req: ListPrincipals) -> 
 fn delete_principal(ctx: &Ctx<'_>, action: &'static str, req: UserOnly) -> KmsResult<Vec<u8>> {
     let name = user_name(req.user_name)?;
     {
+        // Keys before principals, the order every holder of both takes them in.
+        let mut keys = ctx.keys_mut();
         let mut principals = ctx.principals_mut();
         let proof = principals.authorize(&name, action)?;
-        if principals
+        let Some((arn, id)) = principals
             .get(&proof)?
-            .is_some_and(|p| p.arn == ctx.caller.arn)
-        {
+            .map(|p| (p.arn.clone(), p.id.clone()))
+        else {
+            return Err(change_error(ChangeError::NoSuchEntity(format!(
+                "The user with name {name} cannot be found."
+            ))));
+        };
+        if arn == ctx.caller.arn {
             return Err(KmsError::Validation(
                 "You cannot delete the principal you are signed in as.".to_owned(),
             ));
         }
         principals.delete(&proof).map_err(refused)?;
+        // What named it names its unique id from now on: a principal created again under
+        // the name starts with nothing.
+        for key in keys.forget_principal(&proof, &arn, &id)? {
+            ctx.touch(Touched::Key(key));
+        }
     }
     ctx.touch(Touched::Principal(name));
     to_json(&json!({}))
@@ -410,7 +431,7 @@ pub fn response_elements(response: Option<&Value>) -> Value {
     };
     let kept: serde_json::Map<String, Value> = map
         .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "Arn" | "UserName" | "AccessKeyId"))
+        .filter(|(k, _)| matches!(k.as_str(), "Arn" | "UserName" | "UserId" | "AccessKeyId"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if kept.is_empty() {
@@ -508,6 +529,81 @@ mod tests {
 
     fn code(r: Result<Value, KmsError>) -> &'static str {
         r.unwrap_err().aws_code()
+    }
+
+    /// A principal deleted and created again under its name once inherited what named the
+    /// old one. Now the grants and key policy statements that named it name its unique id
+    /// (as IAM shows them), so the new one starts with nothing.
+    #[test]
+    fn a_principal_created_again_inherits_no_grant_or_policy_statement() {
+        let core = Core::new();
+        let kms = |who: &str, op: &str, body: Value| {
+            let caller = core.caller(who);
+            crate::ops::test_support::run(&core.state, &core.config, &core.env, &caller, op, &body)
+        };
+        let first = core
+            .call("CreatePrincipal", json!({"UserName": "bob"}))
+            .unwrap();
+        let bob = first["Arn"].as_str().unwrap().to_owned();
+        let old_id = first["UserId"].as_str().unwrap().to_owned();
+        assert!(crate::policy::is_unique_id(&old_id), "{old_id}");
+        let key = kms("admin", "CreateKey", json!({})).0.unwrap()["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let policy = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": [bob.clone()]},
+             "Action": "kms:Encrypt", "Resource": "*"}]});
+        kms(
+            "admin",
+            "PutKeyPolicy",
+            json!({"KeyId": key, "PolicyName": "default", "Policy": policy.to_string()}),
+        )
+        .0
+        .unwrap();
+        kms(
+            "admin",
+            "CreateGrant",
+            json!({"KeyId": key, "GranteePrincipal": bob,
+            "RetiringPrincipal": bob, "Operations": ["Decrypt"]}),
+        )
+        .0
+        .unwrap();
+        let encrypt = json!({"KeyId": key, "Plaintext": "aGk="});
+        let blob = kms("bob", "Encrypt", encrypt.clone()).0.unwrap()["CiphertextBlob"].clone();
+        kms("bob", "Decrypt", json!({"CiphertextBlob": blob}))
+            .0
+            .unwrap();
+
+        let (out, touched) = core.call_as("admin", "DeletePrincipal", json!({"UserName": "bob"}));
+        out.unwrap();
+        assert!(touched
+            .iter()
+            .any(|t| matches!(t, Touched::Key(k) if k.to_string() == key)));
+        let shown = kms("admin", "GetKeyPolicy", json!({"KeyId": key}))
+            .0
+            .unwrap();
+        let shown = shown["Policy"].as_str().unwrap();
+        assert!(shown.contains(&old_id) && !shown.contains(&bob), "{shown}");
+        let grants = kms("admin", "ListGrants", json!({"KeyId": key})).0.unwrap();
+        assert_eq!(grants["Grants"][0]["GranteePrincipal"], old_id.as_str());
+        assert_eq!(grants["Grants"][0]["RetiringPrincipal"], old_id.as_str());
+
+        let again = core
+            .call("CreatePrincipal", json!({"UserName": "bob"}))
+            .unwrap();
+        assert_eq!(again["Arn"], bob.as_str());
+        assert_ne!(again["UserId"], old_id.as_str());
+        assert_eq!(
+            code(kms("bob", "Encrypt", encrypt).0),
+            "AccessDeniedException"
+        );
+        assert_eq!(
+            code(kms("bob", "Decrypt", json!({"CiphertextBlob": blob})).0),
+            "AccessDeniedException"
+        );
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct Principal {
     pub name: String,
     /// `arn:aws:iam::<account>:user/<name>`.
     pub arn: String,
+    /// Its unique id (`AIDA...`), made at creation: a principal deleted and created again
+    /// under the same name has another one. What named the old one (grants, key policies)
+    /// names its unique id once it is deleted, and so never the new one.
+    pub id: String,
     keys: Vec<AccessKey>,
     /// Whether it lives in the sealed store (rather than a mock-mode principals file).
     sealed: bool,
@@ -170,6 +174,21 @@ fn parse_policy(
     }
 }
 
+/// The unique id of a principal that has none of its own (from the principals file, or sealed
+/// before principals had them): derived from the account and the name, so it is stable.
+pub fn derived_id(config: &Config, name: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("ekms principal\0{}\0{name}", config.account).as_bytes(),
+    );
+    let letters: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % 32]))
+        .collect();
+    format!("AIDA{letters}")
+}
+
 impl Principals {
     /// Parses a principals file.
     ///
@@ -212,7 +231,14 @@ impl Principals {
         policy: Option<String>,
         config: &Config,
     ) -> Result<(), &'static str> {
-        self.insert_with_keys(name, vec![(access_key_id, secret)], sealed, policy, config)
+        self.insert_with_keys(
+            name,
+            vec![(access_key_id, secret)],
+            sealed,
+            policy,
+            None,
+            config,
+        )
     }
 
     /// Adds a principal with its access keys (at most [`MAX_ACCESS_KEYS`]; none is allowed: a
@@ -226,8 +252,14 @@ impl Principals {
         keys: Vec<(String, String)>,
         sealed: bool,
         policy: Option<String>,
+        id: Option<String>,
         config: &Config,
     ) -> Result<(), &'static str> {
+        let id = match id {
+            Some(id) if crate::policy::is_unique_id(&id) => id,
+            Some(_) => return Err("a unique id is AIDA followed by 16-32 of A-Z and 2-7"),
+            None => derived_id(config, &name),
+        };
         let policy = parse_policy(policy)?;
         if !valid_name(&name) {
             return Err("name must match [A-Za-z0-9+=,.@_-]{1,64}");
@@ -258,6 +290,7 @@ impl Principals {
             name.clone(),
             Principal {
                 arn: config.user_arn(&name),
+                id,
                 name,
                 keys,
                 sealed,
@@ -320,6 +353,7 @@ impl Principals {
     pub fn create(
         &mut self,
         name: &str,
+        id: String,
         access_key_id: String,
         secret: String,
         policy: Option<String>,
@@ -340,8 +374,15 @@ impl Principals {
                 "The access key id is already in use.".to_owned(),
             ));
         }
-        self.insert(name.to_owned(), access_key_id, secret, true, policy, config)
-            .map_err(ChangeError::Invalid)?;
+        self.insert_with_keys(
+            name.to_owned(),
+            vec![(access_key_id, secret)],
+            true,
+            policy,
+            Some(id),
+            config,
+        )
+        .map_err(ChangeError::Invalid)?;
         self.by_name
             .get(name)
             .ok_or(ChangeError::Invalid("principal vanished"))
@@ -446,6 +487,11 @@ impl SecretLookup for Principals {
 mod tests {
     use super::*;
 
+    /// A unique id for a test principal.
+    fn uid(name: &str) -> String {
+        derived_id(&Config::default(), name)
+    }
+
     fn config() -> Config {
         Config::default()
     }
@@ -470,18 +516,27 @@ mod tests {
     fn create_list_delete() {
         let c = config();
         let mut p = Principals::default();
-        p.create("bob", akid(1), SECRET.into(), None, &c).unwrap();
-        p.create("alice", akid(2), SECRET.into(), None, &c).unwrap();
+        p.create("bob", uid("bob"), akid(1), SECRET.into(), None, &c)
+            .unwrap();
+        p.create("alice", uid("alice"), akid(2), SECRET.into(), None, &c)
+            .unwrap();
         assert!(matches!(
-            p.create("bob", akid(3), SECRET.into(), None, &c),
+            p.create("bob", uid("bob"), akid(3), SECRET.into(), None, &c),
             Err(ChangeError::EntityAlreadyExists(_))
         ));
         assert!(matches!(
-            p.create("carol", akid(1), SECRET.into(), None, &c),
+            p.create("carol", uid("carol"), akid(1), SECRET.into(), None, &c),
             Err(ChangeError::EntityAlreadyExists(_))
         ));
         assert!(matches!(
-            p.create("no/slash", akid(4), SECRET.into(), None, &c),
+            p.create(
+                "no/slash",
+                uid("no/slash"),
+                akid(4),
+                SECRET.into(),
+                None,
+                &c
+            ),
             Err(ChangeError::Invalid(_))
         ));
         let (page, more) = p.list(None, 1);
@@ -502,7 +557,8 @@ mod tests {
     fn at_most_two_access_keys() {
         let c = config();
         let mut p = Principals::default();
-        p.create("bob", akid(1), SECRET.into(), None, &c).unwrap();
+        p.create("bob", uid("bob"), akid(1), SECRET.into(), None, &c)
+            .unwrap();
         p.add_access_key("bob", akid(2), SECRET.into()).unwrap();
         assert!(matches!(
             p.add_access_key("bob", akid(3), SECRET.into()),

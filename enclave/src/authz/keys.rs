@@ -381,6 +381,50 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
         )
     }
 
+    /// Once the principal `arn` (unique id `id`) is deleted, under the proof that allowed the
+    /// deletion: every grant and key policy that named its ARN names its unique id instead, as
+    /// IAM shows, so a principal created again under the name inherits none of them. Returns the
+    /// keys changed.
+    ///
+    /// # Errors
+    /// `KMSInternalException` for a proof of anything but DeletePrincipal.
+    pub fn forget_principal(
+        &mut self,
+        proof: &super::AuthorizedPrincipal,
+        arn: &str,
+        id: &str,
+    ) -> KmsResult<Vec<uuid::Uuid>> {
+        if proof.action() != "DeletePrincipal" || self.ctx.config.user_arn(proof.name()) != arn {
+            return Err(KmsError::Internal(
+                "forgetting a principal without its deletion",
+            ));
+        }
+        let mut changed = Vec::new();
+        for key in self.store.all_mut() {
+            let mut touched = false;
+            for grant in &mut key.grants {
+                if grant.grantee_principal == arn {
+                    id.clone_into(&mut grant.grantee_principal);
+                    touched = true;
+                }
+                if grant.retiring_principal.as_deref() == Some(arn) {
+                    grant.retiring_principal = Some(id.to_owned());
+                    touched = true;
+                }
+            }
+            if let Some(text) = &key.policy {
+                if let Some(rewritten) = crate::policy::replace_principal(text, arn, id) {
+                    key.policy = Some(rewritten);
+                    touched = true;
+                }
+            }
+            if touched {
+                changed.push(key.id);
+            }
+        }
+        Ok(changed)
+    }
+
     /// Removes the authorized alias; whether it existed.
     ///
     /// # Errors

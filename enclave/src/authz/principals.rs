@@ -12,6 +12,7 @@ use crate::principals::{ChangeError, Principal, Principals};
 #[derive(Debug)]
 pub struct AuthorizedPrincipal {
     name: String,
+    action: &'static str,
     serial: u64,
 }
 
@@ -19,6 +20,11 @@ impl AuthorizedPrincipal {
     /// The principal's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The action it was authorized for.
+    pub fn action(&self) -> &'static str {
+        self.action
     }
 }
 
@@ -57,6 +63,7 @@ impl<'c, G: Deref<Target = Principals>> PrincipalAccess<'c, G> {
         self.ctx.note_allowed();
         Ok(AuthorizedPrincipal {
             name: name.to_owned(),
+            action,
             serial: self.serial,
         })
     }
@@ -102,13 +109,21 @@ impl<'c, G: DerefMut<Target = Principals>> PrincipalAccess<'c, G> {
     pub fn create(
         &mut self,
         proof: &AuthorizedPrincipal,
+        id: String,
         access_key_id: String,
         secret: String,
         policy: Option<String>,
     ) -> Result<&Principal, Refused> {
         self.mine_mut(proof)?;
         self.principals
-            .create(&proof.name, access_key_id, secret, policy, self.ctx.config)
+            .create(
+                &proof.name,
+                id,
+                access_key_id,
+                secret,
+                policy,
+                self.ctx.config,
+            )
             .map_err(Refused::Change)
     }
 

@@ -29,6 +29,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use grants::{Grant, GrantConstraints, GrantError, GrantOperation};
+pub use parse::is_unique_id;
 
 use condition::Condition;
 
@@ -275,6 +276,43 @@ impl IdentityPolicy {
     }
 }
 
+/// `text` (a key policy) with every `Principal` that names `arn` naming `id` instead, or
+/// `None` when it names no such principal (or is not JSON).
+pub fn replace_principal(text: &str, arn: &str, id: &str) -> Option<String> {
+    use serde_json::Value;
+    if !text.contains(arn.rsplit('/').next().unwrap_or(arn)) {
+        return None;
+    }
+    let mut doc: Value = serde_json::from_str(text).ok()?;
+    let mut replaced = false;
+    let mut swap = |v: &mut Value| {
+        if v.as_str() == Some(arn) {
+            *v = Value::String(id.to_owned());
+            replaced = true;
+        }
+    };
+    let statements = match doc.get_mut("Statement")? {
+        Value::Array(list) => list.iter_mut().collect::<Vec<_>>(),
+        other => vec![other],
+    };
+    for statement in statements {
+        for field in ["Principal", "NotPrincipal"] {
+            let Some(aws) = statement.get_mut(field).and_then(|p| p.get_mut("AWS")) else {
+                continue;
+            };
+            match aws {
+                Value::Array(list) => list.iter_mut().for_each(&mut swap),
+                one => swap(one),
+            }
+        }
+    }
+    if replaced {
+        serde_json::to_string_pretty(&doc).ok()
+    } else {
+        None
+    }
+}
+
 /// Full KMS authorization: the key policy, and the caller's identity policy where the key
 /// policy delegates to it (or the caller is from another account). Explicit deny anywhere
 /// wins; then a key-policy Allow naming the caller directly; then root delegation together
@@ -350,6 +388,9 @@ enum PrincipalId {
     AccountRoot(String),
     /// A user (or role) ARN, matched exactly.
     Arn(String),
+    /// The unique id of a deleted principal (what a policy that named it names once it is
+    /// gone, as in IAM): it matches no caller.
+    UniqueId,
 }
 
 /// An Action/NotAction or Resource/NotResource element.
@@ -408,7 +449,7 @@ fn principal_match(principals: &Principals, ctx: &RequestContext) -> PrincipalMa
     for id in ids {
         let this = match id {
             PrincipalId::Arn(arn) if arn == ctx.principal_arn => PrincipalMatch::Direct,
-            PrincipalId::Arn(_) => PrincipalMatch::No,
+            PrincipalId::Arn(_) | PrincipalId::UniqueId => PrincipalMatch::No,
             PrincipalId::AccountRoot(account) => {
                 if ctx.principal_arn == format!("arn:aws:iam::{account}:root") {
                     // The account root user itself is named.

@@ -393,6 +393,16 @@ fn principals(path: &str, node: &Node) -> Result<Principals, PolicyError> {
         .map(Principals::Listed)
 }
 
+/// Whether `id` has the shape of a principal's unique id: `AIDA` and 16 to 32 base32 letters.
+pub fn is_unique_id(id: &str) -> bool {
+    id.strip_prefix("AIDA").is_some_and(|rest| {
+        (16..=32).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    })
+}
+
 fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -402,6 +412,9 @@ fn is_account_id(s: &str) -> bool {
 fn principal_id(path: &str, value: &str) -> Result<PrincipalId, PolicyError> {
     if is_account_id(value) {
         return Ok(PrincipalId::AccountRoot(value.to_owned()));
+    }
+    if is_unique_id(value) {
+        return Ok(PrincipalId::UniqueId);
     }
     let bad = || {
         invalid(

@@ -276,6 +276,10 @@ pub struct PrincipalRecord {
     /// Every access key (absent in older records).
     #[serde(default)]
     pub access_keys: Vec<SealedAccessKey>,
+    /// The principal's unique id, made at creation (absent in older records: derived from the
+    /// name, see [`crate::principals::derived_id`]).
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 /// One access key in a [`PrincipalRecord`].
@@ -296,6 +300,16 @@ impl Drop for SealedAccessKey {
 impl PrincipalRecord {
     /// A record of `name` with `keys` (id, secret) and `policy`.
     pub fn new(name: &str, keys: Vec<(String, String)>, policy: Option<String>) -> Self {
+        Self::with_id(name, keys, policy, None)
+    }
+
+    /// A record as [`PrincipalRecord::new`], with the principal's unique id.
+    pub fn with_id(
+        name: &str,
+        keys: Vec<(String, String)>,
+        policy: Option<String>,
+        id: Option<String>,
+    ) -> Self {
         let (access_key_id, secret_access_key) = keys.first().cloned().unwrap_or_default();
         PrincipalRecord {
             v: 1,
@@ -307,6 +321,7 @@ impl PrincipalRecord {
                 .into_iter()
                 .map(|(id, secret)| SealedAccessKey { id, secret })
                 .collect(),
+            id,
         }
     }
 
@@ -443,6 +458,20 @@ mod tests {
         let p = decode_principal(&oldest).unwrap();
         assert_eq!(p.policy, None);
         assert_eq!(p.keys().len(), 1);
+        // Sealed before principals had unique ids: none (one is derived from the name).
+        assert_eq!(p.id, None);
+    }
+
+    #[test]
+    fn a_principal_record_keeps_its_unique_id() {
+        let record = PrincipalRecord::with_id(
+            "bob",
+            Vec::new(),
+            None,
+            Some("AIDAABCDEFGHIJKLMNOPQ".to_owned()),
+        );
+        let back = decode_principal(&encode_principal(&record).unwrap()).unwrap();
+        assert_eq!(back.id.as_deref(), Some("AIDAABCDEFGHIJKLMNOPQ"));
     }
 
     #[test]
