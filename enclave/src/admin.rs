@@ -152,7 +152,9 @@ struct StatusResponse<'a> {
     threshold: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     deployment_id: Option<&'a str>,
-    refused_records: &'a [String],
+    /// How many sealed records the last unseal refused (their ids and reasons go only to an
+    /// authorized operator: `Ekms.ListRefusedRecords`).
+    refused_record_count: usize,
 }
 
 /// Most custodians a deployment may have.
@@ -470,7 +472,7 @@ impl Custody {
             shares_held: self.shares.len(),
             threshold: self.deployment.as_ref().map(|d| d.threshold),
             deployment_id: self.deployment.as_ref().map(|d| d.deployment_id.as_str()),
-            refused_records: &self.refused_records,
+            refused_record_count: self.refused_records.len(),
         })
     }
 

@@ -102,7 +102,7 @@ impl OfflineSealer {
             .and_then(|p| {
                 codec::encode_principal(&p).map_err(|_| KmsError::Internal("principal encoding"))
             })?;
-        let id = name.as_bytes().to_vec();
+        let id = crate::seal::NameKey::of(&self.domain).record_id(RecordKind::Principal, name);
         let sealed = record::seal(
             &self.domain,
             RecordKind::Principal,
@@ -232,7 +232,13 @@ mod tests {
         assert!(refused.is_empty(), "{refused:?}");
         assert_eq!(opened, 51);
         // The manifest to continue from lists every record at its generation.
-        assert_eq!(manifest.expected(RecordKind::Principal, b"admin"), Some(1));
+        assert_eq!(
+            manifest.expected(
+                RecordKind::Principal,
+                &crate::seal::NameKey::of(&domain).record_id(RecordKind::Principal, "admin")
+            ),
+            Some(1)
+        );
         assert_eq!(manifest.seq(), 1);
     }
 }

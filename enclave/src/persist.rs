@@ -33,17 +33,20 @@ use crate::ops::State;
 use crate::principals::Principals;
 use crate::seal::codec::{self, PrincipalRecord};
 use crate::seal::manifest::{Loader, Manifest, Refusal};
-use crate::seal::{record, DomainKey, RecordKind};
+use crate::seal::{record, DomainKey, NameKey, RecordKind};
 
 /// A record a request changed (or removed).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Touched {
     /// A key, by id.
     Key(Uuid),
-    /// An alias, by name.
+    /// An alias, by name (sealed under its name's keyed digest, [`NameKey`]).
     Alias(String),
-    /// A principal, by name.
+    /// A principal, by name (sealed under its name's keyed digest).
     Principal(String),
+    /// A record written when names were record ids, to delete once it is sealed again under
+    /// its digest: its kind and id.
+    Retired(RecordKind, Vec<u8>),
 }
 
 /// The store could not make a change durable.
@@ -132,7 +135,7 @@ struct Pending {
 pub const MAX_RIDERS: usize = 4096;
 
 /// Longest a refused request's audit record waits for a commit to ride with.
-pub const RIDER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+pub const RIDER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -379,6 +382,7 @@ impl Persister {
                 in_flight_tx,
                 room,
                 Sealing {
+                    names: NameKey::of(&domain),
                     state,
                     domain,
                     manifest,
@@ -429,6 +433,8 @@ pub async fn announce<S: AsyncRead + AsyncWrite + Unpin>(
 struct Sealing {
     state: Arc<State>,
     domain: Arc<DomainKey>,
+    /// Alias and principal names to record ids.
+    names: NameKey,
     manifest: Manifest,
     entropy: Arc<dyn Entropy>,
     chain: Arc<Mutex<AuditChain>>,
@@ -560,6 +566,7 @@ fn build_commit(
     let Sealing {
         state,
         domain,
+        names,
         manifest,
         entropy,
         chain,
@@ -584,15 +591,16 @@ fn build_commit(
                 ),
                 Touched::Alias(name) => (
                     RecordKind::Alias,
-                    name.as_bytes().to_vec(),
+                    names.record_id(RecordKind::Alias, name),
                     keys.alias(name)
-                        .map(codec::encode_alias)
+                        .map(|alias| codec::encode_alias(name, alias))
                         .transpose()
                         .map_err(|_| PersistError::Seal("alias encoding"))?,
                 ),
+                Touched::Retired(kind, id) => (*kind, id.clone(), None),
                 Touched::Principal(name) => (
                     RecordKind::Principal,
-                    name.as_bytes().to_vec(),
+                    names.record_id(RecordKind::Principal, name),
                     principals
                         .sealed_record(name)
                         .map(|p| codec::encode_principal(&p))
@@ -737,6 +745,26 @@ pub struct Loaded {
     pub audit_head: Head,
     /// Every record refused, with the reason.
     pub refused: Vec<Refusal>,
+    /// Records written when an alias's or principal's name was its record id: they loaded,
+    /// and are to be sealed again under their names' digests ([`Loaded::renames`]).
+    pub legacy: Vec<(RecordKind, Vec<u8>)>,
+}
+
+impl Loaded {
+    /// The changes that move [`Loaded::legacy`] records under their names' digests: each name
+    /// sealed again, each old record deleted, in one commit.
+    pub fn renames(&self) -> Vec<Touched> {
+        let mut out = Vec::with_capacity(self.legacy.len() * 2);
+        for (kind, id) in &self.legacy {
+            let name = String::from_utf8_lossy(id).into_owned();
+            match kind {
+                RecordKind::Alias => out.push(Touched::Alias(name)),
+                _ => out.push(Touched::Principal(name)),
+            }
+            out.push(Touched::Retired(*kind, id.clone()));
+        }
+        out
+    }
 }
 
 /// The store kind of the deployment record. It is not sealed: the enclave needs it before it
@@ -843,6 +871,8 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
     config: &crate::config::Config,
 ) -> Result<Loaded, PersistError> {
     let mut loader = Loader::new(domain);
+    let names = NameKey::of(domain);
+    let mut legacy = Vec::new();
     let mut keys = KeyStore::default();
     let mut aliases = Vec::new();
     let mut principals = Vec::new();
@@ -895,14 +925,38 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(e) => loader.refused.push(malformed(e.to_string())),
                 },
                 RecordKind::Alias => match codec::decode_alias(&plain) {
-                    Ok(alias) => aliases.push((id.clone(), alias)),
+                    Ok((Some(name), alias))
+                        if names.record_id(RecordKind::Alias, &name) == r.key.id =>
+                    {
+                        aliases.push((name, alias));
+                    }
+                    Ok((Some(_), _)) => loader.refused.push(malformed(
+                        "the record id is not the digest of its name".to_owned(),
+                    )),
+                    // Written when the name was the record id.
+                    Ok((None, alias)) => match String::from_utf8(r.key.id.clone()) {
+                        Ok(name) => {
+                            legacy.push((kind, r.key.id.clone()));
+                            aliases.push((name, alias));
+                        }
+                        Err(_) => loader
+                            .refused
+                            .push(malformed("an alias record without a name".to_owned())),
+                    },
                     Err(e) => loader.refused.push(malformed(e.to_string())),
                 },
                 RecordKind::Principal => match codec::decode_principal(&plain) {
-                    Ok(p) if p.name.as_bytes() == &r.key.id[..] => principals.push(p),
-                    Ok(_) => loader
-                        .refused
-                        .push(malformed("name differs from the record id".to_owned())),
+                    Ok(p) if names.record_id(RecordKind::Principal, &p.name) == r.key.id => {
+                        principals.push(p);
+                    }
+                    // Written when the name was the record id.
+                    Ok(p) if p.name.as_bytes() == &r.key.id[..] => {
+                        legacy.push((kind, r.key.id.clone()));
+                        principals.push(p);
+                    }
+                    Ok(_) => loader.refused.push(malformed(
+                        "the record id is neither the name nor its digest".to_owned(),
+                    )),
                     Err(e) => loader.refused.push(malformed(e.to_string())),
                 },
                 RecordKind::Setting if r.key.id == AUDIT_HEAD_ID => match decode_head(&plain) {
@@ -948,6 +1002,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
         manifest,
         audit_head,
         refused,
+        legacy,
     })
 }
 

@@ -1,10 +1,12 @@
 //! Principal administration: `X-Amz-Target: Ekms.<Operation>` for CreatePrincipal,
-//! ListPrincipals, DeletePrincipal, CreateAccessKey, DeleteAccessKey and PutPrincipalPolicy.
+//! ListPrincipals, DeletePrincipal, CreateAccessKey, DeleteAccessKey and PutPrincipalPolicy;
+//! and ListRefusedRecords, the operator's view of what the last unseal refused.
 //!
 //! Unlike the custody operations (GetAttestation, Status, Initialize, Unseal, AuditHead), these
 //! are SigV4-authenticated like KMS requests, audited like them, and authorized by the caller's
 //! identity policy alone: action `ekms:<Operation>` on the target principal,
-//! `arn:aws:iam::<account>:user/<name>` (ListPrincipals: on `*`), so a policy can scope them
+//! `arn:aws:iam::<account>:user/<name>` (ListPrincipals, ListRefusedRecords: on `*`), so a
+//! policy can scope them
 //! (`"Resource": "arn:aws:iam::*:user/app-*"`). A policy granting only `kms:*` does not grant
 //! them; `"Action": "*"` does.
 //!
@@ -21,6 +23,7 @@
 //! - CreateAccessKey `{UserName}` → `{UserName, AccessKeyId, SecretAccessKey}`
 //! - DeleteAccessKey `{UserName, AccessKeyId}` → `{}`
 //! - PutPrincipalPolicy `{UserName, Policy}` → `{}`
+//! - ListRefusedRecords `{}` → `{RefusedRecords: [..]}` (what the last unseal refused)
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -48,6 +51,9 @@ pub enum Operation {
     DeleteAccessKey,
     /// Replaces a principal's identity policy.
     PutPrincipalPolicy,
+    /// The sealed records the last unseal refused, with why (the unauthenticated status shows
+    /// only their count).
+    ListRefusedRecords,
 }
 
 impl Operation {
@@ -60,6 +66,7 @@ impl Operation {
             "CreateAccessKey" => Operation::CreateAccessKey,
             "DeleteAccessKey" => Operation::DeleteAccessKey,
             "PutPrincipalPolicy" => Operation::PutPrincipalPolicy,
+            "ListRefusedRecords" => Operation::ListRefusedRecords,
             _ => return None,
         })
     }
@@ -78,6 +85,7 @@ impl Operation {
             Operation::CreateAccessKey => &["CreateAccessKey"],
             Operation::DeleteAccessKey => &["DeleteAccessKey"],
             Operation::PutPrincipalPolicy => &["PutPrincipalPolicy"],
+            Operation::ListRefusedRecords => &["ListRefusedRecords"],
         }
     }
 
@@ -184,6 +192,9 @@ struct ListPrincipals {
 }
 
 #[derive(Debug, Default, Deserialize)]
+struct Empty {}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct UserOnly {
     user_name: Option<String>,
@@ -242,6 +253,12 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
             let req = parse(body)?;
             ctx.begin(op.actions());
             put_principal_policy(ctx, action, req)
+        }
+        Operation::ListRefusedRecords => {
+            let Empty {} = parse(body)?;
+            ctx.begin(op.actions());
+            let refused = ctx.principals().refused_records(action)?;
+            to_json(&json!({ "RefusedRecords": refused }))
         }
     }?;
     if ctx.allowed() == 0 {
@@ -529,6 +546,23 @@ mod tests {
 
     fn code(r: Result<Value, KmsError>) -> &'static str {
         r.unwrap_err().aws_code()
+    }
+
+    /// The ids of refused records once showed in the unauthenticated status; they go only to
+    /// a caller allowed `ekms:ListRefusedRecords`.
+    #[test]
+    fn refused_records_go_only_to_an_authorized_operator() {
+        let core = Core::new();
+        core.state
+            .set_refused(vec!["alias 1f2e: unopenable".to_owned()]);
+        let out = core.call("ListRefusedRecords", json!({})).unwrap();
+        assert_eq!(out, json!({"RefusedRecords": ["alias 1f2e: unopenable"]}));
+        core.call("CreatePrincipal", json!({"UserName": "bob"}))
+            .unwrap();
+        assert_eq!(
+            code(core.call_as("bob", "ListRefusedRecords", json!({})).0),
+            "AccessDeniedException"
+        );
     }
 
     /// A principal deleted and created again under its name once inherited what named the

@@ -376,10 +376,21 @@ impl Service {
                         }
                     }
                 }
+                let renames = loaded.renames();
                 let keys = loaded.keys.key_count();
                 *self.state.write() = loaded.keys;
                 self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
                     .await?;
+                // Records from when names were record ids move under their names' digests
+                // before anything is served.
+                if !renames.is_empty() {
+                    tracing::info!(
+                        records = renames.len() / 2,
+                        "sealing aliases and principals again under keyed record ids"
+                    );
+                    self.persist(renames, None).await?;
+                }
+                self.state.set_refused(refused.clone());
                 custody.unsealed(refused);
                 self.phase
                     .store(phase_code(Phase::Unsealed), Ordering::SeqCst);

@@ -79,6 +79,18 @@ impl<'c, G: Deref<Target = Principals>> PrincipalAccess<'c, G> {
         Ok(&self.principals)
     }
 
+    /// Authorizes `ekms:<action>` on `*` (ListRefusedRecords) and gives the sealed records the
+    /// last unseal refused.
+    ///
+    /// # Errors
+    /// `AccessDeniedException`.
+    pub fn refused_records(&self, action: &'static str) -> KmsResult<Vec<String>> {
+        self.ctx.declared(action)?;
+        self.ctx.check_identity(&format!("ekms:{action}"), "*")?;
+        self.ctx.note_allowed();
+        Ok(self.ctx.state.refused())
+    }
+
     /// The authorized principal, if it exists.
     ///
     /// # Errors

@@ -66,6 +66,8 @@ pub struct State {
     /// Outstanding import tokens (memory only: a restart invalidates them).
     imports: crate::import::Imports,
     default_policy: std::sync::OnceLock<std::sync::Arc<crate::policy::Policy>>,
+    /// The sealed records the last unseal refused, as shown to an authorized operator.
+    refused: RwLock<Vec<String>>,
 }
 
 impl State {
@@ -76,6 +78,7 @@ impl State {
             principals: RwLock::new(principals),
             imports: crate::import::Imports::default(),
             default_policy: std::sync::OnceLock::new(),
+            refused: RwLock::default(),
         }
     }
 
@@ -98,6 +101,22 @@ impl State {
             .get_or_init(|| std::sync::Arc::new(parsed))
             .clone())
     }
+    /// Notes the sealed records the last unseal refused.
+    pub fn set_refused(&self, refused: Vec<String>) {
+        *self
+            .refused
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = refused;
+    }
+
+    /// The sealed records the last unseal refused.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Outstanding import tokens and their wrapping keys.
     pub fn imports(&self) -> &crate::import::Imports {
         &self.imports

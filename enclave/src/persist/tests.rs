@@ -20,7 +20,7 @@ use crate::keys::{Alias, Key, KeyMaterial, KeySpec, KeyStore, KeyUsage, Origin};
 use crate::ops::State;
 use crate::principals::Principals;
 use crate::seal::manifest::{Manifest, Refusal};
-use crate::seal::{DomainKey, RecordKind};
+use crate::seal::{DomainKey, NameKey, RecordKind};
 use ekms_shared::release::Hold;
 
 type Disk = Arc<Mutex<BTreeMap<(u8, Vec<u8>), Vec<u8>>>>;
@@ -384,9 +384,8 @@ async fn an_altered_record_or_another_domain_key_is_refused() {
     let (disk, _) = written_store().await;
     {
         let mut d = disk.lock().unwrap();
-        let r = d
-            .get_mut(&(RecordKind::Alias as u8, b"alias/a".to_vec()))
-            .unwrap();
+        let id = NameKey::of(&domain()).record_id(RecordKind::Alias, "alias/a");
+        let r = d.get_mut(&(RecordKind::Alias as u8, id)).unwrap();
         let last = r.len() - 1;
         r[last] ^= 1;
     }
@@ -702,7 +701,7 @@ async fn refused_requests_ride_along_and_force_no_commit_of_their_own() {
     for n in 0..100 {
         persister.note_refused(audit_record(n)).unwrap();
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(RIDER_INTERVAL / 3).await;
     assert!(commits.lock().unwrap().is_empty(), "refusals made a commit");
     assert_eq!(persister.release_point(), Hold { session: 7, seq: 0 });
 
@@ -730,4 +729,136 @@ async fn refused_requests_ride_along_and_force_no_commit_of_their_own() {
     // (Besides them, at most the audit checkpoints that follow written records.)
     assert!(!later.is_empty() && later.len() <= 3, "{all:?}");
     assert!(later.iter().any(|(_, n)| *n >= 10), "{all:?}");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Alias and principal names were record ids in clear, so the parent learned them. Now their
+/// ids are keyed digests: no record id the parent holds contains a name.
+#[tokio::test]
+async fn no_record_id_holds_an_alias_or_principal_name() {
+    let (disk, _) = written_store().await;
+    let ids: Vec<Vec<u8>> = disk
+        .lock()
+        .unwrap()
+        .keys()
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert!(!ids.iter().any(|id| contains(id, b"alias/")), "{ids:?}");
+    let loaded = load_from(disk).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert!(loaded.legacy.is_empty());
+    assert_eq!(
+        loaded.keys.alias("alias/a").map(|a| a.target),
+        Some(Uuid::from_bytes([1; 16]))
+    );
+}
+
+/// The alias record as it was sealed when its name was its record id: no name inside.
+#[derive(serde::Serialize)]
+struct LegacyAlias {
+    v: u8,
+    target: serde_bytes::ByteBuf,
+    created: i64,
+    updated: i64,
+}
+
+/// A store written when names were record ids loads, and its renames move each such record
+/// under its name's digest in one commit; the store then holds no name, and loads the same.
+#[tokio::test]
+async fn a_store_with_names_for_ids_loads_and_moves_them_under_digests() {
+    let (disk, _) = written_store().await;
+    let domain = domain();
+    let names = NameKey::of(&domain);
+    let mut manifest = load_from(disk.clone()).await.manifest;
+    {
+        // Rewrite alias/a the old way, and add a principal sealed the old way.
+        let mut d = disk.lock().unwrap();
+        let digest = names.record_id(RecordKind::Alias, "alias/a");
+        d.remove(&(RecordKind::Alias as u8, digest.clone()));
+        manifest.set(RecordKind::Alias, &digest, None);
+        let seq = manifest.next_seq();
+        let legacy = serde_cbor::to_vec(&LegacyAlias {
+            v: 1,
+            target: serde_bytes::ByteBuf::from(vec![1; 16]),
+            created: 1,
+            updated: 1,
+        })
+        .unwrap();
+        let entropy = OsEntropy::default();
+        let put = |d: &mut BTreeMap<(u8, Vec<u8>), Vec<u8>>,
+                   kind: RecordKind,
+                   id: &[u8],
+                   plain: &[u8]| {
+            let sealed =
+                crate::seal::record::seal(&domain, kind, id, seq, plain, &entropy).unwrap();
+            d.insert((kind as u8, id.to_vec()), sealed);
+        };
+        put(&mut d, RecordKind::Alias, b"alias/a", &legacy);
+        manifest.set(RecordKind::Alias, b"alias/a", Some(seq));
+        let bob = crate::seal::codec::PrincipalRecord::new(
+            "bob",
+            vec![(
+                "AKIABOBBOBBOBBOBBOB1".to_owned(),
+                "bobsecretbobsecret".to_owned(),
+            )],
+            None,
+        );
+        let plain = crate::seal::codec::encode_principal(&bob).unwrap();
+        put(&mut d, RecordKind::Principal, b"bob", &plain);
+        manifest.set(RecordKind::Principal, b"bob", Some(seq));
+        for (kind, id, sealed) in manifest.seal_changes(&domain, &entropy).unwrap() {
+            d.insert((kind as u8, id), sealed);
+        }
+    }
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(loaded.legacy.len(), 2);
+    assert_eq!(
+        loaded.keys.alias("alias/a").map(|a| a.target),
+        Some(Uuid::from_bytes([1; 16]))
+    );
+    assert_eq!(loaded.principals[0].name, "bob");
+
+    // The renames, committed as the server does after unseal.
+    let renames = loaded.renames();
+    let mut principals = Principals::default();
+    for p in &loaded.principals {
+        principals.insert_sealed(p, &Config::default()).unwrap();
+    }
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk.clone()));
+    let state = Arc::new(State::new(loaded.keys, principals));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state,
+        Arc::new(domain),
+        loaded.manifest,
+        Arc::new(OsEntropy::default()),
+        chain(),
+        7,
+    );
+    persister.persist(renames, None).await.unwrap();
+
+    let ids: Vec<Vec<u8>> = disk
+        .lock()
+        .unwrap()
+        .keys()
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert!(
+        !ids.iter().any(|id| contains(id, b"alias/") || id == b"bob"),
+        "{ids:?}"
+    );
+    let again = load_from(disk).await;
+    assert!(again.refused.is_empty(), "{:?}", again.refused);
+    assert!(again.legacy.is_empty());
+    assert_eq!(
+        again.keys.alias("alias/a").map(|a| a.target),
+        Some(Uuid::from_bytes([1; 16]))
+    );
+    assert_eq!(again.principals.len(), 1);
+    assert_eq!(again.principals[0].name, "bob");
 }

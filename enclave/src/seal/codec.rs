@@ -218,26 +218,31 @@ struct AliasRecord {
     target: ByteBuf,
     created: Millis,
     updated: Millis,
+    /// The alias name (its record id is the name's keyed digest); absent in records written
+    /// when the name itself was the record id.
+    #[serde(default)]
+    name: Option<String>,
 }
 
-/// Encodes an alias (its name is the record id).
+/// Encodes the alias `name`.
 ///
 /// # Errors
 /// [`CodecError::Cbor`] if encoding fails.
-pub fn encode_alias(alias: &Alias) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+pub fn encode_alias(name: &str, alias: &Alias) -> Result<Zeroizing<Vec<u8>>, CodecError> {
     Ok(Zeroizing::new(serde_cbor::to_vec(&AliasRecord {
         v: 1,
         target: ByteBuf::from(alias.target.as_bytes().to_vec()),
         created: alias.created,
         updated: alias.updated,
+        name: Some(name.to_owned()),
     })?))
 }
 
-/// Decodes an alias.
+/// Decodes an alias: its name (none in a record whose id was its name) and the alias.
 ///
 /// # Errors
 /// [`CodecError`] for oversize or malformed records.
-pub fn decode_alias(bytes: &[u8]) -> Result<Alias, CodecError> {
+pub fn decode_alias(bytes: &[u8]) -> Result<(Option<String>, Alias), CodecError> {
     if bytes.len() > MAX_RECORD_LEN {
         return Err(CodecError::TooLarge(bytes.len()));
     }
@@ -245,11 +250,15 @@ pub fn decode_alias(bytes: &[u8]) -> Result<Alias, CodecError> {
     if raw.v != 1 {
         return Err(CodecError::Invalid("unknown alias record version"));
     }
-    Ok(Alias {
-        target: Uuid::from_slice(&raw.target).map_err(|_| CodecError::Invalid("alias target"))?,
-        created: raw.created,
-        updated: raw.updated,
-    })
+    Ok((
+        raw.name,
+        Alias {
+            target: Uuid::from_slice(&raw.target)
+                .map_err(|_| CodecError::Invalid("alias target"))?,
+            created: raw.created,
+            updated: raw.updated,
+        },
+    ))
 }
 
 /// A principal as sealed: name, its access keys with their secrets, and its identity policy.

@@ -26,6 +26,40 @@ impl DomainKey {
     }
 }
 
+/// Turns the names of aliases and principals into record ids, so that the parent's store never
+/// holds a name in clear: HMAC-SHA256 (RFC 2104), over the record kind's byte and the name,
+/// under a key derived from the domain key by HKDF-Expand-SHA256 (RFC 5869 §2.3) with info
+/// "ekms/v1/record-names" and one block of output. The domain key is uniformly random, so it
+/// serves as the PRK without an Extract step (RFC 5869 §3.3).
+pub struct NameKey(ring::hmac::Key);
+
+impl NameKey {
+    /// The name key of `domain`.
+    pub fn of(domain: &DomainKey) -> Self {
+        let prk = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, domain.expose_secret());
+        // T(1) = HMAC(PRK, info || 0x01): the first (and only) block of HKDF-Expand.
+        let mut ctx = ring::hmac::Context::with_key(&prk);
+        ctx.update(b"ekms/v1/record-names");
+        ctx.update(&[1]);
+        let okm = zeroize::Zeroizing::new(ctx.sign().as_ref().to_vec());
+        NameKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &okm))
+    }
+
+    /// The record id of the alias or principal `name`.
+    pub fn record_id(&self, kind: RecordKind, name: &str) -> Vec<u8> {
+        let mut ctx = ring::hmac::Context::with_key(&self.0);
+        ctx.update(&[kind as u8]);
+        ctx.update(name.as_bytes());
+        ctx.sign().as_ref().to_vec()
+    }
+}
+
+impl std::fmt::Debug for NameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameKey(..)")
+    }
+}
+
 impl std::fmt::Debug for DomainKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DomainKey(..)")

@@ -59,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::principal::AccessKeyCommand,
     },
+    /// The sealed records the last unseal refused, with why (signed, `ekms:ListRefusedRecords`;
+    /// `ekms status` shows only their count).
+    RefusedRecords(cli::principal::Connection),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +111,11 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::AccessKey { command } => runtime()?.block_on(async {
             let out = cli::principal::run_access_key(&command).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }),
+        Command::RefusedRecords(connection) => runtime()?.block_on(async {
+            let out = cli::principal::run_refused_records(&connection).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }),

@@ -98,7 +98,7 @@ async fn init_or_unseal(
                 .context("unsealing with the dev custodian's share")?;
             println!(
                 "ekms dev: unsealed; refused records: {}",
-                status["RefusedRecords"].as_array().map_or(0, Vec::len)
+                status["RefusedRecordCount"].as_u64().unwrap_or(0)
             );
         }
         other => bail!("unexpected enclave state {other:?}"),

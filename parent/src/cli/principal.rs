@@ -206,3 +206,14 @@ pub async fn run_access_key(command: &AccessKeyCommand) -> anyhow::Result<Value>
         }
     }
 }
+
+/// Runs `ekms refused-records`; returns what it prints.
+///
+/// # Errors
+/// Missing credentials, or the enclave's refusal (named).
+pub async fn run_refused_records(connection: &Connection) -> anyhow::Result<Value> {
+    connection
+        .client()?
+        .call("Ekms.ListRefusedRecords", &json!({}))
+        .await
+}

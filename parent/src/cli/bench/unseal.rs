@@ -417,17 +417,12 @@ async fn measure(
         .await
         .context("unsealing the built store")?;
     let load_seconds = submitted.elapsed().as_secs_f64();
-    let refused = status["RefusedRecords"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if status["State"].as_str() != Some("Unsealed") || !refused.is_empty() {
-        let first: Vec<_> = refused.iter().take(5).collect();
+    let refused = status["RefusedRecordCount"].as_u64().unwrap_or(0);
+    if status["State"].as_str() != Some("Unsealed") || refused > 0 {
         bail!(
-            "the enclave answered state {} with {} refused record(s), e.g. {first:?}: the built \
-             store is not what the enclave writes",
+            "the enclave answered state {} with {refused} refused record(s) (`ekms \
+             refused-records` names them): the built store is not what the enclave writes",
             status["State"],
-            refused.len()
         );
     }
     let rss = rss_of(servers.enclave_pid)?;
