@@ -11,6 +11,9 @@ use crate::error::{KmsError, KmsResult};
 use crate::keys::{Alias, Key, KeyStore, Rotation};
 use crate::policy::grants::{self, Grant, GrantConstraints, GrantOperation};
 
+/// A key resolved or authorized under this lock is gone under it: a bug, answered as one.
+const VANISHED: KmsError = KmsError::Internal("a key vanished under the lock");
+
 /// Each guard's serial: a proof is honoured only by the guard that made it.
 static SERIAL: AtomicU64 = AtomicU64::new(1);
 
@@ -97,8 +100,7 @@ impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
     ) -> KmsResult<Authorized> {
         self.ctx.declared(action)?;
         let id = self.id_of(field, key_id)?;
-        self.authorize_id(id, action, conditions)?
-            .ok_or(KmsError::Internal("a resolved key vanished under the lock"))
+        self.authorize_id(id, action, conditions)?.ok_or(VANISHED)
     }
 
     /// Authorizes `kms:<action>` on the live key with this id (named by a ciphertext or a
@@ -130,9 +132,7 @@ impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
     /// `KMSInternalException` for a proof of another guard.
     pub fn get(&self, proof: &Authorized) -> KmsResult<&Key> {
         self.mine(proof.serial)?;
-        self.store.raw(&proof.id).ok_or(KmsError::Internal(
-            "an authorized key vanished under the lock",
-        ))
+        self.store.raw(&proof.id).ok_or(VANISHED)
     }
 
     /// [`Keys::authorize`], then the key.
@@ -206,10 +206,7 @@ impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
         const ACTION: &str = "CreateGrant";
         self.ctx.declared(ACTION)?;
         let id = self.id_of(field, key_id)?;
-        let key = self
-            .store
-            .by_id(&id, self.ctx.env.now())
-            .ok_or(KmsError::Internal("a resolved key vanished under the lock"))?;
+        let key = self.store.by_id(&id, self.ctx.env.now()).ok_or(VANISHED)?;
         let conditions = Conditions {
             grant_operations: Some(names),
             ..Conditions::default()
@@ -275,9 +272,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
     /// `KMSInternalException` for a proof of another guard.
     pub fn get_mut(&mut self, proof: &Authorized) -> KmsResult<&mut Key> {
         self.mine(proof.serial)?;
-        self.store.raw_mut(&proof.id).ok_or(KmsError::Internal(
-            "an authorized key vanished under the lock",
-        ))
+        self.store.raw_mut(&proof.id).ok_or(VANISHED)
     }
 
     /// [`Keys::authorize`], then the key for changing it.
@@ -333,11 +328,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
         rotation: Option<Rotation>,
     ) -> KmsResult<&mut Key> {
         self.mine(proof.serial)?;
-        self.store
-            .set_rotation(&proof.id, rotation)
-            .ok_or(KmsError::Internal(
-                "an authorized key vanished under the lock",
-            ))
+        self.store.set_rotation(&proof.id, rotation).ok_or(VANISHED)
     }
 
     /// Sets or clears when the authorized key's imported material expires.
@@ -350,11 +341,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
         valid_to: Option<Millis>,
     ) -> KmsResult<&mut Key> {
         self.mine(proof.serial)?;
-        self.store
-            .set_valid_to(&proof.id, valid_to)
-            .ok_or(KmsError::Internal(
-                "an authorized key vanished under the lock",
-            ))
+        self.store.set_valid_to(&proof.id, valid_to).ok_or(VANISHED)
     }
 
     /// Points the authorized alias at the authorized key (creating it if need be).

@@ -429,10 +429,11 @@ async fn a_broken_store_channel_fails_the_waiting_request() {
         .is_err());
 }
 
-/// Each commit's seq and the ids of the key records it carried.
-type CommitLog = Arc<Mutex<Vec<(u64, Vec<Vec<u8>>)>>>;
+/// Each commit's seq, the ids of the key records it carried, and how many audit lines.
+type CommitLog = Arc<Mutex<Vec<(u64, Vec<Vec<u8>>, usize)>>>;
 
-/// A parent that answers each commit after `delay`, recording which key records it carried.
+/// A parent that answers each commit after `delay`, recording which key records and how many
+/// audit lines it carried.
 async fn recording_parent(
     mut stream: DuplexStream,
     commits: CommitLog,
@@ -440,14 +441,16 @@ async fn recording_parent(
 ) {
     while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
         let response = match request {
-            Request::Commit { seq, puts, .. } => {
+            Request::Commit {
+                seq, puts, audit, ..
+            } => {
                 tokio::time::sleep(delay).await;
                 let keys = puts
                     .into_iter()
                     .filter(|p| p.key.kind == RecordKind::Key as u8)
                     .map(|p| p.key.id)
                     .collect();
-                commits.lock().unwrap().push((seq, keys));
+                commits.lock().unwrap().push((seq, keys, audit.len()));
                 Response::Committed { seq }
             }
             _ => Response::Pong,
@@ -502,13 +505,13 @@ async fn each_change_rides_the_commit_it_was_promised() {
         assert_eq!(hold.session, 7);
         let carried_by: Vec<u64> = commits
             .iter()
-            .filter(|(_, keys)| keys.contains(&vec![n; 16]))
-            .map(|(seq, _)| *seq)
+            .filter(|(_, keys, _)| keys.contains(&vec![n; 16]))
+            .map(|(seq, _, _)| *seq)
             .collect();
         assert_eq!(carried_by, vec![hold.seq], "key {n}");
     }
     // Seqs are the manifest's: consecutive from 1.
-    let seqs: Vec<u64> = commits.iter().map(|(seq, _)| *seq).collect();
+    let seqs: Vec<u64> = commits.iter().map(|(seq, _, _)| *seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }
 
@@ -670,33 +673,18 @@ async fn a_head_kept_in_a_setting_loads_and_moves_into_the_root() {
     assert!(loaded.manifest.head().is_some());
 }
 
-/// Each commit's seq and how many audit lines it carried.
-type AuditLog = Arc<Mutex<Vec<(u64, usize)>>>;
-
-/// A parent that answers every commit at once, recording how many audit lines each carried.
-async fn audit_counting_parent(mut stream: DuplexStream, commits: AuditLog) {
-    while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
-        let response = match request {
-            Request::Commit { seq, audit, .. } => {
-                commits.lock().unwrap().push((seq, audit.len()));
-                Response::Committed { seq }
-            }
-            _ => Response::Pong,
-        };
-        if v1::write_frame(&mut stream, &response).await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Refused requests (a flood of unsigned ones, say) once forced a durable commit each. Their
 /// records now ride with the next commit: none forces one of its own, no answer is held for
 /// them, and they are written within RIDER_INTERVAL even when nothing else happens.
 #[tokio::test]
 async fn refused_requests_ride_along_and_force_no_commit_of_their_own() {
     let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
-    let commits: AuditLog = Arc::default();
-    tokio::spawn(audit_counting_parent(parent_end, Arc::clone(&commits)));
+    let commits: CommitLog = Arc::default();
+    tokio::spawn(recording_parent(
+        parent_end,
+        Arc::clone(&commits),
+        std::time::Duration::ZERO,
+    ));
     let (state, persister) = start_over(enclave_end, KeyStore::default(), Manifest::empty());
     for n in 0..100 {
         persister.note_refused(audit_record(n)).unwrap();
@@ -717,7 +705,7 @@ async fn refused_requests_ride_along_and_force_no_commit_of_their_own() {
     let first = commits.lock().unwrap().clone();
     assert_eq!(first.len(), 1, "{first:?}");
     // Its record, the hundred refusals (and the chain's own opening lines).
-    assert!(first[0].1 >= 101, "{first:?}");
+    assert!(first[0].2 >= 101, "{first:?}");
 
     // Alone, they are written within the interval, in one commit.
     for n in 0..10 {
@@ -728,7 +716,7 @@ async fn refused_requests_ride_along_and_force_no_commit_of_their_own() {
     let later = &all[1..];
     // (Besides them, at most the audit checkpoints that follow written records.)
     assert!(!later.is_empty() && later.len() <= 3, "{all:?}");
-    assert!(later.iter().any(|(_, n)| *n >= 10), "{all:?}");
+    assert!(later.iter().any(|(_, _, n)| *n >= 10), "{all:?}");
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
