@@ -353,16 +353,17 @@ impl Service {
                         return Err(KmsError::Internal("loading the sealed store failed"));
                     }
                 };
-                if loaded.refused.iter().any(|r| matches!(r, Refusal::Root(_))) {
+                if let Some(root) = loaded
+                    .refused
+                    .iter()
+                    .find(|r| matches!(r, Refusal::Root(_)))
+                {
                     *guard = Some(stream);
                     let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
-                    tracing::error!(
-                        ?why,
-                        "the store's root manifest does not open with the rebuilt domain key"
-                    );
-                    return Err(KmsError::InvalidState(
-                        "The store's root manifest does not open with this deployment's domain key: the parent serves another or a damaged store.".to_owned(),
-                    ));
+                    tracing::error!(?why, "the store's manifest cannot be trusted: load refused");
+                    return Err(KmsError::InvalidState(format!(
+                        "The store cannot be trusted, so nothing was loaded ({root}): the parent serves another, a damaged or a tampered store."
+                    )));
                 }
                 let refused: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
                 for r in &refused {
@@ -390,6 +391,11 @@ impl Service {
                     );
                     self.persist(renames, None).await?;
                 }
+                if !refused.is_empty() {
+                    // What was refused is on the record, not only in this process's log.
+                    self.persist(Vec::new(), Some(self.unseal_record(&refused)))
+                        .await?;
+                }
                 self.state.set_refused(refused.clone());
                 custody.unsealed(refused);
                 self.phase
@@ -401,6 +407,31 @@ impl Service {
                 "Unknown operation Ekms.{other}"
             ))),
         }
+    }
+
+    /// The audit record of an unseal that refused records: how many, and which (their ids are
+    /// key ids and keyed digests, never names).
+    fn unseal_record(&self, refused: &[String]) -> crate::audit::Record {
+        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
+        Event {
+            request_id: &request_id.to_string(),
+            event_id,
+            event_name: "Unseal",
+            time_millis: self.env.now(),
+            identity: &Identity::Unknown {
+                access_key_id: None,
+            },
+            config: &self.config,
+            request_parameters: serde_json::Value::Null,
+            response: serde_json::json!({
+                "refusedRecordCount": refused.len(),
+                "refusedRecords": refused,
+            }),
+            error: None,
+            resources: Vec::new(),
+            user_agent: None,
+        }
+        .record()
     }
 
     /// Serves one HTTP request.

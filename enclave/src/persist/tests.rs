@@ -850,3 +850,132 @@ async fn a_store_with_names_for_ids_loads_and_moves_them_under_digests() {
     assert_eq!(again.principals.len(), 1);
     assert_eq!(again.principals[0].name, "bob");
 }
+
+/// A parent that answers the first Load with `records`, in the order given, and then nothing.
+async fn scripted_parent(mut stream: DuplexStream, records: Vec<Record>) {
+    let mut records = Some(records);
+    while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
+        let response = match request {
+            Request::Load { .. } => Response::Records {
+                records: records.take().unwrap_or_default(),
+                done: true,
+            },
+            _ => Response::Pong,
+        };
+        if v1::write_frame(&mut stream, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn as_records(disk: &BTreeMap<(u8, Vec<u8>), Vec<u8>>, kinds: &[RecordKind]) -> Vec<Record> {
+    disk.iter()
+        .filter(|((k, _), _)| kinds.iter().any(|kind| *kind as u8 == *k))
+        .map(|((kind, id), sealed)| Record {
+            key: RecordKey {
+                kind: *kind,
+                id: id.clone(),
+            },
+            sealed: sealed.clone(),
+        })
+        .collect()
+}
+
+/// Keys 1..=3 written; a snapshot taken; then key 2 destroyed. The old snapshot and the store.
+async fn store_before_and_after_a_deletion() -> (BTreeMap<(u8, Vec<u8>), Vec<u8>>, Disk) {
+    let disk: Disk = Arc::default();
+    let config = Config::default();
+    let (state, persister) = start_on(&disk, KeyStore::default(), Manifest::empty());
+    for n in 1..=3 {
+        state.write().insert(key(n), &config).unwrap();
+    }
+    let all = (1..=3)
+        .map(|n| Touched::Key(Uuid::from_bytes([n; 16])))
+        .collect();
+    persister.persist(all, None).await.unwrap();
+    let old = disk.lock().unwrap().clone();
+    let two = Uuid::from_bytes([2; 16]);
+    state.write().schedule_deletion(&two, 1, &config).unwrap();
+    state.write().sweep(2);
+    persister
+        .persist(vec![Touched::Key(two)], None)
+        .await
+        .unwrap();
+    assert!(!disk
+        .lock()
+        .unwrap()
+        .contains_key(&(RecordKind::Key as u8, vec![2; 16])));
+    (old, disk)
+}
+
+/// The attack of the hostile-parent review: answer the Load with an old snapshot's root, pages
+/// and buckets, then the current ones, then records that exist only in the old snapshot. The
+/// loader once took several roots and merged bucket entries, so a destroyed key (or a deleted
+/// principal) came back. Now the stream must be exact: the load is refused, by name.
+#[tokio::test]
+async fn mixing_an_old_snapshot_into_the_load_refuses_it() {
+    let (old, disk) = store_before_and_after_a_deletion().await;
+    let current = disk.lock().unwrap().clone();
+    let manifests = [RecordKind::Root, RecordKind::Bucket];
+    let mut stream = as_records(&old, &manifests);
+    stream.extend(as_records(&current, &manifests));
+    stream.extend(as_records(&old, &[RecordKind::Key]));
+    let (mut enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(scripted_parent(parent_end, stream));
+    let loaded = load(&mut enclave_end, &domain(), &Config::default())
+        .await
+        .unwrap();
+    assert!(
+        loaded
+            .refused
+            .iter()
+            .any(|r| matches!(r, Refusal::Root(why) if why.contains("out of order"))),
+        "{:?}",
+        loaded.refused
+    );
+    assert!(loaded.keys.by_id(&Uuid::from_bytes([2; 16]), 0).is_none());
+}
+
+/// The same records in order, but each twice (a replayed page of the Load): refused.
+#[tokio::test]
+async fn a_record_returned_twice_refuses_the_load() {
+    let (_, disk) = store_before_and_after_a_deletion().await;
+    let current = disk.lock().unwrap().clone();
+    let mut stream = Vec::new();
+    for r in as_records(
+        &current,
+        &[RecordKind::Root, RecordKind::Bucket, RecordKind::Key],
+    ) {
+        stream.push(r.clone());
+        stream.push(r);
+    }
+    let (mut enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(scripted_parent(parent_end, stream));
+    let loaded = load(&mut enclave_end, &domain(), &Config::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(loaded.refused.as_slice(), [Refusal::Root(why)] if why.contains("repeated")),
+        "{:?}",
+        loaded.refused
+    );
+}
+
+/// A destroyed key's record kept by the parent (in order, the current manifest): it is not
+/// loaded, and the refusal names it.
+#[tokio::test]
+async fn a_record_the_manifest_does_not_list_is_refused_by_name() {
+    let (old, disk) = store_before_and_after_a_deletion().await;
+    let key2 = (RecordKind::Key as u8, vec![2; 16]);
+    disk.lock()
+        .unwrap()
+        .insert(key2.clone(), old[&key2].clone());
+    let loaded = load_from(disk).await;
+    assert!(loaded.keys.by_id(&Uuid::from_bytes([2; 16]), 0).is_none());
+    assert!(
+        matches!(loaded.refused.as_slice(), [Refusal::Unlisted { kind: RecordKind::Key, id }] if *id == Uuid::from_bytes([2; 16]).to_string()),
+        "{:?}",
+        loaded.refused
+    );
+    assert_eq!(loaded.keys.key_count(), 2);
+}

@@ -16,12 +16,21 @@
 //! that record, its bucket (which lists about N / 4096 of N keys) and its page on every such
 //! commit.
 //!
-//! On load, a record is refused (and reported, while the rest load) when the parent:
+//! A load is exact: the store streams every record once, in strictly increasing (kind, id)
+//! order, so the root comes first, then the pages in order, then the buckets, then the data
+//! records. A stream that repeats a record or goes back (a second root, a page or bucket twice,
+//! an old snapshot's records after the current ones) refuses the whole load, by name: mixing
+//! snapshots is how a parent would bring back what was deleted. A bucket's entries are the
+//! bucket's, replacing (never merged with) anything before.
+//!
+//! Within an exact stream, a record is refused (and reported, while the rest load) when the
+//! parent:
 //! - dropped it (listed, never seen),
 //! - replays an older generation of it (generation differs from the manifest's),
 //! - swapped it with another (the AAD binds kind and id, so it does not open),
 //! - mixed in a bucket or page from another point in time (its generation differs from the
-//!   one its page or the root lists: every record of that bucket, or page, is refused).
+//!   one its page or the root lists: every record of that bucket, or page, is refused),
+//! - kept one the manifest does not list (deleted since): it is not loaded, and reported.
 //!
 //! A rollback of the whole store to an older consistent state (root included) cannot be seen
 //! by one enclave alone.
@@ -400,6 +409,15 @@ pub enum Refusal {
         /// Record id, printable.
         id: String,
     },
+    /// The store holds a record the manifest does not list (deleted since, or from another
+    /// point in time): it is not loaded.
+    #[error("{kind:?} record {id}: not listed in the manifest (not loaded)")]
+    Unlisted {
+        /// Record kind.
+        kind: RecordKind,
+        /// Record id, printable.
+        id: String,
+    },
     /// A record's plaintext is malformed.
     #[error("{kind:?} record {id}: {why}")]
     Malformed {
@@ -432,6 +450,10 @@ pub struct Loader<'a> {
     /// Pages the root lists that have not (yet) verified.
     bad_pages: BTreeSet<u8>,
     bad_buckets: BTreeSet<u16>,
+    /// The (kind, id) of the last record fed: each must be greater than the one before.
+    last: Option<(u8, Vec<u8>)>,
+    /// The stream was not exact: the load is refused and nothing more is taken.
+    broken: bool,
     /// Everything refused so far.
     pub refused: Vec<Refusal>,
 }
@@ -445,6 +467,8 @@ impl<'a> Loader<'a> {
             manifest: Manifest::empty(),
             bad_pages: BTreeSet::new(),
             bad_buckets: BTreeSet::new(),
+            last: None,
+            broken: false,
             refused: Vec::new(),
         }
     }
@@ -462,6 +486,22 @@ impl<'a> Loader<'a> {
         id: &[u8],
         sealed: &[u8],
     ) -> Option<(RecordKind, zeroize::Zeroizing<Vec<u8>>)> {
+        if self.broken {
+            return None;
+        }
+        // Exactly once each, in order: anything else is a parent mixing streams.
+        if let Some((last_kind, last_id)) = &self.last {
+            if (*last_kind, last_id.as_slice()) >= (kind_byte, id) {
+                self.broken = true;
+                self.refused.push(Refusal::Root(format!(
+                    "the store returned record ({kind_byte}, {}) after ({last_kind}, {}): records repeated or out of order, as when snapshots are mixed",
+                    hex::encode(id),
+                    hex::encode(last_id)
+                )));
+                return None;
+            }
+        }
+        self.last = Some((kind_byte, id.to_vec()));
         let Some(kind) = RecordKind::from_u8(kind_byte) else {
             self.refused.push(Refusal::Malformed {
                 kind: RecordKind::Root,
@@ -612,10 +652,12 @@ impl<'a> Loader<'a> {
             });
         match result {
             Ok(b) => {
-                let entries = &mut self.manifest.buckets[usize::from(bucket)];
-                for (k, id, g) in b.entries {
-                    entries.insert((k, id.into_vec().into_boxed_slice()), g);
-                }
+                // The bucket's entries, and nothing else: never merged with earlier ones.
+                self.manifest.buckets[usize::from(bucket)] = b
+                    .entries
+                    .into_iter()
+                    .map(|(k, id, g)| ((k, id.into_vec().into_boxed_slice()), g))
+                    .collect();
                 self.bad_buckets.remove(&bucket);
             }
             Err(why) => self.refused.push(Refusal::Bucket { bucket, why }),
@@ -649,8 +691,11 @@ impl<'a> Loader<'a> {
             return None;
         }
         let Some(expected) = self.manifest.see(kind, id) else {
-            // Not listed: a record deleted since, left behind by the parent. Ignore it.
-            tracing::debug!(?kind, id = %show_id(kind, id), "ignoring a record the manifest does not list");
+            // Not listed: deleted since (or from another point in time), kept by the parent.
+            self.refused.push(Refusal::Unlisted {
+                kind,
+                id: show_id(kind, id),
+            });
             return None;
         };
         match record::open(self.domain, kind, id, sealed) {
@@ -678,7 +723,8 @@ impl<'a> Loader<'a> {
     /// Ends the load: reports every listed record never seen; returns the manifest to continue
     /// committing from, and everything refused.
     pub fn finish(mut self) -> (Manifest, Vec<Refusal>) {
-        if self.root {
+        // A stream that was not exact refused the load: that is the whole answer.
+        if self.root && !self.broken {
             for p in &self.bad_pages {
                 self.refused.push(Refusal::Page {
                     page: *p,

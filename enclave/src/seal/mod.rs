@@ -78,9 +78,9 @@ pub enum RecordKind {
     Bucket = 2,
     /// A KMS key (id = the key's 16 UUID bytes).
     Key = 3,
-    /// An alias (id = the alias name).
+    /// An alias (id = the keyed digest of its name, [`NameKey`]; the name in older stores).
     Alias = 4,
-    /// A principal (id = the principal's name).
+    /// A principal (id = the keyed digest of its name; the name in older stores).
     Principal = 5,
     /// A setting (id = its name), e.g. the audit chain head.
     Setting = 6,
