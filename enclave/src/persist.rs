@@ -109,7 +109,15 @@ type InFlight = (u64, Head, tokio::sync::OwnedSemaphorePermit);
 struct Job {
     touched: Vec<Touched>,
     audit: Option<crate::audit::Record>,
+    /// A change queued under its write lock ([`Persister::enqueue_change`]): its request's
+    /// full audit record is attached later, under this ticket, to replace `audit`.
+    ticket: Option<u64>,
 }
+
+/// Longest a commit waits for the audit records of the changes it carries
+/// ([`Persister::attach`]); one that does not arrive (its request ended first) leaves the
+/// placeholder queued with the change.
+pub const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What waits for the committer.
 struct Queue {
@@ -118,6 +126,12 @@ struct Queue {
     work: Notify,
     /// Wakes requests waiting for space in a full queue.
     space: Notify,
+    /// Audit records attached to queued changes, by ticket.
+    attached: Mutex<std::collections::HashMap<u64, crate::audit::Record>>,
+    /// Wakes the committer when a record is attached.
+    attach: Notify,
+    /// The next ticket, and the last one committed (attachments at or below it are late).
+    tickets: Mutex<(u64, u64)>,
 }
 
 struct Pending {
@@ -208,7 +222,7 @@ impl Persister {
         if touched.is_empty() && audit.is_none() {
             return Ok(self.release_point());
         }
-        let mut job = Some(Job { touched, audit });
+        let mut job = Some((touched, audit));
         loop {
             let space = self.queue.space.notified();
             tokio::pin!(space);
@@ -220,8 +234,12 @@ impl Persister {
             {
                 let mut pending = self.queue.lock();
                 if pending.jobs.len() < MAX_BATCH {
-                    if let Some(job) = job.take() {
-                        pending.jobs.push(job);
+                    if let Some((touched, audit)) = job.take() {
+                        pending.jobs.push(Job {
+                            touched,
+                            audit,
+                            ticket: None,
+                        });
                     }
                     let seq = pending.next;
                     pending.last = seq;
@@ -235,6 +253,81 @@ impl Persister {
             }
             space.await;
         }
+    }
+
+    /// Queues `touched`, changed under a write lock the caller still holds, so that no request
+    /// that sees the change can be answered before it is durable: every answer given once the
+    /// lock is released is held for this commit or a later one ([`Persister::release_point`]).
+    /// `placeholder` is the request's audit record until [`Persister::attach`] replaces it; it
+    /// rides in the same commit as the change, so no change is ever durable without a record.
+    /// Never waits (the queue may pass [`MAX_BATCH`] by the writers holding locks).
+    ///
+    /// # Errors
+    /// [`PersistError::Unavailable`] once the store failed.
+    pub fn enqueue_change(
+        &self,
+        touched: Vec<Touched>,
+        placeholder: Option<crate::audit::Record>,
+    ) -> Result<(Hold, Option<u64>), PersistError> {
+        if self.durable.borrow().failed {
+            return Err(PersistError::Unavailable);
+        }
+        let ticket = placeholder.is_some().then(|| {
+            let mut tickets = self
+                .queue
+                .tickets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tickets.0 += 1;
+            tickets.0
+        });
+        let seq = {
+            let mut pending = self.queue.lock();
+            pending.jobs.push(Job {
+                touched,
+                audit: placeholder,
+                ticket,
+            });
+            let seq = pending.next;
+            pending.last = seq;
+            seq
+        };
+        self.queue.work.notify_one();
+        Ok((
+            Hold {
+                session: self.session,
+                seq,
+            },
+            ticket,
+        ))
+    }
+
+    /// Replaces the placeholder of the change queued under `ticket` with the request's full
+    /// audit record (in the same commit, unless that commit went without it: see
+    /// [`ATTACH_WAIT`]).
+    pub fn attach(&self, ticket: u64, record: crate::audit::Record) {
+        {
+            // Checked and inserted under the tickets lock, which the committer takes to mark
+            // tickets committed before it drains the attachments: nothing is left behind.
+            let tickets = self
+                .queue
+                .tickets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if ticket <= tickets.1 {
+                tracing::warn!(
+                    ticket,
+                    "an audit record arrived after its change was committed"
+                );
+                return;
+            }
+            self.queue
+                .attached
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(ticket, record);
+        }
+        self.queue.attach.notify_waiters();
     }
 
     /// Queues the audit record of a refused request (unauthenticated or malformed) to ride
@@ -353,6 +446,9 @@ impl Persister {
             }),
             work: Notify::new(),
             space: Notify::new(),
+            attached: Mutex::default(),
+            attach: Notify::new(),
+            tickets: Mutex::new((0, 0)),
         });
         let fatal = Arc::new(Notify::new());
         let (reader, writer) = tokio::io::split(stream);
@@ -448,6 +544,51 @@ struct Sealing {
 /// than the rest of a commit), and at most this long after the last record when idle.
 pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// The batch with each change's full audit record in place of its placeholder: waits up to
+/// [`ATTACH_WAIT`] for records not attached yet (they come microseconds after the change, once
+/// its request has its answer). Tickets are then marked committed: later attachments are late.
+async fn with_attached_records(queue: &Queue, mut batch: Vec<Job>) -> Vec<Job> {
+    let tickets: Vec<u64> = batch.iter().filter_map(|j| j.ticket).collect();
+    let Some(&last) = tickets.last() else {
+        return batch;
+    };
+    let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+    loop {
+        let attached = queue.attach.notified();
+        tokio::pin!(attached);
+        attached.as_mut().enable();
+        let all = {
+            let map = queue
+                .attached
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tickets.iter().all(|t| map.contains_key(t))
+        };
+        if all || tokio::time::timeout_at(deadline, attached).await.is_err() {
+            break;
+        }
+    }
+    {
+        // Marked before taking, so an attachment that races this is refused as late rather
+        // than left in the map.
+        let mut t = queue
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.1 = t.1.max(last);
+    }
+    let mut map = queue
+        .attached
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for job in &mut batch {
+        if let Some(record) = job.ticket.and_then(|t| map.remove(&t)) {
+            job.audit = Some(record);
+        }
+    }
+    batch
+}
+
 /// Builds and sends commits until the channel breaks.
 async fn committer<W: AsyncWrite + Unpin>(
     queue: Arc<Queue>,
@@ -500,6 +641,7 @@ async fn committer<W: AsyncWrite + Unpin>(
             )
         };
         queue.space.notify_waiters();
+        let batch = with_attached_records(&queue, batch).await;
         if sealing.manifest.next_seq() != seq {
             return format!("commit {seq} is out of step with the manifest");
         }

@@ -287,7 +287,7 @@ fn create_principal(
     let arn = {
         let mut principals = ctx.principals_mut();
         let proof = principals.authorize(&name, action)?;
-        principals
+        let arn = principals
             .create(
                 &proof,
                 user_id.clone(),
@@ -297,9 +297,10 @@ fn create_principal(
             )
             .map_err(refused)?
             .arn
-            .clone()
+            .clone();
+        principals.touch(Touched::Principal(name));
+        arn
     };
-    ctx.touch(Touched::Principal(name));
     to_json(&json!({
         "Arn": arn,
         "UserId": user_id,
@@ -370,10 +371,10 @@ fn delete_principal(ctx: &Ctx<'_>, action: &'static str, req: UserOnly) -> KmsRe
         // What named it names its unique id from now on: a principal created again under
         // the name starts with nothing.
         for key in keys.forget_principal(&proof, &arn, &id)? {
-            ctx.touch(Touched::Key(key));
+            keys.touch(Touched::Key(key));
         }
+        principals.touch(Touched::Principal(name));
     }
-    ctx.touch(Touched::Principal(name));
     to_json(&json!({}))
 }
 
@@ -386,8 +387,8 @@ fn create_access_key(ctx: &Ctx<'_>, action: &'static str, req: UserOnly) -> KmsR
         principals
             .add_access_key(&proof, access_key_id.clone(), secret.to_string())
             .map_err(refused)?;
+        principals.touch(Touched::Principal(name.clone()));
     }
-    ctx.touch(Touched::Principal(name.clone()));
     to_json(&json!({
         "UserName": name,
         "AccessKeyId": access_key_id,
@@ -416,8 +417,8 @@ fn delete_access_key(
         principals
             .delete_access_key(&proof, &access_key_id)
             .map_err(refused)?;
+        principals.touch(Touched::Principal(name));
     }
-    ctx.touch(Touched::Principal(name));
     to_json(&json!({}))
 }
 
@@ -435,8 +436,8 @@ fn put_principal_policy(
         let mut principals = ctx.principals_mut();
         let proof = principals.authorize(&name, action)?;
         principals.put_policy(&proof, policy).map_err(refused)?;
+        principals.touch(Touched::Principal(name));
     }
-    ctx.touch(Touched::Principal(name));
     to_json(&json!({}))
 }
 
@@ -536,7 +537,7 @@ mod tests {
                 body.to_string().as_bytes(),
             )
             .map(|b| serde_json::from_slice(&b).unwrap());
-            (result, ctx.touched.take())
+            (result, ctx.take_touched())
         }
 
         fn call(&self, op: &str, body: Value) -> Result<Value, KmsError> {

@@ -1,6 +1,7 @@
 //! The API server shell: TLS, HTTP/1.1, SigV4, then the KMS core. All I/O of the enclave's
 //! request path lives here; the core ([`crate::dispatch`]) does none.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -190,30 +191,54 @@ impl Service {
             .map_or(Hold::NONE, Persister::release_point)
     }
 
+    /// Queues `touched`, changed under a write lock the caller still holds (so no answer that
+    /// saw the change outruns it); what to wait for. `None` in memory-only mode.
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store failed; the service is then stopping.
+    fn enqueue_locked(&self, touched: Vec<Touched>) -> Result<Option<Hold>, KmsError> {
+        if touched.is_empty() {
+            return Ok(None);
+        }
+        match self.persister.get() {
+            Some(p) => Ok(Some(p.enqueue_change(touched, None)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits until `hold` is durable.
+    async fn durable(&self, hold: Option<Hold>) -> Result<(), KmsError> {
+        match (hold, self.persister.get()) {
+            (Some(hold), Some(p)) => Ok(p.durable_through(hold.seq).await?),
+            _ => Ok(()),
+        }
+    }
+
     /// Destroys keys whose deletion date passed, durably.
     pub async fn sweep(&self) {
         let now = self.env.now();
-        let (keys, aliases, expired) = {
+        let queued = {
             let mut store = self.state.write();
             let (keys, aliases) = store.sweep(now);
             // Imported material past its ValidTo: deleted, the key back to PendingImport.
-            (keys, aliases, store.expire_material(now))
+            let expired = store.expire_material(now);
+            if keys.is_empty() && expired.is_empty() {
+                return;
+            }
+            tracing::info!(
+                destroyed = keys.len(),
+                expired = expired.len(),
+                "destroyed keys whose deletion date passed, deleted expired imported material"
+            );
+            let touched = keys
+                .into_iter()
+                .chain(expired)
+                .map(Touched::Key)
+                .chain(aliases.into_iter().map(Touched::Alias))
+                .collect();
+            self.enqueue_locked(touched)
         };
-        if keys.is_empty() && expired.is_empty() {
-            return;
-        }
-        tracing::info!(
-            destroyed = keys.len(),
-            expired = expired.len(),
-            "destroyed keys whose deletion date passed, deleted expired imported material"
-        );
-        let touched = keys
-            .into_iter()
-            .chain(expired)
-            .map(Touched::Key)
-            .chain(aliases.into_iter().map(Touched::Alias))
-            .collect();
-        if let Err(e) = self.persist(touched, None).await {
+        if let Err(e) = async { self.durable(queued?).await }.await {
             tracing::error!(error = %e, "could not make key destruction durable");
         }
     }
@@ -221,19 +246,22 @@ impl Service {
     /// Rotates keys whose automatic rotation date passed on the enclave clock, durably
     /// (see [`crate::rotation::rotate_due`]).
     pub async fn rotate_due(&self) {
-        let rotated = {
+        let queued = {
             let mut store = self.state.write();
-            crate::rotation::rotate_due(&mut store, self.env.now(), self.env.entropy.as_ref())
+            let rotated =
+                crate::rotation::rotate_due(&mut store, self.env.now(), self.env.entropy.as_ref());
+            if rotated.is_empty() {
+                return;
+            }
+            tracing::info!(
+                rotated = rotated.len(),
+                "rotated keys whose rotation date passed"
+            );
+            // Queued before the lock is released: an Encrypt under the new version is answered
+            // only once the version is durable.
+            self.enqueue_locked(rotated.into_iter().map(Touched::Key).collect())
         };
-        if rotated.is_empty() {
-            return;
-        }
-        tracing::info!(
-            rotated = rotated.len(),
-            "rotated keys whose rotation date passed"
-        );
-        let touched = rotated.into_iter().map(Touched::Key).collect();
-        if let Err(e) = self.persist(touched, None).await {
+        if let Err(e) = async { self.durable(queued?).await }.await {
             tracing::error!(error = %e, "could not make automatic rotation durable");
         }
     }
@@ -438,7 +466,11 @@ impl Service {
     pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
         let request_id = request_id.to_string();
-        let mut pending = Pending::default();
+        let mut pending = Pending {
+            request_id: request_id.clone(),
+            event_id,
+            ..Pending::default()
+        };
         let mut result = self.answer(request, &mut pending).await;
         if let (Some(op), Some(identity)) = (pending.op, &pending.identity) {
             // Every authenticated (or refused) KMS request is recorded, durably, before the
@@ -488,10 +520,15 @@ impl Service {
             }
             .record();
             let touched = std::mem::take(&mut pending.touched);
-            let recorded = if refused && touched.is_empty() {
-                self.note_refused(record)
-            } else {
-                self.submit(touched, Some(record)).await
+            let recorded = match (pending.ticket, self.persister.get()) {
+                // Its changes were queued under their locks with a placeholder record: this
+                // one takes its place, in the same commit.
+                (Some(ticket), Some(persister)) if touched.is_empty() => {
+                    persister.attach(ticket, record);
+                    Ok(())
+                }
+                _ if refused && touched.is_empty() => self.note_refused(record),
+                _ => self.submit(touched, Some(record)).await,
             };
             if let Err(e) = recorded {
                 result = Err(e);
@@ -643,14 +680,36 @@ impl Service {
             access_key_id: caller.access_key_id.clone(),
         });
         let (result, touched) = {
-            let ctx = Ctx::new(&self.state, &self.config, &self.env, &caller);
-            let result = match (op, principal_op) {
+            let identity = pending.identity.clone().unwrap_or(Identity::Unknown {
+                access_key_id: None,
+            });
+            let sink = self.persister.get().map(|persister| QueueChanges {
+                persister,
+                service: self,
+                pending: &*pending,
+                identity,
+                placed: Cell::new(false),
+                ticket: Cell::new(None),
+            });
+            let mut ctx = Ctx::new(&self.state, &self.config, &self.env, &caller);
+            if let Some(sink) = &sink {
+                ctx = ctx.with_sink(sink);
+            }
+            let mut result = match (op, principal_op) {
                 (Some(op), _) => dispatch::handle(&ctx, op, &body),
                 (None, Some(p)) => crate::principal_ops::handle(&ctx, p, &body),
                 (None, None) => Err(KmsError::Internal("no operation")),
             };
-            pending.answer_key = ctx.answer_key.take();
-            (result, ctx.touched.take())
+            if ctx.sink_failed() {
+                result = Err(KmsError::Internal("a change could not be queued"));
+            }
+            let answer_key = ctx.answer_key.take();
+            let touched = ctx.take_touched();
+            drop(ctx);
+            let ticket = sink.and_then(|s| s.ticket.get());
+            pending.answer_key = answer_key;
+            pending.ticket = ticket;
+            (result, touched)
         };
         tracing::debug!(op = pending.op, caller = %caller.arn, ok = result.is_ok(), "request");
         // Made durable (with the audit record) by `serve_request` before the answer: the client
@@ -715,9 +774,57 @@ enum AuditAnswer {
     Public,
 }
 
+/// Queues a request's changes under their write locks ([`crate::authz::ChangeSink`]), the
+/// first with a placeholder audit record that the request's full record replaces.
+struct QueueChanges<'s> {
+    persister: &'s Persister,
+    service: &'s Service,
+    pending: &'s Pending,
+    identity: Identity,
+    /// Whether the placeholder was queued.
+    placed: Cell<bool>,
+    ticket: Cell<Option<u64>>,
+}
+
+impl crate::authz::ChangeSink for QueueChanges<'_> {
+    fn queue(&self, touched: Vec<Touched>) -> Result<(), KmsError> {
+        // Built only for requests that change something: the record of a request whose
+        // answer never came (its future dropped), if the full one does not arrive in time.
+        let placeholder = (!self.placed.replace(true)).then(|| {
+            const ENDED: KmsError =
+                KmsError::Internal("the request ended before its answer was recorded");
+            Event {
+                request_id: &self.pending.request_id,
+                event_id: self.pending.event_id,
+                event_name: self.pending.op.unwrap_or("Unknown"),
+                time_millis: self.service.env.now(),
+                identity: &self.identity,
+                config: &self.service.config,
+                request_parameters: self.pending.request_parameters.clone(),
+                response: serde_json::Value::Null,
+                error: Some(&ENDED),
+                resources: Vec::new(),
+                user_agent: self.pending.user_agent.as_deref(),
+            }
+            .record()
+        });
+        let (_, ticket) = self.persister.enqueue_change(touched, placeholder)?;
+        if ticket.is_some() {
+            self.ticket.set(ticket);
+        }
+        Ok(())
+    }
+}
+
 /// What a request leaves for the audit log and the store.
 #[derive(Default)]
 pub struct Pending {
+    /// The request's id.
+    request_id: String,
+    /// Its audit record's id.
+    event_id: uuid::Uuid,
+    /// The ticket of its changes queued under their locks, for its audit record.
+    ticket: Option<u64>,
     /// The operation's name (`Encrypt`, `CreatePrincipal`).
     op: Option<&'static str>,
     /// What of its answer the audit record keeps.

@@ -52,11 +52,21 @@ impl AuthorizedAlias {
     }
 }
 
-/// Guarded access to the key store under one lock (read or write).
+/// Guarded access to the key store under one lock (read or write). What a write guard changed
+/// ([`Keys::touch`]) is queued for the durable store as the guard is released, before its lock
+/// is: no request can see the change and be answered before it is durable.
 pub struct Keys<'c, G> {
     ctx: &'c Ctx<'c>,
     store: G,
     serial: u64,
+    touched: Vec<crate::persist::Touched>,
+}
+
+impl<G> Drop for Keys<'_, G> {
+    fn drop(&mut self) {
+        // Runs before the fields drop: the lock is still held.
+        self.ctx.flush(std::mem::take(&mut self.touched));
+    }
 }
 
 impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
@@ -65,6 +75,7 @@ impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
             ctx,
             store,
             serial: next_serial(),
+            touched: Vec::new(),
         }
     }
 
@@ -266,6 +277,11 @@ impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
 }
 
 impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
+    /// Notes that this request changed a record under this guard.
+    pub fn touch(&mut self, t: crate::persist::Touched) {
+        self.touched.push(t);
+    }
+
     /// The authorized key, for changing it.
     ///
     /// # Errors

@@ -71,10 +71,24 @@ impl<'a> Conditions<'a> {
     }
 }
 
+/// Where a write guard puts the records it changed, before its lock is released (the durable
+/// store's queue): so no request that sees a change is answered before the change is durable.
+pub trait ChangeSink {
+    /// Queues `touched`, changed under a write lock the caller still holds.
+    ///
+    /// # Errors
+    /// `KMSInternalException` once the store failed.
+    fn queue(&self, touched: Vec<crate::persist::Touched>) -> KmsResult<()>;
+}
+
 /// What every operation is given: who asks, the environment, and guarded access to the state.
 pub struct Ctx<'a> {
-    /// Records this request changed, for the durable store.
-    pub touched: RefCell<Vec<crate::persist::Touched>>,
+    /// Records this request changed that no [`ChangeSink`] took (memory-only mode, tests).
+    touched: RefCell<Vec<crate::persist::Touched>>,
+    /// Takes the changes of every write guard as it is released.
+    sink: Option<&'a dyn ChangeSink>,
+    /// A change could not be queued: the request fails.
+    sink_failed: Cell<bool>,
     /// Never reached by an operation directly: only through the guards below.
     state: &'a State,
     /// Region, account and bounds.
@@ -101,6 +115,8 @@ impl<'a> Ctx<'a> {
     pub fn new(state: &'a State, config: &'a Config, env: &'a Env, caller: &'a Caller) -> Self {
         Ctx {
             touched: RefCell::default(),
+            sink: None,
+            sink_failed: Cell::new(false),
             state,
             config,
             env,
@@ -124,9 +140,37 @@ impl<'a> Ctx<'a> {
         self.allowed.get()
     }
 
-    /// Notes that this request changed a record.
-    pub fn touch(&self, t: crate::persist::Touched) {
-        self.touched.borrow_mut().push(t);
+    /// This context with `sink` taking the changes of its write guards.
+    #[must_use]
+    pub fn with_sink(mut self, sink: &'a dyn ChangeSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The records changed that no sink took.
+    pub fn take_touched(&self) -> Vec<crate::persist::Touched> {
+        self.touched.take()
+    }
+
+    /// Whether a change could not be queued (the answer must then be an error).
+    pub fn sink_failed(&self) -> bool {
+        self.sink_failed.get()
+    }
+
+    /// Takes the changes of a write guard being released (its lock still held).
+    fn flush(&self, touched: Vec<crate::persist::Touched>) {
+        if touched.is_empty() {
+            return;
+        }
+        match self.sink {
+            Some(sink) => {
+                if let Err(e) = sink.queue(touched) {
+                    tracing::error!(error = %e, "a change could not be queued");
+                    self.sink_failed.set(true);
+                }
+            }
+            None => self.touched.borrow_mut().extend(touched),
+        }
     }
 
     /// Notes `arn` as the answer's `KeyId` and returns it, for the answer.

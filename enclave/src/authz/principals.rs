@@ -33,6 +33,14 @@ pub struct PrincipalAccess<'c, G> {
     ctx: &'c Ctx<'c>,
     principals: G,
     serial: u64,
+    touched: Vec<crate::persist::Touched>,
+}
+
+impl<G> Drop for PrincipalAccess<'_, G> {
+    fn drop(&mut self) {
+        // Runs before the fields drop: the lock is still held.
+        self.ctx.flush(std::mem::take(&mut self.touched));
+    }
 }
 
 impl<'c, G: Deref<Target = Principals>> PrincipalAccess<'c, G> {
@@ -41,6 +49,7 @@ impl<'c, G: Deref<Target = Principals>> PrincipalAccess<'c, G> {
             ctx,
             principals,
             serial: super::keys::next_serial(),
+            touched: Vec::new(),
         }
     }
 
@@ -110,6 +119,11 @@ pub enum Refused {
 }
 
 impl<'c, G: DerefMut<Target = Principals>> PrincipalAccess<'c, G> {
+    /// Notes that this request changed a record under this guard.
+    pub fn touch(&mut self, t: crate::persist::Touched) {
+        self.touched.push(t);
+    }
+
     fn mine_mut(&self, proof: &AuthorizedPrincipal) -> Result<(), Refused> {
         self.mine(proof).map_err(Refused::Internal)
     }

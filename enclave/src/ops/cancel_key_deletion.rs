@@ -44,7 +44,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     store.cancel_deletion(&proof)?;
-    ctx.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
     })

@@ -95,7 +95,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     store.put_alias(&alias, &key, now, now)?;
-    ctx.touch(crate::persist::Touched::Alias(name));
+    store.touch(crate::persist::Touched::Alias(name));
     Ok(Response {})
 }
 

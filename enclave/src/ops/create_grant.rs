@@ -327,7 +327,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             ctx.config.key_arn(&key.id)
         )));
     }
-    ctx.touch(crate::persist::Touched::Key(key.id));
+    let id = key.id;
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         grant_token: token,
         grant_id,

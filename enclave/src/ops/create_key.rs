@@ -175,7 +175,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     key.tags = tags;
     key.policy = req.policy;
     let key_metadata = KeyMetadata::of(&key, ctx.config);
-    ctx.keys_mut().insert(key)?;
-    ctx.touch(crate::persist::Touched::Key(id));
+    let mut keys = ctx.keys_mut();
+    keys.insert(key)?;
+    keys.touch(crate::persist::Touched::Key(id));
     Ok(Response { key_metadata })
 }

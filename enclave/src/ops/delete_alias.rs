@@ -38,6 +38,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         .authorize_id(current, "DeleteAlias", &crate::authz::Conditions::default())?
         .ok_or(KmsError::Internal("a live alias names a missing key"))?;
     store.remove_alias(&alias)?;
-    ctx.touch(crate::persist::Touched::Alias(name));
+    store.touch(crate::persist::Touched::Alias(name));
     Ok(Response {})
 }

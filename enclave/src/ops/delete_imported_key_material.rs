@@ -49,7 +49,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let id = key.id;
     let key = store.set_valid_to(&proof, None)?;
     key.remove_imported_material();
-    ctx.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
     })

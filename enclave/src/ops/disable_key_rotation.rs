@@ -37,6 +37,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     key.check_usable(ctx.config)?;
     let id = key.id;
     store.set_rotation(&proof, None)?;
-    ctx.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {})
 }

@@ -56,6 +56,7 @@ pub fn set_enabled(ctx: &Ctx<'_>, key_id: Option<String>, to: KeyState) -> KmsRe
         )));
     }
     key.state = to;
-    ctx.touch(crate::persist::Touched::Key(key.id));
+    let id = key.id;
+    store.touch(crate::persist::Touched::Key(id));
     Ok(())
 }

@@ -55,6 +55,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         next: rotation::after_days(now, period_days),
     };
     store.set_rotation(&proof, Some(rotation))?;
-    ctx.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {})
 }

@@ -158,7 +158,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         ));
     }
     install(ctx, &id, material, valid_to, now)?;
-    ctx.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
     })
@@ -220,6 +219,7 @@ fn install(
     if key.state == KeyState::PendingImport {
         key.state = KeyState::Enabled;
     }
+    store.touch(crate::persist::Touched::Key(*id));
     Ok(())
 }
 

@@ -138,6 +138,15 @@ impl State {
         *self.write() = keys;
         *self.principals_mut() = principals;
     }
+    /// Whether the key store is locked for writing (tests: changes are queued under the lock).
+    #[cfg(test)]
+    pub fn keys_write_locked(&self) -> bool {
+        matches!(
+            self.keys.try_read(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     /// Shared access to the key store.
     pub fn read(&self) -> RwLockReadGuard<'_, KeyStore> {
         // A panic while holding the lock cannot leave the store half-changed: every operation

@@ -85,6 +85,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         req.bypass_policy_lockout_safety_check == Some(true),
     )?;
     key.policy = Some(policy);
-    ctx.touch(crate::persist::Touched::Key(key.id));
+    let id = key.id;
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {})
 }

@@ -85,6 +85,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     super::dry_run(req.dry_run)?;
     let key = store.get_mut(&proof)?;
     key.remove_grant(&grant_id);
-    ctx.touch(crate::persist::Touched::Key(key.id));
+    let id = key.id;
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {})
 }

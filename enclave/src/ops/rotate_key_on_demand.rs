@@ -47,8 +47,9 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     rotation::add_version(key, now, RotationType::OnDemand, ctx.env.entropy.as_ref())?;
-    ctx.touch(crate::persist::Touched::Key(key.id));
+    let id = key.id;
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {
-        key_id: key.id.to_string(),
+        key_id: id.to_string(),
     })
 }

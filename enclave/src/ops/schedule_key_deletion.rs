@@ -55,7 +55,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     }
     let date = now.saturating_add(days.saturating_mul(DAY_MS));
     store.schedule_deletion(&proof, date)?;
-    ctx.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
         deletion_date: Timestamp(date),

@@ -61,5 +61,5 @@ pub fn run(
             "{op}: the key noted for the audit record is not the answer's KeyId"
         );
     }
-    (result, ctx.touched.take())
+    (result, ctx.take_touched())
 }

@@ -738,3 +738,53 @@ fn random_requests_from_strangers_never_succeed() {
         "{codes:?}"
     );
 }
+
+/// A sink that checks it is given each change while the key store is still locked for writing.
+struct LockedSink<'s> {
+    state: &'s State,
+    queued: std::cell::RefCell<Vec<Touched>>,
+}
+
+impl crate::authz::ChangeSink for LockedSink<'_> {
+    fn queue(&self, touched: Vec<Touched>) -> crate::error::KmsResult<()> {
+        assert!(
+            self.state.keys_write_locked(),
+            "a change was queued after its lock was released: {touched:?}"
+        );
+        self.queued.borrow_mut().extend(touched);
+        Ok(())
+    }
+}
+
+/// An Encrypt that ran between a rotation's change and its queueing used the new key version
+/// while its answer waited only for an earlier commit. Changes are now queued by the write
+/// guard before it releases its lock, so any request that can see a change is answered only
+/// after the commit that carries it.
+#[test]
+fn changes_are_queued_before_their_lock_is_released() {
+    let fx = Fixture::new();
+    let key = fx.create_key(Kind::Symmetric);
+    let sink = LockedSink {
+        state: &fx.state,
+        queued: std::cell::RefCell::default(),
+    };
+    for (op, body) in [
+        ("RotateKeyOnDemand", json!({"KeyId": key})),
+        ("DisableKey", json!({"KeyId": key})),
+        (
+            "CreateAlias",
+            json!({"AliasName": "alias/locked", "TargetKeyId": key}),
+        ),
+        ("CreateKey", json!({})),
+    ] {
+        let ctx =
+            crate::authz::Ctx::new(&fx.state, &fx.config, &fx.env, &fx.owner).with_sink(&sink);
+        let op = crate::dispatch::parse_target(Some(&format!("TrentService.{op}"))).unwrap();
+        crate::dispatch::handle(&ctx, op, body.to_string().as_bytes()).unwrap();
+        assert!(
+            ctx.take_touched().is_empty(),
+            "{op:?}: every change went to the sink"
+        );
+    }
+    assert_eq!(sink.queued.borrow().len(), 4);
+}

@@ -44,6 +44,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         )));
     }
     key.tags.retain(|t| !tag_keys.contains(&t.tag_key));
-    ctx.touch(crate::persist::Touched::Key(key.id));
+    let id = key.id;
+    store.touch(crate::persist::Touched::Key(id));
     Ok(Response {})
 }

@@ -53,6 +53,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     )?;
     check_target(store.get(&key)?, ctx.config)?;
     store.put_alias(&alias, &key, created, now)?;
-    ctx.touch(crate::persist::Touched::Alias(name));
+    store.touch(crate::persist::Touched::Alias(name));
     Ok(Response {})
 }

@@ -979,3 +979,80 @@ async fn a_record_the_manifest_does_not_list_is_refused_by_name() {
     );
     assert_eq!(loaded.keys.key_count(), 2);
 }
+
+/// A parent that answers every commit at once, keeping each commit's audit lines as text.
+async fn audit_keeping_parent(mut stream: DuplexStream, lines: Arc<Mutex<Vec<Vec<String>>>>) {
+    while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
+        let response = match request {
+            Request::Commit { seq, audit, .. } => {
+                let text = audit
+                    .iter()
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .collect();
+                lines.lock().unwrap().push(text);
+                Response::Committed { seq }
+            }
+            _ => Response::Pong,
+        };
+        if v1::write_frame(&mut stream, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A change queued under its lock moves the release point at once, and rides with its
+/// request's full audit record in one commit; a record that never comes leaves the
+/// placeholder, and one that comes too late is dropped, not kept.
+#[tokio::test]
+async fn a_change_queued_under_its_lock_commits_with_its_record() {
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    let lines: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    tokio::spawn(audit_keeping_parent(parent_end, Arc::clone(&lines)));
+    let (state, persister) = start_over(enclave_end, KeyStore::default(), Manifest::empty());
+    let record =
+        |name: &str| crate::audit::Record::from_value(&serde_json::json!({"eventName": name}));
+
+    state.write().insert(key(1), &Config::default()).unwrap();
+    let (hold, ticket) = persister
+        .enqueue_change(
+            vec![Touched::Key(Uuid::from_bytes([1; 16]))],
+            Some(record("placeholder-1")),
+        )
+        .unwrap();
+    assert_eq!(
+        persister.release_point(),
+        hold,
+        "answers from now on wait for it"
+    );
+    persister.attach(ticket.unwrap(), record("full-1"));
+    persister.durable_through(hold.seq).await.unwrap();
+    let first = lines.lock().unwrap().concat();
+    assert!(first.iter().any(|l| l.contains("full-1")), "{first:?}");
+    assert!(
+        !first.iter().any(|l| l.contains("placeholder-1")),
+        "{first:?}"
+    );
+
+    // No record attached in time: the placeholder stands; a late one is not kept.
+    state.write().insert(key(2), &Config::default()).unwrap();
+    let (hold, ticket) = persister
+        .enqueue_change(
+            vec![Touched::Key(Uuid::from_bytes([2; 16]))],
+            Some(record("placeholder-2")),
+        )
+        .unwrap();
+    persister.durable_through(hold.seq).await.unwrap();
+    persister.attach(ticket.unwrap(), record("late-2"));
+    let all = lines.lock().unwrap().concat();
+    assert!(all.iter().any(|l| l.contains("placeholder-2")), "{all:?}");
+    state.write().insert(key(3), &Config::default()).unwrap();
+    persister
+        .persist(
+            vec![Touched::Key(Uuid::from_bytes([3; 16]))],
+            Some(record("next")),
+        )
+        .await
+        .unwrap();
+    let all = lines.lock().unwrap().concat();
+    assert!(!all.iter().any(|l| l.contains("late-2")), "{all:?}");
+}
