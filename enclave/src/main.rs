@@ -56,7 +56,8 @@ struct Args {
     /// Serve HTTPS with a certificate made at boot (always on outside mock mode).
     #[arg(long)]
     tls: bool,
-    /// Write the boot CA certificate (PEM) here, for clients to trust (mock mode only).
+    /// Write the CA certificate (PEM) here, for clients to trust (mock mode only): the boot CA
+    /// at start, the deployment's CA once init or unseal loaded it.
     #[arg(long)]
     tls_ca_out: Option<PathBuf>,
     /// Names and addresses the TLS certificate is valid for.
@@ -140,21 +141,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         principals = Principals::from_json(&bytes, &config)
             .with_context(|| format!("loading principals file {}", path.display()))?;
     }
-    let acceptor = if tls {
-        let boot = tls::boot(&args.tls_names).context("making the boot TLS certificate")?;
+    let identity = if tls {
+        let identity = Arc::new(
+            tls::TlsIdentity::boot(&args.tls_names, attester.as_ref())
+                .context("making the boot TLS certificate")?,
+        );
         if let Some(path) = &args.tls_ca_out {
             if !args.insecure_mock_enclave {
                 bail!("--tls-ca-out exists only with --insecure-mock-enclave");
             }
-            std::fs::write(path, boot.ca_pem.as_bytes())
+            std::fs::write(path, identity.current().ca_pem().as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        Some(tokio_rustls::TlsAcceptor::from(boot.server_config))
+        Some(identity)
     } else {
         if args.tls_ca_out.is_some() {
             bail!("--tls-ca-out needs --tls");
         }
         None
+    };
+    let acceptor = match &identity {
+        Some(identity) => Some(tokio_rustls::TlsAcceptor::from(
+            identity.server_config().context("configuring TLS")?,
+        )),
+        None => None,
     };
 
     let (phase, deployment, store) = match &args.store {
@@ -173,14 +183,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let state = Arc::new(State::new(KeyStore::default(), principals));
-    let service = Arc::new(Service::new(
-        state,
-        config,
-        Env::system(attester),
-        phase,
-        deployment,
-        store,
-    ));
+    let service = Arc::new(
+        Service::new(
+            state,
+            config,
+            Env::system(attester),
+            phase,
+            deployment,
+            store,
+        )
+        .with_tls(identity, args.tls_ca_out.clone()),
+    );
     let listener = Listener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -47,7 +47,12 @@ pub enum Touched {
     /// A record written when names were record ids, to delete once it is sealed again under
     /// its digest: its kind and id.
     Retired(RecordKind, Vec<u8>),
+    /// The deployment's TLS CA ([`TLS_CA_ID`], a setting), as the state holds it.
+    TlsCa,
 }
+
+/// The id of the setting that holds the deployment's TLS CA.
+pub const TLS_CA_ID: &[u8] = b"tls-ca";
 
 /// The store could not make a change durable.
 #[derive(Debug, thiserror::Error)]
@@ -740,6 +745,15 @@ fn build_commit(
                         .map_err(|_| PersistError::Seal("alias encoding"))?,
                 ),
                 Touched::Retired(kind, id) => (*kind, id.clone(), None),
+                Touched::TlsCa => (
+                    RecordKind::Setting,
+                    TLS_CA_ID.to_vec(),
+                    state
+                        .tls_ca()
+                        .map(|ca| ca.encode())
+                        .transpose()
+                        .map_err(|_| PersistError::Seal("TLS CA encoding"))?,
+                ),
                 Touched::Principal(name) => (
                     RecordKind::Principal,
                     names.record_id(RecordKind::Principal, name),
@@ -890,6 +904,8 @@ pub struct Loaded {
     /// Records written when an alias's or principal's name was its record id: they loaded,
     /// and are to be sealed again under their names' digests ([`Loaded::renames`]).
     pub legacy: Vec<(RecordKind, Vec<u8>)>,
+    /// The deployment's TLS CA (absent in stores from before it was sealed).
+    pub tls_ca: Option<crate::tls::DeploymentCa>,
 }
 
 impl Loaded {
@@ -1015,6 +1031,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
     let mut loader = Loader::new(domain);
     let names = NameKey::of(domain);
     let mut legacy = Vec::new();
+    let mut tls_ca = None;
     let mut keys = KeyStore::default();
     let mut aliases = Vec::new();
     let mut principals = Vec::new();
@@ -1107,6 +1124,12 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                         .refused
                         .push(malformed("malformed audit head".to_owned())),
                 },
+                RecordKind::Setting if r.key.id == TLS_CA_ID => {
+                    match crate::tls::DeploymentCa::decode(&plain) {
+                        Ok(ca) => tls_ca = Some(ca),
+                        Err(e) => loader.refused.push(malformed(e.to_string())),
+                    }
+                }
                 RecordKind::Setting => {
                     loader.refused.push(malformed("unknown setting".to_owned()));
                 }
@@ -1145,6 +1168,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
         audit_head,
         refused,
         legacy,
+        tls_ca,
     })
 }
 

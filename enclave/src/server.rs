@@ -61,6 +61,10 @@ pub struct Service {
     persister: OnceLock<Persister>,
     /// Fires when the service must stop (the durable store failed).
     pub fatal: Arc<Notify>,
+    /// The TLS identity served (none for plain HTTP).
+    tls: Option<Arc<crate::tls::TlsIdentity>>,
+    /// Where the CA certificate is written for clients (mock mode).
+    tls_ca_out: Option<std::path::PathBuf>,
 }
 
 fn phase_code(phase: Phase) -> u8 {
@@ -130,7 +134,64 @@ impl Service {
             store: tokio::sync::Mutex::new(store),
             persister: OnceLock::new(),
             fatal: Arc::new(Notify::new()),
+            tls: None,
+            tls_ca_out: None,
         }
+    }
+
+    /// This service serving `identity` (and writing its CA to `ca_out`, mock mode).
+    #[must_use]
+    pub fn with_tls(
+        mut self,
+        identity: Option<Arc<crate::tls::TlsIdentity>>,
+        ca_out: Option<std::path::PathBuf>,
+    ) -> Self {
+        self.tls = identity;
+        self.tls_ca_out = ca_out;
+        self
+    }
+
+    /// Serves a fresh leaf under the deployment's CA (making and sealing the CA for a store
+    /// that has none yet): the one identity clients pin across restarts.
+    async fn serve_deployment_tls(
+        &self,
+        loaded: Option<crate::tls::DeploymentCa>,
+    ) -> Result<(), KmsError> {
+        let ca = match loaded {
+            Some(ca) => ca,
+            None => {
+                let ca =
+                    crate::tls::DeploymentCa::generate("ekms deployment CA", 20).map_err(|e| {
+                        tracing::error!(error = %e, "making the deployment's TLS CA failed");
+                        KmsError::Internal("making the deployment's TLS CA failed")
+                    })?;
+                self.state.set_tls_ca(ca);
+                self.persist(vec![Touched::TlsCa], None).await?;
+                tracing::info!("made and sealed the deployment's TLS CA");
+                return self.serve_loaded_tls();
+            }
+        };
+        self.state.set_tls_ca(ca);
+        self.serve_loaded_tls()
+    }
+
+    fn serve_loaded_tls(&self) -> Result<(), KmsError> {
+        let (Some(identity), Some(ca)) = (&self.tls, self.state.tls_ca()) else {
+            return Ok(());
+        };
+        identity
+            .serve_under(&ca, self.env.attester.as_ref())
+            .map_err(|e| {
+                tracing::error!(error = %e, "issuing the TLS leaf under the deployment CA failed");
+                KmsError::Internal("issuing the TLS certificate failed")
+            })?;
+        if let Some(path) = &self.tls_ca_out {
+            if let Err(e) = std::fs::write(path, ca.cert_pem()) {
+                tracing::warn!(error = %e, path = %path.display(), "writing the CA certificate failed");
+            }
+        }
+        tracing::info!("serving TLS under the deployment's CA");
+        Ok(())
     }
 
     /// Where the service is in its lifecycle.
@@ -333,6 +394,7 @@ impl Service {
                 .map_err(|_| KmsError::Internal("response encoding"))
             }
             "Status" => custody.status_json(),
+            "GetTlsAttestation" => self.tls_attestation(body),
             "Initialize" => {
                 let init = custody.initialize(
                     body,
@@ -358,6 +420,7 @@ impl Service {
                     .await?;
                 self.persist(vec![Touched::Principal(init.admin.name.clone())], None)
                     .await?;
+                self.serve_deployment_tls(None).await?;
                 custody.unsealed(Vec::new());
                 self.phase
                     .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
@@ -406,6 +469,7 @@ impl Service {
                     }
                 }
                 let renames = loaded.renames();
+                let tls_ca = loaded.tls_ca;
                 let keys = loaded.keys.key_count();
                 *self.state.write() = loaded.keys;
                 self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
@@ -424,6 +488,7 @@ impl Service {
                     self.persist(Vec::new(), Some(self.unseal_record(&refused)))
                         .await?;
                 }
+                self.serve_deployment_tls(tls_ca).await?;
                 self.state.set_refused(refused.clone());
                 custody.unsealed(refused);
                 self.phase
@@ -460,6 +525,45 @@ impl Service {
             user_agent: None,
         }
         .record()
+    }
+
+    /// `Ekms.GetTlsAttestation {Nonce}` (unauthenticated): an attestation document for the
+    /// client's nonce whose user data is [`crate::tls::binding`] of the leaf and CA served now,
+    /// so a client can check, on the connection it asked on, that the certificate it was shown
+    /// is the attested enclave's.
+    fn tls_attestation(&self, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct TlsAttestationRequest {
+            nonce: Option<crate::json::Blob>,
+        }
+        let identity = self.tls.as_ref().ok_or_else(|| {
+            KmsError::UnsupportedOperation(
+                "ekms serves plain HTTP: there is no TLS identity to attest.".to_owned(),
+            )
+        })?;
+        let req: TlsAttestationRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            TlsAttestationRequest::default()
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| KmsError::Serialization(format!("Could not parse the request: {e}")))?
+        };
+        let nonce = crate::validate::required("nonce", req.nonce)?;
+        crate::validate::blob_len("nonce", &nonce.0, 16, 512)?;
+        let served = identity.current();
+        let document = self
+            .env
+            .attester
+            .attest(Some(&served.binding()), Some(&nonce.0), None)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "attestation failed");
+                KmsError::Internal("attestation failed")
+            })?;
+        serde_json::to_vec(&serde_json::json!({
+            "AttestationDocument": crate::admin::b64(&document),
+            "State": self.phase().as_str(),
+        }))
+        .map_err(|_| KmsError::Internal("response encoding"))
     }
 
     /// Serves one HTTP request.

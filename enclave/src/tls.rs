@@ -1,17 +1,48 @@
-//! TLS that ends inside the enclave, with a certificate made at boot.
+//! TLS that ends inside the enclave, under an identity clients can pin and check.
 //!
-//! At start the enclave generates a CA key and a server key (P-256, from the OS random source
-//! through `ring`), issues the server certificate from the CA, and keeps both private keys in
-//! memory only. Clients trust the CA certificate; in mock mode it is written to a file for them.
+//! - **Boot certificate.** At start the enclave makes an ephemeral CA and a leaf for itself, so
+//!   custodians can reach it before init or unseal.
+//! - **Deployment CA.** At init the enclave makes the deployment's CA (P-256) and seals it in the
+//!   store like any record ([`DeploymentCa`]); after every unseal it loads the same CA and issues
+//!   itself a fresh leaf. Clients pin that one CA for the life of the deployment.
+//! - **Attestation binds the connection.** Every leaf carries, in an X.509 extension
+//!   ([`ATTESTATION_OID`]), an attestation document whose user data is [`binding`] of the leaf's
+//!   public key and the CA certificate; and `Ekms.GetTlsAttestation` answers a fresh document for
+//!   a client nonce with the same user data. A client that checks either against the chain it
+//!   was shown knows the key it talks to is the attested enclave's.
+//!
+//! Private keys live in memory only (the deployment CA's also sealed in the store).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+use zeroize::Zeroizing;
+
+/// The OID of the leaf extension that carries an attestation document (RA-TLS style): a
+/// private-use arc, 1.3.6.1.4.1.57264.1.1 ("ekms" / "tls attestation" / version 1). Its value is
+/// an OCTET STRING holding the COSE_Sign1 attestation document whose user data is
+/// [`binding`]`(leaf SPKI, CA certificate)`; no nonce.
+pub const ATTESTATION_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 57264, 1, 1];
+
+/// The prefix of the attestation user data that binds a TLS identity.
+pub const BINDING_LABEL: &[u8] = b"ekms/v1/tls";
+
+/// The user data that binds a TLS identity: `"ekms/v1/tls" || SHA-256(leaf
+/// SubjectPublicKeyInfo DER) || SHA-256(CA certificate DER)` (11 + 32 + 32 bytes).
+pub fn binding(leaf_spki: &[u8], ca_der: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BINDING_LABEL.len() + 64);
+    out.extend_from_slice(BINDING_LABEL);
+    out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, leaf_spki).as_ref());
+    out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, ca_der).as_ref());
+    out
+}
 
 /// TLS setup failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,55 +53,351 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration failed: {0}")]
     Config(#[from] rustls::Error),
+    /// The attester failed.
+    #[error("attesting the TLS key failed: {0}")]
+    Attest(String),
+    /// A sealed CA record does not decode.
+    #[error("malformed deployment CA record: {0}")]
+    Record(String),
 }
 
-/// The server's TLS configuration and the CA certificate clients must trust.
-pub struct BootTls {
-    /// For the acceptor.
-    pub server_config: Arc<ServerConfig>,
-    /// PEM of the CA that issued the server certificate.
-    pub ca_pem: String,
+/// A CA: its key (PKCS #8) and certificate, and what rebuilds its issuer (name, validity).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct DeploymentCa {
+    /// Format version (1).
+    v: u8,
+    /// The CA's common name.
+    name: String,
+    /// Validity, Unix seconds.
+    not_before: i64,
+    not_after: i64,
+    #[serde(with = "serde_bytes")]
+    key_pkcs8: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    cert_der: Vec<u8>,
 }
 
-/// Makes a CA and a server certificate for `names` (DNS names or IP addresses).
-///
-/// # Errors
-/// [`TlsError`] if generation or configuration fails.
-pub fn boot(names: &[String]) -> Result<BootTls, TlsError> {
-    let now = time::OffsetDateTime::now_utc();
-    let not_before = now - time::Duration::days(1);
-    let not_after = now + time::Duration::days(365);
+impl Drop for DeploymentCa {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key_pkcs8);
+    }
+}
 
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+impl std::fmt::Debug for DeploymentCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentCa")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ca_params(name: &str, not_before: i64, not_after: i64) -> Result<CertificateParams, TlsError> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "ekms enclave boot CA");
+    ca.distinguished_name.push(DnType::CommonName, name);
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = not_before;
-    ca.not_after = not_after;
-    let ca_cert = ca.self_signed(&ca_key)?;
+    ca.not_before = time::OffsetDateTime::from_unix_timestamp(not_before)
+        .map_err(|e| TlsError::Record(e.to_string()))?;
+    ca.not_after = time::OffsetDateTime::from_unix_timestamp(not_after)
+        .map_err(|e| TlsError::Record(e.to_string()))?;
+    Ok(ca)
+}
 
+impl DeploymentCa {
+    /// A new CA named `name`, valid from a day ago for `years`.
+    ///
+    /// # Errors
+    /// [`TlsError`] if generation fails.
+    pub fn generate(name: &str, years: i64) -> Result<Self, TlsError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let not_before = now - 86_400;
+        let not_after = now + years * 365 * 86_400;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let cert = ca_params(name, not_before, not_after)?.self_signed(&key)?;
+        Ok(DeploymentCa {
+            v: 1,
+            name: name.to_owned(),
+            not_before,
+            not_after,
+            key_pkcs8: key.serialize_der(),
+            cert_der: cert.der().to_vec(),
+        })
+    }
+
+    /// The CA certificate (DER).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The CA certificate (PEM), for clients to trust.
+    pub fn cert_pem(&self) -> String {
+        pem(&self.cert_der)
+    }
+
+    /// The sealed form (CBOR).
+    ///
+    /// # Errors
+    /// [`TlsError::Record`] if encoding fails.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, TlsError> {
+        serde_cbor::to_vec(self)
+            .map(Zeroizing::new)
+            .map_err(|e| TlsError::Record(e.to_string()))
+    }
+
+    /// Decodes a sealed CA (at most 16 KiB).
+    ///
+    /// # Errors
+    /// [`TlsError::Record`] for an oversize, malformed or unknown-version record, or a key
+    /// that does not parse.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TlsError> {
+        if bytes.len() > 16 * 1024 {
+            return Err(TlsError::Record("too large".to_owned()));
+        }
+        let ca: DeploymentCa =
+            serde_cbor::from_slice(bytes).map_err(|e| TlsError::Record(e.to_string()))?;
+        if ca.v != 1 {
+            return Err(TlsError::Record("unknown version".to_owned()));
+        }
+        KeyPair::try_from(ca.key_pkcs8.as_slice())?;
+        Ok(ca)
+    }
+
+    /// The issuer that signs leaves: the same name and key as the sealed certificate, so what
+    /// it signs chains to that certificate.
+    fn issuer(&self) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
+        let key = KeyPair::try_from(self.key_pkcs8.as_slice())?;
+        let cert = ca_params(&self.name, self.not_before, self.not_after)?.self_signed(&key)?;
+        Ok((cert, key))
+    }
+}
+
+fn pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// What is served now: the certified key, and what binds it.
+pub struct Served {
+    certified: Arc<CertifiedKey>,
+    leaf_spki: Vec<u8>,
+    ca_der: Vec<u8>,
+}
+
+impl Served {
+    /// [`binding`] of this leaf and CA.
+    pub fn binding(&self) -> Vec<u8> {
+        binding(&self.leaf_spki, &self.ca_der)
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> String {
+        pem(&self.ca_der)
+    }
+}
+
+/// The enclave's TLS identity: the certificate served, swapped from the boot certificate to one
+/// under the deployment CA once init or unseal loaded it.
+pub struct TlsIdentity {
+    names: Vec<String>,
+    current: RwLock<Arc<Served>>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for TlsIdentity {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current().certified.clone())
+    }
+}
+
+impl TlsIdentity {
+    /// An identity for `names` (DNS names or IP addresses) under a boot CA of its own, its leaf
+    /// attested through `attester`.
+    ///
+    /// # Errors
+    /// [`TlsError`] if generation, attestation or configuration fails.
+    pub fn boot(
+        names: &[String],
+        attester: &dyn crate::attest::Attester,
+    ) -> Result<Self, TlsError> {
+        let ca = DeploymentCa::generate("ekms enclave boot CA", 1)?;
+        let served = issue(names, &ca, attester)?;
+        Ok(TlsIdentity {
+            names: names.to_vec(),
+            current: RwLock::new(Arc::new(served)),
+        })
+    }
+
+    /// Serves from now on a fresh leaf issued by `ca`.
+    ///
+    /// # Errors
+    /// [`TlsError`] if issuing or attestation fails (the current certificate stays).
+    pub fn serve_under(
+        &self,
+        ca: &DeploymentCa,
+        attester: &dyn crate::attest::Attester,
+    ) -> Result<(), TlsError> {
+        let served = issue(&self.names, ca, attester)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(served);
+        Ok(())
+    }
+
+    /// What is served now.
+    pub fn current(&self) -> Arc<Served> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A server configuration that serves this identity.
+    ///
+    /// # Errors
+    /// [`TlsError::Config`] if rustls refuses it.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// A leaf for `names` under `ca`, valid for a year, carrying an attestation document that binds
+/// its key and the CA.
+fn issue(
+    names: &[String],
+    ca: &DeploymentCa,
+    attester: &dyn crate::attest::Attester,
+) -> Result<Served, TlsError> {
+    let (issuer, issuer_key) = ca.issuer()?;
     let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let leaf_spki = leaf_key.public_key_der();
+    let document = attester
+        .attest(Some(&binding(&leaf_spki, &ca.cert_der)), None, None)
+        .map_err(|e| TlsError::Attest(e.to_string()))?;
+    let now = time::OffsetDateTime::now_utc();
     let mut leaf = CertificateParams::new(names.to_vec())?;
     leaf.distinguished_name.push(DnType::CommonName, "ekms");
     leaf.is_ca = IsCa::NoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.not_before = not_before;
-    leaf.not_after = not_after;
-    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key)?;
-
-    let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
+    leaf.not_before = now - time::Duration::days(1);
+    leaf.not_after = now + time::Duration::days(365);
+    leaf.custom_extensions = vec![CustomExtension::from_oid_content(
+        ATTESTATION_OID,
+        der_octet_string(&document),
+    )];
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer, &issuer_key)?;
+    let chain = vec![
+        leaf_cert.der().clone(),
+        CertificateDer::from(ca.cert_der.clone()),
+    ];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(BootTls {
-        server_config: Arc::new(config),
-        ca_pem: ca_cert.pem(),
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)?;
+    Ok(Served {
+        certified: Arc::new(CertifiedKey::new(chain, signing)),
+        leaf_spki,
+        ca_der: ca.cert_der.clone(),
     })
+}
+
+/// `bytes` as a DER OCTET STRING.
+fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x04];
+    let len = bytes.len();
+    if len < 0x80 {
+        out.push(u8::try_from(len).unwrap_or(0));
+    } else {
+        let be = len.to_be_bytes();
+        let skip = be.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | u8::try_from(be.len() - skip).unwrap_or(0));
+        out.extend_from_slice(&be[skip..]);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn attester() -> crate::attest::insecure::MockAttester {
+        crate::attest::insecure::MockAttester(
+            ekms_shared::attestation::insecure::MockAttester::new(
+                ekms_shared::attestation::insecure::MockCa::generate(std::time::SystemTime::now())
+                    .unwrap(),
+                ekms_shared::attestation::insecure::pcrs_from_binary(b"ekms tls test"),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// A sealed CA decodes to one that issues leaves chaining to the same certificate, across
+    /// any number of issues (as after each restart).
+    #[test]
+    fn a_sealed_ca_issues_leaves_that_chain_to_it() {
+        let ca = DeploymentCa::generate("ekms deployment CA test", 10).unwrap();
+        let sealed = ca.encode().unwrap();
+        let again = DeploymentCa::decode(&sealed).unwrap();
+        assert_eq!(again.cert_der(), ca.cert_der());
+        let attester = attester();
+        let identity = Arc::new(TlsIdentity::boot(&["localhost".to_owned()], &attester).unwrap());
+        let boot_ca = identity.current().ca_der.clone();
+        identity.serve_under(&again, &attester).unwrap();
+        let served = identity.current();
+        assert_eq!(served.ca_der, ca.cert_der());
+        assert_ne!(served.ca_der, boot_ca);
+        let leaf = &served.certified.cert[0];
+        // A client that trusts only the sealed CA certificate accepts the leaf.
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(ca.cert_der().to_vec()))
+            .unwrap();
+        use rustls::client::danger::ServerCertVerifier as _;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        verifier
+            .verify_server_cert(
+                leaf,
+                &[],
+                &rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf).unwrap();
+        // The extension holds a document binding this leaf's key and this CA.
+        let ext = parsed
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.4.1.57264.1.1")
+            .unwrap();
+        assert_eq!(ext.value[0], 0x04);
+        assert_eq!(served.binding().len(), BINDING_LABEL.len() + 64);
+        assert!(DeploymentCa::decode(b"\xa0").is_err());
+    }
 }

@@ -68,6 +68,8 @@ pub struct State {
     default_policy: std::sync::OnceLock<std::sync::Arc<crate::policy::Policy>>,
     /// The sealed records the last unseal refused, as shown to an authorized operator.
     refused: RwLock<Vec<String>>,
+    /// The deployment's TLS CA, sealed with the rest.
+    tls_ca: RwLock<Option<std::sync::Arc<crate::tls::DeploymentCa>>>,
 }
 
 impl State {
@@ -79,6 +81,7 @@ impl State {
             imports: crate::import::Imports::default(),
             default_policy: std::sync::OnceLock::new(),
             refused: RwLock::default(),
+            tls_ca: RwLock::default(),
         }
     }
 
@@ -101,6 +104,22 @@ impl State {
             .get_or_init(|| std::sync::Arc::new(parsed))
             .clone())
     }
+    /// The deployment's TLS CA, once init made it or unseal loaded it.
+    pub fn tls_ca(&self) -> Option<std::sync::Arc<crate::tls::DeploymentCa>> {
+        self.tls_ca
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the deployment's TLS CA.
+    pub fn set_tls_ca(&self, ca: crate::tls::DeploymentCa) {
+        *self
+            .tls_ca
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::sync::Arc::new(ca));
+    }
+
     /// Notes the sealed records the last unseal refused.
     pub fn set_refused(&self, refused: Vec<String>) {
         *self
