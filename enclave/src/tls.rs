@@ -25,24 +25,7 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use zeroize::Zeroizing;
 
-/// The OID of the leaf extension that carries an attestation document (RA-TLS style): a
-/// private-use arc, 1.3.6.1.4.1.57264.1.1 ("ekms" / "tls attestation" / version 1). Its value is
-/// an OCTET STRING holding the COSE_Sign1 attestation document whose user data is
-/// [`binding`]`(leaf SPKI, CA certificate)`; no nonce.
-pub const ATTESTATION_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 57264, 1, 1];
-
-/// The prefix of the attestation user data that binds a TLS identity.
-pub const BINDING_LABEL: &[u8] = b"ekms/v1/tls";
-
-/// The user data that binds a TLS identity: `"ekms/v1/tls" || SHA-256(leaf
-/// SubjectPublicKeyInfo DER) || SHA-256(CA certificate DER)` (11 + 32 + 32 bytes).
-pub fn binding(leaf_spki: &[u8], ca_der: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(BINDING_LABEL.len() + 64);
-    out.extend_from_slice(BINDING_LABEL);
-    out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, leaf_spki).as_ref());
-    out.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, ca_der).as_ref());
-    out
-}
+pub use ekms_shared::tls_binding::{binding, ATTESTATION_OID, BINDING_LABEL};
 
 /// TLS setup failed.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@
 //! - [`custody`]: custodians' key files, and shares as custodians hold them (`share-N.json`).
 //! - [`release`]: the frames in which the enclave's answers reach the parent, each held until
 //!   the commit it depends on is durable.
+//! - [`tls_binding`]: the attested user data that binds the enclave's TLS certificate.
 //!
 //! This crate trusts nothing it receives: every decoder caps its input before allocating.
 
@@ -19,5 +20,6 @@ pub mod custody;
 pub mod envelope;
 pub mod release;
 pub mod shamir;
+pub mod tls_binding;
 pub mod transport;
 pub mod wire;

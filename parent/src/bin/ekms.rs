@@ -45,6 +45,9 @@ enum Command {
     Init(cli::custody::InitArgs),
     /// Submit one custodian's share to a sealed enclave.
     Unseal(cli::custody::UnsealArgs),
+    /// Learn the deployment's TLS CA from the enclave, proven by attestation on the connection
+    /// itself, and write it for clients to trust (AWS_CA_BUNDLE).
+    Trust(cli::trust::TrustArgs),
     /// Show whether the enclave is sealed, and how many shares it holds.
     Status(cli::custody::Target),
     /// Import key material into an EXTERNAL key, wrapped to an attested enclave's key only.
@@ -116,6 +119,11 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::RefusedRecords(connection) => runtime()?.block_on(async {
             let out = cli::principal::run_refused_records(&connection).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }),
+        Command::Trust(args) => runtime()?.block_on(async {
+            let out = cli::trust::run(&args).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }),

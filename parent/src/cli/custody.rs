@@ -139,7 +139,11 @@ fn blob(value: &Value, field: &str) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("{field} is not base64"))
 }
 
-fn fresh_nonce() -> anyhow::Result<[u8; 32]> {
+/// 32 bytes from the OS random source.
+///
+/// # Errors
+/// When the random source fails.
+pub fn fresh_nonce() -> anyhow::Result<[u8; 32]> {
     let mut nonce = [0u8; 32];
     SystemRandom::new()
         .fill(&mut nonce)

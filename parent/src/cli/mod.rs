@@ -10,3 +10,4 @@ pub mod dev;
 pub mod import_key;
 pub mod principal;
 pub mod signed_client;
+pub mod trust;

@@ -1,0 +1,173 @@
+//! Attested TLS, end to end: `ekms trust` learns the deployment's CA from the enclave, proven
+//! by an attestation document asked for on the same connection; through a man in the middle
+//! (a TLS terminator with a CA of its own that forwards to the real endpoint, as a hostile
+//! parent would) it refuses, naming why; and the CA it wrote still verifies the enclave after
+//! a restart and unseal, so clients keep working with no new file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ekms_tests::{create_key, ekms_cli, sdk_client, CliOutput, DevOptions, Ekms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+fn trust(ekms: &Ekms, endpoint: &str, out: &Path) -> CliOutput {
+    let data = ekms.data_dir();
+    ekms_cli([
+        "trust".into(),
+        "--endpoint".into(),
+        std::ffi::OsString::from(endpoint),
+        "--expect-pcrs".into(),
+        data.join("pcrs.json").into_os_string(),
+        "--root".into(),
+        data.join("mock-ca").join("root.pem").into_os_string(),
+        "--out".into(),
+        out.as_os_str().to_owned(),
+    ])
+}
+
+/// A TLS terminator on loopback with its own CA: it decrypts what the client sends and relays it
+/// over its own TLS connection to `upstream` (trusting `upstream_ca`), as a hostile parent could.
+async fn man_in_the_middle(upstream: SocketAddr, upstream_ca: &[u8]) -> SocketAddr {
+    let ca_key = rcgen::KeyPair::generate().expect("a key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "not the enclave");
+    let ca_cert = ca.self_signed(&ca_key).expect("a CA");
+    let leaf_key = rcgen::KeyPair::generate().expect("a key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("params")
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .expect("a leaf");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone(), ca_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .expect("a server config");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pem_certs(upstream_ca) {
+        roots.add(cert).expect("the enclave's CA");
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the terminator");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let connector = connector.clone();
+            tokio::spawn(async move {
+                let Ok(mut downstream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(tcp) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let name = ServerName::try_from("127.0.0.1").expect("a name");
+                let Ok(mut up) = connector.connect(name, tcp).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut downstream, &mut up).await;
+            });
+        }
+    });
+    addr
+}
+
+fn pem_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    for block in text.split("-----BEGIN CERTIFICATE-----").skip(1) {
+        let body: String = block
+            .split("-----END CERTIFICATE-----")
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("PEM base64");
+        out.push(CertificateDer::from(der));
+    }
+    out
+}
+
+fn restartable_tls(dir: &Path) -> DevOptions {
+    DevOptions {
+        data_dir: Some(dir.to_path_buf()),
+        tls: true,
+        ..DevOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_proves_the_ca_refuses_a_man_in_the_middle_and_survives_a_restart() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let dir = work.path().join("dev");
+    let trusted: PathBuf = work.path().join("trusted-ca.pem");
+    let key = {
+        let ekms = Ekms::start_with(&restartable_tls(&dir));
+        let out = trust(&ekms, &ekms.endpoint, &trusted);
+        assert!(out.success(), "{out:?}");
+        let proven = std::fs::read(&trusted).expect("the CA written");
+        assert_eq!(
+            pem_certs(&proven),
+            pem_certs(ekms.ca_pem.as_deref().expect("ca.pem")),
+            "the proven CA is the deployment's"
+        );
+
+        // Through a terminator with its own CA: refused, and nothing is written.
+        let mitm = man_in_the_middle(ekms.addr, &proven).await;
+        let refused_out = work.path().join("mitm-ca.pem");
+        let out = trust(&ekms, &format!("https://{mitm}"), &refused_out);
+        assert!(!out.success(), "trust through a man in the middle: {out:?}");
+        assert!(out.stderr.contains("man in the middle"), "{}", out.stderr);
+        assert!(!refused_out.exists());
+
+        let client = sdk_client(
+            &ekms.endpoint,
+            &ekms.access_key_id,
+            &ekms.secret,
+            Some(&proven),
+        );
+        create_key(&client).await
+    };
+
+    // A restart and unseal: the CA proven before still verifies the enclave.
+    let ekms = Ekms::start_with(&restartable_tls(&dir));
+    let proven = std::fs::read(&trusted).expect("the CA written");
+    let client = sdk_client(
+        &ekms.endpoint,
+        &ekms.access_key_id,
+        &ekms.secret,
+        Some(&proven),
+    );
+    let described = client
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("the same CA verifies the restarted enclave");
+    assert_eq!(
+        described.key_metadata().map(|m| m.key_id()),
+        Some(key.as_str())
+    );
+    let again = work.path().join("again.pem");
+    let out = trust(&ekms, &ekms.endpoint, &again);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(std::fs::read(&again).expect("written"), proven);
+}
