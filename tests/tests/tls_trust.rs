@@ -171,3 +171,59 @@ async fn trust_proves_the_ca_refuses_a_man_in_the_middle_and_survives_a_restart(
     assert!(out.success(), "{out:?}");
     assert_eq!(std::fs::read(&again).expect("written"), proven);
 }
+
+fn init_cli(ekms: &Ekms, endpoint: &str, custodian: &Path, out: &Path) -> CliOutput {
+    let data = ekms.data_dir();
+    ekms_cli([
+        "init".into(),
+        "--endpoint".into(),
+        std::ffi::OsString::from(endpoint),
+        "--custodian".into(),
+        custodian.as_os_str().to_owned(),
+        "--threshold".into(),
+        "1".into(),
+        "--expect-pcrs".into(),
+        data.join("pcrs.json").into_os_string(),
+        "--root".into(),
+        data.join("mock-ca").join("root.pem").into_os_string(),
+        "--out".into(),
+        out.as_os_str().to_owned(),
+    ])
+}
+
+/// `ekms init` over https without `--ca` proves the certificate on its own connection first: a
+/// hostile parent terminating TLS would otherwise see the custodian keys and could swap its own
+/// in. Through a man in the middle it sends nothing and the enclave stays uninitialized; direct,
+/// it initializes.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_sends_nothing_through_a_man_in_the_middle() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let ekms = Ekms::start_with(&DevOptions {
+        tls: true,
+        manual_unseal: true,
+        ..DevOptions::default()
+    });
+    let (public, _secret) = ekms_tests::custodian_keygen(&work.path().join("custodian"));
+    let boot_ca = ekms.ca_pem.clone().expect("the boot CA");
+    let mitm = man_in_the_middle(ekms.addr, &boot_ca).await;
+    let out_dir = work.path().join("through-mitm");
+    let out = init_cli(&ekms, &format!("https://{mitm}"), &public, &out_dir);
+    assert!(!out.success(), "init through a man in the middle: {out:?}");
+    assert!(out.stderr.contains("man in the middle"), "{}", out.stderr);
+    assert!(!out_dir.exists(), "nothing written");
+    let ca_file = work.path().join("boot-ca.pem");
+    std::fs::write(&ca_file, &boot_ca).expect("writing the boot CA");
+    let status = ekms_cli([
+        "status".into(),
+        "--endpoint".into(),
+        std::ffi::OsString::from(&ekms.endpoint),
+        "--ca".into(),
+        ca_file.into_os_string(),
+    ])
+    .ok()
+    .json();
+    assert_eq!(status["State"], "Uninitialized", "{status}");
+
+    let out = init_cli(&ekms, &ekms.endpoint, &public, &work.path().join("direct"));
+    assert!(out.success(), "{out:?}");
+}

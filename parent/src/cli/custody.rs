@@ -33,9 +33,41 @@ pub struct Target {
     /// The ekms endpoint, e.g. https://kms.internal:4599.
     #[arg(long)]
     pub endpoint: String,
-    /// CA certificate (PEM) to trust for an https endpoint.
+    /// CA certificate (PEM) to trust for an https endpoint. Without it, `init` and `unseal`
+    /// prove the certificate presented by attestation on their own connection (as `ekms
+    /// trust` does) and send nothing unless that proof holds.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+}
+
+/// Where custody calls go: a connection whose certificate the enclave proved by attestation
+/// (https without `--ca`), or connections trusting the CA given (or plain http).
+enum Session {
+    Attested(Box<super::trust::AttestedConnection>),
+    Direct(Target),
+}
+
+impl Session {
+    /// Opens a session to `target`, proving its certificate against `expect` when no CA is
+    /// pinned: nothing is sent to an endpoint that fails the proof.
+    async fn open(target: &Target, expect: &Expectation) -> anyhow::Result<Session> {
+        let https = Endpoint::parse(&target.endpoint, false)?.https;
+        if https && target.ca.is_none() {
+            let connection = super::trust::attested_connection(&target.endpoint, expect)
+                .await
+                .context("proving the endpoint's certificate by attestation")?;
+            Ok(Session::Attested(Box::new(connection)))
+        } else {
+            Ok(Session::Direct(target.clone()))
+        }
+    }
+
+    async fn call(&mut self, op: &str, body: Value) -> anyhow::Result<Value> {
+        match self {
+            Session::Attested(connection) => connection.call(op, &body).await,
+            Session::Direct(target) => call(target, op, body).await,
+        }
+    }
 }
 
 /// What an attestation must prove.
@@ -190,13 +222,14 @@ pub fn verify_document(
 /// # Errors
 /// When the call fails or the document does not verify against `expect`.
 pub async fn attested_boot_key(target: &Target, expect: &Expectation) -> anyhow::Result<Vec<u8>> {
+    boot_key_on(&mut Session::open(target, expect).await?, expect).await
+}
+
+async fn boot_key_on(session: &mut Session, expect: &Expectation) -> anyhow::Result<Vec<u8>> {
     let nonce = fresh_nonce()?;
-    let answer = call(
-        target,
-        "GetAttestation",
-        json!({ "Nonce": B64.encode(nonce) }),
-    )
-    .await?;
+    let answer = session
+        .call("GetAttestation", json!({ "Nonce": B64.encode(nonce) }))
+        .await?;
     let doc = blob(&answer, "AttestationDocument")?;
     let verified = verify_document(&doc, expect, &nonce)?;
     let key = verified
@@ -236,7 +269,8 @@ pub struct AdminCredentials {
 /// # Errors
 /// When attestation, the call, or writing the files fails.
 pub async fn init(args: &InitArgs) -> anyhow::Result<(Vec<PathBuf>, AdminCredentials)> {
-    let boot_key = attested_boot_key(&args.target, &args.expect).await?;
+    let mut session = Session::open(&args.target, &args.expect).await?;
+    let boot_key = boot_key_on(&mut session, &args.expect).await?;
     let mut custodian_der = Vec::with_capacity(args.custodians.len());
     for path in &args.custodians {
         let key =
@@ -247,18 +281,18 @@ pub async fn init(args: &InitArgs) -> anyhow::Result<(Vec<PathBuf>, AdminCredent
     let client_key = p384::SecretKey::random(&mut OsRng);
     let client_public = envelope::public_key_to_spki_der(&client_key.public_key())?;
     let nonce = fresh_nonce()?;
-    let answer = call(
-        &args.target,
-        "Initialize",
-        json!({
-            "Nonce": B64.encode(nonce),
-            "Custodians": custodians,
-            "Threshold": args.threshold,
-            "ClientPublicKey": B64.encode(&client_public),
-            "AdminName": args.admin_name,
-        }),
-    )
-    .await?;
+    let answer = session
+        .call(
+            "Initialize",
+            json!({
+                "Nonce": B64.encode(nonce),
+                "Custodians": custodians,
+                "Threshold": args.threshold,
+                "ClientPublicKey": B64.encode(&client_public),
+                "AdminName": args.admin_name,
+            }),
+        )
+        .await?;
     let deployment_id = answer["DeploymentId"]
         .as_str()
         .ok_or_else(|| anyhow!("the answer has no DeploymentId"))?;
@@ -349,7 +383,8 @@ pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
             args.key.display()
         )
     })?;
-    let boot_key = attested_boot_key(&args.target, &args.expect).await?;
+    let mut session = Session::open(&args.target, &args.expect).await?;
+    let boot_key = boot_key_on(&mut session, &args.expect).await?;
     let enclave = envelope::public_key_from_spki_der(&boot_key)?;
     let sealed = envelope::seal_to(
         &enclave,
@@ -363,15 +398,15 @@ pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
     let signing = p384::ecdsa::SigningKey::from(&secret);
     let signature: p384::ecdsa::Signature =
         p384::ecdsa::signature::Signer::sign(&signing, &message);
-    call(
-        &args.target,
-        "Unseal",
-        json!({
-            "Envelope": B64.encode(sealed.as_bytes()),
-            "Signature": B64.encode(signature.to_der().as_bytes()),
-        }),
-    )
-    .await
+    session
+        .call(
+            "Unseal",
+            json!({
+                "Envelope": B64.encode(sealed.as_bytes()),
+                "Signature": B64.encode(signature.to_der().as_bytes()),
+            }),
+        )
+        .await
 }
 
 /// Runs `ekms status`.

@@ -38,7 +38,7 @@ pub struct TrustArgs {
 
 /// Certificate checks deferred to the attestation: this verifier accepts whatever chain is
 /// presented and keeps it, while still verifying the handshake signature with the presented
-/// leaf key (so the peer holds that key). Only [`attested_chain`] uses it, and it trusts the
+/// leaf key (so the peer holds that key). Only [`attested_connection`] uses it, and it trusts the
 /// chain only once an attestation document for a fresh nonce binds it.
 mod danger {
     use std::sync::{Arc, Mutex};
@@ -109,6 +109,59 @@ mod danger {
     }
 }
 
+/// A connection whose certificate chain the enclave proved is its own: requests sent on it
+/// reach the attested enclave.
+pub struct AttestedConnection {
+    /// The chain proven.
+    pub chain: AttestedChain,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    endpoint: Endpoint,
+}
+
+impl AttestedConnection {
+    /// Sends `Ekms.<op>` (unsigned) with `body` on this connection; the answer's JSON.
+    ///
+    /// # Errors
+    /// Transport errors, a timeout, an answer that is not JSON, or an error answer (named).
+    pub async fn call(&mut self, op: &str, body: &Value) -> anyhow::Result<Value> {
+        call_on(&mut self.sender, &self.endpoint, op, body).await
+    }
+}
+
+async fn call_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    endpoint: &Endpoint,
+    op: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/")
+        .header(http::header::HOST, endpoint.authority())
+        .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
+        .header("x-amz-target", format!("Ekms.{op}"))
+        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((status, body))
+    })
+    .await
+    .map_err(|_| anyhow!("Ekms.{op} timed out"))??;
+    let answer: Value = serde_json::from_slice(&body)
+        .with_context(|| format!("Ekms.{op} answered HTTP {status}, not JSON"))?;
+    if !status.is_success() {
+        bail!(
+            "Ekms.{op} failed: {}: {}",
+            answer["__type"].as_str().unwrap_or("error"),
+            answer["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(answer)
+}
+
 /// A chain the enclave proved is its own: the leaf and the CA that issued it.
 pub struct AttestedChain {
     /// The leaf certificate (DER).
@@ -122,7 +175,10 @@ pub struct AttestedChain {
 ///
 /// # Errors
 /// When the endpoint is not https, cannot be reached, or the proof fails (named).
-pub async fn attested_chain(endpoint: &str, expect: &Expectation) -> anyhow::Result<AttestedChain> {
+pub async fn attested_connection(
+    endpoint: &str,
+    expect: &Expectation,
+) -> anyhow::Result<AttestedConnection> {
     let endpoint = Endpoint::parse(endpoint, false)?;
     if !endpoint.https {
         bail!("ekms trust needs an https endpoint (plain http has no certificate to prove)");
@@ -167,33 +223,13 @@ pub async fn attested_chain(endpoint: &str, expect: &Expectation) -> anyhow::Res
         let _ = connection.await;
     });
     let nonce = fresh_nonce()?;
-    let request = http::Request::builder()
-        .method(http::Method::POST)
-        .uri("/")
-        .header(http::header::HOST, endpoint.authority())
-        .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
-        .header("x-amz-target", "Ekms.GetTlsAttestation")
-        .body(Full::new(Bytes::from(serde_json::to_vec(
-            &json!({ "Nonce": B64.encode(nonce) }),
-        )?)))?;
-    let response = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, body))
-    })
-    .await
-    .map_err(|_| anyhow!("Ekms.GetTlsAttestation timed out"))??;
-    let (status, body) = response;
-    let answer: Value = serde_json::from_slice(&body)
-        .with_context(|| format!("Ekms.GetTlsAttestation answered HTTP {status}, not JSON"))?;
-    if !status.is_success() {
-        bail!(
-            "Ekms.GetTlsAttestation failed: {}: {}",
-            answer["__type"].as_str().unwrap_or("error"),
-            answer["message"].as_str().unwrap_or("")
-        );
-    }
+    let answer = call_on(
+        &mut sender,
+        &endpoint,
+        "GetTlsAttestation",
+        &json!({ "Nonce": B64.encode(nonce) }),
+    )
+    .await?;
     let document = B64
         .decode(answer["AttestationDocument"].as_str().unwrap_or_default())
         .context("AttestationDocument is not base64")?;
@@ -209,15 +245,21 @@ pub async fn attested_chain(endpoint: &str, expect: &Expectation) -> anyhow::Res
              middle, such as a hostile parent). Nothing was trusted."
         );
     }
-    Ok(AttestedChain { leaf, ca })
+    Ok(AttestedConnection {
+        chain: AttestedChain { leaf, ca },
+        sender,
+        endpoint,
+    })
 }
 
 /// Runs `ekms trust`; returns what it prints.
 ///
 /// # Errors
-/// As [`attested_chain`], or when the CA cannot be written.
+/// As [`attested_connection`], or when the CA cannot be written.
 pub async fn run(args: &TrustArgs) -> anyhow::Result<Value> {
-    let chain = attested_chain(&args.endpoint, &args.expect).await?;
+    let chain = attested_connection(&args.endpoint, &args.expect)
+        .await?
+        .chain;
     let pem = pem_certificate(&chain.ca);
     std::fs::write(&args.out, pem.as_bytes())
         .with_context(|| format!("writing {}", args.out.display()))?;
