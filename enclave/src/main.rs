@@ -213,6 +213,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 tick.tick().await;
                 service.sweep().await;
                 service.rotate_due().await;
+                service.refresh_tls();
             }
         })
     };

@@ -54,6 +54,8 @@ pub enum Operation {
     /// The sealed records the last unseal refused, with why (the unauthenticated status shows
     /// only their count).
     ListRefusedRecords,
+    /// A new deployment TLS CA, presented cross-signed by the old one during an overlap.
+    RotateTlsCa,
 }
 
 impl Operation {
@@ -67,6 +69,7 @@ impl Operation {
             "DeleteAccessKey" => Operation::DeleteAccessKey,
             "PutPrincipalPolicy" => Operation::PutPrincipalPolicy,
             "ListRefusedRecords" => Operation::ListRefusedRecords,
+            "RotateTlsCa" => Operation::RotateTlsCa,
             _ => return None,
         })
     }
@@ -86,6 +89,7 @@ impl Operation {
             Operation::DeleteAccessKey => &["DeleteAccessKey"],
             Operation::PutPrincipalPolicy => &["PutPrincipalPolicy"],
             Operation::ListRefusedRecords => &["ListRefusedRecords"],
+            Operation::RotateTlsCa => &["RotateTlsCa"],
         }
     }
 
@@ -93,7 +97,7 @@ impl Operation {
     pub fn audits_response(self) -> bool {
         matches!(
             self,
-            Operation::CreatePrincipal | Operation::CreateAccessKey
+            Operation::CreatePrincipal | Operation::CreateAccessKey | Operation::RotateTlsCa
         )
     }
 }
@@ -196,6 +200,40 @@ struct Empty {}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
+struct RotateTlsCa {
+    overlap_days: Option<i64>,
+}
+
+/// Most days a rotation's overlap may last.
+pub const MAX_OVERLAP_DAYS: i64 = 365;
+/// A rotation's overlap when none is given.
+pub const DEFAULT_OVERLAP_DAYS: i64 = 30;
+
+fn rotate_tls_ca(ctx: &Ctx<'_>, action: &'static str, req: RotateTlsCa) -> KmsResult<Vec<u8>> {
+    let days = req.overlap_days.unwrap_or(DEFAULT_OVERLAP_DAYS);
+    if !(0..=MAX_OVERLAP_DAYS).contains(&days) {
+        return Err(validation(
+            "overlapDays",
+            "Member must have value between 0 and 365",
+        ));
+    }
+    let ca = ctx.rotate_tls_ca(action, |current| {
+        current.rotate(20, days * 86_400).map_err(|e| {
+            tracing::error!(error = %e, "rotating the TLS CA failed");
+            KmsError::Internal("rotating the TLS CA failed")
+        })
+    })?;
+    let now = ctx.env.now().div_euclid(1000);
+    to_json(&json!({
+        "CaCertificate": ca.cert_pem(),
+        "CaSha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, ca.cert_der())),
+        "PresentedCaSha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, ca.presented_der(now))),
+        "OverlapDays": days,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct UserOnly {
     user_name: Option<String>,
 }
@@ -259,6 +297,11 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
             ctx.begin(op.actions());
             let refused = ctx.principals().refused_records(action)?;
             to_json(&json!({ "RefusedRecords": refused }))
+        }
+        Operation::RotateTlsCa => {
+            let req: RotateTlsCa = parse(body)?;
+            ctx.begin(op.actions());
+            rotate_tls_ca(ctx, action, req)
         }
     }?;
     if ctx.allowed() == 0 {
@@ -449,7 +492,12 @@ pub fn response_elements(response: Option<&Value>) -> Value {
     };
     let kept: serde_json::Map<String, Value> = map
         .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "Arn" | "UserName" | "UserId" | "AccessKeyId"))
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "Arn" | "UserName" | "UserId" | "AccessKeyId" | "CaSha256" | "OverlapDays"
+            )
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if kept.is_empty() {

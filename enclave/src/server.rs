@@ -175,6 +175,18 @@ impl Service {
         self.serve_loaded_tls()
     }
 
+    /// Issues the leaf again once what it presents is stale (a rotation's overlap ended).
+    pub fn refresh_tls(&self) {
+        let (Some(identity), Some(ca)) = (&self.tls, self.state.tls_ca()) else {
+            return;
+        };
+        if identity.stale_under(&ca) {
+            if let Err(e) = self.serve_loaded_tls() {
+                tracing::error!(error = %e, "refreshing the TLS leaf failed");
+            }
+        }
+    }
+
     fn serve_loaded_tls(&self) -> Result<(), KmsError> {
         let (Some(identity), Some(ca)) = (&self.tls, self.state.tls_ca()) else {
             return Ok(());
@@ -815,6 +827,10 @@ impl Service {
             pending.ticket = ticket;
             (result, touched)
         };
+        if result.is_ok() && principal_op == Some(crate::principal_ops::Operation::RotateTlsCa) {
+            // New connections get a leaf under the new CA (cross-signed during the overlap).
+            self.serve_loaded_tls()?;
+        }
         tracing::debug!(op = pending.op, caller = %caller.arn, ok = result.is_ok(), "request");
         // Made durable (with the audit record) by `serve_request` before the answer: the client
         // hears of a change only once it is on disk.

@@ -58,6 +58,18 @@ pub struct DeploymentCa {
     key_pkcs8: Vec<u8>,
     #[serde(with = "serde_bytes")]
     cert_der: Vec<u8>,
+    /// After a rotation: this CA's certificate issued by the CA before it, presented until
+    /// `until` (Unix seconds) so clients that pin the old CA keep verifying.
+    #[serde(default)]
+    cross: Option<CrossSigned>,
+}
+
+/// A CA certificate issued by the previous CA, for the overlap of a rotation.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CrossSigned {
+    #[serde(with = "serde_bytes")]
+    cert_der: Vec<u8>,
+    until: i64,
 }
 
 impl Drop for DeploymentCa {
@@ -104,7 +116,42 @@ impl DeploymentCa {
             not_after,
             key_pkcs8: key.serialize_der(),
             cert_der: cert.der().to_vec(),
+            cross: None,
         })
+    }
+
+    /// A new CA to replace this one; for `overlap_secs` its certificate issued by this CA is
+    /// presented, so clients that pin this CA keep verifying until they pin the new one.
+    ///
+    /// # Errors
+    /// [`TlsError`] if generation or signing fails.
+    pub fn rotate(&self, years: i64, overlap_secs: i64) -> Result<Self, TlsError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let serial = now.to_string();
+        let mut next = DeploymentCa::generate(&format!("ekms deployment CA {serial}"), years)?;
+        if overlap_secs > 0 {
+            let (issuer, issuer_key) = self.issuer()?;
+            let key = KeyPair::try_from(next.key_pkcs8.as_slice())?;
+            let cross = ca_params(&next.name, next.not_before, next.not_after)?.signed_by(
+                &key,
+                &issuer,
+                &issuer_key,
+            )?;
+            next.cross = Some(CrossSigned {
+                cert_der: cross.der().to_vec(),
+                until: now.saturating_add(overlap_secs),
+            });
+        }
+        Ok(next)
+    }
+
+    /// The CA certificate to present at `now` (Unix seconds): the one issued by the previous CA
+    /// during a rotation's overlap, else this CA's own.
+    pub fn presented_der(&self, now: i64) -> &[u8] {
+        match &self.cross {
+            Some(cross) if now < cross.until => &cross.cert_der,
+            _ => &self.cert_der,
+        }
     }
 
     /// The CA certificate (DER).
@@ -217,7 +264,7 @@ impl TlsIdentity {
         attester: &dyn crate::attest::Attester,
     ) -> Result<Self, TlsError> {
         let ca = DeploymentCa::generate("ekms enclave boot CA", 1)?;
-        let served = issue(names, &ca, attester)?;
+        let served = issue(names, &ca, &ca.cert_der, attester)?;
         Ok(TlsIdentity {
             names: names.to_vec(),
             current: RwLock::new(Arc::new(served)),
@@ -233,12 +280,20 @@ impl TlsIdentity {
         ca: &DeploymentCa,
         attester: &dyn crate::attest::Attester,
     ) -> Result<(), TlsError> {
-        let served = issue(&self.names, ca, attester)?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let served = issue(&self.names, ca, ca.presented_der(now), attester)?;
         *self
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(served);
         Ok(())
+    }
+
+    /// Whether the leaf must be issued again under `ca`: its presented CA certificate changed
+    /// (a rotation's overlap ended).
+    pub fn stale_under(&self, ca: &DeploymentCa) -> bool {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.current().ca_der != ca.presented_der(now)
     }
 
     /// What is served now.
@@ -269,13 +324,14 @@ impl TlsIdentity {
 fn issue(
     names: &[String],
     ca: &DeploymentCa,
+    presented_ca: &[u8],
     attester: &dyn crate::attest::Attester,
 ) -> Result<Served, TlsError> {
     let (issuer, issuer_key) = ca.issuer()?;
     let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let leaf_spki = leaf_key.public_key_der();
     let document = attester
-        .attest(Some(&binding(&leaf_spki, &ca.cert_der)), None, None)
+        .attest(Some(&binding(&leaf_spki, presented_ca)), None, None)
         .map_err(|e| TlsError::Attest(e.to_string()))?;
     let now = time::OffsetDateTime::now_utc();
     let mut leaf = CertificateParams::new(names.to_vec())?;
@@ -292,14 +348,14 @@ fn issue(
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer, &issuer_key)?;
     let chain = vec![
         leaf_cert.der().clone(),
-        CertificateDer::from(ca.cert_der.clone()),
+        CertificateDer::from(presented_ca.to_vec()),
     ];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)?;
     Ok(Served {
         certified: Arc::new(CertifiedKey::new(chain, signing)),
         leaf_spki,
-        ca_der: ca.cert_der.clone(),
+        ca_der: presented_ca.to_vec(),
     })
 }
 

@@ -238,6 +238,33 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// Authorizes `ekms:<action>` on `*`, then replaces the deployment's TLS CA with what
+    /// `rotate` makes of the current one, under the principals' lock (one rotation at a time),
+    /// and queues the sealed CA like any change.
+    ///
+    /// # Errors
+    /// `AccessDeniedException`; `KMSInvalidStateException` with no CA (memory-only mode);
+    /// what `rotate` answers.
+    pub fn rotate_tls_ca(
+        &self,
+        action: &'static str,
+        rotate: impl FnOnce(&crate::tls::DeploymentCa) -> KmsResult<crate::tls::DeploymentCa>,
+    ) -> KmsResult<Arc<crate::tls::DeploymentCa>> {
+        self.declared(action)?;
+        self.check_identity(&format!("ekms:{action}"), "*")?;
+        self.note_allowed();
+        let mut guard = self.principals_mut();
+        let current = self.state.tls_ca().ok_or_else(|| {
+            KmsError::InvalidState("ekms has no deployment TLS CA (memory-only mode).".to_owned())
+        })?;
+        let next = rotate(&current)?;
+        self.state.set_tls_ca(next);
+        guard.touch(crate::persist::Touched::TlsCa);
+        self.state
+            .tls_ca()
+            .ok_or(KmsError::Internal("the TLS CA vanished under the lock"))
+    }
+
     fn account_allowed(&self) -> KmsResult<()> {
         if self.account_allowed.get() {
             Ok(())

@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::principal::AccessKeyCommand,
     },
+    /// The deployment's TLS identity: `rotate` makes a new CA (signed, `ekms:RotateTlsCa`).
+    Tls {
+        #[command(subcommand)]
+        command: cli::principal::TlsCommand,
+    },
     /// The sealed records the last unseal refused, with why (signed, `ekms:ListRefusedRecords`;
     /// `ekms status` shows only their count).
     RefusedRecords(cli::principal::Connection),
@@ -114,6 +119,11 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::AccessKey { command } => runtime()?.block_on(async {
             let out = cli::principal::run_access_key(&command).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }),
+        Command::Tls { command } => runtime()?.block_on(async {
+            let out = cli::principal::run_tls(&command).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }),

@@ -217,3 +217,49 @@ pub async fn run_refused_records(connection: &Connection) -> anyhow::Result<Valu
         .call("Ekms.ListRefusedRecords", &json!({}))
         .await
 }
+
+/// `ekms tls` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TlsCommand {
+    /// Make a new deployment CA. For the overlap, the enclave presents it cross-signed by the
+    /// old one, so clients that pin the old CA keep verifying; give them the new one (--out)
+    /// before the overlap ends.
+    Rotate {
+        /// Days the old CA still verifies the enclave (0-365).
+        #[arg(long, default_value_t = 30)]
+        overlap_days: i64,
+        /// Where the new CA certificate (PEM) is written.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// Runs an `ekms tls` command; returns what it prints.
+///
+/// # Errors
+/// Missing credentials, the enclave's refusal (named), or the file cannot be written.
+pub async fn run_tls(command: &TlsCommand) -> anyhow::Result<Value> {
+    match command {
+        TlsCommand::Rotate {
+            overlap_days,
+            out,
+            connection,
+        } => {
+            let answer = connection
+                .client()?
+                .call("Ekms.RotateTlsCa", &json!({ "OverlapDays": overlap_days }))
+                .await?;
+            let pem = answer["CaCertificate"]
+                .as_str()
+                .context("the answer has no CaCertificate")?;
+            std::fs::write(out, pem).with_context(|| format!("writing {}", out.display()))?;
+            Ok(json!({
+                "CaCertificate": out.display().to_string(),
+                "CaSha256": answer["CaSha256"],
+                "OverlapDays": answer["OverlapDays"],
+            }))
+        }
+    }
+}
