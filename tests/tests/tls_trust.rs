@@ -191,41 +191,101 @@ fn init_cli(ekms: &Ekms, endpoint: &str, custodian: &Path, out: &Path) -> CliOut
     ])
 }
 
-/// `ekms init` over https without `--ca` proves the certificate on its own connection first: a
-/// hostile parent terminating TLS would otherwise see the custodian keys and could swap its own
-/// in. Through a man in the middle it sends nothing and the enclave stays uninitialized; direct,
-/// it initializes.
-#[tokio::test(flavor = "multi_thread")]
-async fn init_sends_nothing_through_a_man_in_the_middle() {
-    let work = tempfile::tempdir().expect("a temp dir");
-    let ekms = Ekms::start_with(&DevOptions {
-        tls: true,
-        manual_unseal: true,
-        ..DevOptions::default()
-    });
-    let (public, _secret) = ekms_tests::custodian_keygen(&work.path().join("custodian"));
-    let boot_ca = ekms.ca_pem.clone().expect("the boot CA");
-    let mitm = man_in_the_middle(ekms.addr, &boot_ca).await;
-    let out_dir = work.path().join("through-mitm");
-    let out = init_cli(&ekms, &format!("https://{mitm}"), &public, &out_dir);
-    assert!(!out.success(), "init through a man in the middle: {out:?}");
-    assert!(out.stderr.contains("man in the middle"), "{}", out.stderr);
-    assert!(!out_dir.exists(), "nothing written");
-    let ca_file = work.path().join("boot-ca.pem");
-    std::fs::write(&ca_file, &boot_ca).expect("writing the boot CA");
-    let status = ekms_cli([
+fn status_cli(ekms: &Ekms, endpoint: &str) -> CliOutput {
+    let data = ekms.data_dir();
+    ekms_cli([
         "status".into(),
         "--endpoint".into(),
-        std::ffi::OsString::from(&ekms.endpoint),
-        "--ca".into(),
-        ca_file.into_os_string(),
+        std::ffi::OsString::from(endpoint),
+        "--expect-pcrs".into(),
+        data.join("pcrs.json").into_os_string(),
+        "--root".into(),
+        data.join("mock-ca").join("root.pem").into_os_string(),
     ])
-    .ok()
-    .json();
-    assert_eq!(status["State"], "Uninitialized", "{status}");
+}
 
-    let out = init_cli(&ekms, &ekms.endpoint, &public, &work.path().join("direct"));
+fn unseal_cli(ekms: &Ekms, endpoint: &str, share: &Path, key: &Path) -> CliOutput {
+    let data = ekms.data_dir();
+    ekms_cli([
+        "unseal".into(),
+        "--endpoint".into(),
+        std::ffi::OsString::from(endpoint),
+        "--share".into(),
+        share.as_os_str().to_owned(),
+        "--key".into(),
+        key.as_os_str().to_owned(),
+        "--expect-pcrs".into(),
+        data.join("pcrs.json").into_os_string(),
+        "--root".into(),
+        data.join("mock-ca").join("root.pem").into_os_string(),
+    ])
+}
+
+fn assert_refused_as_mitm(out: &CliOutput, what: &str) {
+    assert!(
+        !out.success(),
+        "{what} through a man in the middle: {out:?}"
+    );
+    assert!(
+        out.stderr.contains("man in the middle"),
+        "{what}: {}",
+        out.stderr
+    );
+}
+
+/// `ekms init`, `unseal` and `status` over https without `--ca` prove the certificate on their
+/// own connection first: a hostile parent terminating TLS would otherwise see the custodian
+/// keys at init (and could swap its own in). Through a man in the middle each refuses, naming
+/// it, and sends nothing (the enclave stays uninitialized, then sealed); direct, each works.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_unseal_and_status_refuse_a_man_in_the_middle() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let dir = work.path().join("dev");
+    let manual = DevOptions {
+        tls: true,
+        manual_unseal: true,
+        data_dir: Some(dir.clone()),
+    };
+    let (public, secret) = ekms_tests::custodian_keygen(&work.path().join("custodian"));
+    let shares = work.path().join("direct");
+    {
+        let ekms = Ekms::start_with(&manual);
+        let boot_ca = ekms.ca_pem.clone().expect("the boot CA");
+        let mitm = man_in_the_middle(ekms.addr, &boot_ca).await;
+        let through = format!("https://{mitm}");
+        let out_dir = work.path().join("through-mitm");
+        assert_refused_as_mitm(&init_cli(&ekms, &through, &public, &out_dir), "init");
+        assert!(!out_dir.exists(), "nothing written");
+        assert_refused_as_mitm(&status_cli(&ekms, &through), "status");
+        let status = status_cli(&ekms, &ekms.endpoint).ok().json();
+        assert_eq!(status["State"], "Uninitialized", "{status}");
+
+        let out = init_cli(&ekms, &ekms.endpoint, &public, &shares);
+        assert!(out.success(), "{out:?}");
+    }
+    // Restarted: sealed, and the share goes only to a proven endpoint.
+    let ekms = Ekms::start_with(&manual);
+    let share = std::fs::read_dir(&shares)
+        .expect("the shares")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("share-"))
+        })
+        .expect("a share file");
+    let boot_ca = ekms.ca_pem.clone().expect("the boot CA");
+    let mitm = man_in_the_middle(ekms.addr, &boot_ca).await;
+    assert_refused_as_mitm(
+        &unseal_cli(&ekms, &format!("https://{mitm}"), &share, &secret),
+        "unseal",
+    );
+    let status = status_cli(&ekms, &ekms.endpoint).ok().json();
+    assert_eq!(status["State"], "Sealed", "{status}");
+    let out = unseal_cli(&ekms, &ekms.endpoint, &share, &secret);
     assert!(out.success(), "{out:?}");
+    let status = status_cli(&ekms, &ekms.endpoint).ok().json();
+    assert_eq!(status["State"], "Unsealed", "{status}");
 }
 
 /// `ekms tls rotate --overlap-days N --out FILE`, signed with the dev principal's keys, trusting

@@ -49,7 +49,7 @@ enum Command {
     /// itself, and write it for clients to trust (AWS_CA_BUNDLE).
     Trust(cli::trust::TrustArgs),
     /// Show whether the enclave is sealed, and how many shares it holds.
-    Status(cli::custody::Target),
+    Status(cli::custody::StatusArgs),
     /// Import key material into an EXTERNAL key, wrapped to an attested enclave's key only.
     ImportKey(cli::import_key::ImportKeyArgs),
     /// Principals (IAM-style users) of the enclave: create, list, delete, put-policy.
@@ -137,8 +137,8 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }),
-        Command::Status(target) => runtime()?.block_on(async {
-            let status = cli::custody::status(&target).await?;
+        Command::Status(args) => runtime()?.block_on(async {
+            let status = cli::custody::status(&args).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())
         }),

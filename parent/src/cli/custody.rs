@@ -84,6 +84,42 @@ pub struct Expectation {
     pub allow_debug: bool,
 }
 
+/// What an attestation must prove, when the command proves the endpoint's certificate rather
+/// than trusting `--ca` (`ekms status`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OptionalExpectation {
+    /// The PCRs the enclave image must have: prove the endpoint's certificate by attestation
+    /// on this connection instead of trusting `--ca`.
+    #[arg(long)]
+    pub expect_pcrs: Option<PathBuf>,
+    /// Root certificate (PEM) to verify against; default: the AWS Nitro Enclaves root.
+    #[arg(long, requires = "expect_pcrs")]
+    pub root: Option<PathBuf>,
+    /// Accept a debug-mode enclave (PCR0 all zero). Never in production.
+    #[arg(long, requires = "expect_pcrs")]
+    pub allow_debug: bool,
+}
+
+impl OptionalExpectation {
+    /// The expectation, when `--expect-pcrs` was given.
+    pub fn given(&self) -> Option<Expectation> {
+        self.expect_pcrs.clone().map(|expect_pcrs| Expectation {
+            expect_pcrs,
+            root: self.root.clone(),
+            allow_debug: self.allow_debug,
+        })
+    }
+}
+
+/// `ekms status` options.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub expect: OptionalExpectation,
+}
+
 /// `ekms init` options.
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
@@ -130,7 +166,7 @@ pub async fn call(target: &Target, op: &str, body: Value) -> anyhow::Result<Valu
         (Some(ca), _) => Some(client::tls_client_config(
             client::root_store_from_pem_file(ca)?,
         )?),
-        (None, true) => bail!("an https endpoint needs --ca"),
+        (None, true) => bail!("an https endpoint needs --ca (or --expect-pcrs, to prove its certificate by attestation)"),
         (None, false) => None,
     };
     let connector = Connector::new(endpoint.clone(), tls)?;
@@ -409,10 +445,27 @@ pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
         .await
 }
 
-/// Runs `ekms status`.
+/// `Ekms.Status` at `target`, trusting its `--ca` (or plain http).
 ///
 /// # Errors
 /// When the call fails.
-pub async fn status(target: &Target) -> anyhow::Result<Value> {
+pub async fn status_at(target: &Target) -> anyhow::Result<Value> {
     call(target, "Status", json!({})).await
+}
+
+/// Runs `ekms status`: over https without `--ca`, on a connection whose certificate it proved
+/// by attestation (`--expect-pcrs`).
+///
+/// # Errors
+/// When the proof or the call fails.
+pub async fn status(args: &StatusArgs) -> anyhow::Result<Value> {
+    match args.expect.given() {
+        Some(expect) => {
+            Session::open(&args.target, &expect)
+                .await?
+                .call("Status", json!({}))
+                .await
+        }
+        None => call(&args.target, "Status", json!({})).await,
+    }
 }

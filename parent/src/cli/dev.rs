@@ -56,7 +56,7 @@ async fn init_or_unseal(
     target: &Target,
     expect: &Expectation,
 ) -> anyhow::Result<()> {
-    let status = custody::status(target).await?;
+    let status = custody::status_at(target).await?;
     let custodian_dir = data_dir.join("custodian");
     let share = data_dir.join("share-1.json");
     match status["State"].as_str() {

@@ -402,7 +402,7 @@ async fn measure(
         root: Some(dir.join("mock-ca").join("root.pem")),
         allow_debug: false,
     };
-    let status = custody::status(&target).await?;
+    let status = custody::status_at(&target).await?;
     if status["State"].as_str() != Some("Sealed") {
         bail!("the enclave should start Sealed on the built store; it says {status}");
     }
