@@ -14,6 +14,9 @@ pub struct Config {
     /// Roots a `Recipient` attestation document may chain to: the AWS Nitro root; `main`
     /// adds the INSECURE mock root only in mock mode.
     pub recipient_anchors: Vec<ekms_shared::attestation::TrustAnchor>,
+    /// Names and addresses the TLS certificates are for (the first one names an operator
+    /// certificate request's chain check).
+    pub tls_names: Vec<String>,
 }
 
 /// A fixed 12-digit account id used unless configured otherwise.
@@ -28,6 +31,11 @@ impl Default for Config {
             account: DEFAULT_ACCOUNT.to_owned(),
             max_keys: 2_000_000,
             max_aliases: 2_000_000,
+            tls_names: vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ],
             recipient_anchors: vec![ekms_shared::attestation::TrustAnchor::aws_nitro_root()],
         }
     }

@@ -102,6 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = Config {
         region: args.region,
         account: args.account,
+        tls_names: args.tls_names.clone(),
         ..Config::default()
     };
     let attester: Arc<dyn Attester> = if args.insecure_mock_enclave {

@@ -49,7 +49,12 @@ pub enum Touched {
     Retired(RecordKind, Vec<u8>),
     /// The deployment's TLS CA ([`TLS_CA_ID`], a setting), as the state holds it.
     TlsCa,
+    /// The operator-issued TLS certificate ([`TLS_OPERATOR_ID`], a setting).
+    TlsOperator,
 }
+
+/// The id of the setting that holds the operator-issued TLS certificate.
+pub const TLS_OPERATOR_ID: &[u8] = b"tls-operator";
 
 /// The id of the setting that holds the deployment's TLS CA.
 pub const TLS_CA_ID: &[u8] = b"tls-ca";
@@ -745,6 +750,15 @@ fn build_commit(
                         .map_err(|_| PersistError::Seal("alias encoding"))?,
                 ),
                 Touched::Retired(kind, id) => (*kind, id.clone(), None),
+                Touched::TlsOperator => (
+                    RecordKind::Setting,
+                    TLS_OPERATOR_ID.to_vec(),
+                    state
+                        .tls_operator()
+                        .map(|c| c.encode())
+                        .transpose()
+                        .map_err(|_| PersistError::Seal("TLS certificate encoding"))?,
+                ),
                 Touched::TlsCa => (
                     RecordKind::Setting,
                     TLS_CA_ID.to_vec(),
@@ -906,6 +920,8 @@ pub struct Loaded {
     pub legacy: Vec<(RecordKind, Vec<u8>)>,
     /// The deployment's TLS CA (absent in stores from before it was sealed).
     pub tls_ca: Option<crate::tls::DeploymentCa>,
+    /// An operator-issued TLS certificate, if one was requested.
+    pub tls_operator: Option<crate::tls::OperatorCert>,
 }
 
 impl Loaded {
@@ -1032,6 +1048,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
     let names = NameKey::of(domain);
     let mut legacy = Vec::new();
     let mut tls_ca = None;
+    let mut tls_operator = None;
     let mut keys = KeyStore::default();
     let mut aliases = Vec::new();
     let mut principals = Vec::new();
@@ -1124,6 +1141,12 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                         .refused
                         .push(malformed("malformed audit head".to_owned())),
                 },
+                RecordKind::Setting if r.key.id == TLS_OPERATOR_ID => {
+                    match crate::tls::OperatorCert::decode(&plain) {
+                        Ok(cert) => tls_operator = Some(cert),
+                        Err(e) => loader.refused.push(malformed(e.to_string())),
+                    }
+                }
                 RecordKind::Setting if r.key.id == TLS_CA_ID => {
                     match crate::tls::DeploymentCa::decode(&plain) {
                         Ok(ca) => tls_ca = Some(ca),
@@ -1169,6 +1192,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
         refused,
         legacy,
         tls_ca,
+        tls_operator,
     })
 }
 

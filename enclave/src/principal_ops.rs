@@ -56,6 +56,10 @@ pub enum Operation {
     ListRefusedRecords,
     /// A new deployment TLS CA, presented cross-signed by the old one during an overlap.
     RotateTlsCa,
+    /// A certificate signing request for a key made in the enclave, attested.
+    CreateTlsCsr,
+    /// Installs the chain the operator's CA issued for that request.
+    InstallTlsChain,
 }
 
 impl Operation {
@@ -70,6 +74,8 @@ impl Operation {
             "PutPrincipalPolicy" => Operation::PutPrincipalPolicy,
             "ListRefusedRecords" => Operation::ListRefusedRecords,
             "RotateTlsCa" => Operation::RotateTlsCa,
+            "CreateTlsCsr" => Operation::CreateTlsCsr,
+            "InstallTlsChain" => Operation::InstallTlsChain,
             _ => return None,
         })
     }
@@ -90,6 +96,8 @@ impl Operation {
             Operation::PutPrincipalPolicy => &["PutPrincipalPolicy"],
             Operation::ListRefusedRecords => &["ListRefusedRecords"],
             Operation::RotateTlsCa => &["RotateTlsCa"],
+            Operation::CreateTlsCsr => &["CreateTlsCsr"],
+            Operation::InstallTlsChain => &["InstallTlsChain"],
         }
     }
 
@@ -200,6 +208,12 @@ struct Empty {}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
+struct InstallTlsChain {
+    chain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct RotateTlsCa {
     overlap_days: Option<i64>,
 }
@@ -302,6 +316,38 @@ pub fn handle(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> KmsResult<Vec<u8>> {
             let req: RotateTlsCa = parse(body)?;
             ctx.begin(op.actions());
             rotate_tls_ca(ctx, action, req)
+        }
+        Operation::CreateTlsCsr => {
+            let Empty {} = parse(body)?;
+            ctx.begin(op.actions());
+            let (csr, spki) = ctx.tls_request(action)?;
+            let mut user_data = crate::tls::CSR_BINDING_LABEL.to_vec();
+            user_data
+                .extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &spki).as_ref());
+            let document = ctx
+                .env
+                .attester
+                .attest(Some(&user_data), None, Some(&spki))
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "attestation failed");
+                    KmsError::Internal("attestation failed")
+                })?;
+            to_json(&json!({
+                "Csr": csr,
+                "AttestationDocument": crate::admin::b64(&document),
+            }))
+        }
+        Operation::InstallTlsChain => {
+            let req: InstallTlsChain = parse(body)?;
+            ctx.begin(op.actions());
+            let chain = req
+                .chain
+                .ok_or_else(|| validation("chain", "Member must not be null"))?;
+            if chain.len() > crate::tls::MAX_CHAIN_CERTS * crate::tls::MAX_CERT_BYTES * 2 {
+                return Err(validation("chain", "Member is too long"));
+            }
+            ctx.tls_install(action, &chain)?;
+            to_json(&json!({}))
         }
     }?;
     if ctx.allowed() == 0 {

@@ -177,6 +177,9 @@ impl Service {
 
     /// Issues the leaf again once what it presents is stale (a rotation's overlap ended).
     pub fn refresh_tls(&self) {
+        if self.state.tls_operator().is_some_and(|o| o.is_installed()) {
+            return;
+        }
         let (Some(identity), Some(ca)) = (&self.tls, self.state.tls_ca()) else {
             return;
         };
@@ -188,6 +191,16 @@ impl Service {
     }
 
     fn serve_loaded_tls(&self) -> Result<(), KmsError> {
+        if let (Some(identity), Some(operator)) = (&self.tls, self.state.tls_operator()) {
+            if operator.is_installed() {
+                identity.serve_operator(&operator).map_err(|e| {
+                    tracing::error!(error = %e, "serving the operator-issued certificate failed");
+                    KmsError::Internal("serving the operator-issued certificate failed")
+                })?;
+                tracing::info!("serving TLS under the operator-issued certificate");
+                return Ok(());
+            }
+        }
         let (Some(identity), Some(ca)) = (&self.tls, self.state.tls_ca()) else {
             return Ok(());
         };
@@ -482,6 +495,9 @@ impl Service {
                 }
                 let renames = loaded.renames();
                 let tls_ca = loaded.tls_ca;
+                if let Some(operator) = loaded.tls_operator {
+                    self.state.set_tls_operator(operator);
+                }
                 let keys = loaded.keys.key_count();
                 *self.state.write() = loaded.keys;
                 self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
@@ -827,7 +843,15 @@ impl Service {
             pending.ticket = ticket;
             (result, touched)
         };
-        if result.is_ok() && principal_op == Some(crate::principal_ops::Operation::RotateTlsCa) {
+        if result.is_ok()
+            && matches!(
+                principal_op,
+                Some(
+                    crate::principal_ops::Operation::RotateTlsCa
+                        | crate::principal_ops::Operation::InstallTlsChain
+                )
+            )
+        {
             // New connections get a leaf under the new CA (cross-signed during the overlap).
             self.serve_loaded_tls()?;
         }

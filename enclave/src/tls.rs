@@ -201,6 +201,194 @@ impl DeploymentCa {
     }
 }
 
+/// The prefix of the attestation user data that binds a CSR's key: `"ekms/v1/tls-csr" ||
+/// SHA-256(SubjectPublicKeyInfo DER)`.
+pub const CSR_BINDING_LABEL: &[u8] = b"ekms/v1/tls-csr";
+
+/// Most certificates, and bytes per certificate, of an installed chain.
+pub const MAX_CHAIN_CERTS: usize = 8;
+/// Largest certificate of an installed chain.
+pub const MAX_CERT_BYTES: usize = 16 * 1024;
+
+/// A certificate issued by the operator's own CA (a company PKI, ACM Private CA) for a key the
+/// enclave made: the key waiting for its chain (after `ekms tls csr`), and the key and chain
+/// served (after `ekms tls install`). Sealed like any record.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub struct OperatorCert {
+    v: u8,
+    #[serde(default, with = "serde_bytes")]
+    pending_key: Option<Vec<u8>>,
+    #[serde(default, with = "serde_bytes")]
+    active_key: Option<Vec<u8>>,
+    #[serde(default)]
+    active_chain: Vec<serde_bytes::ByteBuf>,
+}
+
+impl Drop for OperatorCert {
+    fn drop(&mut self) {
+        if let Some(k) = &mut self.pending_key {
+            zeroize::Zeroize::zeroize(k);
+        }
+        if let Some(k) = &mut self.active_key {
+            zeroize::Zeroize::zeroize(k);
+        }
+    }
+}
+
+impl std::fmt::Debug for OperatorCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorCert")
+            .field("installed", &!self.active_chain.is_empty())
+            .finish_non_exhaustive()
+    }
+}
+
+/// PEM `CERTIFICATE` blocks, decoded (at most [`MAX_CHAIN_CERTS`]).
+fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, TlsError> {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for block in text.split("-----BEGIN CERTIFICATE-----").skip(1) {
+        let body = block
+            .split("-----END CERTIFICATE-----")
+            .next()
+            .unwrap_or_default();
+        let b64: String = body.split_whitespace().collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| TlsError::Record("a certificate is not base64".to_owned()))?;
+        if der.len() > MAX_CERT_BYTES {
+            return Err(TlsError::Record("a certificate is too large".to_owned()));
+        }
+        out.push(der);
+        if out.len() > MAX_CHAIN_CERTS {
+            return Err(TlsError::Record(format!(
+                "a chain has at most {MAX_CHAIN_CERTS} certificates"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+impl OperatorCert {
+    /// A fresh key for a certificate signing request (replacing one still waiting), keeping
+    /// what is installed; the CSR (PEM) for `names` and the key (SubjectPublicKeyInfo DER).
+    ///
+    /// # Errors
+    /// [`TlsError`] if generation fails.
+    pub fn new_request(
+        current: Option<&OperatorCert>,
+        names: &[String],
+    ) -> Result<(OperatorCert, String, Vec<u8>), TlsError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(names.to_vec())?;
+        params.distinguished_name.push(DnType::CommonName, "ekms");
+        let csr = params.serialize_request(&key)?.pem()?;
+        let spki = key.public_key_der();
+        let next = OperatorCert {
+            v: 1,
+            pending_key: Some(key.serialize_der()),
+            active_key: current.and_then(|c| c.active_key.clone()),
+            active_chain: current.map(|c| c.active_chain.clone()).unwrap_or_default(),
+        };
+        Ok((next, csr, spki))
+    }
+
+    /// Installs `chain_pem` (leaf first, ending in the issuing CA) for the key waiting for it:
+    /// the leaf must be for that key, and the chain must verify to its last certificate for
+    /// `name`.
+    ///
+    /// # Errors
+    /// [`TlsError::Record`] for no waiting key, a malformed or too long chain, a leaf for
+    /// another key, or a chain that does not verify.
+    pub fn install(&self, chain_pem: &str, name: &str) -> Result<OperatorCert, TlsError> {
+        use rustls::client::danger::ServerCertVerifier as _;
+        let pending = self.pending_key.as_ref().ok_or_else(|| {
+            TlsError::Record(
+                "no certificate request is waiting: run `ekms tls csr` first".to_owned(),
+            )
+        })?;
+        let chain = pem_certificates(chain_pem)?;
+        if chain.len() < 2 {
+            return Err(TlsError::Record(
+                "the chain must hold the leaf and the CA that issued it (PEM, leaf first)"
+                    .to_owned(),
+            ));
+        }
+        let key = KeyPair::try_from(pending.as_slice())?;
+        let leaf_spki = ekms_shared::tls_binding::leaf_spki(&chain[0])
+            .map_err(|e| TlsError::Record(format!("the leaf does not parse: {e}")))?;
+        if leaf_spki != key.public_key_der() {
+            return Err(TlsError::Record(
+                "the leaf certificate is not for the key of the waiting request".to_owned(),
+            ));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(chain[chain.len() - 1].clone()))
+            .map_err(|e| TlsError::Record(format!("the chain's CA: {e}")))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| TlsError::Record(e.to_string()))?;
+        let intermediates: Vec<CertificateDer<'_>> = chain[1..chain.len() - 1]
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+            .map_err(|e| TlsError::Record(e.to_string()))?;
+        verifier
+            .verify_server_cert(
+                &CertificateDer::from(chain[0].as_slice()),
+                &intermediates,
+                &server_name,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map_err(|e| TlsError::Record(format!("the chain does not verify for {name}: {e}")))?;
+        Ok(OperatorCert {
+            v: 1,
+            pending_key: None,
+            active_key: Some(pending.clone()),
+            active_chain: chain.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        })
+    }
+
+    /// Whether a chain is installed.
+    pub fn is_installed(&self) -> bool {
+        self.active_key.is_some() && !self.active_chain.is_empty()
+    }
+
+    /// The sealed form (CBOR).
+    ///
+    /// # Errors
+    /// [`TlsError::Record`] if encoding fails.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, TlsError> {
+        serde_cbor::to_vec(self)
+            .map(Zeroizing::new)
+            .map_err(|e| TlsError::Record(e.to_string()))
+    }
+
+    /// Decodes a sealed operator certificate (at most 160 KiB).
+    ///
+    /// # Errors
+    /// [`TlsError::Record`] for an oversize, malformed or unknown-version record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TlsError> {
+        if bytes.len() > 160 * 1024 {
+            return Err(TlsError::Record("too large".to_owned()));
+        }
+        let cert: OperatorCert =
+            serde_cbor::from_slice(bytes).map_err(|e| TlsError::Record(e.to_string()))?;
+        if cert.v != 1 || cert.active_chain.len() > MAX_CHAIN_CERTS {
+            return Err(TlsError::Record(
+                "unknown version or too long a chain".to_owned(),
+            ));
+        }
+        Ok(cert)
+    }
+}
+
 fn pem(der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -287,6 +475,43 @@ impl TlsIdentity {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(served);
         Ok(())
+    }
+
+    /// Serves from now on the operator-issued chain installed in `operator`.
+    ///
+    /// # Errors
+    /// [`TlsError`] if nothing is installed or the key does not load.
+    pub fn serve_operator(&self, operator: &OperatorCert) -> Result<(), TlsError> {
+        let (Some(key), false) = (&operator.active_key, operator.active_chain.is_empty()) else {
+            return Err(TlsError::Record(
+                "no operator certificate is installed".to_owned(),
+            ));
+        };
+        let chain: Vec<CertificateDer<'static>> = operator
+            .active_chain
+            .iter()
+            .map(|c| CertificateDer::from(c.to_vec()))
+            .collect();
+        let leaf_spki = ekms_shared::tls_binding::leaf_spki(&chain[0])
+            .map_err(|e| TlsError::Record(format!("the leaf does not parse: {e}")))?;
+        let ca_der = chain[chain.len() - 1].to_vec();
+        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone()));
+        let signing = rustls::crypto::ring::sign::any_supported_type(&private)?;
+        let served = Served {
+            certified: Arc::new(CertifiedKey::new(chain, signing)),
+            leaf_spki,
+            ca_der,
+        };
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(served);
+        Ok(())
+    }
+
+    /// The names the certificates are for.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Whether the leaf must be issued again under `ca`: its presented CA certificate changed

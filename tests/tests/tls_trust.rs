@@ -368,3 +368,113 @@ async fn tls_rotate_keeps_the_old_ca_for_the_overlap_and_survives_a_restart() {
         "the rotated CA after a restart"
     );
 }
+
+/// `ekms tls ARGS --endpoint ENDPOINT --ca CA`, signed with the dev principal's keys.
+fn tls_cli(ekms: &Ekms, args: &[&std::ffi::OsStr], ca: &Path) -> CliOutput {
+    let bin = ekms_tests::bin_dir().join("ekms");
+    let output = std::process::Command::new(bin)
+        .arg("tls")
+        .args(args)
+        .args(["--endpoint", &ekms.endpoint])
+        .arg("--ca")
+        .arg(ca)
+        .env_remove("CARGO")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env("AWS_ACCESS_KEY_ID", &ekms.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &ekms.secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("running ekms tls");
+    CliOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A CA of the operator's own (a company PKI), and a leaf it issues for `csr_pem`.
+fn issue_for(csr_pem: &str, ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> String {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).expect("a CSR");
+    let leaf = csr.signed_by(ca, ca_key).expect("issuing");
+    format!("{}{}", leaf.pem(), ca.pem())
+}
+
+/// `ekms tls csr` gives a CSR for a key made in the enclave; the operator's CA issues it;
+/// `ekms tls install` serves it after checking the leaf is for that key (a chain for another
+/// key is refused). Clients that trust only the operator's CA then work, `ekms trust` proves
+/// that CA by attestation as before, and the installed chain is served after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_issued_chain_is_installed_served_and_proven() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let dir = work.path().join("dev");
+    let ekms = Ekms::start_with(&restartable_tls(&dir));
+    let ca_file = work.path().join("deployment-ca.pem");
+    std::fs::write(&ca_file, ekms.ca_pem.as_deref().expect("ca.pem")).expect("writing");
+    let csr_file = work.path().join("ekms.csr");
+    let out = tls_cli(
+        &ekms,
+        &["csr".as_ref(), "--out".as_ref(), csr_file.as_os_str()],
+        &ca_file,
+    );
+    assert!(out.success(), "{out:?}");
+    assert!(out.json()["AttestationDocument"].is_string(), "{out:?}");
+    let csr = std::fs::read_to_string(&csr_file).expect("the CSR");
+
+    let ca_key = rcgen::KeyPair::generate().expect("a key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Example Corp PKI");
+    let operator_ca = params.self_signed(&ca_key).expect("the operator's CA");
+
+    // A chain for another key: refused.
+    let other_key = rcgen::KeyPair::generate().expect("a key");
+    let other_csr = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .serialize_request(&other_key)
+        .expect("a CSR")
+        .pem()
+        .expect("PEM");
+    let wrong = work.path().join("wrong.pem");
+    std::fs::write(&wrong, issue_for(&other_csr, &operator_ca, &ca_key)).expect("writing");
+    let out = tls_cli(
+        &ekms,
+        &["install".as_ref(), "--chain".as_ref(), wrong.as_os_str()],
+        &ca_file,
+    );
+    assert!(
+        !out.success(),
+        "a chain for another key was installed: {out:?}"
+    );
+    assert!(out.stderr.contains("not for the key"), "{}", out.stderr);
+
+    let chain = work.path().join("chain.pem");
+    std::fs::write(&chain, issue_for(&csr, &operator_ca, &ca_key)).expect("writing");
+    let out = tls_cli(
+        &ekms,
+        &["install".as_ref(), "--chain".as_ref(), chain.as_os_str()],
+        &ca_file,
+    );
+    assert!(out.success(), "{out:?}");
+    let operator_pem = operator_ca.pem().into_bytes();
+    assert!(
+        works_with(&ekms, &operator_pem).await,
+        "the operator's CA verifies the enclave"
+    );
+    let proven = work.path().join("proven.pem");
+    let out = trust(&ekms, &ekms.endpoint, &proven);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        pem_certs(&std::fs::read(&proven).expect("written")),
+        pem_certs(&operator_pem)
+    );
+    drop(ekms);
+
+    let ekms = Ekms::start_with(&restartable_tls(&dir));
+    assert!(
+        works_with(&ekms, &operator_pem).await,
+        "the installed chain after a restart"
+    );
+}

@@ -265,6 +265,57 @@ impl<'a> Ctx<'a> {
             .ok_or(KmsError::Internal("the TLS CA vanished under the lock"))
     }
 
+    /// Authorizes `ekms:<action>` on `*`, then makes a fresh key for an operator-issued TLS
+    /// certificate (keeping what is installed); the CSR (PEM) and the key's
+    /// SubjectPublicKeyInfo.
+    ///
+    /// # Errors
+    /// `AccessDeniedException`; `KMSInternalException` if generation fails.
+    pub fn tls_request(&self, action: &'static str) -> KmsResult<(String, Vec<u8>)> {
+        self.declared(action)?;
+        self.check_identity(&format!("ekms:{action}"), "*")?;
+        self.note_allowed();
+        let mut guard = self.principals_mut();
+        let current = self.state.tls_operator();
+        let (next, csr, spki) =
+            crate::tls::OperatorCert::new_request(current.as_deref(), &self.config.tls_names)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "making a TLS certificate request failed");
+                    KmsError::Internal("making the certificate request failed")
+                })?;
+        self.state.set_tls_operator(next);
+        guard.touch(crate::persist::Touched::TlsOperator);
+        Ok((csr, spki))
+    }
+
+    /// Authorizes `ekms:<action>` on `*`, then installs `chain_pem` for the waiting request.
+    ///
+    /// # Errors
+    /// `AccessDeniedException`; `ValidationException` for a chain that is not for the waiting
+    /// key or does not verify.
+    pub fn tls_install(&self, action: &'static str, chain_pem: &str) -> KmsResult<()> {
+        self.declared(action)?;
+        self.check_identity(&format!("ekms:{action}"), "*")?;
+        self.note_allowed();
+        let mut guard = self.principals_mut();
+        let current = self.state.tls_operator().ok_or_else(|| {
+            KmsError::Validation(
+                "No certificate request is waiting: run `ekms tls csr` first.".to_owned(),
+            )
+        })?;
+        let name = self
+            .config
+            .tls_names
+            .first()
+            .map_or("localhost", String::as_str);
+        let next = current
+            .install(chain_pem, name)
+            .map_err(|e| KmsError::Validation(e.to_string()))?;
+        self.state.set_tls_operator(next);
+        guard.touch(crate::persist::Touched::TlsOperator);
+        Ok(())
+    }
+
     fn account_allowed(&self) -> KmsResult<()> {
         if self.account_allowed.get() {
             Ok(())

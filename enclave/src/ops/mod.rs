@@ -70,6 +70,8 @@ pub struct State {
     refused: RwLock<Vec<String>>,
     /// The deployment's TLS CA, sealed with the rest.
     tls_ca: RwLock<Option<std::sync::Arc<crate::tls::DeploymentCa>>>,
+    /// An operator-issued TLS certificate (its key waiting for a chain, or installed).
+    tls_operator: RwLock<Option<std::sync::Arc<crate::tls::OperatorCert>>>,
 }
 
 impl State {
@@ -82,6 +84,7 @@ impl State {
             default_policy: std::sync::OnceLock::new(),
             refused: RwLock::default(),
             tls_ca: RwLock::default(),
+            tls_operator: RwLock::default(),
         }
     }
 
@@ -118,6 +121,22 @@ impl State {
             .tls_ca
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::sync::Arc::new(ca));
+    }
+
+    /// The operator-issued TLS certificate, if one was requested.
+    pub fn tls_operator(&self) -> Option<std::sync::Arc<crate::tls::OperatorCert>> {
+        self.tls_operator
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the operator-issued TLS certificate.
+    pub fn set_tls_operator(&self, cert: crate::tls::OperatorCert) {
+        *self
+            .tls_operator
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::sync::Arc::new(cert));
     }
 
     /// Notes the sealed records the last unseal refused.

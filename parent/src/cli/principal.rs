@@ -234,6 +234,26 @@ pub enum TlsCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// A certificate signing request for a key made in the enclave (signed,
+    /// `ekms:CreateTlsCsr`), for the operator's own CA to issue; writes the CSR and prints the
+    /// attestation document that binds its key.
+    Csr {
+        /// Where the CSR (PEM) is written.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Install the chain the operator's CA issued for the last request (PEM, leaf first,
+    /// ending in the issuing CA; signed, `ekms:InstallTlsChain`). The enclave checks the leaf
+    /// is for its key and the chain verifies, then serves it.
+    Install {
+        /// The chain (PEM).
+        #[arg(long)]
+        chain: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 /// Runs an `ekms tls` command; returns what it prints.
@@ -260,6 +280,26 @@ pub async fn run_tls(command: &TlsCommand) -> anyhow::Result<Value> {
                 "CaSha256": answer["CaSha256"],
                 "OverlapDays": answer["OverlapDays"],
             }))
+        }
+        TlsCommand::Csr { out, connection } => {
+            let answer = connection
+                .client()?
+                .call("Ekms.CreateTlsCsr", &json!({}))
+                .await?;
+            let csr = answer["Csr"].as_str().context("the answer has no Csr")?;
+            std::fs::write(out, csr).with_context(|| format!("writing {}", out.display()))?;
+            Ok(json!({
+                "Csr": out.display().to_string(),
+                "AttestationDocument": answer["AttestationDocument"],
+            }))
+        }
+        TlsCommand::Install { chain, connection } => {
+            let text = std::fs::read_to_string(chain)
+                .with_context(|| format!("reading {}", chain.display()))?;
+            connection
+                .client()?
+                .call("Ekms.InstallTlsChain", &json!({ "Chain": text }))
+                .await
         }
     }
 }
