@@ -478,3 +478,69 @@ async fn an_operator_issued_chain_is_installed_served_and_proven() {
         "the installed chain after a restart"
     );
 }
+
+/// `ekms ARGS --endpoint ENDPOINT --expect-pcrs .. --root ..` signed as the dev principal.
+fn signed_cli_proving(ekms: &Ekms, args: &[&str], endpoint: &str) -> CliOutput {
+    let data = ekms.data_dir();
+    let output = std::process::Command::new(ekms_tests::bin_dir().join("ekms"))
+        .args(args)
+        .args(["--endpoint", endpoint])
+        .arg("--expect-pcrs")
+        .arg(data.join("pcrs.json"))
+        .arg("--root")
+        .arg(data.join("mock-ca").join("root.pem"))
+        .env_remove("CARGO")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_CA_BUNDLE")
+        .env("AWS_ACCESS_KEY_ID", &ekms.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &ekms.secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("running ekms");
+    CliOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The signed operator commands (`principal`, `access-key`, `tls`, `refused-records`) and
+/// `audit verify --endpoint` prove the certificate by attestation too, given `--expect-pcrs`
+/// and no `--ca`: through a man in the middle they refuse; direct, they work.
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_commands_and_audit_verify_refuse_a_man_in_the_middle() {
+    let ekms = Ekms::start_with(&DevOptions {
+        tls: true,
+        ..DevOptions::default()
+    });
+    let ca = ekms.ca_pem.clone().expect("ca.pem");
+    let mitm = format!("https://{}", man_in_the_middle(ekms.addr, &ca).await);
+    assert_refused_as_mitm(
+        &signed_cli_proving(&ekms, &["principal", "list"], &mitm),
+        "principal list",
+    );
+    let out = signed_cli_proving(&ekms, &["principal", "list"], &ekms.endpoint);
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout.contains("\"dev\""), "{}", out.stdout);
+
+    let data = ekms.data_dir();
+    let audit = data.join("store").join("audit.jsonl");
+    let verify = |endpoint: &str| {
+        ekms_cli([
+            "audit".into(),
+            "verify".into(),
+            audit.clone().into_os_string(),
+            "--endpoint".into(),
+            std::ffi::OsString::from(endpoint),
+            "--expect-pcrs".into(),
+            data.join("pcrs.json").into_os_string(),
+            "--root".into(),
+            data.join("mock-ca").join("root.pem").into_os_string(),
+        ])
+    };
+    assert_refused_as_mitm(&verify(&mitm), "audit verify --endpoint");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let out = verify(&ekms.endpoint);
+    assert!(out.success(), "{out:?}");
+}

@@ -616,14 +616,30 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
             let mut nonce = [0u8; 32];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
                 .map_err(|_| anyhow!("the OS random source failed"))?;
-            let answer = tokio::runtime::Builder::new_current_thread()
+            let body = json!({ "Nonce": B64.encode(nonce) });
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?
-                .block_on(call(
-                    &target,
-                    "AuditHead",
-                    json!({ "Nonce": B64.encode(nonce) }),
-                ))?;
+                .build()?;
+            let https_unpinned = endpoint.starts_with("https://") && args.ca.is_none();
+            let answer = match (&args.expect_pcrs, https_unpinned) {
+                // Over https with pinned PCRs and no CA: the certificate is proven by
+                // attestation on the connection the head is asked on.
+                (Some(pcrs), true) => {
+                    let expect = crate::cli::custody::Expectation {
+                        expect_pcrs: pcrs.clone(),
+                        root: args.root.clone(),
+                        allow_debug: args.allow_debug,
+                    };
+                    runtime.block_on(async {
+                        crate::cli::trust::attested_connection(endpoint, &expect)
+                            .await
+                            .context("proving the endpoint's certificate by attestation")?
+                            .call("AuditHead", &body)
+                            .await
+                    })?
+                }
+                _ => runtime.block_on(call(&target, "AuditHead", body))?,
+            };
             let head = SignedHead::from_json(&answer)?;
             check_head(&head, &nonce, &trust).map_err(|why| anyhow!("{endpoint}: {why}"))?;
             Some(head)

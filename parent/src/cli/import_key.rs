@@ -138,9 +138,11 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
                 .with_context(|| format!("--valid-to {text}: not RFC 3339"))
         })
         .transpose()?;
-    let client = SignedClient::new(
+    // Without --ca over https, the connection's certificate is proven by attestation too.
+    let client = SignedClient::proving(
         &args.target.endpoint,
         args.target.ca.clone(),
+        Some(args.expect.clone()),
         args.region.clone(),
         REQUEST_TIMEOUT,
     )?;

@@ -32,6 +32,8 @@ pub struct Connection {
     /// Region of the SigV4 scope; default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.
     #[arg(long)]
     pub region: Option<String>,
+    #[command(flatten)]
+    pub expect: super::custody::OptionalExpectation,
 }
 
 /// `ekms principal` subcommands.
@@ -96,9 +98,10 @@ pub enum AccessKeyCommand {
 
 impl Connection {
     fn client(&self) -> anyhow::Result<SignedClient> {
-        SignedClient::new(
+        SignedClient::proving(
             &self.endpoint,
             self.ca.clone(),
+            self.expect.given(),
             self.region.clone(),
             REQUEST_TIMEOUT,
         )

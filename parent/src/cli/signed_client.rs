@@ -14,7 +14,15 @@ use super::bench::credentials;
 
 /// Signs and sends `POST /` requests with `X-Amz-Target: <target>`.
 pub struct SignedClient {
-    connector: Connector,
+    connector: Option<Connector>,
+    /// Over https without a CA: one connection whose certificate is proven by attestation
+    /// (opened at the first call), and what the proof expects.
+    attested: Option<(
+        super::custody::Expectation,
+        String,
+        tokio::sync::Mutex<Option<super::trust::AttestedConnection>>,
+    )>,
+    endpoint: Endpoint,
     signer: Signer,
     timeout: Duration,
 }
@@ -26,21 +34,56 @@ impl SignedClient {
     /// # Errors
     /// A bad endpoint or CA file, an https endpoint without a CA, or no credentials.
     pub fn new(
-        endpoint: &str,
+        endpoint_url: &str,
         ca: Option<PathBuf>,
         region: Option<String>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::parse(endpoint, false)?;
+        Self::proving(endpoint_url, ca, None, region, timeout)
+    }
+
+    /// As [`SignedClient::new`]; over https without a CA (and no `AWS_CA_BUNDLE`), with
+    /// `expect`, its one connection's certificate is proven by attestation first (as `ekms
+    /// trust` does), and nothing is sent unless the proof holds.
+    ///
+    /// # Errors
+    /// As [`SignedClient::new`].
+    pub fn proving(
+        endpoint_url: &str,
+        ca: Option<PathBuf>,
+        expect: Option<super::custody::Expectation>,
+        region: Option<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::parse(endpoint_url, false)?;
         let ca = ca
-            .or_else(|| std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from))
+            .or_else(|| {
+                // A pinned CA from the environment only when no proof was asked for.
+                expect
+                    .is_none()
+                    .then(|| std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from))
+                    .flatten()
+            })
             .filter(|_| endpoint.https);
-        let tls = match (ca, endpoint.https) {
-            (Some(ca), true) => Some(client::tls_client_config(
-                client::root_store_from_pem_file(&ca)?,
-            )?),
-            (None, true) => bail!("an https endpoint needs --ca (or AWS_CA_BUNDLE)"),
-            (_, false) => None,
+        let (tls, attested) = match (ca, endpoint.https, expect) {
+            (Some(ca), true, _) => (
+                Some(client::tls_client_config(
+                    client::root_store_from_pem_file(&ca)?,
+                )?),
+                None,
+            ),
+            (None, true, Some(expect)) => (
+                None,
+                Some((
+                    expect,
+                    endpoint_url.to_owned(),
+                    tokio::sync::Mutex::new(None),
+                )),
+            ),
+            (None, true, None) => {
+                bail!("an https endpoint needs --ca (or AWS_CA_BUNDLE, or --expect-pcrs)")
+            }
+            (_, false, _) => (None, None),
         };
         let env = |name: &str| std::env::var(name).ok().filter(|r| !r.is_empty());
         let region = region
@@ -48,8 +91,14 @@ impl SignedClient {
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".to_owned());
         let credentials = credentials::from_environment().context("finding AWS credentials")?;
+        let connector = match &attested {
+            Some(_) => None,
+            None => Some(Connector::new(endpoint.clone(), tls)?),
+        };
         Ok(SignedClient {
-            connector: Connector::new(endpoint, tls)?,
+            connector,
+            attested,
+            endpoint,
             signer: Signer::new(&credentials, region),
             timeout,
         })
@@ -62,11 +111,27 @@ impl SignedClient {
     /// Transport failures, a timeout, a non-JSON body, or the service's error (`__type`).
     pub async fn call(&self, target: &str, body: &Value) -> anyhow::Result<Value> {
         let body = Bytes::from(serde_json::to_vec(body)?);
-        let endpoint = self.connector.endpoint();
+        let endpoint = &self.endpoint;
         let request = self.signer.request(endpoint, target, &body)?;
         let (status, body) = tokio::time::timeout(self.timeout, async {
-            let mut connection = self
-                .connector
+            if let Some((expect, url, connection)) = &self.attested {
+                let mut connection = connection.lock().await;
+                if connection.is_none() {
+                    *connection = Some(
+                        super::trust::attested_connection(url, expect)
+                            .await
+                            .context("proving the endpoint's certificate by attestation")?,
+                    );
+                }
+                let Some(connection) = connection.as_mut() else {
+                    bail!("no attested connection");
+                };
+                return connection.send(request).await.map_err(anyhow::Error::from);
+            }
+            let Some(connector) = &self.connector else {
+                bail!("no connector");
+            };
+            let mut connection = connector
                 .connect()
                 .await
                 .with_context(|| format!("connecting to {}", endpoint.url()))?;

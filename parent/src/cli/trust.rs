@@ -126,6 +126,26 @@ impl AttestedConnection {
     pub async fn call(&mut self, op: &str, body: &Value) -> anyhow::Result<Value> {
         call_on(&mut self.sender, &self.endpoint, op, body).await
     }
+
+    /// Sends a request built elsewhere (a SigV4-signed one) on this connection.
+    ///
+    /// # Errors
+    /// Transport or HTTP protocol errors.
+    pub async fn send(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<(http::StatusCode, Bytes), hyper::Error> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// The endpoint it is connected to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 async fn call_on(
