@@ -17,6 +17,10 @@ pub struct Config {
     /// Names and addresses the TLS certificates are for (the first one names an operator
     /// certificate request's chain check).
     pub tls_names: Vec<String>,
+    /// The memory the keys and aliases may take, as [`crate::keys::Key::footprint`] counts it:
+    /// a share of the enclave's memory. Operations that grow the state refuse with
+    /// `LimitExceededException` before it would be crossed.
+    pub memory_budget: usize,
 }
 
 /// A fixed 12-digit account id used unless configured otherwise.
@@ -36,6 +40,7 @@ impl Default for Config {
                 "127.0.0.1".to_owned(),
                 "::1".to_owned(),
             ],
+            memory_budget: usize::MAX,
             recipient_anchors: vec![ekms_shared::attestation::TrustAnchor::aws_nitro_root()],
         }
     }

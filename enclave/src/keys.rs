@@ -229,6 +229,43 @@ pub struct Key {
 }
 
 impl Key {
+    /// What this key costs in memory, estimated generously: a fixed overhead for the structure,
+    /// its indexes and allocator slack, plus its variable parts (material, policy, description,
+    /// tags, grants), each counted with slack for its allocation.
+    pub fn footprint(&self) -> usize {
+        const BASE: usize = 1024;
+        const PER_ALLOCATION: usize = 64;
+        let versions: usize = self
+            .versions
+            .iter()
+            .map(|v| v.material.expose_secret().len() + PER_ALLOCATION * 2)
+            .sum();
+        let tags: usize = self
+            .tags
+            .iter()
+            .map(|t| t.tag_key.len() + t.tag_value.len() + PER_ALLOCATION * 2)
+            .sum();
+        let grants: usize = self
+            .grants
+            .iter()
+            .map(|g| {
+                g.grant_id.len()
+                    + g.key_id.len()
+                    + g.name.as_ref().map_or(0, String::len)
+                    + g.grantee_principal.len()
+                    + g.retiring_principal.as_ref().map_or(0, String::len)
+                    + g.token.len()
+                    + g.issuing_account.len()
+                    + 512
+            })
+            .sum();
+        BASE + self.description.len()
+            + self.policy.as_ref().map_or(0, |p| p.len() + PER_ALLOCATION)
+            + versions
+            + tags
+            + grants
+    }
+
     /// A new enabled key with its first material (none for an EXTERNAL key: it is then
     /// PendingImport).
     pub fn new(
@@ -465,9 +502,32 @@ pub struct KeyStore {
     /// Keys with imported material that expires, by `ValidTo`, so the periodic tick touches
     /// only what is due. Change `Key::valid_to` only through [`KeyStore::set_valid_to`].
     expiries: BTreeSet<(Millis, Uuid)>,
+    /// Each key's [`Key::footprint`] as last counted, and their sum with the aliases'.
+    footprints: HashMap<Uuid, usize>,
+    bytes: usize,
 }
 
+/// What an alias costs in memory, estimated (its name counted on top).
+const ALIAS_FOOTPRINT: usize = 256;
+
 impl KeyStore {
+    /// The estimated memory the keys and aliases take ([`Key::footprint`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Counts again what key `id` takes, after a change (the guard that changed it calls this
+    /// as it is released).
+    pub fn recount(&mut self, id: &Uuid) {
+        let new = self.keys.get(id).map_or(0, |k| k.footprint());
+        let old = if new == 0 {
+            self.footprints.remove(id).unwrap_or(0)
+        } else {
+            self.footprints.insert(*id, new).unwrap_or(0)
+        };
+        self.bytes = self.bytes.saturating_sub(old).saturating_add(new);
+    }
+
     /// Number of keys held (any state, including destroyed ones not yet swept).
     pub fn key_count(&self) -> usize {
         self.keys.len()
@@ -494,7 +554,9 @@ impl KeyStore {
         if let Some(valid_to) = key.valid_to {
             self.expiries.insert((valid_to, key.id));
         }
-        self.keys.insert(key.id, Box::new(key));
+        let id = key.id;
+        self.keys.insert(id, Box::new(key));
+        self.recount(&id);
         Ok(())
     }
 
@@ -625,13 +687,20 @@ impl KeyStore {
                 config.max_aliases
             )));
         }
-        self.aliases.insert(name, alias);
+        let size = ALIAS_FOOTPRINT + name.len();
+        if self.aliases.insert(name, alias).is_none() {
+            self.bytes = self.bytes.saturating_add(size);
+        }
         Ok(())
     }
 
     /// Removes an alias; whether it existed.
     pub fn remove_alias(&mut self, name: &str) -> bool {
-        self.aliases.remove(name).is_some()
+        let removed = self.aliases.remove(name).is_some();
+        if removed {
+            self.bytes = self.bytes.saturating_sub(ALIAS_FOOTPRINT + name.len());
+        }
+        removed
     }
 
     /// Aliases in name order from `from` (inclusive), pointing at live keys, optionally only those
@@ -704,6 +773,8 @@ impl KeyStore {
     /// Sets (or, with `None`, clears) the automatic rotation of a key, keeping the index of due
     /// rotations; returns the key for further changes, or `None` if there is no such key.
     pub fn set_rotation(&mut self, id: &Uuid, rotation: Option<Rotation>) -> Option<&mut Key> {
+        // A rotation adds a version: counted again here, where automatic rotation passes.
+        self.recount(id);
         let key = self.keys.get_mut(id)?;
         if let Some(old) = key.rotation.take() {
             self.rotations.remove(&(old.next, *id));
@@ -767,6 +838,7 @@ impl KeyStore {
                     expired.push(id);
                 }
             }
+            self.recount(&id);
         }
         expired
     }
@@ -786,6 +858,7 @@ impl KeyStore {
                 }
                 drop(key); // key material is zeroed here
                 self.order.remove(&id);
+                self.recount(&id);
                 doomed.insert(id);
             }
         }
@@ -798,6 +871,9 @@ impl KeyStore {
                 }
                 keep
             });
+            for name in &removed {
+                self.bytes = self.bytes.saturating_sub(ALIAS_FOOTPRINT + name.len());
+            }
         }
         (doomed.into_iter().collect(), removed)
     }

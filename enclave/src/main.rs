@@ -63,6 +63,11 @@ struct Args {
     /// Names and addresses the TLS certificate is valid for.
     #[arg(long = "tls-name", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
     tls_names: Vec<String>,
+    /// Memory the enclave has, in MiB (mock mode; a real enclave reads its MemTotal): the
+    /// keys and aliases may take half of it, and growing operations refuse with
+    /// LimitExceededException before that.
+    #[arg(long)]
+    enclave_memory_mib: Option<u64>,
     /// Region in ARNs and the SigV4 credential scope.
     #[arg(long, default_value = DEFAULT_REGION)]
     region: String,
@@ -99,12 +104,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         bail!("--region must look like us-east-1");
     }
+    if args.enclave_memory_mib.is_some() && !args.insecure_mock_enclave {
+        bail!("--enclave-memory-mib exists only with --insecure-mock-enclave (an enclave reads its MemTotal)");
+    }
+    let memory = match args.enclave_memory_mib {
+        Some(mib) => mib.saturating_mul(1024 * 1024),
+        None => mem_total().context("reading MemTotal from /proc/meminfo")?,
+    };
     let mut config = Config {
         region: args.region,
         account: args.account,
         tls_names: args.tls_names.clone(),
+        memory_budget: usize::try_from(memory / 2).unwrap_or(usize::MAX),
         ..Config::default()
     };
+    tracing::info!(
+        memory_mib = memory / (1024 * 1024),
+        budget_mib = config.memory_budget / (1024 * 1024),
+        "memory budget for keys and aliases"
+    );
     let attester: Arc<dyn Attester> = if args.insecure_mock_enclave {
         tracing::warn!(
             "INSECURE MOCK ENCLAVE: no hardware isolation, mock attestation{}{}. \
@@ -282,4 +300,16 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
+}
+
+/// The machine's (in an enclave: the enclave's) memory, from `/proc/meminfo`, in bytes.
+fn mem_total() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    let kib = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no MemTotal line"))?;
+    Ok(kib.saturating_mul(1024))
 }

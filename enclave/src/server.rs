@@ -418,7 +418,14 @@ impl Service {
                 }))
                 .map_err(|_| KmsError::Internal("response encoding"))
             }
-            "Status" => custody.status_json(),
+            "Status" => {
+                // Use against the memory budget: counts only.
+                let mut status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
+                    .map_err(|_| KmsError::Internal("status encoding"))?;
+                status["MemoryUsedBytes"] = self.state.read().bytes().into();
+                status["MemoryBudgetBytes"] = self.config.memory_budget.into();
+                serde_json::to_vec(&status).map_err(|_| KmsError::Internal("status encoding"))
+            }
             "GetTlsAttestation" => self.tls_attestation(body),
             "Initialize" => {
                 let init = custody.initialize(

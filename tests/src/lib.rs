@@ -259,6 +259,9 @@ impl Ekms {
         if options.manual_unseal {
             command.arg("--manual-unseal");
         }
+        if let Some(mib) = options.enclave_memory_mib {
+            command.args(["--enclave-memory-mib", &mib.to_string()]);
+        }
         // `ekms dev` runs `cargo build` for missing siblings when CARGO is set; never from here.
         command
             .env_remove("CARGO")
@@ -800,6 +803,8 @@ pub struct DevOptions {
     /// A data dir the caller owns (kept after the server stops); default: a fresh one that
     /// is removed with the server.
     pub data_dir: Option<PathBuf>,
+    /// `--enclave-memory-mib N`.
+    pub enclave_memory_mib: Option<u64>,
 }
 
 /// The `[ekms]` profile's access key id and secret in an AWS shared-credentials file.

@@ -245,6 +245,7 @@ async fn init_unseal_and_status_refuse_a_man_in_the_middle() {
         tls: true,
         manual_unseal: true,
         data_dir: Some(dir.clone()),
+        ..DevOptions::default()
     };
     let (public, secret) = ekms_tests::custodian_keygen(&work.path().join("custodian"));
     let shares = work.path().join("direct");

@@ -276,10 +276,37 @@ impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
     }
 }
 
+/// The most one request can grow the state by (a 32 KiB policy, 50 tags, an 8 KiB
+/// description, a grant, with their overhead): what [`Keys::ensure_room`] keeps free.
+pub const MAX_GROWTH: usize = 96 * 1024;
+
 impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
-    /// Notes that this request changed a record under this guard.
+    /// Notes that this request changed a record under this guard (and counts again what the
+    /// key takes in memory).
     pub fn touch(&mut self, t: crate::persist::Touched) {
+        if let crate::persist::Touched::Key(id) = &t {
+            self.store.recount(id);
+        }
         self.touched.push(t);
+    }
+
+    /// Refuses an operation that grows the state when the memory budget has less than
+    /// [`MAX_GROWTH`] left; operations that shrink it (disable, delete, revoke, untag) never
+    /// call this, so a full enclave can always be cleaned up.
+    ///
+    /// # Errors
+    /// `LimitExceededException`.
+    pub fn ensure_room(&self) -> KmsResult<()> {
+        let budget = self.ctx.config.memory_budget;
+        let used = self.store.bytes();
+        if used.saturating_add(MAX_GROWTH) > budget {
+            return Err(KmsError::LimitExceeded(format!(
+                "ekms is at its memory budget ({} of {} MiB): delete keys, grants, tags or aliases, or give the enclave more memory.",
+                used / (1024 * 1024),
+                budget / (1024 * 1024)
+            )));
+        }
+        Ok(())
     }
 
     /// The authorized key, for changing it.
@@ -312,6 +339,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
     /// `LimitExceededException`; `KMSInternalException` without the account authorization.
     pub fn insert(&mut self, key: Key) -> KmsResult<()> {
         self.ctx.account_allowed()?;
+        self.ensure_room()?;
         self.store.insert(key, self.ctx.config)
     }
 
@@ -373,6 +401,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
     ) -> KmsResult<()> {
         self.mine(alias.serial)?;
         self.mine(target.serial)?;
+        self.ensure_room()?;
         self.store.put_alias(
             alias.name.clone(),
             Alias {

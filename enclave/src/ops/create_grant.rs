@@ -240,6 +240,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
 
     let now = ctx.env.now();
     let mut store = ctx.keys_mut();
+    store.ensure_room()?;
     // kms:CreateGrant with kms:GrantOperations by the policies, or through a grant of the
     // caller's that is at least as broad as the new one.
     let proof = store.authorize_create_grant(

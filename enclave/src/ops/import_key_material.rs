@@ -179,6 +179,7 @@ fn install(
     now: Millis,
 ) -> KmsResult<()> {
     let mut store = ctx.keys_mut();
+    store.ensure_room()?;
     // The key (and its policy) may have changed while the lock was not held: authorize and
     // check it again.
     let proof = store

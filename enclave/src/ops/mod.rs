@@ -348,3 +348,5 @@ mod tests_authz;
 mod tests_grants;
 #[cfg(test)]
 mod tests_mac_rotation;
+#[cfg(test)]
+mod tests_memory;

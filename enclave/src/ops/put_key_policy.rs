@@ -66,6 +66,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         }
     }
     let mut store = ctx.keys_mut();
+    store.ensure_room()?;
     let key = store.key_mut(
         "keyId",
         &key_id,

@@ -32,6 +32,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let now = ctx.env.now();
     let mut store = ctx.keys_mut();
+    store.ensure_room()?;
     let key = store.key_mut(
         "keyId",
         &key_id,

@@ -54,6 +54,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let tags = validate::required("tags", req.tags)?;
     validate_tags(&tags)?;
     let mut store = ctx.keys_mut();
+    store.ensure_room()?;
     let key = store.key_mut(
         "keyId",
         &key_id,

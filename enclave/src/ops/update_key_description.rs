@@ -28,6 +28,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let description = validate::required("description", req.description)?;
     validate::str_len("description", &description, 0, 8192)?;
     let mut store = ctx.keys_mut();
+    store.ensure_room()?;
     let key = store.key_mut(
         "keyId",
         &key_id,

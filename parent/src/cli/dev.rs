@@ -33,6 +33,10 @@ pub struct DevArgs {
     /// Leave init and unseal to `ekms init` / `ekms unseal` (the enclave starts sealed).
     #[arg(long)]
     pub manual_unseal: bool,
+    /// Memory the mock enclave has, in MiB (default: this machine's): keys and aliases may
+    /// take half of it before growing operations refuse with LimitExceededException.
+    #[arg(long)]
+    pub enclave_memory_mib: Option<u64>,
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -164,6 +168,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .arg(format!("unix:{}", store_socket.display()))
         .arg("--mock-ca")
         .arg(data_dir.join("mock-ca"));
+    if let Some(mib) = args.enclave_memory_mib {
+        enclave_cmd.args(["--enclave-memory-mib", &mib.to_string()]);
+    }
     let ca_path = data_dir.join("ca.pem");
     if args.tls {
         enclave_cmd.arg("--tls").arg("--tls-ca-out").arg(&ca_path);
