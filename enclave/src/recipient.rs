@@ -212,6 +212,9 @@ pub fn verify(
         .to_vec();
     let public_key =
         PublicEncryptingKey::from_der(&spki_der).map_err(|_rejected| RecipientError::NotRsa)?;
+    // The answer names the key by the subjectKeyIdentifier of its DER SubjectPublicKeyInfo:
+    // a key aws-lc reads but that is not DER (a malformed NULL parameter) cannot be answered.
+    SubjectPublicKeyInfoRef::from_der(&spki_der).map_err(|_| RecipientError::NotRsa)?;
     if public_key.key_size_bits() < MIN_RSA_BITS {
         return Err(RecipientError::NotRsa);
     }
@@ -442,6 +445,28 @@ mod tests {
             .decrypt(&mut data, DecryptionContext::Iv128(FixedLength::from(iv)))
             .unwrap();
         assert_eq!(plain, b"the secret");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/recipient.rs): aws-lc reads an RSA key whose
+    /// AlgorithmIdentifier NULL has a broken length byte, the DER decoder does not. Such a key
+    /// was accepted, and the answer for it then failed as an internal error.
+    #[test]
+    fn a_key_that_is_not_der_is_refused() {
+        let (_, mut spki) = rsa();
+        // 30 82 01 22 | 30 0d | 06 09 rsaEncryption | 05 00: the NULL's length is byte 18.
+        assert_eq!(&spki[17..19], &[0x05, 0x00]);
+        spki[18] = 0xcd;
+        assert!(
+            PublicEncryptingKey::from_der(&spki).is_ok(),
+            "aws-lc reads it"
+        );
+        let attester = attester();
+        let doc = attester.attest(None, None, Some(&spki)).unwrap();
+        let anchors = [attester.ca().insecure_trust_anchor().unwrap()];
+        assert!(matches!(
+            verify(request(doc), &anchors, now_ms()),
+            Err(RecipientError::NotRsa)
+        ));
     }
 
     #[test]

@@ -741,7 +741,8 @@ impl AuditLog {
 
     /// Appends whatever the file lacks of `lines`, acknowledged lines that start at `offset`.
     fn restore(&mut self, offset: u64, lines: &[u8]) -> Result<(), StoreError> {
-        if offset + lines.len() as u64 <= self.len {
+        // Saturating: `offset` comes from the journal on disk, which may hold anything.
+        if offset.saturating_add(lines.len() as u64) <= self.len {
             return Ok(()); // already in the file
         }
         // The file was cut back to whole lines at open, so lines that reached the file only in
@@ -1277,6 +1278,20 @@ mod tests {
             load_all(&store, 10),
             vec![put(1, "a", "v1"), put(1, "c", "v3")]
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/journal.rs, fuzz/regressions/journal/): an entry
+    /// whose audit offset is near `u64::MAX` made the replay's `offset + len` overflow (a
+    /// panic at open in debug builds; in release, the lines were taken as already written).
+    /// Its lines are appended, as for any offset past the end of the audit log.
+    #[test]
+    fn an_audit_offset_past_any_file_is_appended_at_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = journal::encode(0, u64::MAX - 1, &[batch(1, vec![], vec![], &["a"])]).unwrap();
+        std::fs::write(dir.path().join(JOURNAL_FILES[0]), entry.entry.bytes()).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        drop(store);
+        assert_eq!(std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(), b"a\n");
     }
 
     /// A full journal wakes the checkpoint thread, and a commit waits for it to switch
