@@ -56,7 +56,8 @@ else
 fi
 
 logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# The journal and custody targets write scratch files under /dev/shm or the temp dir.
+trap 'rm -rf "$logs" /dev/shm/ekms-fuzz-* "${TMPDIR:-/tmp}"/ekms-fuzz-*' EXIT
 failed=()
 summary=()
 for target in "${targets[@]}"; do

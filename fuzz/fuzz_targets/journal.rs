@@ -91,8 +91,12 @@ mod store {
         out
     }
 
+    /// A directory of this process's, in memory where there is /dev/shm (each input writes
+    /// its journal to a file: `Reader` reads files).
     fn scratch() -> PathBuf {
-        std::env::temp_dir().join(format!("ekms-fuzz-journal-{}", std::process::id()))
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+        base.join(format!("ekms-fuzz-journal-{}", std::process::id()))
     }
 
     fn read_all(path: &Path, bytes: &[u8]) -> (Vec<Entry>, u64) {
