@@ -161,7 +161,7 @@ impl DeploymentCa {
 
     /// The CA certificate (PEM), for clients to trust.
     pub fn cert_pem(&self) -> String {
-        pem(&self.cert_der)
+        ekms_shared::tls_binding::certificate_pem(&self.cert_der)
     }
 
     /// The sealed form (CBOR).
@@ -389,18 +389,6 @@ impl OperatorCert {
     }
 }
 
-fn pem(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
 /// What is served now: the certified key, and what binds it.
 pub struct Served {
     certified: Arc<CertifiedKey>,
@@ -416,7 +404,7 @@ impl Served {
 
     /// The CA certificate (PEM).
     pub fn ca_pem(&self) -> String {
-        pem(&self.ca_der)
+        ekms_shared::tls_binding::certificate_pem(&self.ca_der)
     }
 }
 

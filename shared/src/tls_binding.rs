@@ -34,3 +34,16 @@ pub fn leaf_spki(
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der)?;
     Ok(cert.tbs_certificate.subject_pki.raw.to_vec())
 }
+
+/// A certificate (DER) as PEM, 64 base64 characters a line.
+pub fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}

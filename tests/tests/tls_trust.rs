@@ -292,27 +292,18 @@ async fn init_unseal_and_status_refuse_a_man_in_the_middle() {
 /// `ekms tls rotate --overlap-days N --out FILE`, signed with the dev principal's keys, trusting
 /// `ca` for the connection.
 fn rotate(ekms: &Ekms, overlap_days: u32, out: &Path, ca: &Path) -> CliOutput {
-    let bin = ekms_tests::bin_dir().join("ekms");
-    let output = std::process::Command::new(bin)
-        .args(["tls", "rotate", "--overlap-days", &overlap_days.to_string()])
-        .arg("--out")
-        .arg(out)
-        .args(["--endpoint", &ekms.endpoint])
-        .arg("--ca")
-        .arg(ca)
-        .env_remove("CARGO")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
-        .env("AWS_ACCESS_KEY_ID", &ekms.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &ekms.secret)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .expect("running ekms tls rotate");
-    CliOutput {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let days = overlap_days.to_string();
+    tls_cli(
+        ekms,
+        &[
+            "rotate".as_ref(),
+            "--overlap-days".as_ref(),
+            days.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+        ca,
+    )
 }
 
 /// Whether an SDK client trusting only `ca` can use the enclave now.
@@ -372,21 +363,30 @@ async fn tls_rotate_keeps_the_old_ca_for_the_overlap_and_survives_a_restart() {
 
 /// `ekms tls ARGS --endpoint ENDPOINT --ca CA`, signed with the dev principal's keys.
 fn tls_cli(ekms: &Ekms, args: &[&std::ffi::OsStr], ca: &Path) -> CliOutput {
-    let bin = ekms_tests::bin_dir().join("ekms");
-    let output = std::process::Command::new(bin)
-        .arg("tls")
+    let mut all: Vec<&std::ffi::OsStr> = vec!["tls".as_ref()];
+    all.extend_from_slice(args);
+    all.extend([
+        "--endpoint".as_ref(),
+        ekms.endpoint.as_ref(),
+        "--ca".as_ref(),
+        ca.as_os_str(),
+    ]);
+    signed_cli(ekms, &all)
+}
+
+/// `ekms ARGS`, signed with the dev principal's keys (and no CA from the environment).
+fn signed_cli(ekms: &Ekms, args: &[&std::ffi::OsStr]) -> CliOutput {
+    let output = std::process::Command::new(ekms_tests::bin_dir().join("ekms"))
         .args(args)
-        .args(["--endpoint", &ekms.endpoint])
-        .arg("--ca")
-        .arg(ca)
         .env_remove("CARGO")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_CA_BUNDLE")
         .env("AWS_ACCESS_KEY_ID", &ekms.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &ekms.secret)
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .output()
-        .expect("running ekms tls");
+        .expect("running ekms");
     CliOutput {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -483,27 +483,18 @@ async fn an_operator_issued_chain_is_installed_served_and_proven() {
 /// `ekms ARGS --endpoint ENDPOINT --expect-pcrs .. --root ..` signed as the dev principal.
 fn signed_cli_proving(ekms: &Ekms, args: &[&str], endpoint: &str) -> CliOutput {
     let data = ekms.data_dir();
-    let output = std::process::Command::new(ekms_tests::bin_dir().join("ekms"))
-        .args(args)
-        .args(["--endpoint", endpoint])
-        .arg("--expect-pcrs")
-        .arg(data.join("pcrs.json"))
-        .arg("--root")
-        .arg(data.join("mock-ca").join("root.pem"))
-        .env_remove("CARGO")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
-        .env_remove("AWS_CA_BUNDLE")
-        .env("AWS_ACCESS_KEY_ID", &ekms.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &ekms.secret)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .expect("running ekms");
-    CliOutput {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let pcrs = data.join("pcrs.json");
+    let root = data.join("mock-ca").join("root.pem");
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    all.extend([
+        "--endpoint".as_ref(),
+        endpoint.as_ref(),
+        "--expect-pcrs".as_ref(),
+        pcrs.as_os_str(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ]);
+    signed_cli(ekms, &all)
 }
 
 /// The signed operator commands (`principal`, `access-key`, `tls`, `refused-records`) and

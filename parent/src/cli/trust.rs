@@ -280,7 +280,7 @@ pub async fn run(args: &TrustArgs) -> anyhow::Result<Value> {
     let chain = attested_connection(&args.endpoint, &args.expect)
         .await?
         .chain;
-    let pem = pem_certificate(&chain.ca);
+    let pem = ekms_shared::tls_binding::certificate_pem(&chain.ca);
     std::fs::write(&args.out, pem.as_bytes())
         .with_context(|| format!("writing {}", args.out.display()))?;
     let fingerprint = hex::encode(ring::digest::digest(&ring::digest::SHA256, &chain.ca));
@@ -290,15 +290,4 @@ pub async fn run(args: &TrustArgs) -> anyhow::Result<Value> {
         "CaSha256": fingerprint,
         "LeafSha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, &chain.leaf)),
     }))
-}
-
-fn pem_certificate(der: &[u8]) -> String {
-    let b64 = B64.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
