@@ -21,6 +21,71 @@ pub struct Config {
     /// a share of the enclave's memory. Operations that grow the state refuse with
     /// `LimitExceededException` before it would be crossed.
     pub memory_budget: usize,
+    /// Limits per principal and per key, as AWS KMS's quotas.
+    pub quotas: Quotas,
+}
+
+/// Limits per principal and per key, with AWS KMS's defaults (its quotas are per account and
+/// Region; a principal here is held to the same numbers). Settable with `--quota NAME=N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Keys one principal may have created that are not destroyed (AWS: 100,000 KMS keys).
+    pub keys_per_principal: usize,
+    /// Aliases one principal may have created (AWS: 50,000 aliases).
+    pub aliases_per_principal: usize,
+    /// Grants on one key (AWS: 50,000 grants per KMS key).
+    pub grants_per_key: usize,
+    /// Grants for one grantee on one key (AWS: 500 grants for a given principal per KMS key).
+    pub grants_per_grantee: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            keys_per_principal: 100_000,
+            aliases_per_principal: 50_000,
+            grants_per_key: 50_000,
+            grants_per_grantee: 500,
+        }
+    }
+}
+
+impl Quotas {
+    /// The names `--quota NAME=N` takes.
+    pub const NAMES: [&'static str; 4] = [
+        "keys-per-principal",
+        "aliases-per-principal",
+        "grants-per-key",
+        "grants-per-grantee",
+    ];
+
+    /// Applies one `NAME=N` setting.
+    ///
+    /// # Errors
+    /// A message naming what is wrong: an unknown name, or a number that is not 1 or more.
+    pub fn set(&mut self, setting: &str) -> Result<(), String> {
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("--quota {setting}: expected NAME=N"))?;
+        let value: usize =
+            value.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
+                format!("--quota {setting}: N must be a whole number of 1 or more")
+            })?;
+        let slot = match name {
+            "keys-per-principal" => &mut self.keys_per_principal,
+            "aliases-per-principal" => &mut self.aliases_per_principal,
+            "grants-per-key" => &mut self.grants_per_key,
+            "grants-per-grantee" => &mut self.grants_per_grantee,
+            _ => {
+                return Err(format!(
+                    "--quota {setting}: unknown quota {name:?} (known: {})",
+                    Self::NAMES.join(", ")
+                ))
+            }
+        };
+        *slot = value;
+        Ok(())
+    }
 }
 
 /// A fixed 12-digit account id used unless configured otherwise.
@@ -41,6 +106,7 @@ impl Default for Config {
                 "::1".to_owned(),
             ],
             memory_budget: usize::MAX,
+            quotas: Quotas::default(),
             recipient_anchors: vec![ekms_shared::attestation::TrustAnchor::aws_nitro_root()],
         }
     }

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+pub mod grants;
+
 use crate::config::Config;
 use crate::env::Millis;
 use crate::error::{KmsError, KmsResult};
@@ -221,8 +223,11 @@ pub struct Key {
     pub material_commitment: Option<[u8; 32]>,
     /// The key policy document; `None` means the default key policy.
     pub policy: Option<String>,
-    /// Grants on this key.
-    pub grants: Vec<crate::policy::Grant>,
+    /// The ARN of the principal that created it, counted against its quota
+    /// ([`crate::config::Quotas`]); `None` in records written before creators were kept.
+    pub creator: Option<String>,
+    /// Grants on this key (each a sealed record of its own, [`grants`]).
+    pub grants: grants::Grants,
     /// Every version of the key material, oldest first; the last one encrypts and signs.
     /// Empty while an EXTERNAL key waits for its material.
     pub versions: Vec<KeyVersion>,
@@ -245,25 +250,11 @@ impl Key {
             .iter()
             .map(|t| t.tag_key.len() + t.tag_value.len() + PER_ALLOCATION * 2)
             .sum();
-        let grants: usize = self
-            .grants
-            .iter()
-            .map(|g| {
-                g.grant_id.len()
-                    + g.key_id.len()
-                    + g.name.as_ref().map_or(0, String::len)
-                    + g.grantee_principal.len()
-                    + g.retiring_principal.as_ref().map_or(0, String::len)
-                    + g.token.len()
-                    + g.issuing_account.len()
-                    + 512
-            })
-            .sum();
         BASE + self.description.len()
             + self.policy.as_ref().map_or(0, |p| p.len() + PER_ALLOCATION)
             + versions
             + tags
-            + grants
+            + self.grants.bytes()
     }
 
     /// A new enabled key with its first material (none for an EXTERNAL key: it is then
@@ -295,7 +286,8 @@ impl Key {
             valid_to: None,
             material_commitment: None,
             policy: None,
-            grants: Vec::new(),
+            creator: None,
+            grants: grants::Grants::default(),
             versions: material
                 .map(|material| KeyVersion {
                     material,
@@ -404,14 +396,13 @@ impl Key {
 
     /// The grant with this id on this key, if any.
     pub fn grant(&self, grant_id: &str) -> Option<&crate::policy::Grant> {
-        self.grants.iter().find(|g| g.grant_id == grant_id)
+        self.grants.get(grant_id)
     }
 
     /// Removes the grant with this id (RetireGrant, RevokeGrant); the grant if it existed.
-    /// The caller touches the key so that the change is sealed.
+    /// The caller touches the grant so that the change is sealed.
     pub fn remove_grant(&mut self, grant_id: &str) -> Option<crate::policy::Grant> {
-        let index = self.grants.iter().position(|g| g.grant_id == grant_id)?;
-        Some(self.grants.remove(index))
+        self.grants.remove(grant_id)
     }
 }
 
@@ -424,6 +415,8 @@ pub struct Alias {
     pub created: Millis,
     /// Last time it was pointed somewhere.
     pub updated: Millis,
+    /// The ARN of the principal that created it (see [`Key::creator`]).
+    pub creator: Option<String>,
 }
 
 /// What a `KeyId` field names once parsed.
@@ -505,7 +498,30 @@ pub struct KeyStore {
     /// Each key's [`Key::footprint`] as last counted, and their sum with the aliases'.
     footprints: HashMap<Uuid, usize>,
     bytes: usize,
+    /// Keys and aliases by the principal that created them (ARN), for its quotas.
+    created_keys: HashMap<String, usize>,
+    created_aliases: HashMap<String, usize>,
 }
+
+fn count_up(counts: &mut HashMap<String, usize>, who: Option<&String>) {
+    if let Some(who) = who {
+        *counts.entry(who.clone()).or_default() += 1;
+    }
+}
+
+fn count_down(counts: &mut HashMap<String, usize>, who: Option<&String>) {
+    if let Some(who) = who {
+        if let Some(n) = counts.get_mut(who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(who);
+            }
+        }
+    }
+}
+
+/// What [`KeyStore::sweep`] destroyed: keys, alias names, (key, grant id) pairs.
+pub type Swept = (Vec<Uuid>, Vec<String>, Vec<(Uuid, String)>);
 
 /// What an alias costs in memory, estimated (its name counted on top).
 const ALIAS_FOOTPRINT: usize = 256;
@@ -514,6 +530,16 @@ impl KeyStore {
     /// The estimated memory the keys and aliases take ([`Key::footprint`]).
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// How many live (not destroyed) keys the principal `arn` created.
+    pub fn keys_created_by(&self, arn: &str) -> usize {
+        self.created_keys.get(arn).copied().unwrap_or(0)
+    }
+
+    /// How many aliases the principal `arn` created.
+    pub fn aliases_created_by(&self, arn: &str) -> usize {
+        self.created_aliases.get(arn).copied().unwrap_or(0)
     }
 
     /// Counts again what key `id` takes, after a change (the guard that changed it calls this
@@ -555,8 +581,28 @@ impl KeyStore {
             self.expiries.insert((valid_to, key.id));
         }
         let id = key.id;
-        self.keys.insert(id, Box::new(key));
+        count_up(&mut self.created_keys, key.creator.as_ref());
+        if let Some(old) = self.keys.insert(id, Box::new(key)) {
+            count_down(&mut self.created_keys, old.creator.as_ref());
+        }
         self.recount(&id);
+        Ok(())
+    }
+
+    /// Adds a grant loaded from its record to its key.
+    ///
+    /// # Errors
+    /// Why it cannot be: its key is not loaded.
+    pub fn load_grant(
+        &mut self,
+        key: &Uuid,
+        grant: crate::policy::Grant,
+    ) -> Result<(), &'static str> {
+        let Some(k) = self.keys.get_mut(key) else {
+            return Err("a grant of a key that is not loaded");
+        };
+        k.grants.insert(grant);
+        self.recount(key);
         Ok(())
     }
 
@@ -688,19 +734,22 @@ impl KeyStore {
             )));
         }
         let size = ALIAS_FOOTPRINT + name.len();
-        if self.aliases.insert(name, alias).is_none() {
-            self.bytes = self.bytes.saturating_add(size);
+        count_up(&mut self.created_aliases, alias.creator.as_ref());
+        match self.aliases.insert(name, alias) {
+            None => self.bytes = self.bytes.saturating_add(size),
+            Some(old) => count_down(&mut self.created_aliases, old.creator.as_ref()),
         }
         Ok(())
     }
 
     /// Removes an alias; whether it existed.
     pub fn remove_alias(&mut self, name: &str) -> bool {
-        let removed = self.aliases.remove(name).is_some();
-        if removed {
-            self.bytes = self.bytes.saturating_sub(ALIAS_FOOTPRINT + name.len());
-        }
-        removed
+        let Some(old) = self.aliases.remove(name) else {
+            return false;
+        };
+        count_down(&mut self.created_aliases, old.creator.as_ref());
+        self.bytes = self.bytes.saturating_sub(ALIAS_FOOTPRINT + name.len());
+        true
     }
 
     /// Aliases in name order from `from` (inclusive), pointing at live keys, optionally only those
@@ -843,10 +892,12 @@ impl KeyStore {
         expired
     }
 
-    /// Destroys every key whose deletion date has passed, with its aliases; returns the ids
-    /// of the keys destroyed and the names of the aliases removed.
-    pub fn sweep(&mut self, now: Millis) -> (Vec<Uuid>, Vec<String>) {
+    /// Destroys every key whose deletion date has passed, with its aliases and grants; returns
+    /// the ids of the keys destroyed, the names of the aliases removed and the (key, grant id)
+    /// of the grants removed.
+    pub fn sweep(&mut self, now: Millis) -> Swept {
         let mut doomed = std::collections::HashSet::new();
+        let mut grants = Vec::new();
         while let Some(&(date, id)) = self.pending.first() {
             if date > now {
                 break;
@@ -856,6 +907,8 @@ impl KeyStore {
                 if let Some(rotation) = key.rotation {
                     self.rotations.remove(&(rotation.next, id));
                 }
+                grants.extend(key.grants.ids().map(|g| (id, g.to_owned())));
+                count_down(&mut self.created_keys, key.creator.as_ref());
                 drop(key); // key material is zeroed here
                 self.order.remove(&id);
                 self.recount(&id);
@@ -864,10 +917,12 @@ impl KeyStore {
         }
         let mut removed = Vec::new();
         if !doomed.is_empty() {
+            let created_aliases = &mut self.created_aliases;
             self.aliases.retain(|name, a| {
                 let keep = !doomed.contains(&a.target);
                 if !keep {
                     removed.push(name.clone());
+                    count_down(created_aliases, a.creator.as_ref());
                 }
                 keep
             });
@@ -875,6 +930,6 @@ impl KeyStore {
                 self.bytes = self.bytes.saturating_sub(ALIAS_FOOTPRINT + name.len());
             }
         }
-        (doomed.into_iter().collect(), removed)
+        (doomed.into_iter().collect(), removed, grants)
     }
 }

@@ -68,6 +68,10 @@ struct Args {
     /// LimitExceededException before that.
     #[arg(long)]
     enclave_memory_mib: Option<u64>,
+    /// A quota other than AWS's default, as NAME=N (repeatable): keys-per-principal (100000),
+    /// aliases-per-principal (50000), grants-per-key (50000), grants-per-grantee (500).
+    #[arg(long = "quota", value_name = "NAME=N")]
+    quotas: Vec<String>,
     /// Region in ARNs and the SigV4 credential scope.
     #[arg(long, default_value = DEFAULT_REGION)]
     region: String,
@@ -118,6 +122,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         memory_budget: usize::try_from(memory / 2).unwrap_or(usize::MAX),
         ..Config::default()
     };
+    for setting in &args.quotas {
+        config.quotas.set(setting).map_err(anyhow::Error::msg)?;
+    }
     tracing::info!(
         memory_mib = memory / (1024 * 1024),
         budget_mib = config.memory_budget / (1024 * 1024),

@@ -51,6 +51,8 @@ pub enum Touched {
     TlsCa,
     /// The operator-issued TLS certificate ([`TLS_OPERATOR_ID`], a setting).
     TlsOperator,
+    /// A grant: its key and its grant id.
+    Grant(Uuid, String),
 }
 
 /// The id of the setting that holds the operator-issued TLS certificate.
@@ -750,6 +752,15 @@ fn build_commit(
                         .map_err(|_| PersistError::Seal("alias encoding"))?,
                 ),
                 Touched::Retired(kind, id) => (*kind, id.clone(), None),
+                Touched::Grant(key, grant_id) => (
+                    RecordKind::Grant,
+                    codec::grant_record_id(key, grant_id),
+                    keys.raw(key)
+                        .and_then(|k| k.grants.get(grant_id))
+                        .map(codec::encode_grant)
+                        .transpose()
+                        .map_err(|_| PersistError::Seal("grant encoding"))?,
+                ),
                 Touched::TlsOperator => (
                     RecordKind::Setting,
                     TLS_OPERATOR_ID.to_vec(),
@@ -918,6 +929,9 @@ pub struct Loaded {
     /// Records written when an alias's or principal's name was its record id: they loaded,
     /// and are to be sealed again under their names' digests ([`Loaded::renames`]).
     pub legacy: Vec<(RecordKind, Vec<u8>)>,
+    /// Keys whose records still carry their grants (written before grants were records of
+    /// their own), with those grants' ids: to seal again ([`Loaded::renames`]).
+    pub legacy_grants: Vec<(Uuid, Vec<String>)>,
     /// The deployment's TLS CA (absent in stores from before it was sealed).
     pub tls_ca: Option<crate::tls::DeploymentCa>,
     /// An operator-issued TLS certificate, if one was requested.
@@ -925,8 +939,9 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The changes that move [`Loaded::legacy`] records under their names' digests: each name
-    /// sealed again, each old record deleted, in one commit.
+    /// The changes that move [`Loaded::legacy`] records under their names' digests (each name
+    /// sealed again, each old record deleted) and [`Loaded::legacy_grants`] into records of
+    /// their own, in one commit.
     pub fn renames(&self) -> Vec<Touched> {
         let mut out = Vec::with_capacity(self.legacy.len() * 2);
         for (kind, id) in &self.legacy {
@@ -936,6 +951,10 @@ impl Loaded {
                 _ => out.push(Touched::Principal(name)),
             }
             out.push(Touched::Retired(*kind, id.clone()));
+        }
+        for (key, grants) in &self.legacy_grants {
+            out.push(Touched::Key(*key));
+            out.extend(grants.iter().map(|g| Touched::Grant(*key, g.clone())));
         }
         out
     }
@@ -1052,6 +1071,8 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
     let mut keys = KeyStore::default();
     let mut aliases = Vec::new();
     let mut principals = Vec::new();
+    let mut grants = Vec::new();
+    let mut legacy_grants = Vec::new();
     let mut audit_head = Head::GENESIS;
     let mut after = None;
     loop {
@@ -1091,6 +1112,12 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
             match kind {
                 RecordKind::Key => match codec::decode_key(&plain) {
                     Ok(key) if key.id.as_bytes() == &r.key.id[..] => {
+                        // Written when grants lived in their key's record: each is sealed
+                        // again as a record of its own, the key without them.
+                        if !key.grants.is_empty() {
+                            let ids = key.grants.ids().map(str::to_owned).collect();
+                            legacy_grants.push((key.id, ids));
+                        }
                         if let Err(e) = keys.insert(key, config) {
                             loader.refused.push(malformed(e.to_string()));
                         }
@@ -1156,6 +1183,10 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                 RecordKind::Setting => {
                     loader.refused.push(malformed("unknown setting".to_owned()));
                 }
+                RecordKind::Grant => match codec::decode_grant(&r.key.id, &plain) {
+                    Ok(grant) => grants.push(grant),
+                    Err(e) => loader.refused.push(malformed(e.to_string())),
+                },
                 RecordKind::Root | RecordKind::Bucket => {}
             }
         }
@@ -1169,6 +1200,19 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                 kind: RecordKind::Alias,
                 id: name,
                 why: e.to_string(),
+            });
+        }
+    }
+    for (key_id, grant) in grants {
+        let id = crate::seal::manifest::show_id(
+            RecordKind::Grant,
+            &codec::grant_record_id(&key_id, &grant.grant_id),
+        );
+        if let Err(why) = keys.load_grant(&key_id, grant) {
+            loader.refused.push(Refusal::Malformed {
+                kind: RecordKind::Grant,
+                id,
+                why: why.to_owned(),
             });
         }
     }
@@ -1191,6 +1235,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
         audit_head,
         refused,
         legacy,
+        legacy_grants,
         tls_ca,
         tls_operator,
     })

@@ -459,8 +459,8 @@ fn delete_principal(ctx: &Ctx<'_>, action: &'static str, req: UserOnly) -> KmsRe
         principals.delete(&proof).map_err(refused)?;
         // What named it names its unique id from now on: a principal created again under
         // the name starts with nothing.
-        for key in keys.forget_principal(&proof, &arn, &id)? {
-            keys.touch(Touched::Key(key));
+        for changed in keys.forget_principal(&proof, &arn, &id)? {
+            keys.touch(changed);
         }
         principals.touch(Touched::Principal(name));
     }

@@ -305,7 +305,7 @@ impl Service {
         let now = self.env.now();
         let queued = {
             let mut store = self.state.write();
-            let (keys, aliases) = store.sweep(now);
+            let (keys, aliases, grants) = store.sweep(now);
             // Imported material past its ValidTo: deleted, the key back to PendingImport.
             let expired = store.expire_material(now);
             if keys.is_empty() && expired.is_empty() {
@@ -321,6 +321,7 @@ impl Service {
                 .chain(expired)
                 .map(Touched::Key)
                 .chain(aliases.into_iter().map(Touched::Alias))
+                .chain(grants.into_iter().map(|(k, g)| Touched::Grant(k, g)))
                 .collect();
             self.enqueue_locked(touched)
         };

@@ -15,13 +15,14 @@ use ekms_fuzz::SeededEntropy;
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;
 
-const KINDS: [RecordKind; 6] = [
+const KINDS: [RecordKind; 7] = [
     RecordKind::Root,
     RecordKind::Bucket,
     RecordKind::Key,
     RecordKind::Alias,
     RecordKind::Principal,
     RecordKind::Setting,
+    RecordKind::Grant,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -224,7 +224,7 @@ impl<'c, G: Deref<Target = KeyStore>> Keys<'c, G> {
         };
         if !self.ctx.policies_allow(ACTION, key, &conditions)? {
             let key_uuid = key.id.to_string();
-            let by_grant = key.grants.iter().any(|parent| {
+            let by_grant = key.grants.for_grantee(&self.ctx.caller.arn).any(|parent| {
                 grants::grant_allows(parent, &key_uuid, &self.ctx.caller.arn, ACTION, None)
                     && operations.iter().all(|op| parent.operations.contains(op))
                     && grants::child_constraints_allowed(parent.constraints.as_ref(), constraints)
@@ -284,7 +284,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
     /// Notes that this request changed a record under this guard (and counts again what the
     /// key takes in memory).
     pub fn touch(&mut self, t: crate::persist::Touched) {
-        if let crate::persist::Touched::Key(id) = &t {
+        if let crate::persist::Touched::Key(id) | crate::persist::Touched::Grant(id, _) = &t {
             self.store.recount(id);
         }
         self.touched.push(t);
@@ -337,9 +337,17 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
     ///
     /// # Errors
     /// `LimitExceededException`; `KMSInternalException` without the account authorization.
-    pub fn insert(&mut self, key: Key) -> KmsResult<()> {
+    pub fn insert(&mut self, mut key: Key) -> KmsResult<()> {
         self.ctx.account_allowed()?;
         self.ensure_room()?;
+        let arn = &self.ctx.caller.arn;
+        let quota = self.ctx.config.quotas.keys_per_principal;
+        if self.store.keys_created_by(arn) >= quota {
+            return Err(KmsError::LimitExceeded(format!(
+                "{arn} has created {quota} keys, its quota: schedule the deletion of keys it no longer needs."
+            )));
+        }
+        key.creator = Some(arn.clone());
         self.store.insert(key, self.ctx.config)
     }
 
@@ -402,12 +410,27 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
         self.mine(alias.serial)?;
         self.mine(target.serial)?;
         self.ensure_room()?;
+        // A new alias counts against its creator's quota; a re-pointed one keeps its creator.
+        let creator = match self.store.alias(&alias.name) {
+            Some(existing) => existing.creator.clone(),
+            None => {
+                let arn = &self.ctx.caller.arn;
+                let quota = self.ctx.config.quotas.aliases_per_principal;
+                if self.store.aliases_created_by(arn) >= quota {
+                    return Err(KmsError::LimitExceeded(format!(
+                        "{arn} has created {quota} aliases, its quota: delete aliases it no longer needs."
+                    )));
+                }
+                Some(arn.clone())
+            }
+        };
         self.store.put_alias(
             alias.name.clone(),
             Alias {
                 target: target.id,
                 created,
                 updated,
+                creator,
             },
             self.ctx.config,
         )
@@ -416,7 +439,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
     /// Once the principal `arn` (unique id `id`) is deleted, under the proof that allowed the
     /// deletion: every grant and key policy that named its ARN names its unique id instead, as
     /// IAM shows, so a principal created again under the name inherits none of them. Returns the
-    /// keys changed.
+    /// records changed (the caller touches them).
     ///
     /// # Errors
     /// `KMSInternalException` for a proof of anything but DeletePrincipal.
@@ -425,7 +448,7 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
         proof: &super::AuthorizedPrincipal,
         arn: &str,
         id: &str,
-    ) -> KmsResult<Vec<uuid::Uuid>> {
+    ) -> KmsResult<Vec<crate::persist::Touched>> {
         if proof.action() != "DeletePrincipal" || self.ctx.config.user_arn(proof.name()) != arn {
             return Err(KmsError::Internal(
                 "forgetting a principal without its deletion",
@@ -433,25 +456,14 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
         }
         let mut changed = Vec::new();
         for key in self.store.all_mut() {
-            let mut touched = false;
-            for grant in &mut key.grants {
-                if grant.grantee_principal == arn {
-                    id.clone_into(&mut grant.grantee_principal);
-                    touched = true;
-                }
-                if grant.retiring_principal.as_deref() == Some(arn) {
-                    grant.retiring_principal = Some(id.to_owned());
-                    touched = true;
-                }
+            for grant_id in key.grants.rename_principal(arn, id) {
+                changed.push(crate::persist::Touched::Grant(key.id, grant_id));
             }
             if let Some(text) = &key.policy {
                 if let Some(rewritten) = crate::policy::replace_principal(text, arn, id) {
                     key.policy = Some(rewritten);
-                    touched = true;
+                    changed.push(crate::persist::Touched::Key(key.id));
                 }
-            }
-            if touched {
-                changed.push(key.id);
             }
         }
         Ok(changed)

@@ -420,7 +420,7 @@ impl<'a> Ctx<'a> {
             return Ok(());
         }
         let key_id = key.id.to_string();
-        if key.grants.iter().any(|g| {
+        if key.grants.for_grantee(&self.caller.arn).any(|g| {
             policy::grants::grant_allows(
                 g,
                 &key_id,

@@ -16,13 +16,6 @@ use crate::keys::{Key, KeyRef, KeySpec, KeyState, KeyUsage};
 use crate::policy::grants::{self, Grant, GrantConstraints, GrantOperation};
 use crate::validate;
 
-/// Most grants on one key (AWS: 50,000). Grants live in the key's sealed record, whose size
-/// is capped (`seal::codec::MAX_RECORD_LEN`), so the bound here is lower, and
-/// [`MAX_GRANT_BYTES`] bounds their encoded size as well.
-pub const MAX_GRANTS_PER_KEY: usize = 200;
-/// Most bytes the CBOR of one key's grants may take in its sealed record (the rest of the
-/// 256 KiB record is left to versions, tags, description and policy).
-pub const MAX_GRANT_BYTES: usize = 96 * 1024;
 /// Longest grant token accepted (AWS: 8192 characters).
 pub const MAX_GRANT_TOKEN_CHARS: usize = 8192;
 const TOKEN_VERSION: u8 = 1;
@@ -280,9 +273,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     // Name: a retry with the same parameters answers the existing grant; with other
     // parameters a new grant is made, as AWS does.
     let existing = req.name.as_ref().and_then(|name| {
-        key.grants.iter().find(|g| {
+        key.grants.for_grantee(&grantee).find(|g| {
             g.name.as_ref() == Some(name)
-                && g.grantee_principal == grantee
                 && g.retiring_principal == req.retiring_principal
                 && same_operations(&g.operations, &operations)
                 && g.constraints == constraints
@@ -296,10 +288,19 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         super::dry_run(req.dry_run)?;
         return Ok(response);
     }
-    if key.grants.len() >= MAX_GRANTS_PER_KEY {
+    let quotas = &ctx.config.quotas;
+    if key.grants.len() >= quotas.grants_per_key {
         return Err(KmsError::LimitExceeded(format!(
-            "Key {} has the most grants this service allows ({MAX_GRANTS_PER_KEY}).",
-            ctx.config.key_arn(&key.id)
+            "Key {} has {} grants, its quota: retire or revoke some first.",
+            ctx.config.key_arn(&key.id),
+            quotas.grants_per_key
+        )));
+    }
+    if key.grants.count_for_grantee(&grantee) >= quotas.grants_per_grantee {
+        return Err(KmsError::LimitExceeded(format!(
+            "Key {} has {} grants for {grantee}, the quota for one grantee: retire or revoke some first.",
+            ctx.config.key_arn(&key.id),
+            quotas.grants_per_grantee
         )));
     }
     super::dry_run(req.dry_run)?;
@@ -308,7 +309,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     ctx.env.entropy.fill(&mut id)?;
     let grant_id = hex::encode(id);
     let token = grant_token(&key.id, &grant_id)?;
-    key.grants.push(Grant {
+    key.grants.insert(Grant {
         grant_id: grant_id.clone(),
         key_id: key.id.to_string(),
         name: req.name,
@@ -320,16 +321,9 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         creation_date: now,
         token: token.clone(),
     });
-    let encoded = serde_cbor::to_vec(&key.grants).map_err(|_| KmsError::Internal("grants"))?;
-    if encoded.len() > MAX_GRANT_BYTES {
-        key.grants.pop();
-        return Err(KmsError::LimitExceeded(format!(
-            "The grants on key {} would exceed {MAX_GRANT_BYTES} bytes; retire or revoke some first.",
-            ctx.config.key_arn(&key.id)
-        )));
-    }
+    // One record, the grant's own, whatever the number of grants on the key.
     let id = key.id;
-    store.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Grant(id, grant_id.clone()));
     Ok(Response {
         grant_token: token,
         grant_id,

@@ -1,8 +1,8 @@
 //! ListRetirableGrants: every grant, on any key, whose retiring principal is the one given.
 //!
-//! Grants live in their keys' records and there is no index by retiring principal, so this
-//! walks the keys in id order: O(keys) over a full listing, acceptable for an administrative
-//! call. One request examines at most [`MAX_KEYS_SCANNED`] keys (under the store's read lock);
+//! Each key indexes its grants by retiring principal, but there is no index across keys, so
+//! this walks the keys in id order: O(keys) over a full listing, acceptable for an
+//! administrative call. One request examines at most [`MAX_KEYS_SCANNED`] keys (under the store's read lock);
 //! when it stops there it answers a short page with `Truncated` and a marker that resumes at
 //! the next key, as AWS allows ("fewer results than the Limit").
 //!
@@ -14,8 +14,7 @@ use uuid::Uuid;
 
 use super::create_grant::check_principal;
 use super::list_grants::{
-    entry, invalid_marker, page_limit, parse_position, position, position_text, sorted, Position,
-    Response,
+    entry, invalid_marker, page_limit, parse_position, position, position_text, Position, Response,
 };
 use super::Ctx;
 use crate::error::KmsResult;
@@ -64,11 +63,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             continue;
         }
         let resume = from_grant.as_ref().filter(|_| Some(key.id) == from_key);
-        let selected = sorted(&key.grants, |g| {
-            g.retiring_principal.as_deref() == Some(retiring.as_str())
-                && resume.is_none_or(|from| (g.creation_date, &g.grant_id) >= (from.0, &from.1))
-        });
-        for g in selected {
+        for g in key.grants.page(resume, None, Some(retiring.as_str())) {
             if grants.len() == limit {
                 let marker = format!("{}.{}", key.id, position_text(&position(g)));
                 return Ok(Response {

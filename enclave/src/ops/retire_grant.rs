@@ -86,6 +86,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key = store.get_mut(&proof)?;
     key.remove_grant(&grant_id);
     let id = key.id;
-    store.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Grant(id, grant_id));
     Ok(Response {})
 }

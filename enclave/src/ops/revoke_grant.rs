@@ -46,6 +46,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     super::dry_run(req.dry_run)?;
     key.remove_grant(&grant_id);
     let id = key.id;
-    store.touch(crate::persist::Touched::Key(id));
+    store.touch(crate::persist::Touched::Grant(id, grant_id));
     Ok(Response {})
 }

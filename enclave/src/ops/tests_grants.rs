@@ -184,7 +184,9 @@ fn bob_is_allowed_by_a_grant_only_for_its_operations_and_constraints() {
     let (result, touched) = core.run(&core.bob, "RetireGrant", &json!({"GrantToken": token}));
     result.unwrap();
     assert_eq!(touched.len(), 1);
-    assert!(matches!(&touched[0], Touched::Key(id) if id.to_string() == key));
+    assert!(
+        matches!(&touched[0], Touched::Grant(id, g) if id.to_string() == key && *g == grant_id)
+    );
     assert_eq!(
         code(core.bob("Encrypt", encrypt_body(&key, json!({"purpose": "x"})))),
         "AccessDeniedException"
@@ -773,61 +775,125 @@ fn a_grantee_with_create_grant_creates_only_grants_no_broader() {
 }
 
 #[test]
-fn grants_per_key_are_bounded_so_the_sealed_record_stays_loadable() {
-    use super::create_grant::{MAX_GRANTS_PER_KEY, MAX_GRANT_BYTES};
+fn fifty_thousand_grants_on_one_key_each_one_record_and_listed_in_full() {
     let core = Core::new();
-    // Small grants: the count bound.
     let key = core.create_key();
-    for _ in 0..MAX_GRANTS_PER_KEY {
-        core.create_grant(json!({
-            "KeyId": key, "GranteePrincipal": BOB, "RetiringPrincipal": CAROL,
-            "Operations": ["Encrypt", "Decrypt"],
-        }));
-    }
-    assert_eq!(
-        code(core.dev(
-            "CreateGrant",
-            json!({"KeyId": key, "GranteePrincipal": BOB, "Operations": ["Encrypt"]})
-        )),
-        "LimitExceededException"
-    );
-    // Large grants: the byte bound comes first.
-    let big = core.create_key();
-    let pairs: serde_json::Map<String, Value> = (0..8)
-        .map(|i| {
-            (
-                format!("key-{i}-{}", "k".repeat(200)),
-                json!("v".repeat(384)),
-            )
-        })
-        .collect();
-    let mut made = 0;
-    loop {
-        let out = core.dev(
-            "CreateGrant",
-            json!({
-                "KeyId": big, "GranteePrincipal": BOB, "Operations": ["Encrypt"],
-                "Constraints": {"EncryptionContextEquals": pairs, "EncryptionContextSubset": pairs},
-            }),
-        );
-        match out {
-            Ok(_) => made += 1,
-            Err(e) => {
-                assert_eq!(e.aws_code(), "LimitExceededException");
-                break;
-            }
+    let uuid: uuid::Uuid = key.parse().unwrap();
+    let quotas = core.config.quotas;
+    assert_eq!(quotas.grants_per_key, 50_000);
+    let grantees = quotas.grants_per_key / quotas.grants_per_grantee;
+    let mut made = std::collections::BTreeSet::new();
+    for g in 0..grantees {
+        let grantee = format!("arn:aws:iam::111122223333:user/grantee-{g}");
+        for _ in 0..quotas.grants_per_grantee {
+            let (out, touched) = core.run(
+                &core.dev,
+                "CreateGrant",
+                &json!({"KeyId": key, "GranteePrincipal": grantee, "RetiringPrincipal": CAROL,
+                        "Operations": ["Encrypt"]}),
+            );
+            let id = out.unwrap()["GrantId"].as_str().unwrap().to_owned();
+            // Whatever the number of grants on the key, a grant commits its record alone.
+            assert_eq!(touched, [Touched::Grant(uuid, id.clone())]);
+            made.insert(id);
         }
-        assert!(made <= MAX_GRANTS_PER_KEY);
     }
-    assert!(made > 0 && made < MAX_GRANTS_PER_KEY, "{made}");
-    let store = core.state.read();
-    for id in [&key, &big] {
-        let key = store.by_id(&id.parse().unwrap(), core.env.now()).unwrap();
-        let grants = serde_cbor::to_vec(&key.grants).unwrap();
-        assert!(grants.len() <= MAX_GRANT_BYTES);
-        let record = crate::seal::codec::encode_key(key).unwrap();
-        assert!(record.len() <= crate::seal::codec::MAX_RECORD_LEN / 2);
+    assert_eq!(made.len(), 50_000);
+    let err = core.dev(
+        "CreateGrant",
+        json!({"KeyId": key, "GranteePrincipal": CAROL, "Operations": ["Encrypt"]}),
+    );
+    assert_eq!(code(err), "LimitExceededException");
+
+    // ListGrants pages through every one, once, in creation order.
+    let mut listed = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut body = json!({"Limit": 100});
+        if let Some(m) = &marker {
+            body["Marker"] = json!(m);
+        }
+        let page = core.list(&key, body);
+        let grants = page["Grants"].as_array().unwrap();
+        listed.extend(
+            grants
+                .iter()
+                .map(|g| g["GrantId"].as_str().unwrap().to_owned()),
+        );
+        if page["Truncated"] != json!(true) {
+            assert_eq!(page.get("NextMarker"), None);
+            break;
+        }
+        assert_eq!(grants.len(), 100);
+        marker = Some(page["NextMarker"].as_str().unwrap().to_owned());
     }
+    assert_eq!(listed.len(), 50_000);
+    assert_eq!(
+        listed
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        made
+    );
+    // One grantee's grants, through its index.
+    let page = core.list(
+        &key,
+        json!({"GranteePrincipal": "arn:aws:iam::111122223333:user/grantee-7", "Limit": 100}),
+    );
+    assert_eq!(page["Grants"].as_array().unwrap().len(), 100);
+    assert!(page["Grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["GranteePrincipal"] == "arn:aws:iam::111122223333:user/grantee-7"));
+
+    // Retiring one commits that record alone, and makes room for one more.
+    let (out, touched) = core.run(
+        &core.dev,
+        "RevokeGrant",
+        &json!({"KeyId": key, "GrantId": listed[0]}),
+    );
+    out.unwrap();
+    assert_eq!(touched, [Touched::Grant(uuid, listed[0].clone())]);
+    core.create_grant(json!({"KeyId": key, "GranteePrincipal": CAROL, "Operations": ["Encrypt"]}));
+}
+
+#[test]
+fn grant_quotas_per_key_and_per_grantee_are_settable() {
+    let mut core = Core::new();
+    core.config.quotas.grants_per_key = 5;
+    core.config.quotas.grants_per_grantee = 3;
+    let key = core.create_key();
+    let grant = |grantee: &str| {
+        core.dev(
+            "CreateGrant",
+            json!({"KeyId": key, "GranteePrincipal": grantee, "Operations": ["Encrypt"]}),
+        )
+    };
+    for _ in 0..3 {
+        grant(BOB).unwrap();
+    }
+    let err = grant(BOB).unwrap_err();
+    assert_eq!(err.aws_code(), "LimitExceededException");
+    assert!(err.to_string().contains(BOB), "{err}");
+    grant(CAROL).unwrap();
+    grant(CAROL).unwrap();
+    assert_eq!(code(grant(CAROL)), "LimitExceededException");
+    // Another key has its own count.
+    let other = core.create_key();
+    core.dev(
+        "CreateGrant",
+        json!({"KeyId": other, "GranteePrincipal": BOB, "Operations": ["Encrypt"]}),
+    )
+    .unwrap();
+    // A retry by name answers the grant it made, even at the quota.
+    let mut core = Core::new();
+    core.config.quotas.grants_per_grantee = 1;
+    let key = core.create_key();
+    let body =
+        json!({"KeyId": key, "GranteePrincipal": BOB, "Operations": ["Encrypt"], "Name": "job-1"});
+    let first = core.create_grant(body.clone());
+    assert_eq!(core.create_grant(body), first);
 }
 
 #[test]
@@ -841,15 +907,31 @@ fn grants_survive_the_sealed_record_codec() {
     }));
     let uuid: uuid::Uuid = key.parse().unwrap();
     let before = core.list(&key, json!({}));
-    let restored = {
+    // The key's record without its grants, and one record per grant.
+    let (restored, grants) = {
         let store = core.state.read();
-        let record = crate::seal::codec::encode_key(store.raw(&uuid).unwrap()).unwrap();
-        crate::seal::codec::decode_key(&record).unwrap()
+        let key = store.raw(&uuid).unwrap();
+        let record = crate::seal::codec::encode_key(key).unwrap();
+        let grants: Vec<_> = key
+            .grants
+            .iter()
+            .map(|g| {
+                let id = crate::seal::codec::grant_record_id(&uuid, &g.grant_id);
+                let record = crate::seal::codec::encode_grant(g).unwrap();
+                crate::seal::codec::decode_grant(&id, &record).unwrap()
+            })
+            .collect();
+        (crate::seal::codec::decode_key(&record).unwrap(), grants)
     };
-    assert_eq!(restored.grants.len(), 2);
-    // A store loaded from the record answers the same grants, and they still work.
+    assert!(restored.grants.is_empty());
+    assert_eq!(grants.len(), 2);
+    // A store loaded from the records answers the same grants, and they still work.
     let mut keys = crate::keys::KeyStore::default();
     keys.insert(restored, &core.config).unwrap();
+    for (key_id, grant) in grants {
+        assert_eq!(key_id, uuid);
+        keys.load_grant(&key_id, grant).unwrap();
+    }
     core.state
         .replace(keys, crate::principals::Principals::default());
     assert_eq!(core.list(&key, json!({})), before);
@@ -859,4 +941,34 @@ fn grants_survive_the_sealed_record_codec() {
         code(core.bob("Encrypt", encrypt_body(&key, json!({"purpose": "y"})))),
         "AccessDeniedException"
     );
+}
+
+#[test]
+fn a_grant_record_names_its_key_and_id() {
+    let core = Core::new();
+    let key = core.create_key();
+    let other = core.create_key();
+    core.create_grant(purpose_grant(&key));
+    let uuid: uuid::Uuid = key.parse().unwrap();
+    let store = core.state.read();
+    let grant = store
+        .raw(&uuid)
+        .unwrap()
+        .grants
+        .iter()
+        .next()
+        .unwrap()
+        .clone();
+    let record = crate::seal::codec::encode_grant(&grant).unwrap();
+    use crate::seal::codec::{decode_grant, grant_record_id};
+    // Moved to another key's id, or another grant id: refused.
+    let elsewhere = grant_record_id(&other.parse().unwrap(), &grant.grant_id);
+    assert!(decode_grant(&elsewhere, &record).is_err());
+    let renamed = grant_record_id(&uuid, &"0".repeat(64));
+    assert!(decode_grant(&renamed, &record).is_err());
+    assert!(decode_grant(&uuid.as_bytes()[..], &record).is_err());
+    assert!(decode_grant(&grant_record_id(&uuid, &grant.grant_id), &record).is_ok());
+    // A grant for a key that is not loaded is refused by the store.
+    let mut empty = crate::keys::KeyStore::default();
+    assert!(empty.load_grant(&uuid, grant).is_err());
 }

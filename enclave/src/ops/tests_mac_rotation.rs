@@ -654,7 +654,7 @@ fn a_destroyed_key_leaves_the_due_rotation_index() {
     )
     .unwrap();
     core.clock.advance(7 * DAY_MS);
-    let (destroyed, _) = core.state.write().sweep(core.env.now());
+    let (destroyed, _, _) = core.state.write().sweep(core.env.now());
     assert_eq!(destroyed.len(), 1);
     assert!(core
         .state

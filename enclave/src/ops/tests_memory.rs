@@ -121,7 +121,114 @@ fn growth_stops_at_the_budget_and_shrinking_still_works() {
     }
     // Destroyed keys give their room back.
     let before = state.read().bytes();
-    let (destroyed, _) = state.write().sweep(1_700_000_000_000 + 8 * 86_400_000);
+    let (destroyed, _, _) = state.write().sweep(1_700_000_000_000 + 8 * 86_400_000);
     assert_eq!(destroyed.len(), 1);
     assert!(state.read().bytes() < before);
+}
+
+#[test]
+fn keys_and_aliases_count_against_their_creators_quotas() {
+    let state = State::default();
+    let mut config = Config::default();
+    config.quotas.set("keys-per-principal=3").unwrap();
+    config.quotas.set("aliases-per-principal=2").unwrap();
+    let clock = Arc::new(FixedClock::new(1_700_000_000_000));
+    let env = env(clock.clone());
+    let dev = dev_caller();
+    let other = super::Caller {
+        arn: "arn:aws:iam::111122223333:user/other".to_owned(),
+        access_key_id: "AKIAOTHERTEST".to_owned(),
+        identity_policy: Some(crate::authz::allow_all().unwrap()),
+    };
+    let create =
+        |caller: &super::Caller| run(&state, &config, &env, caller, "CreateKey", &json!({})).0;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        keys.push(
+            create(&dev).unwrap()["KeyMetadata"]["KeyId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let refused = create(&dev);
+    assert_eq!(code(&refused), "LimitExceededException");
+    assert!(refused.unwrap_err().to_string().contains("user/dev"));
+    // Another principal has its own quota.
+    assert_eq!(code(&create(&other)), "Ok");
+
+    let alias = |caller: &super::Caller, op: &str, name: &str, key: &str| {
+        run(
+            &state,
+            &config,
+            &env,
+            caller,
+            op,
+            &json!({"AliasName": name, "TargetKeyId": key}),
+        )
+        .0
+    };
+    assert_eq!(code(&alias(&dev, "CreateAlias", "alias/a", &keys[0])), "Ok");
+    assert_eq!(code(&alias(&dev, "CreateAlias", "alias/b", &keys[0])), "Ok");
+    assert_eq!(
+        code(&alias(&dev, "CreateAlias", "alias/c", &keys[0])),
+        "LimitExceededException"
+    );
+    // Re-pointing an alias is not a new one.
+    assert_eq!(code(&alias(&dev, "UpdateAlias", "alias/a", &keys[1])), "Ok");
+    assert_eq!(
+        code(&alias(&other, "CreateAlias", "alias/c", &keys[0])),
+        "Ok"
+    );
+    // Deleting frees the quota.
+    let deleted = run(
+        &state,
+        &config,
+        &env,
+        &dev,
+        "DeleteAlias",
+        &json!({"AliasName": "alias/b"}),
+    )
+    .0;
+    assert_eq!(code(&deleted), "Ok");
+    assert_eq!(code(&alias(&dev, "CreateAlias", "alias/d", &keys[0])), "Ok");
+
+    // A key destroyed no longer counts; one pending deletion still does, as in AWS.
+    let schedule = json!({"KeyId": keys[2], "PendingWindowInDays": 7});
+    assert_eq!(
+        code(
+            &run(
+                &state,
+                &config,
+                &env,
+                &dev,
+                "ScheduleKeyDeletion",
+                &schedule
+            )
+            .0
+        ),
+        "Ok"
+    );
+    assert_eq!(code(&create(&dev)), "LimitExceededException");
+    let (destroyed, _, _) = state.write().sweep(1_700_000_000_000 + 8 * 86_400_000);
+    assert_eq!(destroyed.len(), 1);
+    assert_eq!(code(&create(&dev)), "Ok");
+    assert_eq!(state.read().keys_created_by(&dev.arn), 3);
+}
+
+#[test]
+fn quota_settings_are_checked() {
+    let mut quotas = crate::config::Quotas::default();
+    assert_eq!(quotas.grants_per_grantee, 500);
+    quotas.set("grants-per-key=7").unwrap();
+    assert_eq!(quotas.grants_per_key, 7);
+    for bad in [
+        "grants-per-key",
+        "grants-per-key=0",
+        "grants-per-key=x",
+        "keys=3",
+    ] {
+        assert!(quotas.set(bad).is_err(), "{bad}");
+    }
+    assert_eq!(quotas.grants_per_key, 7);
 }

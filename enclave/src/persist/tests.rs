@@ -106,6 +106,7 @@ async fn written_store() -> (Disk, Vec<u8>) {
                 target: Uuid::from_bytes([1; 16]),
                 created: 1,
                 updated: 1,
+                creator: None,
             },
             &config,
         )
@@ -1051,4 +1052,167 @@ async fn a_change_queued_under_its_lock_commits_with_its_record() {
         .unwrap();
     let all = lines();
     assert!(!all.iter().any(|l| l.contains("late-2")), "{all:?}");
+}
+
+fn grant_on(key: u8, n: u8, grantee: &str) -> crate::policy::Grant {
+    crate::policy::Grant {
+        grant_id: format!("{n:02x}").repeat(32),
+        key_id: Uuid::from_bytes([key; 16]).to_string(),
+        name: None,
+        grantee_principal: grantee.to_owned(),
+        retiring_principal: None,
+        operations: vec![crate::policy::GrantOperation::Encrypt],
+        constraints: None,
+        issuing_account: "111122223333".to_owned(),
+        creation_date: i64::from(n),
+        token: format!("token-{n}"),
+    }
+}
+
+fn grant_ids(loaded: &Loaded, key: u8) -> Vec<String> {
+    loaded
+        .keys
+        .by_id(&Uuid::from_bytes([key; 16]), 0)
+        .map(|k| k.grants.iter().map(|g| g.grant_id.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Grants are records of their own: each change commits one record; a revoked grant's old
+/// record, replayed, is refused; a destroyed key takes its grants' records with it.
+#[tokio::test]
+async fn grants_are_records_and_go_with_their_key() {
+    let disk: Disk = Arc::default();
+    let config = Config::default();
+    let one = Uuid::from_bytes([1; 16]);
+    let (state, persister) = start_on(&disk, KeyStore::default(), Manifest::empty());
+    state.write().insert(key(1), &config).unwrap();
+    let mut touched = vec![Touched::Key(one)];
+    for n in 1..=3 {
+        let grant = grant_on(1, n, "arn:aws:iam::111122223333:user/bob");
+        touched.push(Touched::Grant(one, grant.grant_id.clone()));
+        state.write().load_grant(&one, grant).unwrap();
+    }
+    persister.persist(touched, None).await.unwrap();
+    let grant_records = |d: &Disk| {
+        d.lock()
+            .unwrap()
+            .keys()
+            .filter(|(kind, _)| *kind == RecordKind::Grant as u8)
+            .count()
+    };
+    assert_eq!(grant_records(&disk), 3);
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(grant_ids(&loaded, 1).len(), 3);
+
+    // Revoked: its record is deleted; replaying the old one is refused by name.
+    let revoked = grant_on(1, 2, "").grant_id;
+    let record_id = crate::seal::codec::grant_record_id(&one, &revoked);
+    let old = disk.lock().unwrap()[&(RecordKind::Grant as u8, record_id.clone())].clone();
+    state
+        .write()
+        .resolve_mut("k", &one.to_string(), &config, 0)
+        .unwrap()
+        .remove_grant(&revoked);
+    persister
+        .persist(vec![Touched::Grant(one, revoked.clone())], None)
+        .await
+        .unwrap();
+    assert_eq!(grant_records(&disk), 2);
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert!(!grant_ids(&loaded, 1).contains(&revoked));
+    disk.lock()
+        .unwrap()
+        .insert((RecordKind::Grant as u8, record_id), old);
+    let replayed = load_from(disk.clone()).await;
+    assert_eq!(replayed.refused.len(), 1, "{:?}", replayed.refused);
+    assert!(
+        matches!(&replayed.refused[0], Refusal::Unlisted { kind: RecordKind::Grant, id }
+            if id == &format!("{one}/{revoked}")),
+        "{:?}",
+        replayed.refused
+    );
+    assert!(!grant_ids(&replayed, 1).contains(&revoked));
+    disk.lock().unwrap().remove(&(
+        RecordKind::Grant as u8,
+        crate::seal::codec::grant_record_id(&one, &revoked),
+    ));
+
+    // Destroyed: the key and every grant record go in one commit.
+    state.write().schedule_deletion(&one, 1, &config).unwrap();
+    let (keys, _, grants) = state.write().sweep(2);
+    assert_eq!(grants.len(), 2);
+    let touched = keys
+        .into_iter()
+        .map(Touched::Key)
+        .chain(grants.into_iter().map(|(k, g)| Touched::Grant(k, g)))
+        .collect();
+    persister.persist(touched, None).await.unwrap();
+    assert_eq!(grant_records(&disk), 0);
+    let loaded = load_from(disk).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(loaded.keys.key_count(), 0);
+}
+
+/// A key record written when grants lived inside it loads with them, and the migration the
+/// server commits after unseal moves them into records of their own.
+#[tokio::test]
+async fn a_key_record_with_grants_inside_moves_them_into_records() {
+    let (disk, _) = written_store().await;
+    let domain = domain();
+    let mut manifest = load_from(disk.clone()).await.manifest;
+    let one = Uuid::from_bytes([1; 16]);
+    {
+        let mut d = disk.lock().unwrap();
+        let seq = manifest.next_seq();
+        let plain = crate::seal::codec::encode_key(&key(1)).unwrap();
+        let mut value: serde_cbor::Value = serde_cbor::from_slice(&plain).unwrap();
+        let serde_cbor::Value::Map(fields) = &mut value else {
+            panic!("a key record is a map")
+        };
+        let grants = vec![
+            grant_on(1, 1, "arn:aws:iam::111122223333:user/bob"),
+            grant_on(1, 2, "arn:aws:iam::111122223333:user/carol"),
+        ];
+        fields.insert(
+            serde_cbor::Value::Text("grants".to_owned()),
+            serde_cbor::value::to_value(&grants).unwrap(),
+        );
+        let legacy = serde_cbor::to_vec(&value).unwrap();
+        let entropy = OsEntropy::default();
+        let id = one.as_bytes().to_vec();
+        let sealed =
+            crate::seal::record::seal(&domain, RecordKind::Key, &id, seq, &legacy, &entropy)
+                .unwrap();
+        d.insert((RecordKind::Key as u8, id.clone()), sealed);
+        manifest.set(RecordKind::Key, &id, Some(seq));
+        for (kind, id, sealed) in manifest.seal_changes(&domain, &entropy).unwrap() {
+            d.insert((kind as u8, id), sealed);
+        }
+    }
+    let loaded = load_from(disk.clone()).await;
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(grant_ids(&loaded, 1).len(), 2);
+    let renames = loaded.renames();
+    assert_eq!(renames.len(), 3, "{renames:?}");
+
+    let (enclave_end, parent_end) = tokio::io::duplex(1 << 20);
+    tokio::spawn(fake_parent(parent_end, disk.clone()));
+    let state = Arc::new(State::new(loaded.keys, Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state,
+        Arc::new(domain),
+        loaded.manifest,
+        Arc::new(OsEntropy::default()),
+        chain(),
+        7,
+    );
+    persister.persist(renames, None).await.unwrap();
+    let again = load_from(disk).await;
+    assert!(again.refused.is_empty(), "{:?}", again.refused);
+    assert!(again.legacy_grants.is_empty());
+    let expected: Vec<String> = (1..=2).map(|n| grant_on(1, n, "").grant_id).collect();
+    assert_eq!(grant_ids(&again, 1), expected);
 }

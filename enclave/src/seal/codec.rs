@@ -61,6 +61,9 @@ struct KeyOut<'a> {
     valid_to: Option<Millis>,
     material_commitment: Option<&'a Bytes>,
     policy: Option<&'a str>,
+    creator: Option<&'a str>,
+    /// Always empty: grants are records of their own ([`encode_grant`]). Records written
+    /// before that carry them here.
     grants: &'a [crate::policy::Grant],
     versions: Vec<VersionOut<'a>>,
 }
@@ -83,6 +86,9 @@ struct KeyIn {
     #[serde(default)]
     material_commitment: Option<ByteBuf>,
     policy: Option<String>,
+    /// Absent from records written before creators were kept.
+    #[serde(default)]
+    creator: Option<String>,
     #[serde(default)]
     grants: Vec<crate::policy::Grant>,
     versions: Vec<VersionIn>,
@@ -108,7 +114,8 @@ pub fn encode_key(key: &Key) -> Result<Zeroizing<Vec<u8>>, CodecError> {
         valid_to: key.valid_to,
         material_commitment: key.material_commitment.as_ref().map(|c| Bytes::new(c)),
         policy: key.policy.as_deref(),
-        grants: &key.grants,
+        creator: key.creator.as_deref(),
+        grants: &[],
         versions: key
             .versions
             .iter()
@@ -207,9 +214,96 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
             ),
         },
         policy: raw.policy,
-        grants: raw.grants,
+        creator: raw.creator,
+        grants: {
+            let mut grants = crate::keys::grants::Grants::default();
+            for grant in raw.grants {
+                check_grant(&grant, &id)?;
+                grants.insert(grant);
+            }
+            grants
+        },
         versions,
     })
+}
+
+/// Longest grant id accepted in a record (those issued are 64 hex digits).
+const MAX_GRANT_ID_LEN: usize = 128;
+
+fn check_grant(grant: &crate::policy::Grant, key: &Uuid) -> Result<(), CodecError> {
+    if grant.key_id != key.to_string() {
+        return Err(CodecError::Invalid("a grant of another key"));
+    }
+    if grant.grant_id.is_empty()
+        || grant.grant_id.len() > MAX_GRANT_ID_LEN
+        || !grant.grant_id.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(CodecError::Invalid("grant id"));
+    }
+    Ok(())
+}
+
+/// The record id of grant `grant_id` of key `key`: the key's 16 bytes, then the grant id.
+pub fn grant_record_id(key: &Uuid, grant_id: &str) -> Vec<u8> {
+    let mut id = Vec::with_capacity(16 + grant_id.len());
+    id.extend_from_slice(key.as_bytes());
+    id.extend_from_slice(grant_id.as_bytes());
+    id
+}
+
+/// The key and grant id of a grant record id ([`grant_record_id`]).
+pub fn split_grant_id(id: &[u8]) -> Option<(Uuid, &str)> {
+    if id.len() <= 16 {
+        return None;
+    }
+    let (key, grant) = id.split_at(16);
+    Some((
+        Uuid::from_slice(key).ok()?,
+        std::str::from_utf8(grant).ok()?,
+    ))
+}
+
+#[derive(Serialize)]
+struct GrantOut<'a> {
+    v: u8,
+    grant: &'a crate::policy::Grant,
+}
+
+#[derive(Deserialize)]
+struct GrantIn {
+    v: u8,
+    grant: crate::policy::Grant,
+}
+
+/// Encodes a grant (a record of its own).
+///
+/// # Errors
+/// [`CodecError::Cbor`] if encoding fails.
+pub fn encode_grant(grant: &crate::policy::Grant) -> Result<Zeroizing<Vec<u8>>, CodecError> {
+    Ok(Zeroizing::new(serde_cbor::to_vec(&GrantOut {
+        v: 1,
+        grant,
+    })?))
+}
+
+/// Decodes the grant sealed under record id `id`: it must be that key's grant with that id.
+///
+/// # Errors
+/// [`CodecError`] for oversize, malformed or misplaced records.
+pub fn decode_grant(id: &[u8], bytes: &[u8]) -> Result<(Uuid, crate::policy::Grant), CodecError> {
+    if bytes.len() > MAX_RECORD_LEN {
+        return Err(CodecError::TooLarge(bytes.len()));
+    }
+    let raw: GrantIn = serde_cbor::from_slice(bytes)?;
+    if raw.v != 1 {
+        return Err(CodecError::Invalid("unknown grant record version"));
+    }
+    let (key, grant_id) = split_grant_id(id).ok_or(CodecError::Invalid("grant record id"))?;
+    check_grant(&raw.grant, &key)?;
+    if raw.grant.grant_id != grant_id {
+        return Err(CodecError::Invalid("grant id differs from the record id"));
+    }
+    Ok((key, raw.grant))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -222,6 +316,9 @@ struct AliasRecord {
     /// when the name itself was the record id.
     #[serde(default)]
     name: Option<String>,
+    /// Absent from records written before creators were kept.
+    #[serde(default)]
+    creator: Option<String>,
 }
 
 /// Encodes the alias `name`.
@@ -235,6 +332,7 @@ pub fn encode_alias(name: &str, alias: &Alias) -> Result<Zeroizing<Vec<u8>>, Cod
         created: alias.created,
         updated: alias.updated,
         name: Some(name.to_owned()),
+        creator: alias.creator.clone(),
     })?))
 }
 
@@ -257,6 +355,7 @@ pub fn decode_alias(bytes: &[u8]) -> Result<(Option<String>, Alias), CodecError>
                 .map_err(|_| CodecError::Invalid("alias target"))?,
             created: raw.created,
             updated: raw.updated,
+            creator: raw.creator,
         },
     ))
 }

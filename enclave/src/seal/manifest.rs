@@ -436,6 +436,10 @@ pub fn show_id(kind: RecordKind, id: &[u8]) -> String {
         RecordKind::Key => {
             uuid::Uuid::from_slice(id).map_or_else(|_| hex::encode(id), |u| u.to_string())
         }
+        RecordKind::Grant => match crate::seal::codec::split_grant_id(id) {
+            Some((key, grant)) => format!("{key}/{grant}"),
+            None => hex::encode(id),
+        },
         _ => String::from_utf8(id.to_vec()).unwrap_or_else(|_| hex::encode(id)),
     }
 }
@@ -519,9 +523,11 @@ impl<'a> Loader<'a> {
                 self.load_bucket(id, sealed);
                 None
             }
-            RecordKind::Key | RecordKind::Alias | RecordKind::Principal | RecordKind::Setting => {
-                self.load_record(kind, id, sealed)
-            }
+            RecordKind::Key
+            | RecordKind::Alias
+            | RecordKind::Principal
+            | RecordKind::Setting
+            | RecordKind::Grant => self.load_record(kind, id, sealed),
         }
     }
 

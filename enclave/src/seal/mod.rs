@@ -84,6 +84,8 @@ pub enum RecordKind {
     Principal = 5,
     /// A setting (id = its name), e.g. the audit chain head.
     Setting = 6,
+    /// A grant (id = its key's 16 UUID bytes, then the grant id).
+    Grant = 7,
 }
 
 impl RecordKind {
@@ -96,6 +98,7 @@ impl RecordKind {
             4 => Some(RecordKind::Alias),
             5 => Some(RecordKind::Principal),
             6 => Some(RecordKind::Setting),
+            7 => Some(RecordKind::Grant),
             _ => None,
         }
     }

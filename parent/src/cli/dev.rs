@@ -37,6 +37,13 @@ pub struct DevArgs {
     /// take half of it before growing operations refuse with LimitExceededException.
     #[arg(long)]
     pub enclave_memory_mib: Option<u64>,
+    /// A quota other than AWS's default, as NAME=N (repeatable): keys-per-principal,
+    /// aliases-per-principal, grants-per-key, grants-per-grantee.
+    #[arg(long = "quota", value_name = "NAME=N")]
+    pub quotas: Vec<String>,
+    /// Region in ARNs and the SigV4 credential scope.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -171,6 +178,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(mib) = args.enclave_memory_mib {
         enclave_cmd.args(["--enclave-memory-mib", &mib.to_string()]);
     }
+    for quota in &args.quotas {
+        enclave_cmd.args(["--quota", quota]);
+    }
+    enclave_cmd.args(["--region", &args.region]);
     let ca_path = data_dir.join("ca.pem");
     if args.tls {
         enclave_cmd.arg("--tls").arg("--tls-ca-out").arg(&ca_path);
@@ -220,7 +231,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          credentials: {} (profile ekms, principal dev)\n\
          custody:     {}\n\n\
          Try:\n  \
-         export AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=ekms AWS_DEFAULT_REGION=us-east-1{ca_export}\n  \
+         export AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=ekms AWS_DEFAULT_REGION={region}{ca_export}\n  \
          aws kms create-key --endpoint-url {endpoint}\n\n\
          Ctrl-C stops both processes.",
         enclave_address,
@@ -233,6 +244,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             format!("1-of-1 dev custodian in {}", data_dir.join("custodian").display())
         },
         credentials.display(),
+        region = args.region,
     );
     let _ = std::io::stdout().flush();
 
