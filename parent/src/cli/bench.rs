@@ -63,6 +63,10 @@ pub enum BenchOp {
     Sign,
     /// CreateKey on every request.
     CreateKey,
+    /// CreateGrant on one key on every request: each makes a new grant, so the key's grants
+    /// grow through the run (start the server with quotas that allow them, e.g.
+    /// `--quota grants-per-key=1000000 --quota grants-per-grantee=1000000`).
+    CreateGrant,
     /// Build a sealed store of `--keys` keys offline, start ekms on it, and time unseal and
     /// load (`--lookup`: then Encrypt under one of those keys).
     Unseal,
@@ -77,6 +81,7 @@ impl BenchOp {
             BenchOp::GenerateDataKey => "generate-data-key",
             BenchOp::Sign => "sign",
             BenchOp::CreateKey => "create-key",
+            BenchOp::CreateGrant => "create-grant",
             BenchOp::Unseal => "unseal",
         }
     }
@@ -352,6 +357,14 @@ async fn setup(
             }),
         ),
         BenchOp::CreateKey => workload("CreateKey", serde_json::json!({})),
+        BenchOp::CreateGrant => workload(
+            "CreateGrant",
+            serde_json::json!({
+                "KeyId": key_id,
+                "GranteePrincipal": "arn:aws:iam::111122223333:user/ekms-bench-grantee",
+                "Operations": ["Encrypt", "Decrypt"],
+            }),
+        ),
         BenchOp::Unseal => bail!("unseal has no request workload"),
     })
 }
@@ -444,6 +457,7 @@ fn typical_response_len(op: BenchOp, size: usize) -> usize {
         BenchOp::Sign => base64_len(72) + FRAME,
         // KeyMetadata: ids, ARN, dates, usage, spec, algorithms.
         BenchOp::CreateKey | BenchOp::Unseal => 600,
+        BenchOp::CreateGrant => 400,
     }
 }
 
