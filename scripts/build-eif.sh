@@ -61,7 +61,7 @@ pcrs="$out_dir/pcrs.json"
 commit=unknown
 if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
     commit=$(git -C "$repo" rev-parse HEAD)
-    if [[ -n "$(git -C "$repo" status --porcelain --untracked-files=no -- Cargo.toml Cargo.lock shared enclave parent tests scripts/enclave.Dockerfile)" ]]; then
+    if [[ -n "$(git -C "$repo" status --porcelain --untracked-files=no -- Cargo.toml Cargo.lock shared enclave parent cli tests scripts/enclave.Dockerfile)" ]]; then
         if [[ "${ALLOW_DIRTY:-0}" == 1 ]]; then
             note "WARNING: uncommitted changes in the build inputs: these PCRs match no commit"
         else

@@ -49,6 +49,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY shared ./shared
 COPY enclave ./enclave
 COPY parent ./parent
+COPY cli ./cli
 COPY tests ./tests
 
 # The C code in dependencies (ring, aws-lc-sys) is compiled with this image's gcc, so the

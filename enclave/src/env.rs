@@ -3,6 +3,7 @@
 //! Both are traits so that tests run the core on a fixed clock, and so that the enclave can
 //! take its randomness from the NSM where the OS source is not trusted.
 
+#[cfg(any(test, fuzzing))]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,9 +33,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to (tests).
+#[cfg(any(test, fuzzing))]
 #[derive(Debug, Default)]
 pub struct FixedClock(AtomicI64);
 
+#[cfg(any(test, fuzzing))]
 impl FixedClock {
     /// A clock stopped at `millis`.
     pub fn new(millis: Millis) -> Self {
@@ -46,6 +49,7 @@ impl FixedClock {
     }
 }
 
+#[cfg(any(test, fuzzing))]
 impl Clock for FixedClock {
     fn now_millis(&self) -> Millis {
         self.0.load(Ordering::SeqCst)
@@ -150,12 +154,12 @@ pub struct Env {
     /// The random source.
     pub entropy: Arc<dyn Entropy>,
     /// Signs attestation documents (NSM, or the insecure mock).
-    pub attester: Arc<dyn crate::attest::Attester>,
+    pub attester: Arc<dyn crate::env::Attester>,
 }
 
 impl Env {
     /// The system clock, the OS random source (pooled) and `attester`.
-    pub fn system(attester: Arc<dyn crate::attest::Attester>) -> Self {
+    pub fn system(attester: Arc<dyn crate::env::Attester>) -> Self {
         Env {
             clock: Arc::new(SystemClock),
             entropy: Arc::new(PooledEntropy::default()),
@@ -266,4 +270,35 @@ mod tests {
         pooled.fill(&mut buf).unwrap();
         assert_eq!(words(&buf), [POOL_BYTES as u64 / 8], "fresh bytes");
     }
+}
+
+/// Attestation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// `/dev/nsm` could not be opened.
+    #[error("the NSM device is not available")]
+    NsmUnavailable,
+    /// The NSM answered with an error or an unexpected response.
+    #[error("the NSM refused the request: {0}")]
+    Nsm(String),
+    /// The mock attester failed.
+    #[error("mock attestation failed: {0}")]
+    Mock(#[from] ekms_shared::attestation::insecure::InsecureMockError),
+}
+
+/// Produces attestation documents binding `public_key`, `user_data` and `nonce`.
+pub trait Attester: Send + Sync {
+    /// A COSE_Sign1 attestation document.
+    ///
+    /// # Errors
+    /// [`AttestError`] when the device or mock fails, or a field exceeds 1024 bytes.
+    fn attest(
+        &self,
+        user_data: Option<&[u8]>,
+        nonce: Option<&[u8]>,
+        public_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, AttestError>;
+
+    /// Whether documents from this attester prove anything (false for the mock).
+    fn is_secure(&self) -> bool;
 }

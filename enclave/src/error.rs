@@ -3,7 +3,6 @@
 //! Messages are shown to the caller: they never carry key material, plaintext or secrets.
 //! Every failure to open a ciphertext is the same opaque [`KmsError::InvalidCiphertext`].
 
-use crate::sigv4::SigV4Error;
 
 /// A failed KMS request.
 #[derive(Debug, thiserror::Error)]
@@ -145,3 +144,26 @@ impl KmsError {
 
 /// Shorthand for operation results.
 pub type KmsResult<T> = Result<T, KmsError>;
+
+/// Why a request failed SigV4 verification. Variant names follow the AWS error codes.
+#[derive(thiserror::Error, Debug)]
+pub enum SigV4Error {
+    /// No `Authorization` header at all.
+    #[error("Missing Authentication Token")]
+    MissingAuthenticationToken,
+    /// The `Authorization` header is present but malformed or incomplete.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// The signature does not match, the scope or algorithm is not the one served, or the
+    /// request time is outside the allowed skew (AWS: "Signature expired" / "Signature not
+    /// yet current").
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// The access key id is unknown.
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    /// The request time is missing or unparseable (a time outside the allowed skew is an
+    /// [`SigV4Error::InvalidSignature`], as AWS answers it).
+    #[error("{0}")]
+    RequestExpired(String),
+}

@@ -15,16 +15,10 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 
-use ekms_enclave::admin::Phase;
-use ekms_enclave::attest::{self, Attester, NsmAttester};
-use ekms_enclave::config::{Config, DEFAULT_ACCOUNT, DEFAULT_REGION};
-use ekms_enclave::env::Env;
-use ekms_enclave::keys::KeyStore;
-use ekms_enclave::ops::State;
-use ekms_enclave::persist;
-use ekms_enclave::principals::Principals;
-use ekms_enclave::server::{self, Service};
-use ekms_enclave::tls;
+use ekms_enclave::{
+    serve, store_state, Attester, Config, Env, KeyStore, MockAttester, NsmAttester, Phase,
+    Principals, Service, State, StoreState, TlsIdentity, DEFAULT_ACCOUNT, DEFAULT_REGION,
+};
 use ekms_shared::transport::{Address, Listener};
 
 /// mimalloc: the request path allocates many short-lived buffers (JSON, base64, audit records);
@@ -169,7 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let identity = if tls {
         let identity = Arc::new(
-            tls::TlsIdentity::boot(&args.tls_names, attester.as_ref())
+            TlsIdentity::boot(&args.tls_names, attester.as_ref())
                 .context("making the boot TLS certificate")?,
         );
         if let Some(path) = &args.tls_ca_out {
@@ -197,12 +191,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => (Phase::MemoryOnly, None, None),
         Some(address) => {
             let mut stream = connect_store(address).await?;
-            let (phase, deployment) = match persist::store_state(&mut stream)
+            let (phase, deployment) = match store_state(&mut stream)
                 .await
                 .context("asking the store whether it holds records")?
             {
-                persist::StoreState::Empty => (Phase::Uninitialized, None),
-                persist::StoreState::Initialized(deployment) => (Phase::Sealed, deployment),
+                StoreState::Empty => (Phase::Uninitialized, None),
+                StoreState::Initialized(deployment) => (Phase::Sealed, deployment),
             };
             tracing::info!(store = %address, state = phase.as_str(), "store channel open");
             (phase, deployment, Some(stream))
@@ -245,7 +239,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let fatal = service.fatal.clone();
     let failed = tokio::select! {
-        served = server::serve(listener, service, acceptor, shutdown_signal()) => { served?; false }
+        served = serve(listener, service, acceptor, shutdown_signal()) => { served?; false }
         () = fatal.notified() => true,
     };
     sweeper.abort();
@@ -257,7 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The mock attester: a CA kept in `dir` (created on first use), PCRs from this binary.
-fn mock_attester(dir: Option<&std::path::Path>) -> anyhow::Result<attest::insecure::MockAttester> {
+fn mock_attester(dir: Option<&std::path::Path>) -> anyhow::Result<MockAttester> {
     use ekms_shared::attestation::insecure::{pcrs_from_binary, MockAttester, MockCa};
     let ca = match dir {
         Some(dir) if dir.join("root.pem").exists() => MockCa::load(dir)
@@ -272,7 +266,7 @@ fn mock_attester(dir: Option<&std::path::Path>) -> anyhow::Result<attest::insecu
     };
     let exe = std::env::current_exe().context("locating this binary")?;
     let binary = std::fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
-    Ok(attest::insecure::MockAttester(
+    Ok(MockAttester(
         MockAttester::new(ca, pcrs_from_binary(&binary)).context("starting the mock attester")?,
     ))
 }

@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 use arbitrary::Unstructured;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ekms_enclave::admin::{Custody, Phase};
+use ekms_enclave::custody::admin::{Custody, Phase};
 use ekms_enclave::error::KmsError;
-use ekms_enclave::persist::Deployment;
+use ekms_enclave::durability::persist::Deployment;
 use ekms_fuzz::SeededEntropy;
 use ekms_shared::custody::{self, ShareFile};
 use ekms_shared::envelope::{self, Purpose};
@@ -45,12 +45,12 @@ fn spki(key: &SecretKey) -> Vec<u8> {
     envelope::public_key_to_spki_der(&key.public_key()).expect("SPKI")
 }
 
-fn attester() -> &'static ekms_enclave::attest::insecure::MockAttester {
-    static A: OnceLock<ekms_enclave::attest::insecure::MockAttester> = OnceLock::new();
+fn attester() -> &'static ekms_enclave::custody::attest::insecure::MockAttester {
+    static A: OnceLock<ekms_enclave::custody::attest::insecure::MockAttester> = OnceLock::new();
     A.get_or_init(|| {
         let ca = ekms_shared::attestation::insecure::MockCa::generate(std::time::SystemTime::now())
             .expect("CA");
-        ekms_enclave::attest::insecure::MockAttester(
+        ekms_enclave::custody::attest::insecure::MockAttester(
             ekms_shared::attestation::insecure::MockAttester::new(
                 ca,
                 ekms_shared::attestation::insecure::pcrs_from_binary(b"admin fuzz"),

@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Unstructured;
-use ekms_enclave::ops::create_grant::{check_grant_id, check_principal, grant_token, parse_grant_token};
-use ekms_enclave::policy::grants::{
+use ekms_enclave::kms::ops::create_grant::{check_grant_id, check_principal, grant_token, parse_grant_token};
+use ekms_enclave::access::policy::grants::{
     child_constraints_allowed, validate_constraints, validate_operations,
 };
-use ekms_enclave::policy::{GrantConstraints, GrantOperation};
+use ekms_enclave::access::policy::grants::{GrantConstraints, GrantOperation};
 use libfuzzer_sys::fuzz_target;
 
 fn small_map(u: &mut Unstructured<'_>) -> BTreeMap<String, String> {
@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         let again = grant_token(&key, &grant).expect("a parsed token names a grant id");
         assert_eq!(again, token, "two tokens for one grant");
     }
-    let _ = ekms_enclave::ops::grant_tokens(Some(&[token.clone(), token]));
+    let _ = ekms_enclave::kms::ops::grant_tokens(Some(&[token.clone(), token]));
     let id: String = u.arbitrary().unwrap_or_default();
     if check_grant_id("grantId", &id).is_ok() {
         let key = uuid::Uuid::from_bytes(u.arbitrary().unwrap_or_default());

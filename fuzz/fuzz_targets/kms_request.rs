@@ -20,10 +20,10 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use ekms_enclave::authz::Ctx;
-use ekms_enclave::dispatch::{self, Operation};
+use ekms_enclave::kms::authz::Ctx;
+use ekms_enclave::kms::dispatch::{self, Operation};
 use ekms_enclave::error::KmsError;
-use ekms_enclave::principal_ops;
+use ekms_enclave::kms::principal_ops;
 use ekms_fuzz::{alice_caller, dev_caller, env, field_names, world, JsonGen};
 use libfuzzer_sys::fuzz_target;
 
@@ -33,7 +33,7 @@ macro_rules! members {
     ($($op:ident => $module:ident,)* ; $($un:ident),* $(,)?) => {
         fn members(op: Operation) -> Vec<&'static str> {
             match op {
-                $(Operation::$op => field_names::<ekms_enclave::ops::$module::Request>(),)*
+                $(Operation::$op => field_names::<ekms_enclave::kms::ops::$module::Request>(),)*
                 $(Operation::$un => vec!["KeyId", "CustomKeyStoreId"],)*
             }
         }

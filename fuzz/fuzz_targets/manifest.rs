@@ -28,8 +28,8 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Unstructured;
-use ekms_enclave::seal::manifest::{Loader, Manifest};
-use ekms_enclave::seal::{codec, record, DomainKey, RecordKind};
+use ekms_enclave::durability::seal::manifest::{Loader, Manifest};
+use ekms_enclave::durability::seal::{codec, record, DomainKey, RecordKind};
 use ekms_fuzz::SeededEntropy;
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;
@@ -109,7 +109,7 @@ struct Loaded {
     returned: BTreeMap<RecordId, Vec<u8>>,
     has_root: bool,
     manifest: Manifest,
-    refused: Vec<ekms_enclave::seal::manifest::Refusal>,
+    refused: Vec<ekms_enclave::durability::seal::manifest::Refusal>,
 }
 
 fn load(domain: &DomainKey, stream: &[(u8, Vec<u8>, Vec<u8>)]) -> Loaded {

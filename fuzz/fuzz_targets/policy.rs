@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Unstructured;
-use ekms_enclave::policy::{self, Decision, RequestContext};
+use ekms_enclave::access::policy::{self, Decision, RequestContext};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 

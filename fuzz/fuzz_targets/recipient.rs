@@ -26,7 +26,7 @@ use cms::content_info::ContentInfo;
 use cms::enveloped_data::{EnvelopedData, RecipientIdentifier, RecipientInfo};
 use der::asn1::OctetString;
 use der::Decode as _;
-use ekms_enclave::recipient::{self, RecipientInfoRequest};
+use ekms_enclave::keys::recipient::{self, RecipientInfoRequest};
 use ekms_fuzz::{config, mock_attester, now, SeededEntropy, NOW_MS};
 use libfuzzer_sys::fuzz_target;
 

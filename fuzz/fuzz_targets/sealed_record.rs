@@ -9,8 +9,8 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use ekms_enclave::seal::record::{self, OpenError};
-use ekms_enclave::seal::{DomainKey, RecordKind};
+use ekms_enclave::durability::seal::record::{self, OpenError};
+use ekms_enclave::durability::seal::{DomainKey, RecordKind};
 use ekms_fuzz::SeededEntropy;
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;

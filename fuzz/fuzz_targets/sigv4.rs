@@ -19,7 +19,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use ekms_enclave::sigv4::{verify, Scope, SecretAccessKey, SecretLookup, SignedRequest};
+use ekms_enclave::access::sigv4::{verify, Scope, SecretAccessKey, SecretLookup, SignedRequest};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

@@ -15,15 +15,15 @@ use arbitrary::Unstructured;
 use aws_lc_rs::encoding::AsDer as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ekms_enclave::authz::Ctx;
+use ekms_enclave::kms::authz::Ctx;
 use ekms_enclave::config::Config;
-use ekms_enclave::dispatch::{self, Operation};
+use ekms_enclave::kms::dispatch::{self, Operation};
 use ekms_enclave::env::{Entropy, Env, FixedClock};
 use ekms_enclave::error::KmsError;
 use ekms_enclave::keys::{Alias, KeyStore};
-use ekms_enclave::ops::{Caller, State};
-use ekms_enclave::principals::Principals;
-use ekms_enclave::seal::codec;
+use ekms_enclave::kms::ops::{Caller, State};
+use ekms_enclave::access::principals::Principals;
+use ekms_enclave::durability::seal::codec;
 use ekms_shared::attestation::insecure::{pcrs_from_binary, MockAttester, MockCa};
 use ekms_shared::attestation::TrustAnchor;
 use serde_json::{json, Map, Value};
@@ -95,12 +95,12 @@ pub fn config() -> Config {
 }
 
 /// The enclave's own attester (a second mock CA, as the enclave has its own).
-fn enclave_attester() -> Arc<dyn ekms_enclave::attest::Attester> {
-    static ATTESTER: OnceLock<Arc<dyn ekms_enclave::attest::Attester>> = OnceLock::new();
+fn enclave_attester() -> Arc<dyn ekms_enclave::env::Attester> {
+    static ATTESTER: OnceLock<Arc<dyn ekms_enclave::env::Attester>> = OnceLock::new();
     ATTESTER
         .get_or_init(|| {
             let ca = MockCa::generate(now()).expect("mock CA");
-            Arc::new(ekms_enclave::attest::insecure::MockAttester(
+            Arc::new(ekms_enclave::custody::attest::insecure::MockAttester(
                 MockAttester::new(ca, pcrs_from_binary(b"ekms fuzz enclave")).expect("attester"),
             ))
         })
@@ -121,7 +121,7 @@ pub fn dev_caller() -> Caller {
     Caller {
         arn: "arn:aws:iam::111122223333:user/dev".to_owned(),
         access_key_id: DEV_AKID.to_owned(),
-        identity_policy: Some(ekms_enclave::authz::allow_all().expect("allow-all")),
+        identity_policy: Some(ekms_enclave::kms::authz::allow_all().expect("allow-all")),
     }
 }
 
@@ -132,7 +132,7 @@ pub fn alice_caller() -> Caller {
         arn: "arn:aws:iam::111122223333:user/alice".to_owned(),
         access_key_id: ALICE_AKID.to_owned(),
         identity_policy: Some(Arc::new(
-            ekms_enclave::policy::parse_identity(ALICE_POLICY).expect("alice policy"),
+            ekms_enclave::access::policy::parse_identity(ALICE_POLICY).expect("alice policy"),
         )),
     }
 }
@@ -206,7 +206,7 @@ fn make_world() -> World {
         ("fuzz-import", json!({"Origin": "EXTERNAL"})),
         (
             "fuzz-policy",
-            json!({"Policy": ekms_enclave::policy::Policy::default_key_policy("111122223333")
+            json!({"Policy": ekms_enclave::access::policy::Policy::default_key_policy("111122223333")
                 .replace("\"kms:*\"", "[\"kms:Encrypt\",\"kms:Decrypt\",\"kms:PutKeyPolicy\",\"kms:DescribeKey\",\"kms:CreateAlias\"]"),
                 "Tags": [{"TagKey": "team", "TagValue": "fuzz"}]}),
         ),
@@ -286,7 +286,7 @@ fn make_world() -> World {
             "alice",
             DEV_AKID,
             ALICE_AKID,
-            ekms_enclave::policy::ALLOW_ALL_IDENTITY_POLICY,
+            ekms_enclave::access::policy::ALLOW_ALL_IDENTITY_POLICY,
             ALICE_POLICY,
             "alias/aws/s3",
             "alias/new",
@@ -316,13 +316,13 @@ fn make_world() -> World {
         ekms_enclave::keys::KeySpec::ALL,
         ekms_enclave::keys::KeyUsage::ALL,
         ekms_enclave::keys::Origin::ALL,
-        ekms_enclave::asym::SIGNING_ALGORITHMS,
-        ekms_enclave::mac::MacAlgorithm::ALL,
+        ekms_enclave::keys::asym::SIGNING_ALGORITHMS,
+        ekms_enclave::keys::mac::MacAlgorithm::ALL,
     ] {
         dictionary.extend(list.iter().map(|s| (*s).to_owned()));
     }
     dictionary.extend(
-        ekms_enclave::policy::GrantOperation::ALL
+        ekms_enclave::access::policy::grants::GrantOperation::ALL
             .iter()
             .map(|op| op.as_str().to_owned()),
     );
@@ -369,7 +369,7 @@ impl World {
         }
         let mut principals = Principals::default();
         for (name, akid, policy) in [
-            ("dev", DEV_AKID, ekms_enclave::policy::ALLOW_ALL_IDENTITY_POLICY),
+            ("dev", DEV_AKID, ekms_enclave::access::policy::ALLOW_ALL_IDENTITY_POLICY),
             ("alice", ALICE_AKID, ALICE_POLICY),
         ] {
             principals
@@ -509,10 +509,10 @@ impl JsonGen<'_, '_> {
             "Recipient" if depth < 4 => {
                 self.object(&["AttestationDocument", "KeyEncryptionAlgorithm"], depth)
             }
-            "SigningAlgorithm" => self.one_of(ekms_enclave::asym::SIGNING_ALGORITHMS),
-            "MacAlgorithm" => self.one_of(ekms_enclave::mac::MacAlgorithm::ALL),
+            "SigningAlgorithm" => self.one_of(ekms_enclave::keys::asym::SIGNING_ALGORITHMS),
+            "MacAlgorithm" => self.one_of(ekms_enclave::keys::mac::MacAlgorithm::ALL),
             "EncryptionAlgorithm" | "SourceEncryptionAlgorithm" | "DestinationEncryptionAlgorithm" => {
-                self.one_of(ekms_enclave::ops::ENCRYPTION_ALGORITHMS)
+                self.one_of(ekms_enclave::kms::ops::ENCRYPTION_ALGORITHMS)
             }
             "MessageType" => self.one_of(&["RAW", "DIGEST", "EXTERNAL_MU"]),
             "KeySpec" | "KeyPairSpec" | "CustomerMasterKeySpec" | "DataKeySpec" => {
@@ -522,8 +522,8 @@ impl JsonGen<'_, '_> {
             "Origin" => self.one_of(ekms_enclave::keys::Origin::ALL),
             "KeyAgreementAlgorithm" => self.one_of(&["ECDH"]),
             "KeyEncryptionAlgorithm" => self.one_of(&["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1"]),
-            "WrappingAlgorithm" => self.one_of(ekms_enclave::import::WrappingAlgorithm::AWS_NAMES),
-            "WrappingKeySpec" => self.one_of(ekms_enclave::import::WrappingKeySpec::AWS_NAMES),
+            "WrappingAlgorithm" => self.one_of(ekms_enclave::keys::import::WrappingAlgorithm::AWS_NAMES),
+            "WrappingKeySpec" => self.one_of(ekms_enclave::keys::import::WrappingKeySpec::AWS_NAMES),
             "ExpirationModel" => {
                 self.one_of(&["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"])
             }
@@ -540,17 +540,17 @@ impl JsonGen<'_, '_> {
             "AliasName" => self.one_of(&["alias/fuzz-sym", "alias/new", "alias/aws/x", "alias/fuzz-rsa"]),
             "Operations" => {
                 let n = self.u.int_in_range(1..=3u8).unwrap_or(1);
-                let names: Vec<&str> = ekms_enclave::policy::GrantOperation::ALL
+                let names: Vec<&str> = ekms_enclave::access::policy::grants::GrantOperation::ALL
                     .iter()
                     .map(|o| o.as_str())
                     .collect();
                 Value::Array((0..n).map(|_| self.one_of(&names)).collect())
             }
             "Policy" => self.one_of(&[
-                ekms_enclave::policy::ALLOW_ALL_IDENTITY_POLICY,
+                ekms_enclave::access::policy::ALLOW_ALL_IDENTITY_POLICY,
                 ALICE_POLICY,
                 DEFAULT_KEY_POLICY.get_or_init(|| {
-                    ekms_enclave::policy::Policy::default_key_policy("111122223333")
+                    ekms_enclave::access::policy::Policy::default_key_policy("111122223333")
                 }),
             ]),
             "KeyId" | "TargetKeyId" | "SourceKeyId" | "DestinationKeyId"

@@ -4,10 +4,14 @@
 //!   holding the enclave's answers until what they depend on is durable. It never parses a
 //!   request: TLS and authentication end inside the enclave.
 //! - [`holds`]: where the enclave's answers wait until the commit they depend on is durable.
-//! - [`cli`]: `ekms`, the operator's tool (`dev`, `attestation`, ...).
+//! - [`store`]: the enclave's sealed records and audit log on disk (a group-commit journal in
+//!   front of redb), served over the store channel.
+//!
+//! The operator's tool `ekms` is a crate of its own (`cli/`, ekms-cli); it uses this library
+//! (the relay for `ekms bench`'s baseline, the store for `ekms bench --op unseal`), never the
+//! other way round.
 
 mod accept;
-pub mod cli;
 pub mod holds;
 pub mod relay;
 pub mod store;

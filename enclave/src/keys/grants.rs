@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::env::Millis;
-use crate::policy::Grant;
+use crate::access::policy::Grant;
 
 /// A grant's place in its key's listing: creation date, then grant id.
 pub type Position = (Millis, String);
@@ -199,7 +199,7 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::GrantOperation;
+    use crate::access::policy::grants::GrantOperation;
 
     fn grant(id: &str, created: Millis, grantee: &str, retiring: Option<&str>) -> Grant {
         Grant {

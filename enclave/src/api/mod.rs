@@ -1,0 +1,4 @@
+//! The API edge: the HTTP server (the KMS JSON protocol, the `Ekms.*` administrative targets,
+//! audit assembly) and the initialize / unseal flow it drives.
+
+pub mod server;

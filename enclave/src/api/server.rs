@@ -1,0 +1,1178 @@
+//! The API server shell: TLS, HTTP/1.1, SigV4, then the KMS core. All I/O of the enclave's
+//! request path lives here; the core ([`crate::kms::dispatch`]) does none.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::BufReader;
+use tokio::sync::{Notify, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use ekms_shared::release::{Hold, HoldCell, HoldWriter};
+use ekms_shared::transport::{Listener, Stream, LINGER, LINGER_BYTES};
+
+use crate::custody::admin::{Custody, Phase};
+use crate::durability::audit::{AuditChain, Event, Head, Identity};
+use crate::config::Config;
+use crate::kms::dispatch;
+use crate::env::Env;
+use crate::error::KmsError;
+use crate::kms::ops::{Caller, Ctx, State};
+use crate::durability::persist::{self, Persister, Touched};
+use crate::durability::seal::manifest::{Manifest, Refusal};
+use crate::durability::seal::DomainKey;
+use crate::access::sigv4::{self, Scope, SignedRequest};
+
+/// Largest request body accepted (the largest KMS request, a 32 KiB key policy, fits).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Most bytes of request parameters the audit record of a refused request keeps.
+pub const MAX_REFUSED_PARAMETERS: usize = 1024;
+/// SigV4's allowed clock skew.
+pub const MAX_SKEW_SECS: i64 = 15 * 60;
+/// Bytes read at once from a TLS connection, below TLS (so ciphertext only): a 4 KiB request
+/// and its headers in one read.
+const TLS_READ_BUFFER: usize = 8 * 1024;
+/// Time allowed for a TLS handshake, for request headers, and for a request body.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The enclave's service: state plus what it needs to answer requests.
+pub struct Service {
+    /// Keys, aliases, principals.
+    pub state: Arc<State>,
+    /// Region, account, bounds.
+    pub config: Config,
+    /// Clock and randomness.
+    pub env: Env,
+    phase: AtomicU8,
+    custody: tokio::sync::Mutex<Custody>,
+    /// The store channel until unseal hands it to the persister.
+    store: tokio::sync::Mutex<Option<Stream>>,
+    persister: OnceLock<Persister>,
+    /// Fires when the service must stop (the durable store failed).
+    pub fatal: Arc<Notify>,
+    /// The TLS identity served (none for plain HTTP).
+    tls: Option<Arc<crate::keys::tls::TlsIdentity>>,
+    /// Where the CA certificate is written for clients (mock mode).
+    tls_ca_out: Option<std::path::PathBuf>,
+}
+
+fn phase_code(phase: Phase) -> u8 {
+    match phase {
+        Phase::MemoryOnly => 0,
+        Phase::Uninitialized => 1,
+        Phase::Sealed => 2,
+        Phase::Unsealed => 3,
+    }
+}
+
+fn phase_of(code: u8) -> Phase {
+    match code {
+        0 => Phase::MemoryOnly,
+        1 => Phase::Uninitialized,
+        2 => Phase::Sealed,
+        _ => Phase::Unsealed,
+    }
+}
+
+const JSON: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.1");
+
+fn respond(request_id: &str, result: Result<Vec<u8>, KmsError>) -> Response<Full<Bytes>> {
+    let (status, body, error_type) = match result {
+        Ok(body) => (StatusCode::OK, body, None),
+        Err(e) => {
+            if let KmsError::Internal(why) = &e {
+                tracing::warn!(request_id, why, "internal error");
+            }
+            let body = serde_json::json!({ "__type": e.aws_code(), "message": e.to_string() });
+            (
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                serde_json::to_vec(&body).unwrap_or_default(),
+                Some(e.aws_code()),
+            )
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, JSON);
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(code) = error_type {
+        headers.insert("x-amzn-errortype", HeaderValue::from_static(code));
+    }
+    response
+}
+
+impl Service {
+    /// A service in `phase`; `store` is the open store channel (none in memory-only mode).
+    pub fn new(
+        state: Arc<State>,
+        config: Config,
+        env: Env,
+        phase: Phase,
+        deployment: Option<persist::Deployment>,
+        store: Option<Stream>,
+    ) -> Self {
+        Service {
+            state,
+            config,
+            env,
+            phase: AtomicU8::new(phase_code(phase)),
+            custody: tokio::sync::Mutex::new(Custody::new(phase, deployment)),
+            store: tokio::sync::Mutex::new(store),
+            persister: OnceLock::new(),
+            fatal: Arc::new(Notify::new()),
+            tls: None,
+            tls_ca_out: None,
+        }
+    }
+
+    /// This service serving `identity` (and writing its CA to `ca_out`, mock mode).
+    #[must_use]
+    pub fn with_tls(
+        mut self,
+        identity: Option<Arc<crate::keys::tls::TlsIdentity>>,
+        ca_out: Option<std::path::PathBuf>,
+    ) -> Self {
+        self.tls = identity;
+        self.tls_ca_out = ca_out;
+        self
+    }
+
+    /// Serves a fresh leaf under the deployment's CA (making and sealing the CA for a store
+    /// that has none yet): the one identity clients pin across restarts.
+    async fn serve_deployment_tls(
+        &self,
+        loaded: Option<crate::keys::tls::DeploymentCa>,
+    ) -> Result<(), KmsError> {
+        let ca = match loaded {
+            Some(ca) => ca,
+            None => {
+                let ca =
+                    crate::keys::tls::DeploymentCa::generate("ekms deployment CA", 20).map_err(|e| {
+                        tracing::error!(error = %e, "making the deployment's TLS CA failed");
+                        KmsError::Internal("making the deployment's TLS CA failed")
+                    })?;
+                self.state.set_tls_ca(ca);
+                self.persist(vec![Touched::TlsCa], None).await?;
+                tracing::info!("made and sealed the deployment's TLS CA");
+                return self.serve_loaded_tls();
+            }
+        };
+        self.state.set_tls_ca(ca);
+        self.serve_loaded_tls()
+    }
+
+    /// Issues the leaf again once what it presents is stale (a rotation's overlap ended).
+    pub fn refresh_tls(&self) {
+        if self.state.tls_operator().is_some_and(|o| o.is_installed()) {
+            return;
+        }
+        let (Some(identity), Some(ca)) = (&self.tls, self.state.tls_ca()) else {
+            return;
+        };
+        if identity.stale_under(&ca) {
+            if let Err(e) = self.serve_loaded_tls() {
+                tracing::error!(error = %e, "refreshing the TLS leaf failed");
+            }
+        }
+    }
+
+    fn serve_loaded_tls(&self) -> Result<(), KmsError> {
+        if let (Some(identity), Some(operator)) = (&self.tls, self.state.tls_operator()) {
+            if operator.is_installed() {
+                identity.serve_operator(&operator).map_err(|e| {
+                    tracing::error!(error = %e, "serving the operator-issued certificate failed");
+                    KmsError::Internal("serving the operator-issued certificate failed")
+                })?;
+                tracing::info!("serving TLS under the operator-issued certificate");
+                return Ok(());
+            }
+        }
+        let (Some(identity), Some(ca)) = (&self.tls, self.state.tls_ca()) else {
+            return Ok(());
+        };
+        identity
+            .serve_under(&ca, self.env.attester.as_ref())
+            .map_err(|e| {
+                tracing::error!(error = %e, "issuing the TLS leaf under the deployment CA failed");
+                KmsError::Internal("issuing the TLS certificate failed")
+            })?;
+        if let Some(path) = &self.tls_ca_out {
+            if let Err(e) = std::fs::write(path, ca.cert_pem()) {
+                tracing::warn!(error = %e, path = %path.display(), "writing the CA certificate failed");
+            }
+        }
+        tracing::info!("serving TLS under the deployment's CA");
+        Ok(())
+    }
+
+    /// Where the service is in its lifecycle.
+    pub fn phase(&self) -> Phase {
+        phase_of(self.phase.load(Ordering::SeqCst))
+    }
+
+    /// Makes `touched` durable (nothing to do in memory-only mode).
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store cannot; the service is then stopping.
+    pub async fn persist(
+        &self,
+        touched: Vec<Touched>,
+        audit: Option<crate::durability::audit::Record>,
+    ) -> Result<(), KmsError> {
+        match self.persister.get() {
+            Some(p) => Ok(p.persist(touched, audit).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues `touched` and `audit` for the store without waiting (nothing to do in
+    /// memory-only mode). Answers given from now on are held until they are durable (see
+    /// [`Service::release_point`]).
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store failed; the service is then stopping.
+    pub async fn submit(
+        &self,
+        touched: Vec<Touched>,
+        audit: Option<crate::durability::audit::Record>,
+    ) -> Result<(), KmsError> {
+        match self.persister.get() {
+            Some(p) => Ok(p.submit(touched, audit).await.map(drop)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues a refused request's audit record to ride with the next commit (nothing to do in
+    /// memory-only mode).
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store failed; the service is then stopping.
+    pub fn note_refused(&self, audit: crate::durability::audit::Record) -> Result<(), KmsError> {
+        match self.persister.get() {
+            Some(p) => Ok(p.note_refused(audit)?),
+            None => Ok(()),
+        }
+    }
+
+    /// What an answer given now must be held for: the commit of the last change queued.
+    /// Nothing while sealed, before init, or in memory-only mode (no change is queued then:
+    /// init and unseal wait for their own writes).
+    pub fn release_point(&self) -> Hold {
+        self.persister
+            .get()
+            .map_or(Hold::NONE, Persister::release_point)
+    }
+
+    /// Queues `touched`, changed under a write lock the caller still holds (so no answer that
+    /// saw the change outruns it); what to wait for. `None` in memory-only mode.
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the store failed; the service is then stopping.
+    fn enqueue_locked(&self, touched: Vec<Touched>) -> Result<Option<Hold>, KmsError> {
+        if touched.is_empty() {
+            return Ok(None);
+        }
+        match self.persister.get() {
+            Some(p) => Ok(Some(p.enqueue_change(touched, None)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits until `hold` is durable.
+    async fn durable(&self, hold: Option<Hold>) -> Result<(), KmsError> {
+        match (hold, self.persister.get()) {
+            (Some(hold), Some(p)) => Ok(p.durable_through(hold.seq).await?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Destroys keys whose deletion date passed, durably.
+    pub async fn sweep(&self) {
+        let now = self.env.now();
+        let queued = {
+            let mut store = self.state.write();
+            let (keys, aliases, grants) = store.sweep(now);
+            // Imported material past its ValidTo: deleted, the key back to PendingImport.
+            let expired = store.expire_material(now);
+            if keys.is_empty() && expired.is_empty() {
+                return;
+            }
+            tracing::info!(
+                destroyed = keys.len(),
+                expired = expired.len(),
+                "destroyed keys whose deletion date passed, deleted expired imported material"
+            );
+            let touched = keys
+                .into_iter()
+                .chain(expired)
+                .map(Touched::Key)
+                .chain(aliases.into_iter().map(Touched::Alias))
+                .chain(grants.into_iter().map(|(k, g)| Touched::Grant(k, g)))
+                .collect();
+            self.enqueue_locked(touched)
+        };
+        if let Err(e) = async { self.durable(queued?).await }.await {
+            tracing::error!(error = %e, "could not make key destruction durable");
+        }
+    }
+
+    /// Rotates keys whose automatic rotation date passed on the enclave clock, durably
+    /// (see [`crate::keys::rotation::rotate_due`]).
+    pub async fn rotate_due(&self) {
+        let queued = {
+            let mut store = self.state.write();
+            let rotated =
+                crate::keys::rotation::rotate_due(&mut store, self.env.now(), self.env.entropy.as_ref());
+            if rotated.is_empty() {
+                return;
+            }
+            tracing::info!(
+                rotated = rotated.len(),
+                "rotated keys whose rotation date passed"
+            );
+            // Queued before the lock is released: an Encrypt under the new version is answered
+            // only once the version is durable.
+            self.enqueue_locked(rotated.into_iter().map(Touched::Key).collect())
+        };
+        if let Err(e) = async { self.durable(queued?).await }.await {
+            tracing::error!(error = %e, "could not make automatic rotation durable");
+        }
+    }
+
+    async fn start_persister(
+        &self,
+        mut stream: Stream,
+        domain: DomainKey,
+        manifest: Manifest,
+        audit_head: Head,
+    ) -> Result<(), KmsError> {
+        let chain = AuditChain::start(audit_head, self.env.attester.as_ref())?;
+        // A new session per store channel: answers held for an earlier one (of a process that
+        // stopped) can never be released by this one's commits.
+        let mut session = [0u8; 8];
+        self.env.entropy.fill(&mut session)?;
+        let session = u64::from_be_bytes(session);
+        persist::announce(&mut stream, session).await?;
+        let persister = Persister::start(
+            stream,
+            self.state.clone(),
+            Arc::new(domain),
+            manifest,
+            self.env.entropy.clone(),
+            chain,
+            session,
+        );
+        let fatal = self.fatal.clone();
+        let watcher = persister.clone();
+        tokio::spawn(async move {
+            watcher.fatal().await;
+            fatal.notify_one();
+        });
+        let _ = self.persister.set(persister);
+        Ok(())
+    }
+
+    async fn admin(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let mut custody = self.custody.lock().await;
+        match name {
+            "GetAttestation" => custody.attestation(body, self.env.attester.as_ref()),
+            "AuditHead" => {
+                let persister = self.persister.get().ok_or_else(|| {
+                    KmsError::InvalidState(
+                        "ekms keeps no audit log while sealed or memory-only.".to_owned(),
+                    )
+                })?;
+                #[derive(serde::Deserialize, Default)]
+                #[serde(rename_all = "PascalCase", default)]
+                struct HeadRequest {
+                    nonce: Option<crate::json::Blob>,
+                }
+                let req: HeadRequest = serde_json::from_slice(body).unwrap_or_default();
+                let nonce = crate::kms::validate::required("nonce", req.nonce)?;
+                crate::kms::validate::blob_len("nonce", &nonce.0, 16, 1024)?;
+                // The head covers every record queued before this request (whose answers
+                // clients may already hold).
+                persister
+                    .durable_through(persister.release_point().seq)
+                    .await?;
+                let signed = persister.signed_audit_head(&nonce.0)?;
+                serde_json::to_vec(&serde_json::json!({
+                    "Seq": signed.head.seq,
+                    "Hash": hex::encode(signed.head.hash),
+                    "Signature": crate::json::b64(&signed.signature),
+                    "PublicKey": crate::json::b64(&signed.public_key),
+                    "AttestationDocument": crate::json::b64(&signed.attestation_document),
+                }))
+                .map_err(|_| KmsError::Internal("response encoding"))
+            }
+            "Status" => {
+                // Use against the memory budget: counts only.
+                let mut status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
+                    .map_err(|_| KmsError::Internal("status encoding"))?;
+                status["MemoryUsedBytes"] = self.state.read().bytes().into();
+                status["MemoryBudgetBytes"] = self.config.memory_budget.into();
+                serde_json::to_vec(&status).map_err(|_| KmsError::Internal("status encoding"))
+            }
+            "GetTlsAttestation" => self.tls_attestation(body),
+            "Initialize" => {
+                let init = custody.initialize(
+                    body,
+                    self.env.entropy.as_ref(),
+                    self.env.attester.as_ref(),
+                )?;
+                let mut stream = self.store.lock().await.take().ok_or_else(|| {
+                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
+                })?;
+                persist::write_deployment(&mut stream, &init.deployment).await?;
+                self.state
+                    .principals_mut()
+                    .insert(
+                        init.admin.name.clone(),
+                        init.admin.access_key_id.clone(),
+                        init.admin.secret_access_key.to_string(),
+                        true,
+                        Some(crate::access::policy::ALLOW_ALL_IDENTITY_POLICY.to_owned()),
+                        &self.config,
+                    )
+                    .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
+                self.start_persister(stream, init.domain_key, Manifest::empty(), Head::GENESIS)
+                    .await?;
+                self.persist(vec![Touched::Principal(init.admin.name.clone())], None)
+                    .await?;
+                self.serve_deployment_tls(None).await?;
+                custody.unsealed(Vec::new());
+                self.phase
+                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
+                tracing::info!("initialized: domain key made and split; serving");
+                Ok(init.response)
+            }
+            "Unseal" => {
+                let (domain, response) = custody.unseal(body)?;
+                let Some(domain) = domain else {
+                    return Ok(response);
+                };
+                let mut guard = self.store.lock().await;
+                let mut stream = guard.take().ok_or_else(|| {
+                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
+                })?;
+                let loaded = match persist::load(&mut stream, &domain, &self.config).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "loading the sealed store failed");
+                        *guard = Some(stream);
+                        return Err(KmsError::Internal("loading the sealed store failed"));
+                    }
+                };
+                if let Some(root) = loaded
+                    .refused
+                    .iter()
+                    .find(|r| matches!(r, Refusal::Root(_)))
+                {
+                    *guard = Some(stream);
+                    let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+                    tracing::error!(?why, "the store's manifest cannot be trusted: load refused");
+                    return Err(KmsError::InvalidState(format!(
+                        "The store cannot be trusted, so nothing was loaded ({root}): the parent serves another, a damaged or a tampered store."
+                    )));
+                }
+                let refused: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+                for r in &refused {
+                    tracing::warn!(refused = %r, "sealed record refused");
+                }
+                {
+                    let mut principals = self.state.principals_mut();
+                    for p in &loaded.principals {
+                        if let Err(why) = principals.insert_sealed(p, &self.config) {
+                            tracing::warn!(name = %p.name, why, "sealed principal not loaded");
+                        }
+                    }
+                }
+                let renames = loaded.renames();
+                let tls_ca = loaded.tls_ca;
+                if let Some(operator) = loaded.tls_operator {
+                    self.state.set_tls_operator(operator);
+                }
+                let keys = loaded.keys.key_count();
+                *self.state.write() = loaded.keys;
+                self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
+                    .await?;
+                // Records from when names were record ids move under their names' digests
+                // before anything is served.
+                if !renames.is_empty() {
+                    tracing::info!(
+                        records = renames.len() / 2,
+                        "sealing aliases and principals again under keyed record ids"
+                    );
+                    self.persist(renames, None).await?;
+                }
+                if !refused.is_empty() {
+                    // What was refused is on the record, not only in this process's log.
+                    self.persist(Vec::new(), Some(self.unseal_record(&refused)))
+                        .await?;
+                }
+                self.serve_deployment_tls(tls_ca).await?;
+                self.state.set_refused(refused.clone());
+                custody.unsealed(refused);
+                self.phase
+                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
+                tracing::info!(keys, "unsealed: every sealed record loaded");
+                custody.status_json()
+            }
+            other => Err(KmsError::UnknownOperation(format!(
+                "Unknown operation Ekms.{other}"
+            ))),
+        }
+    }
+
+    /// The audit record of an unseal that refused records: how many, and which (their ids are
+    /// key ids and keyed digests, never names).
+    fn unseal_record(&self, refused: &[String]) -> crate::durability::audit::Record {
+        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
+        Event {
+            request_id: &request_id.to_string(),
+            event_id,
+            event_name: "Unseal",
+            time_millis: self.env.now(),
+            identity: &Identity::Unknown {
+                access_key_id: None,
+            },
+            config: &self.config,
+            request_parameters: serde_json::Value::Null,
+            response: serde_json::json!({
+                "refusedRecordCount": refused.len(),
+                "refusedRecords": refused,
+            }),
+            error: None,
+            resources: Vec::new(),
+            user_agent: None,
+        }
+        .record()
+    }
+
+    /// `Ekms.GetTlsAttestation {Nonce}` (unauthenticated): an attestation document for the
+    /// client's nonce whose user data is [`crate::keys::tls::binding`] of the leaf and CA served now,
+    /// so a client can check, on the connection it asked on, that the certificate it was shown
+    /// is the attested enclave's.
+    fn tls_attestation(&self, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct TlsAttestationRequest {
+            nonce: Option<crate::json::Blob>,
+        }
+        let identity = self.tls.as_ref().ok_or_else(|| {
+            KmsError::UnsupportedOperation(
+                "ekms serves plain HTTP: there is no TLS identity to attest.".to_owned(),
+            )
+        })?;
+        let req: TlsAttestationRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            TlsAttestationRequest::default()
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| KmsError::Serialization(format!("Could not parse the request: {e}")))?
+        };
+        let nonce = crate::kms::validate::required("nonce", req.nonce)?;
+        crate::kms::validate::blob_len("nonce", &nonce.0, 16, 512)?;
+        let served = identity.current();
+        let document = self
+            .env
+            .attester
+            .attest(Some(&served.binding()), Some(&nonce.0), None)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "attestation failed");
+                KmsError::Internal("attestation failed")
+            })?;
+        serde_json::to_vec(&serde_json::json!({
+            "AttestationDocument": crate::json::b64(&document),
+            "State": self.phase().as_str(),
+        }))
+        .map_err(|_| KmsError::Internal("response encoding"))
+    }
+
+    /// Serves one HTTP request.
+    pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
+        let request_id = request_id.to_string();
+        let mut pending = Pending {
+            request_id: request_id.clone(),
+            event_id,
+            ..Pending::default()
+        };
+        let mut result = self.answer(request, &mut pending).await;
+        if let (Some(op), Some(identity)) = (pending.op, &pending.identity) {
+            // Every authenticated (or refused) KMS request is recorded, durably, before the
+            // answer; if the record cannot be written the request fails (fail closed).
+            let answer = result.as_ref().ok();
+            let resources = answer
+                .and_then(|b| {
+                    pending.answer_key.take().or_else(|| {
+                        serde_json::from_slice::<AnswerResource<'_>>(b)
+                            .ok()
+                            .and_then(AnswerResource::arn)
+                    })
+                })
+                .into_iter()
+                .collect();
+            // Only these answers are logged, so only they are parsed whole: the others may be
+            // large (ciphertexts) or secret (plaintexts, data keys).
+            let whole = || answer.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+            let response_elements = match pending.audit_response {
+                AuditAnswer::Whole => whole().unwrap_or(serde_json::Value::Null),
+                // Public fields only: never the new SecretAccessKey.
+                AuditAnswer::Public => crate::kms::principal_ops::response_elements(whole().as_ref()),
+                AuditAnswer::Nothing => serde_json::Value::Null,
+            };
+            // A refused request (unauthenticated, or a body that did not parse) is recorded
+            // with at most MAX_REFUSED_PARAMETERS of its parameters, and rides with the next
+            // commit instead of forcing one: flooding them costs little.
+            let refused = matches!(identity, Identity::Unknown { .. })
+                || matches!(result, Err(KmsError::Serialization(_)));
+            let mut request_parameters = std::mem::take(&mut pending.request_parameters);
+            if refused {
+                request_parameters =
+                    crate::durability::audit::capped(request_parameters, MAX_REFUSED_PARAMETERS);
+            }
+            let record = Event {
+                request_id: &request_id,
+                event_id,
+                event_name: op,
+                time_millis: self.env.now(),
+                identity,
+                config: &self.config,
+                request_parameters,
+                response: response_elements,
+                error: result.as_ref().err(),
+                resources,
+                user_agent: pending.user_agent.as_deref(),
+            }
+            .record();
+            let touched = std::mem::take(&mut pending.touched);
+            let recorded = match (pending.ticket, self.persister.get()) {
+                // Its changes were queued under their locks with a placeholder record: this
+                // one takes its place, in the same commit.
+                (Some(ticket), Some(persister)) if touched.is_empty() => {
+                    persister.attach(ticket, record);
+                    Ok(())
+                }
+                _ if refused && touched.is_empty() => self.note_refused(record),
+                _ => self.submit(touched, Some(record)).await,
+            };
+            if let Err(e) = recorded {
+                result = Err(e);
+            }
+        }
+        // An oversized body was not read: the connection cannot carry another request.
+        let close = matches!(result, Err(KmsError::RequestTooLarge(..)));
+        let mut response = respond(&request_id, result);
+        if close {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        pending: &mut Pending,
+    ) -> Result<Vec<u8>, KmsError> {
+        if request.method() != Method::POST || request.uri().path() != "/" {
+            return Err(KmsError::UnknownOperation(
+                "The AWS KMS API is served by POST / with an X-Amz-Target header.".to_owned(),
+            ));
+        }
+        if let Some(len) = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > MAX_BODY as u64 {
+                return Err(KmsError::RequestTooLarge(len, MAX_BODY));
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let body =
+            match tokio::time::timeout(IO_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Ok(Err(e)) => {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        return Err(KmsError::RequestTooLarge(MAX_BODY as u64 + 1, MAX_BODY));
+                    }
+                    return Err(KmsError::Serialization(
+                        "The request body could not be read.".to_owned(),
+                    ));
+                }
+                Err(_) => {
+                    return Err(KmsError::Serialization(
+                        "Timed out reading the request body.".to_owned(),
+                    ))
+                }
+            };
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok());
+        // Principal administration is authenticated and audited like KMS requests; the
+        // custody operations are not (they run before any principal exists).
+        let principal_op = target
+            .and_then(|t| t.strip_prefix("Ekms."))
+            .and_then(crate::kms::principal_ops::Operation::from_name);
+        if let Some(admin) = target.and_then(|t| t.strip_prefix("Ekms.")) {
+            if principal_op.is_none() {
+                return self.admin(admin, &body).await;
+            }
+        }
+        match self.phase() {
+            Phase::Unsealed | Phase::MemoryOnly => {}
+            Phase::Uninitialized => {
+                return Err(KmsError::InvalidState(
+                    "ekms is not initialized: run `ekms init`.".to_owned(),
+                ))
+            }
+            Phase::Sealed => {
+                return Err(KmsError::InvalidState(
+                    "ekms is sealed: custodians must run `ekms unseal` until the threshold of shares is reached.".to_owned(),
+                ))
+            }
+        }
+        let op = match principal_op {
+            Some(_) => None,
+            None => Some(dispatch::parse_target(target)?),
+        };
+        pending.op = principal_op
+            .map(crate::kms::principal_ops::Operation::name)
+            .or(op.map(dispatch::Operation::name));
+        pending.audit_response = match (op, principal_op) {
+            (Some(op), _) if op.audit_response() == dispatch::AuditResponse::Whole => {
+                AuditAnswer::Whole
+            }
+            (_, Some(p)) if p.audits_response() => AuditAnswer::Public,
+            _ => AuditAnswer::Nothing,
+        };
+        // One pass over the body for what authorization and the audit record read from it.
+        let members = crate::json::Members::parse(&body);
+        pending.request_parameters =
+            crate::durability::audit::request_parameters_split(&body, members.as_ref());
+        pending.user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        let mut body_sha256 = [0u8; 32];
+        body_sha256.copy_from_slice(digest.as_ref());
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body_sha256,
+        };
+        let scope = Scope {
+            region: &self.config.region,
+            service: "kms",
+        };
+        let now_secs = self.env.now().div_euclid(1000);
+        let caller = {
+            let principals = self.state.principals();
+            sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &*principals)
+                .map_err(KmsError::Auth)
+                .and_then(|verified| {
+                    let principal = principals
+                        .by_access_key(&verified.access_key_id)
+                        .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
+                    Ok(Caller {
+                        arn: principal.arn.clone(),
+                        access_key_id: verified.access_key_id,
+                        identity_policy: principal.identity_policy(),
+                    })
+                })
+        };
+        let caller = match caller {
+            Ok(caller) => caller,
+            Err(e) => {
+                // Refused: the record names the access key the request claimed.
+                pending.identity = Some(Identity::Unknown {
+                    access_key_id: claimed_access_key(&parts.headers),
+                });
+                return Err(e);
+            }
+        };
+        pending.identity = Some(Identity::User {
+            arn: caller.arn.clone(),
+            access_key_id: caller.access_key_id.clone(),
+        });
+        let (result, touched) = {
+            let identity = pending.identity.clone().unwrap_or(Identity::Unknown {
+                access_key_id: None,
+            });
+            let sink = self.persister.get().map(|persister| QueueChanges {
+                persister,
+                service: self,
+                pending: &*pending,
+                identity,
+                placed: Cell::new(false),
+                ticket: Cell::new(None),
+            });
+            let mut ctx = Ctx::new(&self.state, &self.config, &self.env, &caller);
+            if let Some(sink) = &sink {
+                ctx = ctx.with_sink(sink);
+            }
+            let mut result = match (op, principal_op) {
+                (Some(op), _) => dispatch::handle(&ctx, op, &body),
+                (None, Some(p)) => crate::kms::principal_ops::handle(&ctx, p, &body),
+                (None, None) => Err(KmsError::Internal("no operation")),
+            };
+            if ctx.sink_failed() {
+                result = Err(KmsError::Internal("a change could not be queued"));
+            }
+            let answer_key = ctx.answer_key.take();
+            let touched = ctx.take_touched();
+            drop(ctx);
+            let ticket = sink.and_then(|s| s.ticket.get());
+            pending.answer_key = answer_key;
+            pending.ticket = ticket;
+            (result, touched)
+        };
+        if result.is_ok()
+            && matches!(
+                principal_op,
+                Some(
+                    crate::kms::principal_ops::Operation::RotateTlsCa
+                        | crate::kms::principal_ops::Operation::InstallTlsChain
+                )
+            )
+        {
+            // New connections get a leaf under the new CA (cross-signed during the overlap).
+            self.serve_loaded_tls()?;
+        }
+        tracing::debug!(op = pending.op, caller = %caller.arn, ok = result.is_ok(), "request");
+        // Made durable (with the audit record) by `serve_request` before the answer: the client
+        // hears of a change only once it is on disk.
+        pending.touched = touched;
+        result
+    }
+}
+
+/// A request's id and its audit record's id (random UUIDs), from one read of the random
+/// source rather than one each.
+fn request_ids(entropy: &dyn crate::env::Entropy) -> (uuid::Uuid, uuid::Uuid) {
+    let mut random = [0u8; 32];
+    if entropy.fill(&mut random).is_err() {
+        return (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    }
+    let mut first = [0u8; 16];
+    let mut second = [0u8; 16];
+    first.copy_from_slice(&random[..16]);
+    second.copy_from_slice(&random[16..]);
+    (
+        uuid::Builder::from_random_bytes(first).into_uuid(),
+        uuid::Builder::from_random_bytes(second).into_uuid(),
+    )
+}
+
+/// The key an answer names (`KeyId`, or `KeyMetadata.Arn`), for the audit record's
+/// resources. Every other field is skipped unread: no copy of a ciphertext or a plaintext.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AnswerResource<'a> {
+    #[serde(borrow, default)]
+    key_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    key_metadata: Option<AnswerKeyMetadata<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AnswerKeyMetadata<'a> {
+    #[serde(borrow, default)]
+    arn: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl AnswerResource<'_> {
+    fn arn(self) -> Option<String> {
+        self.key_id
+            .or(self.key_metadata.and_then(|m| m.arn))
+            .map(std::borrow::Cow::into_owned)
+    }
+}
+
+/// What of a successful answer the audit record keeps, from the operation tables.
+#[derive(Default, Clone, Copy)]
+enum AuditAnswer {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// The whole answer.
+    Whole,
+    /// Its public fields ([`crate::kms::principal_ops::response_elements`]).
+    Public,
+}
+
+/// Queues a request's changes under their write locks ([`crate::kms::authz::ChangeSink`]), the
+/// first with a placeholder audit record that the request's full record replaces.
+struct QueueChanges<'s> {
+    persister: &'s Persister,
+    service: &'s Service,
+    pending: &'s Pending,
+    identity: Identity,
+    /// Whether the placeholder was queued.
+    placed: Cell<bool>,
+    ticket: Cell<Option<u64>>,
+}
+
+impl crate::kms::authz::ChangeSink for QueueChanges<'_> {
+    fn queue(&self, touched: Vec<Touched>) -> Result<(), KmsError> {
+        // Built only for requests that change something: the record of a request whose
+        // answer never came (its future dropped), if the full one does not arrive in time.
+        let placeholder = (!self.placed.replace(true)).then(|| {
+            const ENDED: KmsError =
+                KmsError::Internal("the request ended before its answer was recorded");
+            Event {
+                request_id: &self.pending.request_id,
+                event_id: self.pending.event_id,
+                event_name: self.pending.op.unwrap_or("Unknown"),
+                time_millis: self.service.env.now(),
+                identity: &self.identity,
+                config: &self.service.config,
+                request_parameters: self.pending.request_parameters.clone(),
+                response: serde_json::Value::Null,
+                error: Some(&ENDED),
+                resources: Vec::new(),
+                user_agent: self.pending.user_agent.as_deref(),
+            }
+            .record()
+        });
+        let (_, ticket) = self.persister.enqueue_change(touched, placeholder)?;
+        if ticket.is_some() {
+            self.ticket.set(ticket);
+        }
+        Ok(())
+    }
+}
+
+/// What a request leaves for the audit log and the store.
+#[derive(Default)]
+pub struct Pending {
+    /// The request's id.
+    request_id: String,
+    /// Its audit record's id.
+    event_id: uuid::Uuid,
+    /// The ticket of its changes queued under their locks, for its audit record.
+    ticket: Option<u64>,
+    /// The operation's name (`Encrypt`, `CreatePrincipal`).
+    op: Option<&'static str>,
+    /// What of its answer the audit record keeps.
+    audit_response: AuditAnswer,
+    identity: Option<Identity>,
+    /// The body's logged fields (`requestParameters`).
+    request_parameters: serde_json::Value,
+    user_agent: Option<String>,
+    touched: Vec<Touched>,
+    /// The answer's `KeyId`, where the operation noted it (see [`Ctx::answer_key`]).
+    answer_key: Option<String>,
+}
+
+/// The access key id a request's Authorization header claims (for the audit of a refusal).
+fn claimed_access_key(headers: &http::HeaderMap) -> Option<String> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split("Credential=").nth(1)?;
+    let id = credential.split('/').next()?;
+    (id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| id.to_owned())
+}
+
+/// Accepts connections until `shutdown` resolves, serving each with HTTP/1.1 keep-alive,
+/// behind TLS when `tls` is given.
+///
+/// # Errors
+/// Only if accepting fails in a way that will not recover.
+pub async fn serve(
+    listener: Listener,
+    service: Arc<Service>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = service.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(stream, service, tls).await {
+                tracing::debug!(peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn connection(
+    stream: Stream,
+    service: Arc<Service>,
+    tls: Option<TlsAcceptor>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Everything written back, TLS records included, goes in frames the parent releases to
+    // the client once the commit they wait for is durable.
+    let hold = Arc::new(HoldCell::default());
+    match tls {
+        Some(acceptor) => {
+            // TLS reads 4 KiB at a time from what it is given, so a 4 KiB request (6 KiB of
+            // records) took two or three reads; through this buffer it takes one.
+            let stream = HoldWriter::new(
+                BufReader::with_capacity(TLS_READ_BUFFER, stream),
+                hold.clone(),
+            );
+            let stream = tokio::time::timeout(IO_TIMEOUT, acceptor.accept(stream)).await??;
+            http(stream, service, hold).await
+        }
+        None => http(HoldWriter::new(stream, hold.clone()), service, hold).await,
+    }
+}
+
+/// Serves HTTP/1.1 on `io` until either side closes. When the server closes first (an
+/// answer with `Connection: close`, such as to a body over [`MAX_BODY`]), the client may
+/// still be sending: the write side is shut down, and what arrives is read and dropped for
+/// a bounded time ([`LINGER`]), so the answer is not lost to a reset of unread bytes.
+async fn http<I>(
+    io: I,
+    service: Arc<Service>,
+    hold: Arc<HoldCell>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let svc = service_fn(move |request| {
+        let service = service.clone();
+        let hold = hold.clone();
+        async move {
+            let response = service.serve_request(request).await;
+            // The answer goes out in frames the parent holds until what it depends on is
+            // durable.
+            hold.raise(service.release_point());
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let parts = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(IO_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(MAX_BODY)
+        .serve_connection(TokioIo::new(io), svc)
+        .without_shutdown()
+        .await?;
+    let mut io = parts.io.into_inner();
+    let _ = tokio::time::timeout(LINGER, async {
+        io.shutdown().await?;
+        let mut sink = vec![0u8; 16 * 1024];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match io.read(&mut sink).await? {
+                0 => break,
+                n => dropped += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{request_ids, AnswerResource};
+    use crate::env::Entropy;
+    use crate::error::KmsError;
+
+    /// Hands out the bytes 0, 1, 2, ... in order.
+    struct Counting(std::sync::atomic::AtomicU8);
+
+    impl Entropy for Counting {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), KmsError> {
+            for b in buf {
+                *b = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    /// Both ids are version-4 UUIDs made of one read's two halves.
+    #[test]
+    fn request_ids_split_one_read() {
+        let entropy = Counting(std::sync::atomic::AtomicU8::new(0));
+        let (request, event) = request_ids(&entropy);
+        assert_eq!(request.to_string(), "00010203-0405-4607-8809-0a0b0c0d0e0f");
+        assert_eq!(event.to_string(), "10111213-1415-4617-9819-1a1b1c1d1e1f");
+        assert_eq!(request.get_version_num(), 4);
+        assert_eq!(entropy.0.into_inner(), 32, "one read of 32 bytes");
+    }
+
+    fn arn_of(answer: &str) -> Option<String> {
+        serde_json::from_str::<AnswerResource<'_>>(answer)
+            .ok()
+            .and_then(AnswerResource::arn)
+    }
+
+    /// The audit record's resource is the answer's KeyId, else its KeyMetadata.Arn; other
+    /// fields (however large) are skipped.
+    #[test]
+    fn answer_resource_names_the_key() {
+        let key = "arn:aws:kms:us-east-1:111122223333:key/1234";
+        let blob = "QUFB".repeat(2000);
+        assert_eq!(
+            arn_of(&format!(
+                r#"{{"CiphertextBlob":"{blob}","KeyId":"{key}","EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}}"#
+            ))
+            .as_deref(),
+            Some(key)
+        );
+        assert_eq!(
+            arn_of(&format!(
+                r#"{{"KeyMetadata":{{"KeyId":"1234","Arn":"{key}","Enabled":true,"Tags":[{{"a":1}}]}}}}"#
+            ))
+            .as_deref(),
+            Some(key)
+        );
+        assert_eq!(
+            arn_of(r#"{"KeyId":"escaped\/id","KeyMetadata":{"Arn":"other"}}"#).as_deref(),
+            Some("escaped/id")
+        );
+        assert_eq!(arn_of(r#"{"Plaintext":"c2VjcmV0"}"#), None);
+        assert_eq!(arn_of(r#"{"Aliases":[],"Truncated":false}"#), None);
+        assert_eq!(arn_of(r#"{"KeyId":7}"#), None);
+    }
+}

@@ -1,0 +1,4 @@
+//! The domain key's custody: initialize and unseal (`admin`), and the attester.
+
+pub mod admin;
+pub mod attest;
