@@ -24,6 +24,8 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    // The one place the core's clock reads the system's.
+    #[allow(clippy::disallowed_methods)]
     fn now_millis(&self) -> Millis {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -70,6 +72,8 @@ pub trait Entropy: Send + Sync {
 pub struct OsEntropy(ring::rand::SystemRandom);
 
 impl Default for OsEntropy {
+    // The one place the core's random source is opened.
+    #[allow(clippy::disallowed_methods)]
     fn default() -> Self {
         OsEntropy(ring::rand::SystemRandom::new())
     }

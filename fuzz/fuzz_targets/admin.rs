@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
     if !u.ratio(2, 3).unwrap_or(true) {
         // Fuzzed bodies, each operation in the phase where it does something.
         let body: &[u8] = u.arbitrary().unwrap_or_default();
-        let uninit = Custody::new(Phase::Uninitialized, None);
+        let uninit = Custody::new(Phase::Uninitialized, None, &entropy).unwrap();
         no_internal("GetAttestation", uninit.attestation(body, attester()).as_ref().err(), body);
         let _ = uninit.status_json();
         let mut uninit = uninit;
@@ -106,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
             commitment: custody::commitment(&[1; 32]).to_vec(),
             custodians: keys[..3].iter().map(|k| serde_bytes::ByteBuf::from(spki(k))).collect(),
         };
-        let mut sealed = Custody::new(Phase::Sealed, Some(deployment));
+        let mut sealed = Custody::new(Phase::Sealed, Some(deployment), &entropy).unwrap();
         no_internal("Unseal", sealed.unseal(body).as_ref().err(), body);
         return;
     }
@@ -143,7 +143,7 @@ fuzz_target!(|data: &[u8]| {
         body["AdminName"] = json!(u.arbitrary::<String>().unwrap_or_default());
     }
     let body = body.to_string().into_bytes();
-    let mut custody = Custody::new(Phase::Uninitialized, None);
+    let mut custody = Custody::new(Phase::Uninitialized, None, &entropy).unwrap();
     let result = custody.initialize(&body, &entropy, attester());
     no_internal("Initialize", result.as_ref().err(), &body);
     let Ok(init) = result else {
@@ -157,7 +157,7 @@ fuzz_target!(|data: &[u8]| {
     let threshold = usize::from(init.deployment.threshold);
 
     // Unseal: genuine shares in a fuzzed order, with noise.
-    let mut sealed = Custody::new(Phase::Sealed, Some(init.deployment.clone()));
+    let mut sealed = Custody::new(Phase::Sealed, Some(init.deployment.clone()), &entropy).unwrap();
     let boot = sealed.boot_public_key().to_vec();
     let mut accepted = std::collections::BTreeSet::new();
     for _ in 0..u.int_in_range(0..=8u8).unwrap_or(0) {
@@ -170,7 +170,7 @@ fuzz_target!(|data: &[u8]| {
             3 => submission(&files[i], &keys[i], &keys[(i + 1) % keys.len()], &boot),
             // Sealed to another boot key.
             4 => {
-                let other = Custody::new(Phase::Sealed, None);
+                let other = Custody::new(Phase::Sealed, None, &entropy).unwrap();
                 submission(&files[i], &keys[i], &keys[i], other.boot_public_key())
             }
             // Altered.

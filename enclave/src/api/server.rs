@@ -124,19 +124,20 @@ impl Service {
         phase: Phase,
         deployment: Option<persist::Deployment>,
         store: Option<Stream>,
-    ) -> Self {
-        Service {
+    ) -> crate::error::KmsResult<Self> {
+        let custody = Custody::new(phase, deployment, env.entropy.as_ref())?;
+        Ok(Service {
             state,
             config,
             env,
             phase: AtomicU8::new(phase_code(phase)),
-            custody: tokio::sync::Mutex::new(Custody::new(phase, deployment)),
+            custody: tokio::sync::Mutex::new(custody),
             store: tokio::sync::Mutex::new(store),
             persister: OnceLock::new(),
             fatal: Arc::new(Notify::new()),
             tls: None,
             tls_ca_out: None,
-        }
+        })
     }
 
     /// This service serving `identity` (and writing its CA to `ca_out`, mock mode).
@@ -378,6 +379,7 @@ impl Service {
         );
         let fatal = self.fatal.clone();
         let watcher = persister.clone();
+        #[allow(clippy::disallowed_methods)] // the server is the shell
         tokio::spawn(async move {
             watcher.fatal().await;
             fatal.notify_one();
@@ -1029,6 +1031,7 @@ pub async fn serve(
         };
         let service = service.clone();
         let tls = tls.clone();
+        #[allow(clippy::disallowed_methods)] // the server is the shell: a task per connection
         tokio::spawn(async move {
             let _permit = permit;
             if let Err(e) = connection(stream, service, tls).await {

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use p384::elliptic_curve::rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -179,20 +178,41 @@ fn random_chars(alphabet: &[u8], n: usize, entropy: &dyn crate::env::Entropy) ->
         .collect())
 }
 
+/// A P-384 secret key from the environment's random source: 48 random bytes, taken as the
+/// scalar when it is in range (not zero, below the group order), else drawn again (FIPS 186-5
+/// A.4.2, rejection sampling; a draw is out of range with probability about 2^-190).
+fn random_secret_key(entropy: &dyn crate::env::Entropy) -> KmsResult<p384::SecretKey> {
+    for _ in 0..8 {
+        let mut bytes = Zeroizing::new([0u8; 48]);
+        entropy.fill(&mut bytes[..])?;
+        if let Ok(key) = p384::SecretKey::from_slice(&bytes[..]) {
+            return Ok(key);
+        }
+    }
+    Err(KmsError::Internal("boot key generation"))
+}
+
 impl Custody {
-    /// A custody machine in `phase`, with a fresh boot key.
-    pub fn new(phase: Phase, deployment: Option<Deployment>) -> Self {
-        let boot_key = p384::SecretKey::random(&mut OsRng);
+    /// A custody machine in `phase`, with a fresh boot key from `entropy`.
+    ///
+    /// # Errors
+    /// `KMSInternalException` if the random source fails.
+    pub fn new(
+        phase: Phase,
+        deployment: Option<Deployment>,
+        entropy: &dyn crate::env::Entropy,
+    ) -> KmsResult<Self> {
+        let boot_key = random_secret_key(entropy)?;
         let boot_spki =
             envelope::public_key_to_spki_der(&boot_key.public_key()).unwrap_or_default();
-        Custody {
+        Ok(Custody {
             phase,
             deployment,
             boot_key,
             boot_spki,
             shares: BTreeMap::new(),
             refused_records: Vec::new(),
-        }
+        })
     }
 
     /// Marks the enclave unsealed, with what the load refused.

@@ -466,6 +466,8 @@ impl Persister {
         let fail2 = fail.clone();
         let committer_chain = chain.clone();
         let committer_queue = queue.clone();
+        // The committer and the acknowledger are the shell's tasks.
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             let why = committer(
                 committer_queue,
@@ -487,6 +489,7 @@ impl Persister {
             fail(&why);
         });
         let acked = durable_tx.clone();
+        #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             let why = acknowledger(reader, in_flight_rx, &acked).await;
             fail2(&why);
@@ -547,6 +550,7 @@ async fn with_attached_records(queue: &Queue, mut batch: Vec<Job>) -> Vec<Job> {
     let Some(&last) = tickets.last() else {
         return batch;
     };
+    #[allow(clippy::disallowed_methods)] // the committer's wait, in the shell
     let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
     loop {
         let attached = queue.attach.notified();
@@ -640,8 +644,14 @@ async fn committer<W: AsyncWrite + Unpin>(
         if sealing.manifest.next_seq() != seq {
             return format!("commit {seq} is out of step with the manifest");
         }
+        // The committer is the shell: it reads the clock, and commit building gets the time.
+        #[allow(clippy::disallowed_methods)]
+        let now = Now {
+            at: std::time::Instant::now(),
+            millis: crate::env::SystemClock.now_millis(),
+        };
         let built = if batch.is_empty() && riders.is_empty() {
-            checkpoint_commit(seq, &mut sealing)
+            checkpoint_commit(seq, now, &mut sealing)
         } else {
             let mut touched = BTreeSet::new();
             let mut audit = Vec::new();
@@ -650,7 +660,7 @@ async fn committer<W: AsyncWrite + Unpin>(
                 audit.extend(job.audit);
             }
             audit.extend(riders);
-            build_commit(seq, &touched, audit, &mut sealing)
+            build_commit(seq, &touched, audit, now, &mut sealing)
         };
         let (commit, head) = match built {
             Ok(c) => c,
@@ -666,22 +676,35 @@ async fn committer<W: AsyncWrite + Unpin>(
     }
 }
 
+/// When a commit is built (read by the committer, so that building reads no clock).
+#[derive(Debug, Clone, Copy)]
+struct Now {
+    /// For the checkpoint interval.
+    at: std::time::Instant,
+    /// For the checkpoint record.
+    millis: crate::env::Millis,
+}
+
 /// A commit that only appends a signed checkpoint of the current head.
-fn checkpoint_commit(seq: u64, sealing: &mut Sealing) -> Result<(Request, Head), PersistError> {
+fn checkpoint_commit(
+    seq: u64,
+    now: Now,
+    sealing: &mut Sealing,
+) -> Result<(Request, Head), PersistError> {
     let (lines, head) = {
         let mut chain = sealing
             .chain
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let lines = chain
-            .checkpoint(crate::env::SystemClock.now_millis())
+            .checkpoint(now.millis)
             .map_err(|_| PersistError::Seal("audit checkpoint"))?
             .into_iter()
             .map(serde_bytes::ByteBuf::from)
             .collect();
         (lines, chain.head())
     };
-    sealing.last_checkpoint = Some(std::time::Instant::now());
+    sealing.last_checkpoint = Some(now.at);
     sealing.uncovered = false;
     Ok((
         Request::Commit {
@@ -698,6 +721,7 @@ fn build_commit(
     seq: u64,
     touched: &BTreeSet<Touched>,
     audit: Vec<crate::durability::audit::Record>,
+    now: Now,
     sealing: &mut Sealing,
 ) -> Result<(Request, Head), PersistError> {
     let Sealing {
@@ -818,16 +842,16 @@ fn build_commit(
             .map(|record| serde_bytes::ByteBuf::from(chain.append(&record)))
             .collect();
         if !lines.is_empty() {
-            let due = last_checkpoint.is_none_or(|t| t.elapsed() >= CHECKPOINT_INTERVAL);
+            let due = last_checkpoint
+                .is_none_or(|t| now.at.saturating_duration_since(t) >= CHECKPOINT_INTERVAL);
             if due {
-                let now = crate::env::SystemClock.now_millis();
                 for line in chain
-                    .checkpoint(now)
+                    .checkpoint(now.millis)
                     .map_err(|_| PersistError::Seal("audit checkpoint"))?
                 {
                     lines.push(serde_bytes::ByteBuf::from(line));
                 }
-                *last_checkpoint = Some(std::time::Instant::now());
+                *last_checkpoint = Some(now.at);
                 *uncovered = false;
             } else {
                 // Covered by the next checkpoint: the next commit's, or the idle one.

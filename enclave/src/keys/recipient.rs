@@ -347,6 +347,7 @@ fn envelope(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests make mock CAs at the real time
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;

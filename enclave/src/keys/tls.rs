@@ -589,6 +589,7 @@ fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests make mock CAs at the real time
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;

@@ -554,6 +554,7 @@ pub fn response_elements(response: Option<&Value>) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests make mock CAs at the real time
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;

@@ -15,6 +15,7 @@ use crate::error::KmsError;
 use crate::kms::state::Touched;
 
 /// The OS random source, a mock attester, and `clock`.
+#[allow(clippy::disallowed_methods)] // a mock CA made at the real time
 pub fn env(clock: Arc<FixedClock>) -> Env {
     Env {
         clock,
