@@ -93,7 +93,24 @@ pub enum KmsError {
     Internal(&'static str),
 }
 
+/// How AWS begins the message of a `ValidationException` for one bad member.
+pub const ONE_VALIDATION_ERROR: &str = "1 validation error detected: ";
+
 impl KmsError {
+    /// A `ValidationException` for one bad member, worded as AWS words it:
+    /// `1 validation error detected: <detail>`.
+    pub fn one_validation_error(detail: impl std::fmt::Display) -> KmsError {
+        KmsError::Validation(format!("{ONE_VALIDATION_ERROR}{detail}"))
+    }
+
+    /// `1 validation error detected: Value at '<field>' failed to satisfy constraint:
+    /// <constraint>`.
+    pub fn invalid_field(field: &str, constraint: impl std::fmt::Display) -> KmsError {
+        KmsError::one_validation_error(format_args!(
+            "Value at '{field}' failed to satisfy constraint: {constraint}"
+        ))
+    }
+
     /// The AWS error code sent as `__type` and `x-amzn-ErrorType`.
     pub fn aws_code(&self) -> &'static str {
         match self {

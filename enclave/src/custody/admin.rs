@@ -275,9 +275,7 @@ impl Custody {
         let req: InitializeRequest = parse(body)?;
         let custodians = validate::required("custodians", req.custodians)?;
         if custodians.is_empty() || custodians.len() > MAX_CUSTODIANS {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value at 'custodians' failed to satisfy constraint: between 1 and {MAX_CUSTODIANS} custodians"
-            )));
+            return Err(KmsError::invalid_field("custodians", format_args!("between 1 and {MAX_CUSTODIANS} custodians")));
         }
         let total = u8::try_from(custodians.len()).map_err(|_| KmsError::Internal("count"))?;
         let threshold = validate::required("threshold", req.threshold)?;

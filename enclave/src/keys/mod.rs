@@ -446,9 +446,7 @@ impl KeyRef {
     /// a key of this deployment (as AWS answers for an unknown ARN or malformed id).
     pub fn parse(field: &str, value: &str, config: &Config) -> KmsResult<KeyRef> {
         if value.is_empty() || value.len() > MAX_KEY_ID_LEN {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must have length between 1 and {MAX_KEY_ID_LEN}"
-            )));
+            return Err(KmsError::invalid_field(field, format_args!("Member must have length between 1 and {MAX_KEY_ID_LEN}")));
         }
         let local = if let Some(rest) = value.strip_prefix("arn:") {
             let prefix = config.kms_arn_prefix();

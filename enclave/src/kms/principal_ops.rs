@@ -150,9 +150,7 @@ fn to_json(value: &Value) -> KmsResult<Vec<u8>> {
 }
 
 fn validation(field: &str, constraint: &str) -> KmsError {
-    KmsError::Validation(format!(
-        "1 validation error detected: Value at '{field}' failed to satisfy constraint: {constraint}"
-    ))
+    KmsError::invalid_field(field, constraint)
 }
 
 /// `UserName`: required, IAM's `[\w+=,.@-]{1,64}`.

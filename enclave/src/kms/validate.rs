@@ -3,9 +3,7 @@
 use crate::error::{KmsError, KmsResult};
 
 fn invalid(field: &str, constraint: &str) -> KmsError {
-    KmsError::Validation(format!(
-        "1 validation error detected: Value at '{field}' failed to satisfy constraint: {constraint}"
-    ))
+    KmsError::invalid_field(field, constraint)
 }
 
 /// A required field was absent.

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ONE_VALIDATION_ERROR;
+
 /// Most entries accepted in a CreateGrant `Operations` list (before removing duplicates).
 pub const MAX_OPERATIONS: usize = 50;
 /// Most pairs in one constraint (AWS: 8).
@@ -176,13 +178,13 @@ pub struct Grant {
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
     /// `Operations` is empty.
-    #[error("1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1")]
+    #[error("{ONE_VALIDATION_ERROR}Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1")]
     NoOperations,
     /// `Operations` is longer than [`MAX_OPERATIONS`].
-    #[error("1 validation error detected: Value at 'operations' failed to satisfy constraint: Member must have length less than or equal to {MAX_OPERATIONS}")]
+    #[error("{ONE_VALIDATION_ERROR}Value at 'operations' failed to satisfy constraint: Member must have length less than or equal to {MAX_OPERATIONS}")]
     TooManyOperations,
     /// A name that is not a `GrantOperation`.
-    #[error("1 validation error detected: Value '{0}' at 'operations' failed to satisfy constraint: Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, GetPublicKey, CreateGrant, RetireGrant, DescribeKey, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext, GenerateMac, VerifyMac, DeriveSharedSecret]")]
+    #[error("{ONE_VALIDATION_ERROR}Value '{0}' at 'operations' failed to satisfy constraint: Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, GetPublicKey, CreateGrant, RetireGrant, DescribeKey, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext, GenerateMac, VerifyMac, DeriveSharedSecret]")]
     UnknownOperation(String),
     /// A constraint has more than [`MAX_CONSTRAINT_PAIRS`] pairs.
     #[error("A grant constraint can have at most {MAX_CONSTRAINT_PAIRS} encryption context pairs")]

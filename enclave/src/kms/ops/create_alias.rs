@@ -31,9 +31,7 @@ pub fn check_alias_name(name: &str) -> KmsResult<()> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
     {
-        return Err(KmsError::Validation(
-            "1 validation error detected: Value at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$".to_owned(),
-        ));
+        return Err(KmsError::invalid_field("aliasName", "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"));
     }
     let Some(rest) = name.strip_prefix("alias/") else {
         return Err(KmsError::InvalidAliasName(format!(

@@ -108,9 +108,7 @@ pub fn check_principal(field: &str, principal: &str) -> KmsResult<()> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b))
     {
-        return Err(KmsError::Validation(format!(
-            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[\\w+=,.@:/-]+$"
-        )));
+        return Err(KmsError::invalid_field(field, "Member must satisfy regular expression pattern: ^[\\w+=,.@:/-]+$"));
     }
     if !principal.starts_with("arn:") {
         return Err(KmsError::Validation(format!(
@@ -220,9 +218,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
         {
-            return Err(KmsError::Validation(
-                "1 validation error detected: Value at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$".to_owned(),
-            ));
+            return Err(KmsError::invalid_field("name", "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"));
         }
     }
     let operations =

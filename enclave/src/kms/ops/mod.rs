@@ -77,14 +77,10 @@ pub fn encryption_context(
     let context = context.unwrap_or_default();
     let size: usize = context.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > MAX_CONTEXT_BYTES {
-        return Err(KmsError::Validation(format!(
-            "1 validation error detected: Value at '{field}' failed to satisfy constraint: keys and values together must be at most {MAX_CONTEXT_BYTES} bytes"
-        )));
+        return Err(KmsError::invalid_field(field, format_args!("keys and values together must be at most {MAX_CONTEXT_BYTES} bytes")));
     }
     if context.keys().any(String::is_empty) {
-        return Err(KmsError::Validation(format!(
-            "1 validation error detected: Value at '{field}' failed to satisfy constraint: keys must not be empty"
-        )));
+        return Err(KmsError::invalid_field(field, "keys must not be empty"));
     }
     Ok(context)
 }

@@ -60,9 +60,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let policy = validate::required("policy", req.policy)?;
     if let Some(name) = &req.policy_name {
         if name != "default" {
-            return Err(KmsError::Validation(
-                "1 validation error detected: Value at 'policyName' failed to satisfy constraint: the only valid policy name is default".to_owned(),
-            ));
+            return Err(KmsError::invalid_field("policyName", "the only valid policy name is default"));
         }
     }
     let mut store = ctx.keys_mut();

@@ -68,9 +68,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         }
         (None, Some(key_id), Some(grant_id)) => (store.id_of("keyId", key_id)?, grant_id.clone()),
         (None, _, _) => {
-            return Err(KmsError::Validation(
-                "1 validation error detected: either GrantToken, or both KeyId and GrantId, must be specified".to_owned(),
-            ))
+            return Err(KmsError::one_validation_error("either GrantToken, or both KeyId and GrantId, must be specified"))
         }
     };
     // Any key state: grants of a disabled or pending-deletion key can be retired.
