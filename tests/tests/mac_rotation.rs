@@ -3,7 +3,7 @@
 //! AWS SDK for Rust against one shared `ekms dev`. Each test creates its own keys.
 //!
 //! Automatic rotation needs the enclave clock to pass a 90-day period, so it is tested in the
-//! core (`enclave/src/ops/tests_mac_rotation.rs`, on a fixed clock); here the same versioning
+//! core (`enclave/src/kms/tests/mac_rotation.rs`, on a fixed clock); here the same versioning
 //! is driven by RotateKeyOnDemand.
 
 use aws_sdk_kms::error::DisplayErrorContext;
