@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use ekms_shared::wire::v1::{self, Record, RecordKey, Request, Response};
 
-use super::{load, Loaded, Persister, Touched, RIDER_INTERVAL};
+use super::{load, Loaded, Loading, Persister, Touched, RIDER_INTERVAL};
 use crate::config::Config;
 use crate::env::OsEntropy;
 use crate::keys::{Alias, Key, KeyMaterial, KeySpec, KeyStore, KeyUsage, Origin};
@@ -151,12 +151,26 @@ fn start_over(stream: DuplexStream, keys: KeyStore, manifest: Manifest) -> (Arc<
     (state, persister)
 }
 
+/// Loads `disk` as the store would stream it (every record in (kind, id) order), on the pure
+/// loader: no channel, no parent.
 async fn load_from(disk: Disk) -> Loaded {
-    let (mut enclave_end, parent_end) = tokio::io::duplex(1 << 20);
-    tokio::spawn(fake_parent(parent_end, disk));
-    load(&mut enclave_end, &domain(), &Config::default())
-        .await
+    let records: Vec<Record> = disk
+        .lock()
         .unwrap()
+        .iter()
+        .map(|((kind, id), sealed)| Record {
+            key: RecordKey {
+                kind: *kind,
+                id: id.clone(),
+            },
+            sealed: sealed.clone(),
+        })
+        .collect();
+    let domain = domain();
+    let config = Config::default();
+    let mut loading = Loading::new(&domain, &config);
+    loading.feed(&records);
+    loading.finish()
 }
 
 fn key_id(n: u8) -> String {
@@ -638,16 +652,16 @@ async fn a_head_kept_in_a_setting_loads_and_moves_into_the_root() {
         let sealed = crate::durability::seal::record::seal(
             &domain(),
             RecordKind::Setting,
-            super::AUDIT_HEAD_ID,
+            super::commit::AUDIT_HEAD_ID,
             seq,
-            &super::encode_head(old_head),
+            &super::commit::encode_head(old_head),
             &OsEntropy::default(),
         )
         .unwrap();
-        manifest.set(RecordKind::Setting, super::AUDIT_HEAD_ID, Some(seq));
+        manifest.set(RecordKind::Setting, super::commit::AUDIT_HEAD_ID, Some(seq));
         let mut d = disk.lock().unwrap();
         d.insert(
-            (RecordKind::Setting as u8, super::AUDIT_HEAD_ID.to_vec()),
+            (RecordKind::Setting as u8, super::commit::AUDIT_HEAD_ID.to_vec()),
             sealed,
         );
         for (kind, id, sealed) in manifest
@@ -670,7 +684,7 @@ async fn a_head_kept_in_a_setting_loads_and_moves_into_the_root() {
     assert!(!disk
         .lock()
         .unwrap()
-        .contains_key(&(RecordKind::Setting as u8, super::AUDIT_HEAD_ID.to_vec())));
+        .contains_key(&(RecordKind::Setting as u8, super::commit::AUDIT_HEAD_ID.to_vec())));
     let loaded = load_from(disk).await;
     assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
     // The test chain starts from genesis: one record later, its head is seq 1.
