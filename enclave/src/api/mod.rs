@@ -1,4 +1,6 @@
 //! The API edge: the HTTP server (the KMS JSON protocol, the `Ekms.*` administrative targets,
 //! audit assembly) and the initialize / unseal flow it drives.
 
+mod admin;
+mod audit;
 pub mod server;

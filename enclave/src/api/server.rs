@@ -20,15 +20,18 @@ use tokio_rustls::TlsAcceptor;
 use ekms_shared::release::{Hold, HoldCell, HoldWriter};
 use ekms_shared::transport::{Listener, Stream, LINGER, LINGER_BYTES};
 
+use super::audit::{
+    self, claimed_access_key, request_ids, Assembled, AuditAnswer, Pending, QueueChanges,
+};
 use crate::custody::admin::{Custody, Phase};
-use crate::durability::audit::{AuditChain, Event, Head, Identity};
+use crate::durability::audit::{AuditChain, Head, Identity};
 use crate::config::Config;
 use crate::kms::dispatch;
 use crate::env::Env;
 use crate::error::KmsError;
 use crate::kms::ops::{Caller, Ctx, State};
 use crate::durability::persist::{self, Persister, Touched};
-use crate::durability::seal::manifest::{Manifest, Refusal};
+use crate::durability::seal::manifest::Manifest;
 use crate::durability::seal::DomainKey;
 use crate::access::sigv4::{self, Scope, SignedRequest};
 
@@ -36,8 +39,6 @@ use crate::access::sigv4::{self, Scope, SignedRequest};
 pub const MAX_BODY: usize = 64 * 1024;
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 4096;
-/// Most bytes of request parameters the audit record of a refused request keeps.
-pub const MAX_REFUSED_PARAMETERS: usize = 1024;
 /// SigV4's allowed clock skew.
 pub const MAX_SKEW_SECS: i64 = 15 * 60;
 /// Bytes read at once from a TLS connection, below TLS (so ciphertext only): a 4 KiB request
@@ -54,20 +55,20 @@ pub struct Service {
     pub config: Config,
     /// Clock and randomness.
     pub env: Env,
-    phase: AtomicU8,
-    custody: tokio::sync::Mutex<Custody>,
+    pub(super) phase: AtomicU8,
+    pub(super) custody: tokio::sync::Mutex<Custody>,
     /// The store channel until unseal hands it to the persister.
-    store: tokio::sync::Mutex<Option<Stream>>,
-    persister: OnceLock<Persister>,
+    pub(super) store: tokio::sync::Mutex<Option<Stream>>,
+    pub(super) persister: OnceLock<Persister>,
     /// Fires when the service must stop (the durable store failed).
     pub fatal: Arc<Notify>,
     /// The TLS identity served (none for plain HTTP).
-    tls: Option<Arc<crate::keys::tls::TlsIdentity>>,
+    pub(super) tls: Option<Arc<crate::keys::tls::TlsIdentity>>,
     /// Where the CA certificate is written for clients (mock mode).
-    tls_ca_out: Option<std::path::PathBuf>,
+    pub(super) tls_ca_out: Option<std::path::PathBuf>,
 }
 
-fn phase_code(phase: Phase) -> u8 {
+pub(super) fn phase_code(phase: Phase) -> u8 {
     match phase {
         Phase::MemoryOnly => 0,
         Phase::Uninitialized => 1,
@@ -154,7 +155,7 @@ impl Service {
 
     /// Serves a fresh leaf under the deployment's CA (making and sealing the CA for a store
     /// that has none yet): the one identity clients pin across restarts.
-    async fn serve_deployment_tls(
+    pub(super) async fn serve_deployment_tls(
         &self,
         loaded: Option<crate::keys::tls::DeploymentCa>,
     ) -> Result<(), KmsError> {
@@ -354,7 +355,7 @@ impl Service {
         }
     }
 
-    async fn start_persister(
+    pub(super) async fn start_persister(
         &self,
         mut stream: Stream,
         domain: DomainKey,
@@ -388,222 +389,6 @@ impl Service {
         Ok(())
     }
 
-    async fn admin(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
-        let mut custody = self.custody.lock().await;
-        match name {
-            "GetAttestation" => custody.attestation(body, self.env.attester.as_ref()),
-            "AuditHead" => {
-                let persister = self.persister.get().ok_or_else(|| {
-                    KmsError::InvalidState(
-                        "ekms keeps no audit log while sealed or memory-only.".to_owned(),
-                    )
-                })?;
-                #[derive(serde::Deserialize, Default)]
-                #[serde(rename_all = "PascalCase", default)]
-                struct HeadRequest {
-                    nonce: Option<crate::json::Blob>,
-                }
-                let req: HeadRequest = serde_json::from_slice(body).unwrap_or_default();
-                let nonce = crate::kms::validate::required("nonce", req.nonce)?;
-                crate::kms::validate::blob_len("nonce", &nonce.0, 16, 1024)?;
-                // The head covers every record queued before this request (whose answers
-                // clients may already hold).
-                persister
-                    .durable_through(persister.release_point().seq)
-                    .await?;
-                let signed = persister.signed_audit_head(&nonce.0)?;
-                serde_json::to_vec(&serde_json::json!({
-                    "Seq": signed.head.seq,
-                    "Hash": hex::encode(signed.head.hash),
-                    "Signature": crate::json::b64(&signed.signature),
-                    "PublicKey": crate::json::b64(&signed.public_key),
-                    "AttestationDocument": crate::json::b64(&signed.attestation_document),
-                }))
-                .map_err(|_| KmsError::Internal("response encoding"))
-            }
-            "Status" => {
-                // Use against the memory budget: counts only.
-                let mut status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
-                    .map_err(|_| KmsError::Internal("status encoding"))?;
-                status["MemoryUsedBytes"] = self.state.read().bytes().into();
-                status["MemoryBudgetBytes"] = self.config.memory_budget.into();
-                serde_json::to_vec(&status).map_err(|_| KmsError::Internal("status encoding"))
-            }
-            "GetTlsAttestation" => self.tls_attestation(body),
-            "Initialize" => {
-                let init = custody.initialize(
-                    body,
-                    self.env.entropy.as_ref(),
-                    self.env.attester.as_ref(),
-                )?;
-                let mut stream = self.store.lock().await.take().ok_or_else(|| {
-                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
-                })?;
-                persist::write_deployment(&mut stream, &init.deployment).await?;
-                self.state
-                    .principals_mut()
-                    .insert(
-                        init.admin.name.clone(),
-                        init.admin.access_key_id.clone(),
-                        init.admin.secret_access_key.to_string(),
-                        true,
-                        Some(crate::access::policy::ALLOW_ALL_IDENTITY_POLICY.to_owned()),
-                        &self.config,
-                    )
-                    .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
-                self.start_persister(stream, init.domain_key, Manifest::empty(), Head::GENESIS)
-                    .await?;
-                self.persist(vec![Touched::Principal(init.admin.name.clone())], None)
-                    .await?;
-                self.serve_deployment_tls(None).await?;
-                custody.unsealed(Vec::new());
-                self.phase
-                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
-                tracing::info!("initialized: domain key made and split; serving");
-                Ok(init.response)
-            }
-            "Unseal" => {
-                let (domain, response) = custody.unseal(body)?;
-                let Some(domain) = domain else {
-                    return Ok(response);
-                };
-                let mut guard = self.store.lock().await;
-                let mut stream = guard.take().ok_or_else(|| {
-                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
-                })?;
-                let loaded = match persist::load(&mut stream, &domain, &self.config).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "loading the sealed store failed");
-                        *guard = Some(stream);
-                        return Err(KmsError::Internal("loading the sealed store failed"));
-                    }
-                };
-                if let Some(root) = loaded
-                    .refused
-                    .iter()
-                    .find(|r| matches!(r, Refusal::Root(_)))
-                {
-                    *guard = Some(stream);
-                    let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
-                    tracing::error!(?why, "the store's manifest cannot be trusted: load refused");
-                    return Err(KmsError::InvalidState(format!(
-                        "The store cannot be trusted, so nothing was loaded ({root}): the parent serves another, a damaged or a tampered store."
-                    )));
-                }
-                let refused: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
-                for r in &refused {
-                    tracing::warn!(refused = %r, "sealed record refused");
-                }
-                {
-                    let mut principals = self.state.principals_mut();
-                    for p in &loaded.principals {
-                        if let Err(why) = principals.insert_sealed(p, &self.config) {
-                            tracing::warn!(name = %p.name, why, "sealed principal not loaded");
-                        }
-                    }
-                }
-                let renames = loaded.renames();
-                let tls_ca = loaded.tls_ca;
-                if let Some(operator) = loaded.tls_operator {
-                    self.state.set_tls_operator(operator);
-                }
-                let keys = loaded.keys.key_count();
-                *self.state.write() = loaded.keys;
-                self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
-                    .await?;
-                // Records from when names were record ids move under their names' digests
-                // before anything is served.
-                if !renames.is_empty() {
-                    tracing::info!(
-                        records = renames.len() / 2,
-                        "sealing aliases and principals again under keyed record ids"
-                    );
-                    self.persist(renames, None).await?;
-                }
-                if !refused.is_empty() {
-                    // What was refused is on the record, not only in this process's log.
-                    self.persist(Vec::new(), Some(self.unseal_record(&refused)))
-                        .await?;
-                }
-                self.serve_deployment_tls(tls_ca).await?;
-                self.state.set_refused(refused.clone());
-                custody.unsealed(refused);
-                self.phase
-                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
-                tracing::info!(keys, "unsealed: every sealed record loaded");
-                custody.status_json()
-            }
-            other => Err(KmsError::UnknownOperation(format!(
-                "Unknown operation Ekms.{other}"
-            ))),
-        }
-    }
-
-    /// The audit record of an unseal that refused records: how many, and which (their ids are
-    /// key ids and keyed digests, never names).
-    fn unseal_record(&self, refused: &[String]) -> crate::durability::audit::Record {
-        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
-        Event {
-            request_id: &request_id.to_string(),
-            event_id,
-            event_name: "Unseal",
-            time_millis: self.env.now(),
-            identity: &Identity::Unknown {
-                access_key_id: None,
-            },
-            config: &self.config,
-            request_parameters: serde_json::Value::Null,
-            response: serde_json::json!({
-                "refusedRecordCount": refused.len(),
-                "refusedRecords": refused,
-            }),
-            error: None,
-            resources: Vec::new(),
-            user_agent: None,
-        }
-        .record()
-    }
-
-    /// `Ekms.GetTlsAttestation {Nonce}` (unauthenticated): an attestation document for the
-    /// client's nonce whose user data is [`crate::keys::tls::binding`] of the leaf and CA served now,
-    /// so a client can check, on the connection it asked on, that the certificate it was shown
-    /// is the attested enclave's.
-    fn tls_attestation(&self, body: &[u8]) -> Result<Vec<u8>, KmsError> {
-        #[derive(serde::Deserialize, Default)]
-        #[serde(rename_all = "PascalCase", default)]
-        struct TlsAttestationRequest {
-            nonce: Option<crate::json::Blob>,
-        }
-        let identity = self.tls.as_ref().ok_or_else(|| {
-            KmsError::UnsupportedOperation(
-                "ekms serves plain HTTP: there is no TLS identity to attest.".to_owned(),
-            )
-        })?;
-        let req: TlsAttestationRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            TlsAttestationRequest::default()
-        } else {
-            serde_json::from_slice(body)
-                .map_err(|e| KmsError::Serialization(format!("Could not parse the request: {e}")))?
-        };
-        let nonce = crate::kms::validate::required("nonce", req.nonce)?;
-        crate::kms::validate::blob_len("nonce", &nonce.0, 16, 512)?;
-        let served = identity.current();
-        let document = self
-            .env
-            .attester
-            .attest(Some(&served.binding()), Some(&nonce.0), None)
-            .map_err(|e| {
-                tracing::warn!(error = %e, "attestation failed");
-                KmsError::Internal("attestation failed")
-            })?;
-        serde_json::to_vec(&serde_json::json!({
-            "AttestationDocument": crate::json::b64(&document),
-            "State": self.phase().as_str(),
-        }))
-        .map_err(|_| KmsError::Internal("response encoding"))
-    }
-
     /// Serves one HTTP request.
     pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
@@ -614,53 +399,11 @@ impl Service {
             ..Pending::default()
         };
         let mut result = self.answer(request, &mut pending).await;
-        if let (Some(op), Some(identity)) = (pending.op, &pending.identity) {
-            // Every authenticated (or refused) KMS request is recorded, durably, before the
-            // answer; if the record cannot be written the request fails (fail closed).
-            let answer = result.as_ref().ok();
-            let resources = answer
-                .and_then(|b| {
-                    pending.answer_key.take().or_else(|| {
-                        serde_json::from_slice::<AnswerResource<'_>>(b)
-                            .ok()
-                            .and_then(AnswerResource::arn)
-                    })
-                })
-                .into_iter()
-                .collect();
-            // Only these answers are logged, so only they are parsed whole: the others may be
-            // large (ciphertexts) or secret (plaintexts, data keys).
-            let whole = || answer.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
-            let response_elements = match pending.audit_response {
-                AuditAnswer::Whole => whole().unwrap_or(serde_json::Value::Null),
-                // Public fields only: never the new SecretAccessKey.
-                AuditAnswer::Public => crate::kms::principal_ops::response_elements(whole().as_ref()),
-                AuditAnswer::Nothing => serde_json::Value::Null,
-            };
-            // A refused request (unauthenticated, or a body that did not parse) is recorded
-            // with at most MAX_REFUSED_PARAMETERS of its parameters, and rides with the next
-            // commit instead of forcing one: flooding them costs little.
-            let refused = matches!(identity, Identity::Unknown { .. })
-                || matches!(result, Err(KmsError::Serialization(_)));
-            let mut request_parameters = std::mem::take(&mut pending.request_parameters);
-            if refused {
-                request_parameters =
-                    crate::durability::audit::capped(request_parameters, MAX_REFUSED_PARAMETERS);
-            }
-            let record = Event {
-                request_id: &request_id,
-                event_id,
-                event_name: op,
-                time_millis: self.env.now(),
-                identity,
-                config: &self.config,
-                request_parameters,
-                response: response_elements,
-                error: result.as_ref().err(),
-                resources,
-                user_agent: pending.user_agent.as_deref(),
-            }
-            .record();
+        // Every authenticated (or refused) KMS request is recorded, durably, before the answer;
+        // if the record cannot be written the request fails (fail closed).
+        if let Some(Assembled { record, refused }) =
+            audit::assemble(&mut pending, &result, self.env.now(), &self.config)
+        {
             let touched = std::mem::take(&mut pending.touched);
             let recorded = match (pending.ticket, self.persister.get()) {
                 // Its changes were queued under their locks with a placeholder record: this
@@ -827,7 +570,8 @@ impl Service {
             });
             let sink = self.persister.get().map(|persister| QueueChanges {
                 persister,
-                service: self,
+                env: &self.env,
+                config: &self.config,
                 pending: &*pending,
                 identity,
                 placed: Cell::new(false),
@@ -871,133 +615,6 @@ impl Service {
         pending.touched = touched;
         result
     }
-}
-
-/// A request's id and its audit record's id (random UUIDs), from one read of the random
-/// source rather than one each.
-fn request_ids(entropy: &dyn crate::env::Entropy) -> (uuid::Uuid, uuid::Uuid) {
-    let mut random = [0u8; 32];
-    if entropy.fill(&mut random).is_err() {
-        return (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    }
-    let mut first = [0u8; 16];
-    let mut second = [0u8; 16];
-    first.copy_from_slice(&random[..16]);
-    second.copy_from_slice(&random[16..]);
-    (
-        uuid::Builder::from_random_bytes(first).into_uuid(),
-        uuid::Builder::from_random_bytes(second).into_uuid(),
-    )
-}
-
-/// The key an answer names (`KeyId`, or `KeyMetadata.Arn`), for the audit record's
-/// resources. Every other field is skipped unread: no copy of a ciphertext or a plaintext.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct AnswerResource<'a> {
-    #[serde(borrow, default)]
-    key_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    key_metadata: Option<AnswerKeyMetadata<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct AnswerKeyMetadata<'a> {
-    #[serde(borrow, default)]
-    arn: Option<std::borrow::Cow<'a, str>>,
-}
-
-impl AnswerResource<'_> {
-    fn arn(self) -> Option<String> {
-        self.key_id
-            .or(self.key_metadata.and_then(|m| m.arn))
-            .map(std::borrow::Cow::into_owned)
-    }
-}
-
-/// What of a successful answer the audit record keeps, from the operation tables.
-#[derive(Default, Clone, Copy)]
-enum AuditAnswer {
-    /// Nothing.
-    #[default]
-    Nothing,
-    /// The whole answer.
-    Whole,
-    /// Its public fields ([`crate::kms::principal_ops::response_elements`]).
-    Public,
-}
-
-/// Queues a request's changes under their write locks ([`crate::kms::authz::ChangeSink`]), the
-/// first with a placeholder audit record that the request's full record replaces.
-struct QueueChanges<'s> {
-    persister: &'s Persister,
-    service: &'s Service,
-    pending: &'s Pending,
-    identity: Identity,
-    /// Whether the placeholder was queued.
-    placed: Cell<bool>,
-    ticket: Cell<Option<u64>>,
-}
-
-impl crate::kms::authz::ChangeSink for QueueChanges<'_> {
-    fn queue(&self, touched: Vec<Touched>) -> Result<(), KmsError> {
-        // Built only for requests that change something: the record of a request whose
-        // answer never came (its future dropped), if the full one does not arrive in time.
-        let placeholder = (!self.placed.replace(true)).then(|| {
-            const ENDED: KmsError =
-                KmsError::Internal("the request ended before its answer was recorded");
-            Event {
-                request_id: &self.pending.request_id,
-                event_id: self.pending.event_id,
-                event_name: self.pending.op.unwrap_or("Unknown"),
-                time_millis: self.service.env.now(),
-                identity: &self.identity,
-                config: &self.service.config,
-                request_parameters: self.pending.request_parameters.clone(),
-                response: serde_json::Value::Null,
-                error: Some(&ENDED),
-                resources: Vec::new(),
-                user_agent: self.pending.user_agent.as_deref(),
-            }
-            .record()
-        });
-        let (_, ticket) = self.persister.enqueue_change(touched, placeholder)?;
-        if ticket.is_some() {
-            self.ticket.set(ticket);
-        }
-        Ok(())
-    }
-}
-
-/// What a request leaves for the audit log and the store.
-#[derive(Default)]
-pub struct Pending {
-    /// The request's id.
-    request_id: String,
-    /// Its audit record's id.
-    event_id: uuid::Uuid,
-    /// The ticket of its changes queued under their locks, for its audit record.
-    ticket: Option<u64>,
-    /// The operation's name (`Encrypt`, `CreatePrincipal`).
-    op: Option<&'static str>,
-    /// What of its answer the audit record keeps.
-    audit_response: AuditAnswer,
-    identity: Option<Identity>,
-    /// The body's logged fields (`requestParameters`).
-    request_parameters: serde_json::Value,
-    user_agent: Option<String>,
-    touched: Vec<Touched>,
-    /// The answer's `KeyId`, where the operation noted it (see [`Ctx::answer_key`]).
-    answer_key: Option<String>,
-}
-
-/// The access key id a request's Authorization header claims (for the audit of a refusal).
-fn claimed_access_key(headers: &http::HeaderMap) -> Option<String> {
-    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let credential = auth.split("Credential=").nth(1)?;
-    let id = credential.split('/').next()?;
-    (id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| id.to_owned())
 }
 
 /// Accepts connections until `shutdown` resolves, serving each with HTTP/1.1 keep-alive,
@@ -1112,70 +729,4 @@ where
     })
     .await;
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::{request_ids, AnswerResource};
-    use crate::env::Entropy;
-    use crate::error::KmsError;
-
-    /// Hands out the bytes 0, 1, 2, ... in order.
-    struct Counting(std::sync::atomic::AtomicU8);
-
-    impl Entropy for Counting {
-        fn fill(&self, buf: &mut [u8]) -> Result<(), KmsError> {
-            for b in buf {
-                *b = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            Ok(())
-        }
-    }
-
-    /// Both ids are version-4 UUIDs made of one read's two halves.
-    #[test]
-    fn request_ids_split_one_read() {
-        let entropy = Counting(std::sync::atomic::AtomicU8::new(0));
-        let (request, event) = request_ids(&entropy);
-        assert_eq!(request.to_string(), "00010203-0405-4607-8809-0a0b0c0d0e0f");
-        assert_eq!(event.to_string(), "10111213-1415-4617-9819-1a1b1c1d1e1f");
-        assert_eq!(request.get_version_num(), 4);
-        assert_eq!(entropy.0.into_inner(), 32, "one read of 32 bytes");
-    }
-
-    fn arn_of(answer: &str) -> Option<String> {
-        serde_json::from_str::<AnswerResource<'_>>(answer)
-            .ok()
-            .and_then(AnswerResource::arn)
-    }
-
-    /// The audit record's resource is the answer's KeyId, else its KeyMetadata.Arn; other
-    /// fields (however large) are skipped.
-    #[test]
-    fn answer_resource_names_the_key() {
-        let key = "arn:aws:kms:us-east-1:111122223333:key/1234";
-        let blob = "QUFB".repeat(2000);
-        assert_eq!(
-            arn_of(&format!(
-                r#"{{"CiphertextBlob":"{blob}","KeyId":"{key}","EncryptionAlgorithm":"SYMMETRIC_DEFAULT"}}"#
-            ))
-            .as_deref(),
-            Some(key)
-        );
-        assert_eq!(
-            arn_of(&format!(
-                r#"{{"KeyMetadata":{{"KeyId":"1234","Arn":"{key}","Enabled":true,"Tags":[{{"a":1}}]}}}}"#
-            ))
-            .as_deref(),
-            Some(key)
-        );
-        assert_eq!(
-            arn_of(r#"{"KeyId":"escaped\/id","KeyMetadata":{"Arn":"other"}}"#).as_deref(),
-            Some("escaped/id")
-        );
-        assert_eq!(arn_of(r#"{"Plaintext":"c2VjcmV0"}"#), None);
-        assert_eq!(arn_of(r#"{"Aliases":[],"Truncated":false}"#), None);
-        assert_eq!(arn_of(r#"{"KeyId":7}"#), None);
-    }
 }

@@ -1,0 +1,262 @@
+//! The custody targets of `Ekms.*` (not principal administration, which the KMS core
+//! serves): attestation, status, the signed audit head, and the initialize and unseal flow.
+//! They are not authenticated as principals: they run before any principal exists, and what
+//! they accept is checked by the custody machine (signed, attested shares).
+
+use std::sync::atomic::Ordering;
+
+
+
+use crate::custody::admin::Phase;
+use crate::durability::audit::{Event, Head, Identity};
+use crate::error::KmsError;
+use crate::durability::persist::{self, Touched};
+use crate::durability::seal::manifest::{Manifest, Refusal};
+
+use super::audit::request_ids;
+use super::server::{phase_code, Service};
+
+/// A custody target, `Ekms.<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    GetAttestation,
+    AuditHead,
+    Status,
+    GetTlsAttestation,
+    Initialize,
+    Unseal,
+}
+
+impl Target {
+    fn from_name(name: &str) -> Option<Target> {
+        Some(match name {
+            "GetAttestation" => Target::GetAttestation,
+            "AuditHead" => Target::AuditHead,
+            "Status" => Target::Status,
+            "GetTlsAttestation" => Target::GetTlsAttestation,
+            "Initialize" => Target::Initialize,
+            "Unseal" => Target::Unseal,
+            _ => return None,
+        })
+    }
+}
+
+impl Service {
+    pub(super) async fn admin(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let Some(target) = Target::from_name(name) else {
+            return Err(KmsError::UnknownOperation(format!(
+                "Ekms.{name} is not an operation of this service."
+            )));
+        };
+        let mut custody = self.custody.lock().await;
+        match target {
+            Target::GetAttestation => custody.attestation(body, self.env.attester.as_ref()),
+            Target::AuditHead => {
+                let persister = self.persister.get().ok_or_else(|| {
+                    KmsError::InvalidState(
+                        "ekms keeps no audit log while sealed or memory-only.".to_owned(),
+                    )
+                })?;
+                #[derive(serde::Deserialize, Default)]
+                #[serde(rename_all = "PascalCase", default)]
+                struct HeadRequest {
+                    nonce: Option<crate::json::Blob>,
+                }
+                let req: HeadRequest = serde_json::from_slice(body).unwrap_or_default();
+                let nonce = crate::kms::validate::required("nonce", req.nonce)?;
+                crate::kms::validate::blob_len("nonce", &nonce.0, 16, 1024)?;
+                // The head covers every record queued before this request (whose answers
+                // clients may already hold).
+                persister
+                    .durable_through(persister.release_point().seq)
+                    .await?;
+                let signed = persister.signed_audit_head(&nonce.0)?;
+                serde_json::to_vec(&serde_json::json!({
+                    "Seq": signed.head.seq,
+                    "Hash": hex::encode(signed.head.hash),
+                    "Signature": crate::json::b64(&signed.signature),
+                    "PublicKey": crate::json::b64(&signed.public_key),
+                    "AttestationDocument": crate::json::b64(&signed.attestation_document),
+                }))
+                .map_err(|_| KmsError::Internal("response encoding"))
+            }
+            Target::Status => {
+                // Use against the memory budget: counts only.
+                let mut status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
+                    .map_err(|_| KmsError::Internal("status encoding"))?;
+                status["MemoryUsedBytes"] = self.state.read().bytes().into();
+                status["MemoryBudgetBytes"] = self.config.memory_budget.into();
+                serde_json::to_vec(&status).map_err(|_| KmsError::Internal("status encoding"))
+            }
+            Target::GetTlsAttestation => self.tls_attestation(body),
+            Target::Initialize => {
+                let init = custody.initialize(
+                    body,
+                    self.env.entropy.as_ref(),
+                    self.env.attester.as_ref(),
+                )?;
+                let mut stream = self.store.lock().await.take().ok_or_else(|| {
+                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
+                })?;
+                persist::write_deployment(&mut stream, &init.deployment).await?;
+                self.state
+                    .principals_mut()
+                    .insert(
+                        init.admin.name.clone(),
+                        init.admin.access_key_id.clone(),
+                        init.admin.secret_access_key.to_string(),
+                        true,
+                        Some(crate::access::policy::ALLOW_ALL_IDENTITY_POLICY.to_owned()),
+                        &self.config,
+                    )
+                    .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
+                self.start_persister(stream, init.domain_key, Manifest::empty(), Head::GENESIS)
+                    .await?;
+                self.persist(vec![Touched::Principal(init.admin.name.clone())], None)
+                    .await?;
+                self.serve_deployment_tls(None).await?;
+                custody.unsealed(Vec::new());
+                self.phase
+                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
+                tracing::info!("initialized: domain key made and split; serving");
+                Ok(init.response)
+            }
+            Target::Unseal => {
+                let (domain, response) = custody.unseal(body)?;
+                let Some(domain) = domain else {
+                    return Ok(response);
+                };
+                let mut guard = self.store.lock().await;
+                let mut stream = guard.take().ok_or_else(|| {
+                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
+                })?;
+                let loaded = match persist::load(&mut stream, &domain, &self.config).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "loading the sealed store failed");
+                        *guard = Some(stream);
+                        return Err(KmsError::Internal("loading the sealed store failed"));
+                    }
+                };
+                if let Some(root) = loaded
+                    .refused
+                    .iter()
+                    .find(|r| matches!(r, Refusal::Root(_)))
+                {
+                    *guard = Some(stream);
+                    let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+                    tracing::error!(?why, "the store's manifest cannot be trusted: load refused");
+                    return Err(KmsError::InvalidState(format!(
+                        "The store cannot be trusted, so nothing was loaded ({root}): the parent serves another, a damaged or a tampered store."
+                    )));
+                }
+                let refused: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+                for r in &refused {
+                    tracing::warn!(refused = %r, "sealed record refused");
+                }
+                {
+                    let mut principals = self.state.principals_mut();
+                    for p in &loaded.principals {
+                        if let Err(why) = principals.insert_sealed(p, &self.config) {
+                            tracing::warn!(name = %p.name, why, "sealed principal not loaded");
+                        }
+                    }
+                }
+                let renames = loaded.renames();
+                let tls_ca = loaded.tls_ca;
+                if let Some(operator) = loaded.tls_operator {
+                    self.state.set_tls_operator(operator);
+                }
+                let keys = loaded.keys.key_count();
+                *self.state.write() = loaded.keys;
+                self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
+                    .await?;
+                // Records from when names were record ids move under their names' digests
+                // before anything is served.
+                if !renames.is_empty() {
+                    tracing::info!(
+                        records = renames.len() / 2,
+                        "sealing aliases and principals again under keyed record ids"
+                    );
+                    self.persist(renames, None).await?;
+                }
+                if !refused.is_empty() {
+                    // What was refused is on the record, not only in this process's log.
+                    self.persist(Vec::new(), Some(self.unseal_record(&refused)))
+                        .await?;
+                }
+                self.serve_deployment_tls(tls_ca).await?;
+                self.state.set_refused(refused.clone());
+                custody.unsealed(refused);
+                self.phase
+                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
+                tracing::info!(keys, "unsealed: every sealed record loaded");
+                custody.status_json()
+            }
+        }
+    }
+
+    /// The audit record of an unseal that refused records: how many, and which (their ids are
+    /// key ids and keyed digests, never names).
+    fn unseal_record(&self, refused: &[String]) -> crate::durability::audit::Record {
+        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
+        Event {
+            request_id: &request_id.to_string(),
+            event_id,
+            event_name: "Unseal",
+            time_millis: self.env.now(),
+            identity: &Identity::Unknown {
+                access_key_id: None,
+            },
+            config: &self.config,
+            request_parameters: serde_json::Value::Null,
+            response: serde_json::json!({
+                "refusedRecordCount": refused.len(),
+                "refusedRecords": refused,
+            }),
+            error: None,
+            resources: Vec::new(),
+            user_agent: None,
+        }
+        .record()
+    }
+
+    /// `Ekms.GetTlsAttestation {Nonce}` (unauthenticated): an attestation document for the
+    /// client's nonce whose user data is [`crate::keys::tls::binding`] of the leaf and CA served now,
+    /// so a client can check, on the connection it asked on, that the certificate it was shown
+    /// is the attested enclave's.
+    fn tls_attestation(&self, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct TlsAttestationRequest {
+            nonce: Option<crate::json::Blob>,
+        }
+        let identity = self.tls.as_ref().ok_or_else(|| {
+            KmsError::UnsupportedOperation(
+                "ekms serves plain HTTP: there is no TLS identity to attest.".to_owned(),
+            )
+        })?;
+        let req: TlsAttestationRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            TlsAttestationRequest::default()
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| KmsError::Serialization(format!("Could not parse the request: {e}")))?
+        };
+        let nonce = crate::kms::validate::required("nonce", req.nonce)?;
+        crate::kms::validate::blob_len("nonce", &nonce.0, 16, 512)?;
+        let served = identity.current();
+        let document = self
+            .env
+            .attester
+            .attest(Some(&served.binding()), Some(&nonce.0), None)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "attestation failed");
+                KmsError::Internal("attestation failed")
+            })?;
+        serde_json::to_vec(&serde_json::json!({
+            "AttestationDocument": crate::json::b64(&document),
+            "State": self.phase().as_str(),
+        }))
+        .map_err(|_| KmsError::Internal("response encoding"))
+    }
+}
