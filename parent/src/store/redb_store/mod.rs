@@ -2,10 +2,9 @@
 //! applied to redb and the audit log behind it.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::ops::Bound;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -13,6 +12,12 @@ use std::time::{Duration, Instant};
 
 use ekms_shared::wire::v1::{Record, RecordKey};
 use redb::{Database, Durability, TableDefinition, TableError};
+
+mod audit_log;
+mod journal_file;
+
+use audit_log::AuditLog;
+use journal_file::{reset, Journal};
 
 use super::journal::{self, Op};
 use super::{validate_batch, CommitBatch, Store, StoreError};
@@ -118,29 +123,6 @@ struct State {
     poisoned: Option<PathBuf>,
     /// The store is being dropped: the checkpointer ends.
     closing: bool,
-}
-
-/// A journal file. It is written in place from its start and never shrinks: once its blocks
-/// are allocated, an append writes data only (no file size or block map to update). Opened
-/// with `O_DIRECT | O_DSYNC` where the file system allows, so that one `pwrite` of whole
-/// aligned blocks is durable when it returns, without a trip through the page cache: measured
-/// on this project's test machine, 8 KiB appended and `fdatasync`'d took 105 us and 51 us of
-/// CPU, the same through `O_DIRECT | O_DSYNC` 85 us and 36 us.
-struct Journal {
-    file: File,
-    path: PathBuf,
-    /// Whether `file` was opened with `O_DIRECT | O_DSYNC`.
-    direct: bool,
-    /// Where the next entry goes: the end of this round's entries.
-    len: u64,
-    /// The file's length: blocks written (with entries or zeros) that appends may reuse.
-    size: u64,
-}
-struct AuditLog {
-    file: File,
-    path: PathBuf,
-    /// The length of the log as far as acknowledged commits go.
-    len: u64,
 }
 
 fn redb_error<E: Into<redb::Error>>(action: &'static str) -> impl FnOnce(E) -> StoreError {
@@ -481,23 +463,6 @@ fn apply(db: &Database, records: &BTreeMap<Key, Option<Vec<u8>>>) -> Result<(), 
     txn.commit().map_err(redb_error("commit"))
 }
 
-/// Empties a journal by zeroing its first block, synced: a journal is read from its start up
-/// to its first entry that is not whole. (A whole aligned block, as O_DIRECT needs.)
-fn reset(file: &File, path: &Path) -> Result<(), StoreError> {
-    let size = file
-        .metadata()
-        .map_err(io_error("cannot stat the journal", path))?
-        .len();
-    if size == 0 {
-        return Ok(());
-    }
-    let len = journal::BLOCK.min(usize::try_from(size).unwrap_or(journal::BLOCK));
-    let zeros = journal::Aligned::zeroed(journal::BLOCK);
-    file.write_all_at(&zeros.bytes()[..len], 0)
-        .and_then(|()| file.sync_data())
-        .map_err(io_error("cannot empty the journal", path))
-}
-
 /// Replays both journals, oldest entries first, into redb (one durable transaction) and into
 /// the audit file, each up to its last whole entry. Returns the last entry's generation.
 fn replay(
@@ -596,198 +561,6 @@ fn restore_legacy_lines(db: &Database, audit: &mut AuditLog) -> Result<(), Store
     txn.delete_table(LEGACY_AUDIT_PENDING)
         .map_err(redb_error("remove the audit table"))?;
     txn.commit().map_err(redb_error("commit"))
-}
-
-impl Journal {
-    /// Zeros written at a time when a journal grows.
-    const GROWTH: u64 = 4 * 1024 * 1024;
-
-    fn open(path: PathBuf, try_direct: bool) -> Result<Self, StoreError> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let options = |direct: bool| {
-            let mut options = OpenOptions::new();
-            options.read(true).write(true).create(true).truncate(false);
-            if direct {
-                options.custom_flags(nix::libc::O_DIRECT | nix::libc::O_DSYNC);
-            }
-            options
-        };
-        // Some file systems (tmpfs) refuse O_DIRECT: then writes go through the page cache,
-        // each followed by `fdatasync`.
-        let direct = if try_direct {
-            options(true).open(&path).ok()
-        } else {
-            None
-        };
-        let (file, direct) = match direct {
-            Some(file) => (file, true),
-            None => (
-                options(false)
-                    .open(&path)
-                    .map_err(io_error("cannot open the journal", &path))?,
-                false,
-            ),
-        };
-        let size = file
-            .metadata()
-            .map_err(io_error("cannot stat the journal", &path))?
-            .len();
-        Ok(Journal {
-            file,
-            path,
-            direct,
-            len: 0,
-            size,
-        })
-    }
-
-    /// A handle for reading the journal through the page cache (O_DIRECT reads would need
-    /// aligned buffers).
-    fn reader(&self) -> Result<File, StoreError> {
-        File::open(&self.path).map_err(io_error("cannot open", &self.path))
-    }
-
-    /// Writes `bytes` at `offset`, durably.
-    fn write_durably(&mut self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
-        let written = self.file.write_all_at(bytes, offset);
-        let written = match written {
-            // A file system that took O_DIRECT at open but not for this write: go on without.
-            Err(e) if self.direct && e.raw_os_error() == Some(nix::libc::EINVAL) => {
-                tracing::warn!(path = %self.path.display(), "the journal's file system refuses direct writes; writing through the page cache");
-                self.file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&self.path)
-                    .map_err(io_error("cannot reopen the journal", &self.path))?;
-                self.direct = false;
-                self.file.write_all_at(bytes, offset)
-            }
-            other => other,
-        };
-        written
-            .and_then(|()| {
-                if self.direct {
-                    Ok(()) // O_DSYNC: durable when the write returned
-                } else {
-                    self.file.sync_data()
-                }
-            })
-            .map_err(io_error("cannot write to the journal", &self.path))
-    }
-
-    /// Appends `entry` (whole blocks) durably. When the entry reaches past the file's end, the
-    /// file first grows by at least [`Self::GROWTH`] of zeros, so that later appends there are
-    /// overwrites.
-    fn append(&mut self, entry: &journal::Aligned) -> Result<(), StoreError> {
-        let entry = entry.bytes();
-        let end = self.len + entry.len() as u64;
-        if end > self.size {
-            self.grow(end.max(self.size + Self::GROWTH))?;
-        }
-        self.write_durably(entry, self.len)?;
-        self.len = end;
-        Ok(())
-    }
-
-    fn grow(&mut self, size: u64) -> Result<(), StoreError> {
-        const CHUNK: usize = 1024 * 1024;
-        let zeros = journal::Aligned::zeroed(CHUNK);
-        // Whole blocks from a block boundary, as O_DIRECT needs.
-        let block = journal::BLOCK as u64;
-        let size = size.div_ceil(block) * block;
-        let mut at = self.size / block * block;
-        while at < size {
-            let n = (size - at).min(CHUNK as u64);
-            self.write_durably(&zeros.bytes()[..n as usize], at)?;
-            at += n;
-        }
-        self.size = size;
-        Ok(())
-    }
-
-    /// Empties the journal: see [`reset`].
-    fn reset(&mut self) -> Result<(), StoreError> {
-        reset(&self.file, &self.path)?;
-        self.len = 0;
-        Ok(())
-    }
-}
-
-impl AuditLog {
-    fn open(path: PathBuf) -> Result<Self, StoreError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_error("cannot open the audit log", &path))?;
-        let len = file
-            .metadata()
-            .map_err(io_error("cannot stat the audit log", &path))?
-            .len();
-        let complete = complete_len(&file, len).map_err(io_error("cannot read", &path))?;
-        if complete != len {
-            tracing::warn!(path = %path.display(), torn = len - complete, "cutting off a torn last audit line");
-            file.set_len(complete)
-                .and_then(|()| file.sync_all())
-                .map_err(io_error("cannot repair the audit log", &path))?;
-        }
-        Ok(AuditLog {
-            file,
-            path,
-            len: complete,
-        })
-    }
-
-    /// Appends whatever the file lacks of `lines`, acknowledged lines that start at `offset`.
-    fn restore(&mut self, offset: u64, lines: &[u8]) -> Result<(), StoreError> {
-        // Saturating: `offset` comes from the journal on disk, which may hold anything.
-        if offset.saturating_add(lines.len() as u64) <= self.len {
-            return Ok(()); // already in the file
-        }
-        // The file was cut back to whole lines at open, so lines that reached the file only in
-        // part end at one of their own line boundaries: append the rest.
-        let have = usize::try_from(self.len.saturating_sub(offset)).unwrap_or(0);
-        if offset > self.len {
-            // The file lost more than a crash can explain (it was cut or replaced): keep what
-            // the journal holds; `ekms audit verify` will name the gap.
-            tracing::error!(
-                offset,
-                file_len = self.len,
-                "the audit log is shorter than its acknowledged lines; appending them at its end"
-            );
-        }
-        let missing = lines.get(have..).unwrap_or_default();
-        self.file
-            .write_all(missing)
-            .map_err(io_error("cannot restore lines to", &self.path))?;
-        self.len += missing.len() as u64;
-        let restored = missing.iter().filter(|&&b| b == b'\n').count();
-        if restored > 0 {
-            tracing::warn!(
-                restored,
-                "restored acknowledged audit lines the file had lost"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// The length of `file` up to and including its last `\n` (0 if it has none).
-fn complete_len(file: &File, len: u64) -> std::io::Result<u64> {
-    const CHUNK: u64 = 64 * 1024;
-    let mut end = len;
-    let mut buf = vec![0u8; CHUNK as usize];
-    while end > 0 {
-        let start = end.saturating_sub(CHUNK);
-        let chunk = &mut buf[..(end - start) as usize];
-        file.read_exact_at(chunk, start)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
 }
 
 #[cfg(test)]
