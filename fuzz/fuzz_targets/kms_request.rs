@@ -179,7 +179,8 @@ fuzz_target!(|data: &[u8]| {
         if too_slow(name, &body) {
             continue;
         }
-        let ctx = Ctx::new(&state, &world.config, &env, caller);
+        let kept = ekms_enclave::kms::authz::Kept::default();
+        let ctx = Ctx::new(&state, &world.config, &env, caller, &kept);
         let result = match op {
             Op::Kms(op) => dispatch::handle(&ctx, op, &body),
             Op::Principal(op) => principal_ops::handle(&ctx, op, &body),

@@ -179,7 +179,8 @@ fn make_world() -> World {
     let state = State::default();
     let env = env(0);
     let caller = dev_caller();
-    let ctx = Ctx::new(&state, &config, &env, &caller);
+    let kept = ekms_enclave::kms::authz::Kept::default();
+    let ctx = Ctx::new(&state, &config, &env, &caller, &kept);
     let mut dictionary: Vec<String> = Vec::new();
     let mut key_refs: Vec<String> = Vec::new();
     let mut refs_by_alias: Vec<(String, Vec<String>)> = Vec::new();

@@ -66,8 +66,9 @@ pub(super) enum AuditAnswer {
     Public,
 }
 
-/// Queues a request's changes under their write locks ([`crate::kms::authz::ChangeSink`]), the
-/// first with a placeholder audit record that the request's full record replaces.
+/// A request's effects ([`crate::kms::authz::Effects`]): its changes queued under their write
+/// locks, the first with a placeholder audit record that the request's full record replaces,
+/// and the key its answer names.
 pub(super) struct QueueChanges<'s> {
     pub(super) persister: &'s Persister,
     pub(super) env: &'s crate::env::Env,
@@ -77,10 +78,15 @@ pub(super) struct QueueChanges<'s> {
     /// Whether the placeholder was queued.
     pub(super) placed: Cell<bool>,
     pub(super) ticket: Cell<Option<u64>>,
+    pub(super) answer_key: std::cell::RefCell<Option<String>>,
 }
 
-impl crate::kms::authz::ChangeSink for QueueChanges<'_> {
-    fn queue(&self, touched: Vec<Touched>) -> Result<(), KmsError> {
+impl crate::kms::authz::Effects for QueueChanges<'_> {
+    fn answer_key(&self, arn: &str) {
+        *self.answer_key.borrow_mut() = Some(arn.to_owned());
+    }
+
+    fn changed(&self, touched: Vec<Touched>) -> Result<(), KmsError> {
         // Built only for requests that change something: the record of a request whose
         // answer never came (its future dropped), if the full one does not arrive in time.
         let placeholder = (!self.placed.replace(true)).then(|| {

@@ -576,23 +576,28 @@ impl Service {
                 identity,
                 placed: Cell::new(false),
                 ticket: Cell::new(None),
+                answer_key: std::cell::RefCell::default(),
             });
-            let mut ctx = Ctx::new(&self.state, &self.config, &self.env, &caller);
-            if let Some(sink) = &sink {
-                ctx = ctx.with_sink(sink);
-            }
+            // Memory-only: nothing to queue to; the changes are kept and submitted below.
+            let kept = crate::kms::authz::Kept::default();
+            let effects: &dyn crate::kms::authz::Effects = match &sink {
+                Some(sink) => sink,
+                None => &kept,
+            };
+            let ctx = Ctx::new(&self.state, &self.config, &self.env, &caller, effects);
             let mut result = match (op, principal_op) {
                 (Some(op), _) => dispatch::handle(&ctx, op, &body),
                 (None, Some(p)) => crate::kms::principal_ops::handle(&ctx, p, &body),
                 (None, None) => Err(KmsError::Internal("no operation")),
             };
-            if ctx.sink_failed() {
+            if ctx.effects_failed() {
                 result = Err(KmsError::Internal("a change could not be queued"));
             }
-            let answer_key = ctx.answer_key.take();
-            let touched = ctx.take_touched();
-            drop(ctx);
-            let ticket = sink.and_then(|s| s.ticket.get());
+            let touched = kept.take_touched();
+            let (answer_key, ticket) = match sink {
+                Some(sink) => (sink.answer_key.take(), sink.ticket.get()),
+                None => (kept.take_answer_key(), None),
+            };
             pending.answer_key = answer_key;
             pending.ticket = ticket;
             (result, touched)

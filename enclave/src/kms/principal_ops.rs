@@ -623,14 +623,15 @@ mod tests {
             body: Value,
         ) -> (Result<Value, KmsError>, Vec<Touched>) {
             let caller = self.caller(who);
-            let ctx = Ctx::new(&self.state, &self.config, &self.env, &caller);
+            let kept = crate::kms::authz::Kept::default();
+            let ctx = Ctx::new(&self.state, &self.config, &self.env, &caller, &kept);
             let result = handle(
                 &ctx,
                 Operation::from_name(op).unwrap(),
                 body.to_string().as_bytes(),
             )
             .map(|b| serde_json::from_slice(&b).unwrap());
-            (result, ctx.take_touched())
+            (result, kept.take_touched())
         }
 
         fn call(&self, op: &str, body: Value) -> Result<Value, KmsError> {

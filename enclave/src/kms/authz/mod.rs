@@ -71,24 +71,59 @@ impl<'a> Conditions<'a> {
     }
 }
 
-/// Where a write guard puts the records it changed, before its lock is released (the durable
-/// store's queue): so no request that sees a change is answered before the change is durable.
-pub trait ChangeSink {
+/// Where an operation's effects go, given by the shell: the records each write guard changed,
+/// before its lock is released (the durable store's queue, so that no request that sees a change
+/// is answered before the change is durable), and the key the answer names (for the audit
+/// record). The core writes its effects here and nowhere else.
+pub trait Effects {
     /// Queues `touched`, changed under a write lock the caller still holds.
     ///
     /// # Errors
     /// `KMSInternalException` once the store failed.
-    fn queue(&self, touched: Vec<crate::kms::state::Touched>) -> KmsResult<()>;
+    fn changed(&self, touched: Vec<crate::kms::state::Touched>) -> KmsResult<()>;
+
+    /// Notes the key ARN a successful answer names as its `KeyId` (operations whose answers
+    /// are large: ciphertexts, plaintexts, signatures), so that the audit record need not parse
+    /// the answer back to find it.
+    fn answer_key(&self, arn: &str);
+}
+
+/// Effects kept for the caller to read once the operation is done (memory-only mode, tests).
+#[derive(Debug, Default)]
+pub struct Kept {
+    touched: RefCell<Vec<crate::kms::state::Touched>>,
+    answer_key: RefCell<Option<String>>,
+}
+
+impl Kept {
+    /// The records changed, taken.
+    pub fn take_touched(&self) -> Vec<crate::kms::state::Touched> {
+        self.touched.take()
+    }
+
+    /// The key the answer named, taken.
+    pub fn take_answer_key(&self) -> Option<String> {
+        self.answer_key.take()
+    }
+}
+
+impl Effects for Kept {
+    fn changed(&self, touched: Vec<crate::kms::state::Touched>) -> KmsResult<()> {
+        self.touched.borrow_mut().extend(touched);
+        Ok(())
+    }
+
+    fn answer_key(&self, arn: &str) {
+        *self.answer_key.borrow_mut() = Some(arn.to_owned());
+    }
 }
 
 /// What every operation is given: who asks, the environment, and guarded access to the state.
 pub struct Ctx<'a> {
-    /// Records this request changed that no [`ChangeSink`] took (memory-only mode, tests).
-    touched: RefCell<Vec<crate::kms::state::Touched>>,
-    /// Takes the changes of every write guard as it is released.
-    sink: Option<&'a dyn ChangeSink>,
+    /// Takes the changes of every write guard as it is released, and the answer's key.
+    effects: &'a dyn Effects,
     /// A change could not be queued: the request fails.
-    sink_failed: Cell<bool>,
+    effects_failed: Cell<bool>,
     /// Never reached by an operation directly: only through the guards below.
     state: &'a State,
     /// Region, account and bounds.
@@ -97,10 +132,6 @@ pub struct Ctx<'a> {
     pub env: &'a Env,
     /// Who is asking.
     pub caller: &'a Caller,
-    /// The key ARN a successful answer names as its `KeyId`, noted by the operations whose
-    /// answers are large (ciphertexts, plaintexts, signatures), so that the audit record need
-    /// not parse the answer back to find it.
-    pub answer_key: RefCell<Option<String>>,
     /// The IAM actions the running operation's table row declares (none until dispatch sets
     /// them: nothing is authorized outside an operation).
     actions: Cell<&'static [&'static str]>,
@@ -111,17 +142,21 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// A context for one request of `caller`.
-    pub fn new(state: &'a State, config: &'a Config, env: &'a Env, caller: &'a Caller) -> Self {
+    /// A context for one request of `caller`, its effects going to `effects`.
+    pub fn new(
+        state: &'a State,
+        config: &'a Config,
+        env: &'a Env,
+        caller: &'a Caller,
+        effects: &'a dyn Effects,
+    ) -> Self {
         Ctx {
-            touched: RefCell::default(),
-            sink: None,
-            sink_failed: Cell::new(false),
+            effects,
+            effects_failed: Cell::new(false),
             state,
             config,
             env,
             caller,
-            answer_key: RefCell::default(),
             actions: Cell::new(&[]),
             allowed: Cell::new(0),
             account_allowed: Cell::new(false),
@@ -140,21 +175,9 @@ impl<'a> Ctx<'a> {
         self.allowed.get()
     }
 
-    /// This context with `sink` taking the changes of its write guards.
-    #[must_use]
-    pub fn with_sink(mut self, sink: &'a dyn ChangeSink) -> Self {
-        self.sink = Some(sink);
-        self
-    }
-
-    /// The records changed that no sink took.
-    pub fn take_touched(&self) -> Vec<crate::kms::state::Touched> {
-        self.touched.take()
-    }
-
     /// Whether a change could not be queued (the answer must then be an error).
-    pub fn sink_failed(&self) -> bool {
-        self.sink_failed.get()
+    pub fn effects_failed(&self) -> bool {
+        self.effects_failed.get()
     }
 
     /// Takes the changes of a write guard being released (its lock still held).
@@ -162,20 +185,15 @@ impl<'a> Ctx<'a> {
         if touched.is_empty() {
             return;
         }
-        match self.sink {
-            Some(sink) => {
-                if let Err(e) = sink.queue(touched) {
-                    tracing::error!(error = %e, "a change could not be queued");
-                    self.sink_failed.set(true);
-                }
-            }
-            None => self.touched.borrow_mut().extend(touched),
+        if let Err(e) = self.effects.changed(touched) {
+            tracing::error!(error = %e, "a change could not be queued");
+            self.effects_failed.set(true);
         }
     }
 
     /// Notes `arn` as the answer's `KeyId` and returns it, for the answer.
     pub fn answer_key(&self, arn: String) -> String {
-        *self.answer_key.borrow_mut() = Some(arn.clone());
+        self.effects.answer_key(&arn);
         arn
     }
 

@@ -49,18 +49,19 @@ pub fn run(
     op: &str,
     body: &Value,
 ) -> (Result<Value, KmsError>, Vec<Touched>) {
-    let ctx = Ctx::new(state, config, env, caller);
+    let kept = crate::kms::authz::Kept::default();
+    let ctx = Ctx::new(state, config, env, caller, &kept);
     let result = dispatch::parse_target(Some(&format!("TrentService.{op}"))).and_then(|op| {
         dispatch::handle(&ctx, op, body.to_string().as_bytes())
             .map(|out| serde_json::from_slice::<Value>(&out).unwrap())
     });
     // A key noted for the audit record is the answer's own KeyId, in every operation test.
-    if let (Ok(answer), Some(noted)) = (&result, ctx.answer_key.take()) {
+    if let (Ok(answer), Some(noted)) = (&result, kept.take_answer_key()) {
         assert_eq!(
             answer.get("KeyId").and_then(Value::as_str),
             Some(noted.as_str()),
             "{op}: the key noted for the audit record is not the answer's KeyId"
         );
     }
-    (result, ctx.take_touched())
+    (result, kept.take_touched())
 }

@@ -25,9 +25,10 @@ struct Core {
 }
 
 impl Core {
-    /// An operation context over this core, for calling `dispatch::handle` directly.
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx::new(&self.state, &self.config, &self.env, &self.caller)
+    /// An operation context over this core, its effects kept in `kept`, for calling
+    /// `dispatch::handle` directly.
+    fn ctx<'a>(&'a self, kept: &'a crate::kms::authz::Kept) -> Ctx<'a> {
+        Ctx::new(&self.state, &self.config, &self.env, &self.caller, kept)
     }
 
     fn new() -> Self {
@@ -449,7 +450,8 @@ fn bad_requests_get_the_aws_error() {
         code(core.call("NoSuchThing", json!({}))),
         "UnknownOperationException"
     );
-    let ctx = core.ctx();
+    let kept = crate::kms::authz::Kept::default();
+    let ctx = core.ctx(&kept);
     let err = dispatch::handle(&ctx, Operation::Encrypt, b"{not json").unwrap_err();
     assert_eq!(err.aws_code(), "SerializationException");
 }
@@ -464,9 +466,10 @@ fn large_answers_note_their_key_for_the_audit_record() {
         .unwrap()
         .to_owned();
     let noted = |op: Operation, body: Value| {
-        let ctx = core.ctx();
+        let kept = crate::kms::authz::Kept::default();
+        let ctx = core.ctx(&kept);
         let result = dispatch::handle(&ctx, op, body.to_string().as_bytes());
-        (result, ctx.answer_key.take())
+        (result, kept.take_answer_key())
     };
     let arn = core.config.key_arn(&id.parse().unwrap());
     let (encrypted, key) = noted(
