@@ -88,14 +88,8 @@ const MAX_BATCH: usize = 512;
 /// Commits in flight (sent, not yet acknowledged): one. Whatever arrives while the store makes
 /// a commit durable waits, and goes into the next commit whole (the committer gathers a batch
 /// only once there is room to send it), so groups grow with the load instead of each carrying a
-/// few requests and the full per-commit cost. Against nine in flight, Encrypt at 16 connections
-/// went from ~7.0k to ~9.5k req/s with p50 2.0 -> 1.5 ms; against two, the parent spends ~10%
-/// less CPU per request at 64 connections and p99.9 drops at 16. With the parent's group writer
-/// on its own thread, two in flight measured the same as one: 0.42 of the baseline at 64
-/// connections, averaged over four runs each, in the bench's same-run ratio. With answers held
-/// by the parent instead of waiting here, four in flight measured 0.52 against one's 0.53 (64
-/// connections) and 0.40 against 0.42 (TLS, 16), three runs each; with the enclave's TLS read
-/// buffer, two in flight measured 0.395 against one's 0.413 (TLS, 16, five runs each).
+/// few requests and the full per-commit cost. BENCHMARKS.md ("Commits in flight") has the
+/// measurements against two, four and nine.
 const MAX_IN_FLIGHT: usize = 1;
 
 /// A commit sent and not yet acknowledged: its sequence number, the chain head it makes
