@@ -25,6 +25,8 @@ use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+pub mod hostile;
+
 /// Region the dev server signs for.
 pub const REGION: &str = "us-east-1";
 /// Account in the dev server's ARNs.
@@ -758,6 +760,22 @@ pub fn sdk_client(
     secret: &str,
     ca_pem: Option<&[u8]>,
 ) -> aws_sdk_kms::Client {
+    sdk_client_with_retries(endpoint, access_key_id, secret, ca_pem, true)
+}
+
+/// [`sdk_client`] that tries each call once: a test that records which calls succeeded must
+/// not have a call the server applied and then lost retried behind its back.
+pub fn sdk_client_once(endpoint: &str, access_key_id: &str, secret: &str) -> aws_sdk_kms::Client {
+    sdk_client_with_retries(endpoint, access_key_id, secret, None, false)
+}
+
+fn sdk_client_with_retries(
+    endpoint: &str,
+    access_key_id: &str,
+    secret: &str,
+    ca_pem: Option<&[u8]>,
+    retries: bool,
+) -> aws_sdk_kms::Client {
     let trust = match ca_pem {
         Some(pem) => TrustStore::empty().with_pem_certificate(pem.to_vec()),
         None => TrustStore::default(),
@@ -788,9 +806,13 @@ pub fn sdk_client(
                 .operation_attempt_timeout(Duration::from_secs(10))
                 .operation_timeout(SDK_TIMEOUT)
                 .build(),
-        )
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
+        );
+    let config = if retries {
+        config
+    } else {
+        config.retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+    };
+    aws_sdk_kms::Client::from_conf(config.build())
 }
 
 /// How [`Ekms::start_with`] runs `ekms dev`.
@@ -934,8 +956,12 @@ pub fn custodian_keygen(dir: &Path) -> (PathBuf, PathBuf) {
 /// # Panics
 /// When the binary cannot be read or the file written.
 pub fn write_mock_pcrs(path: &Path) {
-    let binary = std::fs::read(require_binaries().join("ekms-enclave"))
-        .expect("reading the ekms-enclave binary");
+    write_pcrs_of(&require_binaries().join("ekms-enclave"), path);
+}
+
+/// Writes the mock PCRs (PCR0..2) of the enclave binary `binary` to `path`.
+fn write_pcrs_of(binary: &Path, path: &Path) {
+    let binary = std::fs::read(binary).expect("reading the ekms-enclave binary");
     let pcrs: std::collections::BTreeMap<u8, Vec<u8>> =
         ekms_shared::attestation::insecure::pcrs_from_binary(&binary)
             .into_iter()
@@ -1031,6 +1057,11 @@ impl Daemon {
         log_tail(&self.log, lines)
     }
 
+    /// Its whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Sends `signal` and waits (at most [`STOP_TIMEOUT`]) for it to exit; SIGKILL after
     /// that. Returns its exit status.
     pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
@@ -1087,6 +1118,8 @@ pub struct Deployment {
     pub parent: Option<Daemon>,
     /// The running enclave, if any.
     pub enclave: Option<Daemon>,
+    /// A copy of `ekms-enclave` every start runs ([`Deployment::pin_enclave_binary`]).
+    enclave_binary: Option<PathBuf>,
     starts: u32,
     dir: tempfile::TempDir,
 }
@@ -1109,6 +1142,7 @@ impl Deployment {
             addr,
             parent: None,
             enclave: None,
+            enclave_binary: None,
             starts: 0,
             dir,
         }
@@ -1149,7 +1183,7 @@ impl Deployment {
                 self.dir().join("enclave.sock").display()
             ))
             .arg("--store-listen")
-            .arg(format!("unix:{}", self.dir().join("store.sock").display()))
+            .arg(self.store_address())
             .arg("--data-dir")
             .arg(self.dir().join("store"));
         let log = self.next_log("parent");
@@ -1166,8 +1200,40 @@ impl Deployment {
     /// # Panics
     /// When it does not come up.
     pub fn start_enclave(&mut self) {
-        let bin = require_binaries();
-        let mut command = Command::new(bin.join("ekms-enclave"));
+        let store = self.store_address();
+        self.start_enclave_via(&store);
+    }
+
+    /// The parent's store channel, as `--store-listen` names it (`unix:DIR/store.sock`).
+    pub fn store_address(&self) -> String {
+        format!("unix:{}", self.dir().join("store.sock").display())
+    }
+
+    /// Runs a copy of the built `ekms-enclave` (in the deployment's dir) from now on, with
+    /// `pcrs.json` made from it: a long test's restarts then run the same image even if the
+    /// binary is rebuilt meanwhile.
+    ///
+    /// # Panics
+    /// When the binary cannot be copied.
+    pub fn pin_enclave_binary(&mut self) {
+        let copy = self.dir().join("ekms-enclave");
+        std::fs::copy(require_binaries().join("ekms-enclave"), &copy)
+            .unwrap_or_else(|e| panic!("copying ekms-enclave to {}: {e}", copy.display()));
+        write_pcrs_of(&copy, &self.pcrs());
+        self.enclave_binary = Some(copy);
+    }
+
+    /// Starts `ekms-enclave --insecure-mock-enclave` with `--store STORE` (a proxy between
+    /// it and the parent's store channel, say).
+    ///
+    /// # Panics
+    /// When it does not come up.
+    pub fn start_enclave_via(&mut self, store: &str) {
+        let binary = self
+            .enclave_binary
+            .clone()
+            .unwrap_or_else(|| require_binaries().join("ekms-enclave"));
+        let mut command = Command::new(binary);
         command
             .arg("--insecure-mock-enclave")
             .arg("--listen")
@@ -1176,7 +1242,7 @@ impl Deployment {
                 self.dir().join("enclave.sock").display()
             ))
             .arg("--store")
-            .arg(format!("unix:{}", self.dir().join("store.sock").display()))
+            .arg(store)
             .arg("--mock-ca")
             .arg(self.dir().join("mock-ca"));
         let log = self.next_log("enclave");
@@ -1254,6 +1320,50 @@ impl Deployment {
     /// An SDK client for the relay.
     pub fn client(&self, access_key_id: &str, secret: &str) -> aws_sdk_kms::Client {
         sdk_client(&self.endpoint, access_key_id, secret, None)
+    }
+
+    /// One raw `POST /` to the relay with `X-Amz-Target: TARGET` and `body`, signed now with
+    /// the given credentials (for `Ekms.*` principal administration, which the SDK does not
+    /// speak).
+    ///
+    /// # Errors
+    /// As [`send_raw`].
+    pub async fn call_signed(
+        &self,
+        target: &str,
+        body: &[u8],
+        access_key_id: &str,
+        secret: &str,
+    ) -> std::io::Result<RawResponse> {
+        let mut headers: Vec<(String, String)> = vec![
+            ("host".to_owned(), self.addr.to_string()),
+            (
+                "content-type".to_owned(),
+                "application/x-amz-json-1.1".to_owned(),
+            ),
+            ("x-amz-target".to_owned(), target.to_owned()),
+        ];
+        headers.extend(sigv4_headers(
+            &self.endpoint,
+            &headers,
+            body,
+            access_key_id,
+            secret,
+            SystemTime::now(),
+        ));
+        let mut request = b"POST / HTTP/1.1\r\n".to_vec();
+        for (name, value) in &headers {
+            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        request.extend_from_slice(
+            format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        request.extend_from_slice(body);
+        send_raw(self.addr, &request).await
     }
 }
 

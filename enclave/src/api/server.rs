@@ -369,6 +369,13 @@ impl Service {
         self.env.entropy.fill(&mut session)?;
         let session = u64::from_be_bytes(session);
         persist::announce(&mut stream, session).await?;
+        // This boot's commits start at a random distance past the root it loaded, so that no
+        // commit of an earlier boot (refused, and kept by the parent) shares their numbers.
+        let mut manifest = manifest;
+        let mut gap = [0u8; 8];
+        self.env.entropy.fill(&mut gap)?;
+        let mask = (1u64 << crate::durability::seal::manifest::BOOT_GAP_BITS) - 1;
+        manifest.skip(1 + (u64::from_be_bytes(gap) & mask));
         let persister = Persister::start(
             stream,
             self.state.clone(),

@@ -51,6 +51,10 @@ pub const BUCKETS: usize = 4096;
 pub const PAGES: usize = 64;
 /// Buckets listed by one page.
 pub const BUCKETS_PER_PAGE: usize = BUCKETS / PAGES;
+/// The width of the random gap each boot skips before its first commit ([`Manifest::skip`]):
+/// two boots on the same root share a commit number with probability 2^-40, and about 2^22
+/// boots fit below the bit loading reserves ([`SEEN`], 2^63).
+pub const BOOT_GAP_BITS: u32 = 40;
 /// The root record's id.
 pub const ROOT_ID: &[u8] = b"root";
 
@@ -230,6 +234,15 @@ impl Manifest {
     /// The last sequence number committed (or being committed).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Moves the sequence number on by `gap` without a commit. Each boot does this once, by a
+    /// random gap, before its first commit ([`BOOT_GAP_BITS`]): a generation is the number of
+    /// the commit that wrote it, and a commit the parent refused (and kept) in one boot must
+    /// never share its number with a commit of a later boot built on the same root, or the
+    /// parent could serve the refused commit's records in place of the acknowledged ones.
+    pub fn skip(&mut self, gap: u64) {
+        self.seq = self.seq.saturating_add(gap);
     }
 
     /// Starts the next commit; returns its sequence number.
