@@ -885,11 +885,36 @@ impl CliOutput {
     }
 }
 
+/// Whose credentials an `ekms` command signs with.
+#[derive(Debug, Clone, Copy)]
+pub enum CliCredentials<'a> {
+    /// Whatever the test's environment holds.
+    Inherited,
+    /// The `[ekms]` profile of `DATA_DIR/credentials` (the dev principal), as the AWS CLI
+    /// would find it; no other credentials in the environment.
+    Profile(&'a Path),
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, and no profile.
+    Keys(&'a str, &'a str),
+}
+
 /// Runs the `ekms` binary with `args`, bounded by [`CLI_TIMEOUT`] (then killed).
 ///
 /// # Panics
 /// When it cannot be started or does not finish in time.
 pub fn ekms_cli<I, S>(args: I) -> CliOutput
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    ekms_cli_as(args, CliCredentials::Inherited)
+}
+
+/// Runs the `ekms` binary with `args` and only the credentials `who` says (region
+/// [`REGION`]), bounded by [`CLI_TIMEOUT`] (then killed).
+///
+/// # Panics
+/// When it cannot be started or does not finish in time.
+pub fn ekms_cli_as<I, S>(args: I, who: CliCredentials<'_>) -> CliOutput
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -902,6 +927,32 @@ where
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if !matches!(who, CliCredentials::Inherited) {
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_REGION",
+        ] {
+            command.env_remove(var);
+        }
+        command.env("AWS_DEFAULT_REGION", REGION);
+    }
+    match who {
+        CliCredentials::Inherited => {}
+        CliCredentials::Profile(data_dir) => {
+            command
+                .env("AWS_SHARED_CREDENTIALS_FILE", data_dir.join("credentials"))
+                .env("AWS_PROFILE", "ekms");
+        }
+        CliCredentials::Keys(id, secret) => {
+            command
+                .env("AWS_ACCESS_KEY_ID", id)
+                .env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+    }
     let rendered = format!("{command:?}");
     let child = command
         .spawn()

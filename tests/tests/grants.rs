@@ -6,14 +6,12 @@
 //! restart, and a grant token issued before a restart still names its grant after it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, GrantConstraints, GrantOperation};
 use ekms_tests::{
-    assert_code, bin_dir, create_key, error_code, key_arn, CliOutput, DevOptions, Ekms, ACCOUNT,
-    REGION,
+    assert_code, create_key, ekms_cli_as, error_code, key_arn, CliCredentials, DevOptions, Ekms,
+    ACCOUNT,
 };
 
 fn bob_arn() -> String {
@@ -23,39 +21,19 @@ fn bob_arn() -> String {
 /// `ekms principal create NAME --policy FILE` as the dev principal (its `[ekms]` profile):
 /// the new principal's (AccessKeyId, SecretAccessKey).
 fn create_principal(ekms: &Ekms, name: &str, policy: &Path) -> (String, String) {
-    let mut command = Command::new(bin_dir().join("ekms"));
-    command
-        .args(["principal", "create", name, "--policy"])
-        .arg(policy)
-        .args(["--endpoint", &ekms.endpoint])
-        .env_remove("CARGO")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_REGION")
-        .env("AWS_DEFAULT_REGION", REGION)
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            ekms.data_dir().join("credentials"),
-        )
-        .env("AWS_PROFILE", "ekms")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().expect("starting ekms principal create");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("ekms principal create finished within a minute")
-        .expect("waiting for ekms principal create");
-    let out = CliOutput {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let policy = policy.to_str().expect("a UTF-8 path");
+    let out = ekms_cli_as(
+        [
+            "principal",
+            "create",
+            name,
+            "--policy",
+            policy,
+            "--endpoint",
+            &ekms.endpoint,
+        ],
+        CliCredentials::Profile(&ekms.data_dir()),
+    )
     .ok()
     .json();
     assert_eq!(

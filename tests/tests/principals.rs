@@ -4,13 +4,11 @@
 //! policy granting it, deleted access keys refused, and principals sealed across a restart.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use aws_sdk_kms::primitives::Blob;
 use ekms_tests::{
-    assert_code, bin_dir, create_key, unique, CliOutput, DevOptions, Ekms, SignWith, ACCOUNT,
-    REGION,
+    assert_code, create_key, ekms_cli_as, unique, CliCredentials, CliOutput, DevOptions, Ekms,
+    SignWith, ACCOUNT,
 };
 use serde_json::{json, Value};
 
@@ -24,52 +22,19 @@ enum As<'a> {
 }
 
 /// Runs `ekms ARGS --endpoint ENDPOINT` with only the credentials `who` says in its
-/// environment; bounded by a minute.
+/// environment.
 fn ekms_as(ekms: &Ekms, who: &As<'_>, args: &[&str]) -> CliOutput {
-    let mut command = Command::new(bin_dir().join("ekms"));
-    command
-        .args(args)
-        .args(["--endpoint", &ekms.endpoint])
-        .env_remove("CARGO")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
-        .env_remove("AWS_REGION")
-        .env("AWS_DEFAULT_REGION", REGION)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    match who {
+    let data_dir;
+    let who = match who {
         As::Profile(dev) => {
-            command
-                .env(
-                    "AWS_SHARED_CREDENTIALS_FILE",
-                    dev.data_dir().join("credentials"),
-                )
-                .env("AWS_PROFILE", "ekms");
+            data_dir = dev.data_dir();
+            CliCredentials::Profile(&data_dir)
         }
-        As::Keys(id, secret) => {
-            command
-                .env("AWS_ACCESS_KEY_ID", id)
-                .env("AWS_SECRET_ACCESS_KEY", secret);
-        }
-    }
-    let child = command.spawn().expect("starting ekms");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("ekms finished within a minute")
-        .expect("waiting for ekms");
-    CliOutput {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+        As::Keys(id, secret) => CliCredentials::Keys(id, secret),
+    };
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--endpoint", &ekms.endpoint]);
+    ekms_cli_as(all, who)
 }
 
 /// `ekms principal create NAME [--policy FILE]` as the dev principal: (AccessKeyId, secret).
