@@ -39,8 +39,9 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         "RotateKeyOnDemand",
         &crate::kms::authz::Conditions::default(),
     )?;
-    rotation::check_rotatable(key, ctx.config)?;
+    // AWS checks the key's state before its type: a disabled HMAC key is DisabledException.
     key.check_usable(ctx.config)?;
+    rotation::check_rotatable(key, ctx.config)?;
     if rotation::on_demand_count(key) >= MAX_ON_DEMAND {
         return Err(KmsError::LimitExceeded(format!(
             "{} has reached the limit of {MAX_ON_DEMAND} on-demand rotations.",
@@ -50,7 +51,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     rotation::add_version(key, now, RotationType::OnDemand, ctx.env.entropy.as_ref())?;
     let id = key.id;
     store.touch(crate::kms::state::Touched::Key(id));
+    // The key's ARN, as AWS answers.
     Ok(Response {
-        key_id: id.to_string(),
+        key_id: ctx.config.key_arn(&id),
     })
 }

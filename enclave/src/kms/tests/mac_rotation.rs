@@ -414,7 +414,11 @@ fn ciphertexts_made_before_two_rotations_decrypt_after_them() {
     // Rotation 2: on demand, a day later. The automatic schedule does not move.
     core.clock.advance(DAY_MS);
     let (result, touched) = core.call_touched("RotateKeyOnDemand", json!({"KeyId": id}));
-    assert_eq!(result.unwrap()["KeyId"], id);
+    // AWS answers the key's ARN.
+    assert_eq!(
+        result.unwrap()["KeyId"],
+        core.config.key_arn(&id.parse().unwrap())
+    );
     assert_eq!(touched, vec![Touched::Key(id.parse().unwrap())]);
     let c2 = core.encrypt(&id, b"after the on-demand rotation");
     assert_eq!(version_of(&c2), 2);
@@ -569,6 +573,12 @@ fn only_symmetric_encryption_keys_rotate() {
     assert_eq!(
         code(core.call("RotateKeyOnDemand", json!({"KeyId": "alias/none-such"}))),
         "NotFoundException"
+    );
+    // AWS checks the state before the type: a disabled HMAC key is DisabledException.
+    core.call("DisableKey", json!({"KeyId": hmac})).unwrap();
+    assert_eq!(
+        code(core.call("RotateKeyOnDemand", json!({"KeyId": hmac}))),
+        "DisabledException"
     );
 }
 
