@@ -39,7 +39,6 @@ pub fn footprint(g: &Grant) -> usize {
         + g.name.as_ref().map_or(0, String::len)
         + g.grantee_principal.len() * 2
         + g.retiring_principal.as_ref().map_or(0, |r| r.len() * 2)
-        + g.token.len()
         + g.issuing_account.len()
         + g.operations.len()
         + g.constraints.as_ref().map_or(0, |c| {
@@ -212,7 +211,6 @@ mod tests {
             constraints: None,
             issuing_account: "111122223333".to_owned(),
             creation_date: created,
-            token: "t".to_owned(),
         }
     }
 

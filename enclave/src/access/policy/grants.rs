@@ -170,8 +170,9 @@ pub struct Grant {
     pub issuing_account: String,
     /// Creation time, milliseconds since the Unix epoch.
     pub creation_date: i64,
-    /// The grant token (issued and verified by the caller; opaque here).
-    pub token: String,
+    // No token: it encodes the key id and grant id (`create_grant::grant_token`), so it is
+    // made when answered rather than kept with every grant. Records written with a `token`
+    // member still load (the member is ignored).
 }
 
 /// A CreateGrant request that does not satisfy the API's constraints.

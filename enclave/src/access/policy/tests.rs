@@ -883,7 +883,6 @@ fn grant(operations: &[GrantOperation], constraints: Option<GrantConstraints>) -
         constraints,
         issuing_account: ACCOUNT.to_owned(),
         creation_date: NOW,
-        token: "opaque".to_owned(),
     }
 }
 

@@ -1079,7 +1079,6 @@ fn grant_on(key: u8, n: u8, grantee: &str) -> crate::access::policy::Grant {
         constraints: None,
         issuing_account: "111122223333".to_owned(),
         creation_date: i64::from(n),
-        token: format!("token-{n}"),
     }
 }
 

@@ -278,7 +278,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     });
     if let Some(g) = existing {
         let response = Response {
-            grant_token: g.token.clone(),
+            grant_token: grant_token(&key.id, &g.grant_id)?,
             grant_id: g.grant_id.clone(),
         };
         super::dry_run(req.dry_run)?;
@@ -315,7 +315,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         constraints,
         issuing_account: ctx.config.account.clone(),
         creation_date: now,
-        token: token.clone(),
     });
     // One record, the grant's own, whatever the number of grants on the key.
     let id = key.id;

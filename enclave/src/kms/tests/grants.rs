@@ -972,3 +972,39 @@ fn a_grant_record_names_its_key_and_id() {
     let mut empty = crate::keys::KeyStore::default();
     assert!(empty.load_grant(&uuid, grant).is_err());
 }
+
+#[test]
+fn a_grant_record_written_with_its_token_still_loads() {
+    // Records written before the token was derived on answer carry a `token` member.
+    let core = Core::new();
+    let key = core.create_key();
+    let (grant_id, token) = core.create_grant(purpose_grant(&key));
+    let uuid: uuid::Uuid = key.parse().unwrap();
+    let grant = core.state.read().raw(&uuid).unwrap().grants.get(&grant_id).unwrap().clone();
+    let record = crate::durability::seal::codec::encode_grant(&grant).unwrap();
+    let mut value: serde_cbor::Value = serde_cbor::from_slice(&record).unwrap();
+    let serde_cbor::Value::Map(fields) = &mut value else {
+        panic!("a grant record is a map")
+    };
+    let serde_cbor::Value::Map(inner) = fields
+        .get_mut(&serde_cbor::Value::Text("grant".to_owned()))
+        .unwrap()
+    else {
+        panic!("the grant is a map")
+    };
+    inner.insert(
+        serde_cbor::Value::Text("token".to_owned()),
+        serde_cbor::Value::Text(token.clone()),
+    );
+    let old = serde_cbor::to_vec(&value).unwrap();
+    let id = crate::durability::seal::codec::grant_record_id(&uuid, &grant_id);
+    let (_, loaded) = crate::durability::seal::codec::decode_grant(&id, &old).unwrap();
+    assert_eq!(loaded.grant_id, grant_id);
+    // The token answered for it is the one first issued.
+    let again = core.create_grant(purpose_grant(&key));
+    assert_ne!(again.0, grant_id, "no Name: a new grant");
+    assert_eq!(
+        crate::kms::ops::create_grant::grant_token(&uuid, &grant_id).unwrap(),
+        token
+    );
+}
