@@ -2,7 +2,7 @@
 //! unseal`): finding the sibling binaries, starting one and waiting for its ready line, and
 //! stopping it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -65,6 +65,25 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
         name,
         exe.display()
     )
+}
+
+/// Writes to `out` the PCRs the mock attester reports for `enclave_bin` (PCR0..2, in the
+/// `pcrs.json` form `--expect-pcrs` reads).
+///
+/// # Errors
+/// When the binary cannot be read or the file written.
+pub fn write_mock_pcrs(enclave_bin: &Path, out: &Path) -> anyhow::Result<()> {
+    let binary =
+        std::fs::read(enclave_bin).with_context(|| format!("reading {}", enclave_bin.display()))?;
+    let pcrs: std::collections::BTreeMap<u8, Vec<u8>> =
+        ekms_shared::attestation::insecure::pcrs_from_binary(&binary)
+            .into_iter()
+            .filter(|(i, _)| *i <= 2)
+            .map(|(i, v)| (i, v.to_vec()))
+            .collect();
+    let json = ekms_shared::attestation::pcr_set_to_json(&pcrs);
+    std::fs::write(out, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("writing {}", out.display()))
 }
 
 /// Starts `command` and waits (bounded) for its `NAME listening on ADDRESS` line; returns the

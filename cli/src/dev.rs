@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _};
 use tokio::process::Command;
 
-use ekms_shared::attestation::insecure::pcrs_from_binary;
-use ekms_shared::attestation::pcr_set_to_json;
-
-use super::children::{sibling, start, stop, Echo};
+use super::children::{sibling, start, stop, write_mock_pcrs, Echo};
 use super::custody::{self, Expectation, Target};
 
 /// `ekms dev` options.
@@ -140,18 +137,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let parent_bin = sibling("ekms-parent")?;
 
     // The PCRs the mock attester will report for this enclave binary, in --expect-pcrs form.
-    let binary = std::fs::read(&enclave_bin)
-        .with_context(|| format!("reading {}", enclave_bin.display()))?;
-    let pcrs: std::collections::BTreeMap<u8, Vec<u8>> = pcrs_from_binary(&binary)
-        .into_iter()
-        .filter(|(i, _)| *i <= 2)
-        .map(|(i, v)| (i, v.to_vec()))
-        .collect();
     let pcrs_path = data_dir.join("pcrs.json");
-    std::fs::write(
-        &pcrs_path,
-        serde_json::to_vec_pretty(&pcr_set_to_json(&pcrs))?,
-    )?;
+    write_mock_pcrs(&enclave_bin, &pcrs_path)?;
 
     let enclave_socket = data_dir.join("enclave.sock");
     let store_socket = data_dir.join("store.sock");

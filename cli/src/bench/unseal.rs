@@ -34,8 +34,6 @@ use zeroize::Zeroizing;
 use ekms_enclave::bench::Deployment;
 use ekms_enclave::bench::{self as bench_support, OfflineSealer};
 use ekms_parent::store::{CommitBatch, RedbStore, Store as _};
-use ekms_shared::attestation::insecure::pcrs_from_binary;
-use ekms_shared::attestation::pcr_set_to_json;
 use ekms_shared::custody::{self as shares, SharePlaintext};
 use ekms_shared::envelope;
 use ekms_shared::shamir;
@@ -45,7 +43,7 @@ use super::client::{Connector, Endpoint, Signer};
 use super::credentials::{self, Credentials};
 use super::load::{self, Plan, Workload};
 use super::report::{self, JsonLine, Summary};
-use crate::children::{sibling, start, stop, Echo};
+use crate::children::{sibling, start, stop, write_mock_pcrs, Echo};
 use crate::custody::{self, Expectation, Target, UnsealArgs};
 
 /// Records per `RedbStore::commit` while building the store.
@@ -505,17 +503,7 @@ impl Servers {
     async fn start(dir: &Path) -> anyhow::Result<Self> {
         let enclave_bin = sibling("ekms-enclave")?;
         let parent_bin = sibling("ekms-parent")?;
-        let binary = std::fs::read(&enclave_bin)
-            .with_context(|| format!("reading {}", enclave_bin.display()))?;
-        let pcrs: std::collections::BTreeMap<u8, Vec<u8>> = pcrs_from_binary(&binary)
-            .into_iter()
-            .filter(|(i, _)| *i <= 2)
-            .map(|(i, v)| (i, v.to_vec()))
-            .collect();
-        std::fs::write(
-            dir.join("pcrs.json"),
-            serde_json::to_vec_pretty(&pcr_set_to_json(&pcrs))?,
-        )?;
+        write_mock_pcrs(&enclave_bin, &dir.join("pcrs.json"))?;
         let enclave_socket = dir.join("enclave.sock");
         let store_socket = dir.join("store.sock");
         let mut parent_cmd = Command::new(parent_bin);
