@@ -15,6 +15,7 @@ use ekms_shared::wire::v1::{Record, RecordKey};
 fn batch(seq: u64) -> CommitBatch {
     CommitBatch {
         seq,
+        base: seq.checked_sub(1),
         puts: vec![Record {
             key: RecordKey {
                 kind: 1,

@@ -93,6 +93,7 @@ async fn commit_until_broken(
         for seq in 0u64.. {
             let request = Request::Commit {
                 seq,
+                base: None,
                 puts: vec![record(connection, seq)],
                 deletes: vec![],
                 audit: vec![ByteBuf::from(audit_line(connection, seq))],

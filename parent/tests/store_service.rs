@@ -107,6 +107,7 @@ fn record(connection: usize, n: u64) -> Record {
 fn commit(connection: usize, seq: u64) -> Request {
     Request::Commit {
         seq,
+        base: None,
         puts: vec![record(connection, seq)],
         deletes: vec![],
         audit: vec![ByteBuf::from(format!(
@@ -341,6 +342,7 @@ async fn malformed_requests_are_answered() {
     // An audit line with a newline is refused alone.
     let bad = Request::Commit {
         seq: 5,
+        base: None,
         puts: vec![record(0, 5)],
         deletes: vec![],
         audit: vec![ByteBuf::from(&b"two\nlines"[..])],

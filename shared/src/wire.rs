@@ -61,6 +61,12 @@ pub mod v1 {
         Commit {
             /// Echoed in `Committed`, so the enclave can match acknowledgements.
             seq: u64,
+            /// The commit whose state this one was built on: a store that several enclaves
+            /// share applies it only if that is still its last commit (compare-and-swap), so
+            /// two enclaves never both commit on the same base. `None`: unconditional, and not
+            /// a commit of the state (the deployment record).
+            #[serde(default)]
+            base: Option<u64>,
             /// Records to insert or overwrite.
             puts: Vec<Record>,
             /// Records to remove (absent ones are ignored). Applied after `puts`.
@@ -344,6 +350,7 @@ pub mod v1 {
             vec![
                 Request::Commit {
                     seq: u64::MAX,
+                    base: Some(u64::MAX - 1),
                     puts: vec![
                         Record {
                             key: key(1, b"key-1"),
@@ -359,6 +366,7 @@ pub mod v1 {
                 },
                 Request::Commit {
                     seq: 0,
+                    base: None,
                     puts: Vec::new(),
                     deletes: Vec::new(),
                     audit: Vec::new(),

@@ -763,6 +763,7 @@ impl Session {
     ) -> Result<bool, String> {
         let Request::Commit {
             seq,
+            base,
             mut puts,
             mut deletes,
             mut audit,
@@ -785,6 +786,7 @@ impl Session {
                 up,
                 &Request::Commit {
                     seq,
+                    base,
                     puts,
                     deletes,
                     audit,
@@ -849,6 +851,7 @@ impl Session {
                     up,
                     &Request::Commit {
                         seq,
+                        base,
                         puts,
                         deletes,
                         audit,
@@ -875,6 +878,7 @@ impl Session {
                     up,
                     &Request::Commit {
                         seq,
+                        base,
                         puts,
                         deletes,
                         audit,
@@ -895,6 +899,7 @@ impl Session {
                     index,
                     Request::Commit {
                         seq,
+                        base,
                         puts,
                         deletes,
                         audit,
@@ -936,6 +941,7 @@ impl Session {
                 }
                 let request = Request::Commit {
                     seq,
+                    base,
                     puts,
                     deletes,
                     audit,
@@ -950,6 +956,7 @@ impl Session {
                     let old = self.shared().commits[i].clone();
                     let replay = Request::Commit {
                         seq,
+                        base,
                         puts: old.puts,
                         deletes: old.deletes,
                         audit: Vec::new(),

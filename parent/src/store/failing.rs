@@ -79,6 +79,7 @@ mod tests {
         let store = FailingStore::after(1, Arc::clone(&inner));
         let batch = |seq: u64, id: &str| CommitBatch {
             seq,
+            base: None,
             puts: vec![Record {
                 key: RecordKey {
                     kind: 1,

@@ -365,6 +365,7 @@ mod tests {
         vec![
             CommitBatch {
                 seq: 7,
+                base: None,
                 puts: vec![
                     Record {
                         key: key(1, "a"),
@@ -380,6 +381,7 @@ mod tests {
             },
             CommitBatch {
                 seq: 8,
+                base: None,
                 puts: vec![],
                 deletes: vec![key(1, "a")],
                 audit: vec![],
@@ -406,6 +408,7 @@ mod tests {
         let mut all = batches.to_vec();
         all.push(CommitBatch {
             seq: 99,
+            base: None,
             audit: lines
                 .split_inclusive(|&b| b == b'\n')
                 .map(|line| line.strip_suffix(b"\n").unwrap().to_vec())
@@ -468,6 +471,7 @@ mod tests {
     fn entries_are_padded_to_whole_aligned_blocks() {
         let big = vec![CommitBatch {
             seq: 1,
+            base: None,
             puts: vec![Record {
                 key: key(1, "big"),
                 sealed: vec![7; 3 * BLOCK],

@@ -29,6 +29,9 @@ pub use service::{serve_store, serve_store_with, StoreServiceConfig};
 pub struct CommitBatch {
     /// The request's `seq`, echoed in its acknowledgement.
     pub seq: u64,
+    /// The commit it was built on (`Request::Commit`'s `base`): a store shared by several
+    /// enclaves applies it only on that base; the embedded store, with one writer, ignores it.
+    pub base: Option<u64>,
     /// Records to insert or overwrite.
     pub puts: Vec<Record>,
     /// Records to remove, after `puts`; absent ones are ignored.

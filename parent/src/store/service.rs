@@ -402,12 +402,14 @@ impl Connection {
             }
             Request::Commit {
                 seq,
+                base,
                 puts,
                 deletes,
                 audit,
             } => {
                 let batch = CommitBatch {
                     seq,
+                    base,
                     puts,
                     deletes,
                     audit: audit.into_iter().map(|line| line.into_vec()).collect(),

@@ -43,8 +43,9 @@ pub(super) struct Now {
     pub(super) millis: crate::env::Millis,
 }
 
-/// A commit that only appends a signed checkpoint of the current head.
+/// A commit that only appends a signed checkpoint of the current head; built on commit `base`.
 pub(super) fn checkpoint_commit(
+    base: u64,
     seq: u64,
     now: Now,
     sealing: &mut Sealing,
@@ -67,6 +68,7 @@ pub(super) fn checkpoint_commit(
     Ok((
         Request::Commit {
             seq,
+            base: Some(base),
             puts: Vec::new(),
             deletes: Vec::new(),
             audit: lines,
@@ -75,7 +77,10 @@ pub(super) fn checkpoint_commit(
     ))
 }
 
+/// Commit `seq`, built on commit `base`: the records of `touched` as they are now, sealed at
+/// `seq`, the manifest's changes, and `audit`'s lines.
 pub(super) fn build_commit(
+    base: u64,
     seq: u64,
     touched: &BTreeSet<Touched>,
     audit: Vec<crate::durability::audit::Record>,
@@ -249,6 +254,7 @@ pub(super) fn build_commit(
     Ok((
         Request::Commit {
             seq,
+            base: Some(base),
             puts,
             deletes,
             audit: lines,

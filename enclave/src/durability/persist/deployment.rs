@@ -80,6 +80,7 @@ pub async fn write_deployment<S: AsyncRead + AsyncWrite + Unpin>(
     let bytes = serde_cbor::to_vec(deployment).map_err(|_| PersistError::Seal("deployment"))?;
     let commit = Request::Commit {
         seq: 0,
+        base: None,
         puts: vec![Record {
             key: RecordKey {
                 kind: DEPLOYMENT_KIND,

@@ -597,7 +597,8 @@ async fn committer<W: AsyncWrite + Unpin>(
         };
         queue.space.notify_waiters();
         let batch = with_attached_records(&queue, batch).await;
-        if sealing.manifest.next_seq() != seq {
+        let (base, next) = sealing.manifest.next_commit();
+        if next != seq {
             return format!("commit {seq} is out of step with the manifest");
         }
         // The committer is the shell: it reads the clock, and commit building gets the time.
@@ -607,7 +608,7 @@ async fn committer<W: AsyncWrite + Unpin>(
             millis: crate::env::SystemClock.now_millis(),
         };
         let built = if batch.is_empty() && riders.is_empty() {
-            checkpoint_commit(seq, now, &mut sealing)
+            checkpoint_commit(base, seq, now, &mut sealing)
         } else {
             let mut touched = BTreeSet::new();
             let mut audit = Vec::new();
@@ -616,7 +617,7 @@ async fn committer<W: AsyncWrite + Unpin>(
                 audit.extend(job.audit);
             }
             audit.extend(riders);
-            build_commit(seq, &touched, audit, now, &mut sealing)
+            build_commit(base, seq, &touched, audit, now, &mut sealing)
         };
         let (commit, head) = match built {
             Ok(c) => c,

@@ -25,13 +25,34 @@ use ekms_shared::release::Hold;
 
 type Disk = Arc<Mutex<BTreeMap<(u8, Vec<u8>), Vec<u8>>>>;
 
-/// A parent that keeps records in a map and answers Commit and Load.
+/// A parent that keeps records in a map and answers Commit and Load. Like a store shared by
+/// several enclaves, it refuses a commit not built on the last one it applied.
 async fn fake_parent(mut stream: DuplexStream, disk: Disk) {
+    let mut head: Option<u64> = None;
     while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut stream).await {
         let response = match request {
             Request::Commit {
-                seq, puts, deletes, ..
+                seq,
+                base,
+                puts,
+                deletes,
+                ..
+            } if base.is_some_and(|b| b >= seq || head.is_some_and(|h| h != b)) => {
+                drop((puts, deletes));
+                Response::Error {
+                    message: format!("commit {seq} built on {base:?}, the head is {head:?}"),
+                }
+            }
+            Request::Commit {
+                seq,
+                base,
+                puts,
+                deletes,
+                ..
             } => {
+                if base.is_some() {
+                    head = Some(seq);
+                }
                 let mut d = disk.lock().unwrap();
                 for p in puts {
                     d.insert((p.key.kind, p.key.id), p.sealed);

@@ -204,6 +204,9 @@ pub struct Manifest {
     unpaged: bool,
     /// The audit chain head the root carries (see [`Manifest::set_head`]).
     head: Option<Vec<u8>>,
+    /// The last commit made or loaded, when [`Manifest::skip`] moved `seq` past it: the base
+    /// of the next commit.
+    skipped_from: Option<u64>,
 }
 
 impl std::fmt::Debug for Manifest {
@@ -228,6 +231,7 @@ impl Manifest {
             dirty: BTreeSet::new(),
             unpaged: false,
             head: None,
+            skipped_from: None,
         }
     }
 
@@ -242,13 +246,21 @@ impl Manifest {
     /// never share its number with a commit of a later boot built on the same root, or the
     /// parent could serve the refused commit's records in place of the acknowledged ones.
     pub fn skip(&mut self, gap: u64) {
+        self.skipped_from.get_or_insert(self.seq);
         self.seq = self.seq.saturating_add(gap);
     }
 
     /// Starts the next commit; returns its sequence number.
     pub fn next_seq(&mut self) -> u64 {
+        self.next_commit().1
+    }
+
+    /// Starts the next commit; returns the commit it builds on (the last one made or loaded,
+    /// whatever gap [`Manifest::skip`] left since) and its own sequence number.
+    pub fn next_commit(&mut self) -> (u64, u64) {
+        let base = self.skipped_from.take().unwrap_or(self.seq);
         self.seq += 1;
-        self.seq
+        (base, self.seq)
     }
 
     /// Notes that record (kind, id) is written at `generation`, or deleted (`None`).
@@ -962,4 +974,16 @@ mod tests {
         ));
         assert_eq!(loaded.expected(RecordKind::Key, b"k1"), Some(seq));
     }
+
+    #[test]
+    fn a_commit_after_the_boot_gap_builds_on_the_last_commit_before_it() {
+        let mut m = Manifest::empty();
+        assert_eq!(m.next_commit(), (0, 1));
+        assert_eq!(m.next_commit(), (1, 2));
+        m.skip(1000);
+        m.skip(5);
+        assert_eq!(m.next_commit(), (2, 1008));
+        assert_eq!(m.next_commit(), (1008, 1009));
+    }
+
 }

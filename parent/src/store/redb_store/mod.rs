@@ -585,6 +585,7 @@ mod tests {
     fn batch(seq: u64, puts: Vec<Record>, deletes: Vec<RecordKey>, audit: &[&str]) -> CommitBatch {
         CommitBatch {
             seq,
+            base: None,
             puts,
             deletes,
             audit: audit.iter().map(|l| l.as_bytes().to_vec()).collect(),
