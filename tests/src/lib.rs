@@ -25,6 +25,7 @@ use aws_sdk_kms::config::{BehaviorVersion, Region};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+pub mod etcd;
 pub mod hostile;
 
 /// Region the dev server signs for.

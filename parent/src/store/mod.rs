@@ -15,11 +15,13 @@ use std::path::PathBuf;
 use ekms_shared::wire::v1::{Record, RecordKey};
 use thiserror::Error;
 
+mod etcd;
 mod failing;
 mod journal;
 mod redb_store;
 mod service;
 
+pub use etcd::{EtcdStore, EtcdUrl, GatewayError};
 pub use failing::FailingStore;
 pub use redb_store::RedbStore;
 pub use service::{serve_store, serve_store_with, StoreServiceConfig};
@@ -132,6 +134,32 @@ pub enum StoreError {
         seq: u64,
         /// The line's position in the batch.
         index: usize,
+    },
+    /// A call to etcd failed.
+    #[error("etcd: cannot {action}")]
+    Etcd {
+        /// What was being done.
+        action: &'static str,
+        /// What failed.
+        #[source]
+        source: etcd::GatewayError,
+    },
+    /// A key in etcd does not hold what this layout writes there.
+    #[error("etcd key {key} {why}")]
+    EtcdLayout {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The commit was built on another state than the store's: another enclave committed first.
+    /// Nothing of it was applied.
+    #[error("commit built on {base}, but the store's last commit is {head}")]
+    Conflict {
+        /// The commit it was built on.
+        base: u64,
+        /// The store's last commit.
+        head: u64,
     },
     /// A failure injected by [`FailingStore`].
     #[error("injected failure (FailingStore, commit call {call})")]

@@ -1,0 +1,716 @@
+//! [`EtcdStore`]: the sealed records and the audit log in an etcd v3 cluster, which several
+//! parents (each with its enclave) may share.
+//!
+//! etcd holds what the parent may see and nothing more: opaque sealed bytes. Its defaults bound a
+//! request to 1.5 MiB and a transaction to 128 operations, and a group commit of hundreds of
+//! requests, or one request that rewrites thousands of records, exceeds both. So a commit is a
+//! log entry made visible by one small transaction, and applied to the records afterwards in
+//! bounded steps:
+//!
+//! ```text
+//! PREFIX/head               "<index> <seq>": the log's last entry and the last commit's seq
+//! PREFIX/log/<index>        an entry: the commit's seq, its staging id and chunk count
+//! PREFIX/stage/<id>/<n>     the entry's chunks (records to put or delete, audit lines)
+//! PREFIX/applied            "<index> <chunk>": how far the log is applied to rec/ and audit/
+//! PREFIX/rec/<kind><id>     a sealed record
+//! PREFIX/audit/<index>/<n>  audit lines, each followed by "\n"
+//! ```
+//!
+//! - **Commit**: the chunks are written under a fresh staging id (inside the final transaction
+//!   when they fit, before it otherwise), then one transaction, conditioned on `head` holding
+//!   what the commit was built on, writes the log entry and moves `head`. That transaction is
+//!   the commit: once etcd acknowledges it, it is durable and will be applied; if it fails,
+//!   nothing of the commit is visible (its staged chunks are removed). So two enclaves can never
+//!   both commit on the same base: the loser gets [`StoreError::Conflict`].
+//! - **Apply**: each chunk is applied by one transaction conditioned on `applied`, which it moves
+//!   on by one: whichever parent applies, the log is applied once, in order. The last chunk of
+//!   an entry also removes the entry and its chunks.
+//! - **Load** first applies the whole log, then reads `rec/` at one etcd revision at which
+//!   nothing was pending, so the pages of one load are one snapshot even while another member
+//!   commits.
+
+use std::sync::Mutex;
+
+use ekms_shared::wire::v1::{Record, RecordKey};
+use serde::{Deserialize, Serialize};
+
+use super::{CommitBatch, Store, StoreError};
+
+mod gateway;
+
+pub use gateway::GatewayError;
+use gateway::{Compare, Gateway, Op};
+
+/// Most record and audit bytes in one chunk: with its keys and the transaction around it, well
+/// under etcd's default request limit of 1.5 MiB.
+const CHUNK_BYTES: usize = 900 * 1024;
+
+/// Most records in one chunk: applying it takes them and four more operations, under etcd's
+/// default of 128 per transaction.
+const CHUNK_RECORDS: usize = 100;
+
+/// Most chunks written inside the commit's own transaction; more are staged before it.
+const INLINE_CHUNKS: usize = 100;
+
+/// Keys read per page when paging through etcd.
+const PAGE: i64 = 1000;
+
+/// Tries a load makes to find a revision at which the log is fully applied.
+const LOAD_TRIES: usize = 50;
+
+/// Where the store lives: `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdUrl {
+    /// Client URLs of the cluster's members, `HOST:PORT`.
+    pub endpoints: Vec<String>,
+    /// The key prefix every key of the deployment is under (without its trailing `/`).
+    pub prefix: String,
+}
+
+impl std::str::FromStr for EtcdUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s
+            .strip_prefix("etcd://")
+            .ok_or_else(|| format!("{s:?} is not an etcd://HOST:PORT[,HOST:PORT...]/PREFIX URL"))?;
+        let (hosts, prefix) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} has no /PREFIX after its endpoints"))?;
+        let prefix = prefix.trim_end_matches('/');
+        if prefix.is_empty() {
+            return Err(format!("{s:?} has an empty PREFIX"));
+        }
+        let endpoints: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+        for endpoint in &endpoints {
+            let port = endpoint
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+                return Err(format!("{s:?}: endpoint {endpoint:?} is not HOST:PORT"));
+            }
+        }
+        Ok(EtcdUrl {
+            endpoints,
+            prefix: format!("/{}", prefix.trim_start_matches('/')),
+        })
+    }
+}
+
+impl std::fmt::Display for EtcdUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "etcd://{}{}", self.endpoints.join(","), self.prefix)
+    }
+}
+
+/// The log's last entry and the last commit's seq, as `head` holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Head {
+    index: u64,
+    seq: u64,
+}
+
+impl Head {
+    fn encode(self) -> Vec<u8> {
+        format!("{} {}", self.index, self.seq).into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Head> {
+        let (a, b) = std::str::from_utf8(bytes).ok()?.split_once(' ')?;
+        Some(Head {
+            index: a.parse().ok()?,
+            seq: b.parse().ok()?,
+        })
+    }
+}
+
+/// A log entry.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    /// The seq of the entry's last commit.
+    seq: u64,
+    /// Where its chunks are staged.
+    #[serde(with = "serde_bytes")]
+    stage: Vec<u8>,
+    /// How many.
+    chunks: u32,
+}
+
+/// A part of a log entry, applied by one transaction.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Chunk {
+    /// Records to write (`Some`) or delete (`None`), each at most once.
+    records: Vec<(RecordKey, Option<serde_bytes::ByteBuf>)>,
+    /// Audit lines, in order.
+    audit: Vec<serde_bytes::ByteBuf>,
+}
+
+/// The sealed records and the audit log in etcd (see the module documentation).
+pub struct EtcdStore {
+    url: EtcdUrl,
+    runtime: tokio::runtime::Runtime,
+    gateway: Gateway,
+    /// The head as this store last wrote or read it.
+    head: Mutex<Option<Head>>,
+    /// The revision the current load reads at (set by its first page).
+    load_revision: Mutex<i64>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn etcd(action: &'static str) -> impl FnOnce(GatewayError) -> StoreError {
+    move |source| StoreError::Etcd { action, source }
+}
+
+fn layout(key: &[u8], why: &str) -> StoreError {
+    StoreError::EtcdLayout {
+        key: String::from_utf8_lossy(key).into_owned(),
+        why: why.to_owned(),
+    }
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl EtcdStore {
+    /// Connects to the cluster at `url` and reads the head. Blocks; call it outside an async
+    /// context.
+    ///
+    /// # Errors
+    /// [`StoreError::Etcd`] if the cluster cannot be reached.
+    pub fn open(url: &EtcdUrl) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ekms-etcd")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io {
+                action: "cannot start the etcd client's runtime",
+                path: std::path::PathBuf::from(url.to_string()),
+                source,
+            })?;
+        let store = EtcdStore {
+            url: url.clone(),
+            runtime,
+            gateway: Gateway::new(url.endpoints.clone()),
+            head: Mutex::new(None),
+            load_revision: Mutex::new(0),
+        };
+        let head = store.runtime.block_on(store.read_head())?;
+        *store.lock_head() = Some(head);
+        Ok(store)
+    }
+
+    /// Where the store lives.
+    pub fn url(&self) -> &EtcdUrl {
+        &self.url
+    }
+
+    fn key(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut key = self.url.prefix.as_bytes().to_vec();
+        for part in parts {
+            key.push(b'/');
+            key.extend_from_slice(part);
+        }
+        key
+    }
+
+    fn record_key(&self, key: &RecordKey) -> Vec<u8> {
+        let mut k = self.key(&[b"rec"]);
+        k.push(b'/');
+        k.push(key.kind);
+        k.extend_from_slice(&key.id);
+        k
+    }
+
+    fn log_key(&self, index: u64) -> Vec<u8> {
+        self.key(&[b"log", format!("{index:020}").as_bytes()])
+    }
+
+    fn stage_prefix(&self, stage: &[u8]) -> Vec<u8> {
+        let mut k = self.key(&[b"stage", hex(stage).as_bytes()]);
+        k.push(b'/');
+        k
+    }
+
+    fn chunk_key(&self, stage: &[u8], n: u32) -> Vec<u8> {
+        let mut k = self.stage_prefix(stage);
+        k.extend_from_slice(format!("{n:06}").as_bytes());
+        k
+    }
+
+    fn lock_head(&self) -> std::sync::MutexGuard<'_, Option<Head>> {
+        self.head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn read_head(&self) -> Result<Head, StoreError> {
+        let key = self.key(&[b"head"]);
+        match self
+            .gateway
+            .get(&key)
+            .await
+            .map_err(etcd("read the head"))?
+        {
+            None => Ok(Head::default()),
+            Some(bytes) => {
+                Head::decode(&bytes).ok_or_else(|| layout(&key, "not \"<index> <seq>\""))
+            }
+        }
+    }
+
+    /// The comparison that holds while `head` is unchanged.
+    fn head_is(&self, head: Head) -> Compare {
+        let key = self.key(&[b"head"]);
+        if head == Head::default() {
+            Compare::Absent(key)
+        } else {
+            Compare::Value(key, head.encode())
+        }
+    }
+
+    async fn commit_async(&self, batches: &[CommitBatch]) -> Result<(), StoreError> {
+        // The group's base: the first state commit's; the others must follow it in order.
+        let mut base = None;
+        let mut last_seq = None;
+        for batch in batches {
+            if let Some(b) = batch.base {
+                match last_seq {
+                    None => base = Some(b),
+                    Some(previous) if previous == b => {}
+                    Some(previous) => {
+                        return Err(StoreError::Conflict {
+                            base: b,
+                            head: previous,
+                        })
+                    }
+                }
+                last_seq = Some(batch.seq);
+            }
+        }
+        let cached = *self.lock_head();
+        let mut head = match cached {
+            Some(h) => h,
+            None => self.read_head().await?,
+        };
+        if let Some(b) = base {
+            if head.seq != b {
+                // Another parent may have committed since: read it before refusing.
+                head = self.read_head().await?;
+                *self.lock_head() = Some(head);
+                if head.seq != b {
+                    return Err(StoreError::Conflict {
+                        base: b,
+                        head: head.seq,
+                    });
+                }
+            }
+        }
+        let chunks = chunk(batches)?;
+        let mut stage = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut stage)
+            .map_err(|_| layout(b"stage", "no randomness for a staging id"))?;
+        let count = u32::try_from(chunks.len()).map_err(|_| StoreError::CommitTooLarge)?;
+        let next = Head {
+            index: head.index + 1,
+            seq: last_seq.unwrap_or(head.seq),
+        };
+        let entry = serde_cbor::to_vec(&Entry {
+            seq: next.seq,
+            stage: stage.to_vec(),
+            chunks: count,
+        })
+        .map_err(|_| StoreError::CommitTooLarge)?;
+        let mut ops = vec![
+            Op::Put(self.key(&[b"head"]), next.encode()),
+            Op::Put(self.log_key(next.index), entry),
+        ];
+        let inline_bytes: usize = chunks.iter().map(Vec::len).sum();
+        let inline = chunks.len() <= INLINE_CHUNKS && inline_bytes <= CHUNK_BYTES;
+        for (n, bytes) in (0u32..).zip(chunks) {
+            let put = Op::Put(self.chunk_key(&stage, n), bytes);
+            if inline {
+                ops.push(put);
+            } else {
+                self.gateway
+                    .txn(&[], &[put])
+                    .await
+                    .map_err(etcd("stage a commit's chunk"))?;
+            }
+        }
+        let (succeeded, _) = match self.gateway.txn(&[self.head_is(head)], &ops).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Unknown whether it applied: read the head again before the next commit.
+                *self.lock_head() = None;
+                return Err(etcd("commit")(e));
+            }
+        };
+        if !succeeded {
+            let stage_prefix = self.stage_prefix(&stage);
+            let _ = self
+                .gateway
+                .txn(
+                    &[],
+                    &[Op::DeleteRange(
+                        stage_prefix.clone(),
+                        prefix_end(&stage_prefix),
+                    )],
+                )
+                .await;
+            let now = self.read_head().await?;
+            *self.lock_head() = Some(now);
+            return Err(StoreError::Conflict {
+                base: head.seq,
+                head: now.seq,
+            });
+        }
+        *self.lock_head() = Some(next);
+        Ok(())
+    }
+
+    /// Applies the log to `rec/` and `audit/` until no entry is pending; returns the revision
+    /// at which that was seen.
+    async fn catch_up(&self) -> Result<i64, StoreError> {
+        let applied_key = self.key(&[b"applied"]);
+        loop {
+            let applied_raw = self
+                .gateway
+                .get(&applied_key)
+                .await
+                .map_err(etcd("read how far the log is applied"))?;
+            let (index, next_chunk) = match &applied_raw {
+                None => (0, 0),
+                Some(raw) => {
+                    let h = Head::decode(raw)
+                        .ok_or_else(|| layout(&applied_key, "not \"<index> <chunk>\""))?;
+                    (h.index, h.seq)
+                }
+            };
+            let compare = match &applied_raw {
+                None => Compare::Absent(applied_key.clone()),
+                Some(raw) => Compare::Value(applied_key.clone(), raw.clone()),
+            };
+            // The entry being applied, if it still has chunks to go; else the next one.
+            let current = match index {
+                0 => None,
+                _ => self.entry(index).await?,
+            };
+            let (index, n, entry) = match current {
+                Some(entry) if next_chunk < u64::from(entry.chunks) => (index, next_chunk, entry),
+                Some(entry) => {
+                    // Complete but still listed (the last chunk removes it, so this store was
+                    // written otherwise): remove it, then go on.
+                    let stage = self.stage_prefix(&entry.stage);
+                    let ops = [
+                        Op::Delete(self.log_key(index)),
+                        Op::DeleteRange(stage.clone(), prefix_end(&stage)),
+                    ];
+                    self.gateway
+                        .txn(&[compare], &ops)
+                        .await
+                        .map_err(etcd("remove an applied log entry"))?;
+                    continue;
+                }
+                None => match self.entry_at_latest(index + 1).await? {
+                    (Some(entry), _) => (index + 1, 0, entry),
+                    // Nothing pending at this read's revision (the caller checks that nothing
+                    // was committed in between).
+                    (None, revision) => return Ok(revision),
+                },
+            };
+            let n = u32::try_from(n).map_err(|_| layout(&applied_key, "chunk number too large"))?;
+            let chunk_key = self.chunk_key(&entry.stage, n);
+            let Some(bytes) = self
+                .gateway
+                .get(&chunk_key)
+                .await
+                .map_err(etcd("read a log chunk"))?
+            else {
+                // Another parent applied the entry and removed its chunks since `applied` was
+                // read: go on from where it left off. Otherwise the chunk is lost.
+                let now = self.gateway.get(&applied_key).await;
+                if now.map_err(etcd("read how far the log is applied"))? != applied_raw {
+                    continue;
+                }
+                return Err(layout(&chunk_key, "a log entry's chunk is missing"));
+            };
+            let chunk: Chunk = serde_cbor::from_slice(&bytes)
+                .map_err(|_| layout(&chunk_key, "not a log chunk"))?;
+            let mut ops = Vec::with_capacity(chunk.records.len() + 4);
+            for (key, value) in chunk.records {
+                ops.push(match value {
+                    Some(v) => Op::Put(self.record_key(&key), v.into_vec()),
+                    None => Op::Delete(self.record_key(&key)),
+                });
+            }
+            if !chunk.audit.is_empty() {
+                let mut lines = Vec::new();
+                for line in chunk.audit {
+                    lines.extend_from_slice(&line);
+                    lines.push(b'\n');
+                }
+                let key = self.key(&[b"audit", format!("{index:020}/{n:06}").as_bytes()]);
+                ops.push(Op::Put(key, lines));
+            }
+            let done = n + 1 == entry.chunks;
+            ops.push(Op::Put(
+                applied_key.clone(),
+                Head {
+                    index,
+                    seq: u64::from(n) + 1,
+                }
+                .encode(),
+            ));
+            if done {
+                ops.push(Op::Delete(self.log_key(index)));
+                let stage = self.stage_prefix(&entry.stage);
+                ops.push(Op::DeleteRange(stage.clone(), prefix_end(&stage)));
+            }
+            // Lost to another parent applying the same chunk: read again and go on.
+            self.gateway
+                .txn(&[compare], &ops)
+                .await
+                .map_err(etcd("apply a log chunk"))?;
+        }
+    }
+
+    /// Log entry `index`, if listed.
+    async fn entry(&self, index: u64) -> Result<Option<Entry>, StoreError> {
+        Ok(self.entry_at_latest(index).await?.0)
+    }
+
+    /// Log entry `index`, if listed, and the revision it was read at.
+    async fn entry_at_latest(&self, index: u64) -> Result<(Option<Entry>, i64), StoreError> {
+        let key = self.log_key(index);
+        let mut end = key.clone();
+        end.push(0);
+        let range = self
+            .gateway
+            .range(&key, &end, 1, 0)
+            .await
+            .map_err(etcd("read the log"))?;
+        let entry = match range.kvs.into_iter().next() {
+            None => None,
+            Some(kv) => Some(
+                serde_cbor::from_slice(&kv.value).map_err(|_| layout(&key, "not a log entry"))?,
+            ),
+        };
+        Ok((entry, range.revision))
+    }
+
+    async fn load_async(
+        &self,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<(Vec<Record>, bool), StoreError> {
+        let revision = if after.is_none() {
+            let revision = self.settled_revision().await?;
+            *self
+                .load_revision
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = revision;
+            revision
+        } else {
+            *self
+                .load_revision
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let records_prefix = {
+            let mut k = self.key(&[b"rec"]);
+            k.push(b'/');
+            k
+        };
+        let from = match after {
+            None => records_prefix.clone(),
+            Some(key) => {
+                let mut k = self.record_key(key);
+                k.push(0);
+                k
+            }
+        };
+        let limit = i64::try_from(limit.max(1)).unwrap_or(PAGE);
+        let range = self
+            .gateway
+            .range(&from, &prefix_end(&records_prefix), limit, revision)
+            .await
+            .map_err(etcd("read records"))?;
+        let mut records = Vec::with_capacity(range.kvs.len());
+        for kv in range.kvs {
+            let Some((&kind, id)) = kv
+                .key
+                .get(records_prefix.len()..)
+                .and_then(<[u8]>::split_first)
+            else {
+                return Err(layout(&kv.key, "a record key without a kind"));
+            };
+            records.push(Record {
+                key: RecordKey {
+                    kind,
+                    id: id.to_vec(),
+                },
+                sealed: kv.value,
+            });
+        }
+        Ok((records, !range.more))
+    }
+
+    /// A revision at which the log is fully applied: the records there are one commit's state.
+    async fn settled_revision(&self) -> Result<i64, StoreError> {
+        let log = self.key(&[b"log"]);
+        let log_end = prefix_end(&{
+            let mut k = log.clone();
+            k.push(b'/');
+            k
+        });
+        for _ in 0..LOAD_TRIES {
+            let revision = self.catch_up().await?;
+            let pending = self
+                .gateway
+                .range(&log, &log_end, 1, revision)
+                .await
+                .map_err(etcd("read the log"))?;
+            if pending.kvs.is_empty() {
+                return Ok(revision);
+            }
+        }
+        Err(layout(
+            &log,
+            "the log kept growing while loading: another member commits faster than it is applied",
+        ))
+    }
+
+    /// Every audit line in the store, in order (the log applied first).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the cluster cannot be read.
+    pub fn audit_lines(&self, mut each: impl FnMut(&[u8])) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            let revision = self.settled_revision().await?;
+            let mut prefix = self.key(&[b"audit"]);
+            prefix.push(b'/');
+            let end = prefix_end(&prefix);
+            let mut from = prefix.clone();
+            loop {
+                let page = self
+                    .gateway
+                    .range(&from, &end, PAGE, revision)
+                    .await
+                    .map_err(etcd("read the audit log"))?;
+                for kv in &page.kvs {
+                    for line in kv.value.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        each(line);
+                    }
+                }
+                match page.kvs.last() {
+                    Some(last) if page.more => {
+                        from = last.key.clone();
+                        from.push(0);
+                    }
+                    _ => return Ok(()),
+                }
+            }
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The group's records (each key once, as the last batch to touch it left it, puts before
+/// deletes within a batch) and audit lines, cut into chunks that one transaction applies.
+fn chunk(batches: &[CommitBatch]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut records: std::collections::BTreeMap<&RecordKey, Option<&[u8]>> =
+        std::collections::BTreeMap::new();
+    for batch in batches {
+        super::validate_batch(batch)?;
+        for put in &batch.puts {
+            records.insert(&put.key, Some(&put.sealed));
+        }
+        for key in &batch.deletes {
+            records.insert(key, None);
+        }
+    }
+    let mut chunks = Vec::new();
+    let mut current = Chunk::default();
+    let mut bytes = 0;
+    let mut flush = |current: &mut Chunk, bytes: &mut usize| -> Result<(), StoreError> {
+        if !current.records.is_empty() || !current.audit.is_empty() {
+            let encoded = serde_cbor::to_vec(&*current).map_err(|_| StoreError::CommitTooLarge)?;
+            chunks.push(encoded);
+        }
+        *current = Chunk::default();
+        *bytes = 0;
+        Ok(())
+    };
+    for (key, value) in records {
+        let len = key.id.len() + 1 + value.map_or(0, <[u8]>::len);
+        if current.records.len() >= CHUNK_RECORDS || (bytes > 0 && bytes + len > CHUNK_BYTES) {
+            flush(&mut current, &mut bytes)?;
+        }
+        current.records.push((
+            key.clone(),
+            value.map(|v| serde_bytes::ByteBuf::from(v.to_vec())),
+        ));
+        bytes += len;
+    }
+    for batch in batches {
+        for line in &batch.audit {
+            if bytes > 0 && bytes + line.len() + 1 > CHUNK_BYTES {
+                flush(&mut current, &mut bytes)?;
+            }
+            current.audit.push(serde_bytes::ByteBuf::from(line.clone()));
+            bytes += line.len() + 1;
+        }
+    }
+    flush(&mut current, &mut bytes)?;
+    if chunks.is_empty() {
+        // Even a commit of nothing moves the head: its entry has one (empty) chunk, whose
+        // application removes it.
+        chunks.push(serde_cbor::to_vec(&Chunk::default()).map_err(|_| StoreError::CommitTooLarge)?);
+    }
+    Ok(chunks)
+}
+
+impl Store for EtcdStore {
+    fn commit(&self, batches: &[CommitBatch]) -> Result<(), StoreError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.runtime.block_on(async {
+            self.commit_async(batches).await?;
+            // Applied at once, so that the log stays short; a failure here loses nothing (the
+            // commit is durable in the log, and the next commit or load applies it).
+            if let Err(e) = self.catch_up().await {
+                tracing::warn!(error = %super::error_chain(&e), "could not apply the etcd log yet");
+            }
+            Ok(())
+        })
+    }
+
+    fn load(
+        &self,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<(Vec<Record>, bool), StoreError> {
+        self.runtime.block_on(self.load_async(after, limit))
+    }
+}
