@@ -49,12 +49,25 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Print each record as one line (eventTime eventName user errorCode resources).
     Tail(TailArgs),
+    /// Write the audit log held in an etcd store to a file, as `audit.jsonl` is.
+    Export(ExportArgs),
+}
+
+/// `ekms audit export` options.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The store: etcd://HOST:PORT[,HOST:PORT...]/PREFIX.
+    #[arg(long, value_name = "URL")]
+    pub store: ekms_parent::store::EtcdUrl,
+    /// Where to write the lines (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `ekms audit verify` options.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The log (`<data-dir>/audit.jsonl`).
+    /// The log (`<data-dir>/audit.jsonl`), or an etcd store's (etcd://HOST:PORT/PREFIX).
     pub file: PathBuf,
     /// The ekms endpoint: also check that the file reaches the enclave's durable head.
     #[arg(long)]
@@ -96,7 +109,30 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Tail(args) => tail(&args, &mut std::io::stdout().lock()),
+        AuditCommand::Export(args) => {
+            let lines = etcd_audit(&args.store)?;
+            match &args.out {
+                Some(path) => std::fs::write(path, &lines)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout().lock(), &lines)?,
+            }
+            Ok(())
+        }
     }
+}
+
+/// Every audit line an etcd store holds, each followed by `\n`.
+fn etcd_audit(url: &ekms_parent::store::EtcdUrl) -> anyhow::Result<Vec<u8>> {
+    let store = ekms_parent::store::EtcdStore::open(url)
+        .with_context(|| format!("opening the store {url}"))?;
+    let mut lines = Vec::new();
+    store
+        .audit_lines(|line| {
+            lines.extend_from_slice(line);
+            lines.push(b'\n');
+        })
+        .with_context(|| format!("reading the audit log of {url}"))?;
+    Ok(lines)
 }
 
 /// What the attestation lines must prove.
@@ -646,10 +682,18 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
         }
         None => None,
     };
-    let file =
-        File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
-    let summary = verify_log(BufReader::new(file), &trust)
-        .map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
+    let summary = match args.file.to_str().filter(|f| f.starts_with("etcd://")) {
+        Some(url) => {
+            let url = url.parse().map_err(|why: String| anyhow!(why))?;
+            verify_log(std::io::Cursor::new(etcd_audit(&url)?), &trust)
+        }
+        None => {
+            let file = File::open(&args.file)
+                .with_context(|| format!("opening {}", args.file.display()))?;
+            verify_log(BufReader::new(file), &trust)
+        }
+    }
+    .map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
     if let Some(head) = &head {
         check_reaches(&summary, head).map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
     }

@@ -41,6 +41,10 @@ pub struct DevArgs {
     /// Region in ARNs and the SigV4 credential scope.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+    /// Keep the sealed records and the audit log in etcd instead of DATA_DIR/store:
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX (the custodian and credentials stay in DATA_DIR).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -148,9 +152,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .arg("--enclave")
         .arg(format!("unix:{}", enclave_socket.display()))
         .arg("--store-listen")
-        .arg(format!("unix:{}", store_socket.display()))
-        .arg("--data-dir")
-        .arg(data_dir.join("store"));
+        .arg(format!("unix:{}", store_socket.display()));
+    let store_at = match &args.store {
+        Some(url) => {
+            parent_cmd.args(["--store", url]);
+            url.clone()
+        }
+        None => {
+            parent_cmd.arg("--data-dir").arg(data_dir.join("store"));
+            data_dir.join("store").display().to_string()
+        }
+    };
     let (mut parent, parent_address) = start("ekms-parent", parent_cmd, Echo::Stdout).await?;
 
     let mut enclave_cmd = Command::new(enclave_bin);
@@ -223,7 +235,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
          Ctrl-C stops both processes.",
         enclave_address,
         parent_address,
-        data_dir.join("store").display(),
+        store_at,
         credentials.display(),
         if args.manual_unseal {
             "manual (ekms init / ekms unseal)".to_owned()

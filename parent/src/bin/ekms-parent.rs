@@ -18,7 +18,9 @@ use anyhow::Context;
 use clap::Parser;
 use ekms_parent::holds::Holds;
 use ekms_parent::relay::{self, RelayConfig};
-use ekms_parent::store::{serve_store_with, RedbStore, Store, StoreServiceConfig};
+use ekms_parent::store::{
+    serve_store_with, EtcdStore, EtcdUrl, RedbStore, Store, StoreServiceConfig,
+};
 use ekms_shared::transport::{Address, Listener};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -32,6 +34,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// records.
 #[derive(Debug, Parser)]
 #[command(name = "ekms-parent", version)]
+#[command(group = clap::ArgGroup::new("backing").args(["data_dir", "store"]).multiple(false))]
 struct Args {
     /// Where clients connect: tcp://HOST:PORT, unix:PATH or vsock://CID:PORT.
     #[arg(long, value_name = "ADDRESS")]
@@ -56,12 +59,18 @@ struct Args {
     connect_timeout_secs: u64,
 
     /// Where the enclave reaches its store: vsock://CID:PORT, or tcp:// / unix: in mock mode.
-    #[arg(long, value_name = "ADDRESS", requires = "data_dir")]
+    #[arg(long, value_name = "ADDRESS", requires = "backing")]
     store_listen: Option<Address>,
 
-    /// Directory of the store (store.redb, journal.0, journal.1, audit.jsonl); created if missing.
+    /// Directory of the embedded store (store.redb, journal.0, journal.1, audit.jsonl); created
+    /// if missing.
     #[arg(long, value_name = "DIR", requires = "store_listen")]
     data_dir: Option<PathBuf>,
+
+    /// Keep the store in etcd instead, shared with the deployment's other members:
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX.
+    #[arg(long, value_name = "URL", requires = "store_listen")]
+    store: Option<EtcdUrl>,
 }
 
 const LOG_ENV: &str = "EKMS_LOG";
@@ -108,20 +117,44 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let store = match (&args.store_listen, &args.data_dir) {
-        (Some(address), Some(dir)) => {
-            let store = RedbStore::open(dir)
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let store = match &args.store_listen {
+        Some(address) => {
+            let (store, at): (Arc<dyn Store>, String) = match (&args.data_dir, &args.store) {
+                (Some(dir), _) => {
+                    let store = RedbStore::open(dir)
+                        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+                    (Arc::new(store), dir.display().to_string())
+                }
+                (None, Some(url)) => {
+                    let url = url.clone();
+                    // Opening reads etcd through a runtime of the store's own.
+                    let store = tokio::task::spawn_blocking(move || EtcdStore::open(&url))
+                        .await
+                        .context("the etcd store's opening panicked")?
+                        .with_context(|| {
+                            format!(
+                                "cannot open the store in {}",
+                                args.store
+                                    .as_ref()
+                                    .map(ToString::to_string)
+                                    .unwrap_or_default()
+                            )
+                        })?;
+                    let at = store.url().to_string();
+                    (Arc::new(store), at)
+                }
+                // clap's group makes --store-listen come with exactly one of them.
+                (None, None) => anyhow::bail!("--store-listen needs --data-dir or --store"),
+            };
             let listener = Listener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on {address} for the store"))?;
             let bound = listener
                 .local_addr()
                 .context("cannot read the bound store address")?;
-            Some((listener, bound, Arc::new(store), dir))
+            Some((listener, bound, store, at))
         }
-        // clap's `requires` makes the two options go together.
-        _ => None,
+        None => None,
     };
 
     let listener = Listener::bind(&args.listen)
@@ -153,8 +186,7 @@ async fn main() -> anyhow::Result<()> {
         let Some((listener, store_bound, store, dir)) = store else {
             return Ok(());
         };
-        tracing::info!(store = %store_bound, data_dir = %dir.display(), "store started");
-        let store: Arc<dyn Store> = store;
+        tracing::info!(store = %store_bound, at = %dir, "store started");
         serve_store_with(listener, store, store_config, shutdown())
             .await
             .context("store service failed")?;

@@ -148,7 +148,8 @@ struct Chunk {
 /// The sealed records and the audit log in etcd (see the module documentation).
 pub struct EtcdStore {
     url: EtcdUrl,
-    runtime: tokio::runtime::Runtime,
+    /// Taken only by `Drop`.
+    runtime: Option<tokio::runtime::Runtime>,
     gateway: Gateway,
     /// The head as this store last wrote or read it.
     head: Mutex<Option<Head>>,
@@ -206,14 +207,22 @@ impl EtcdStore {
             })?;
         let store = EtcdStore {
             url: url.clone(),
-            runtime,
+            runtime: Some(runtime),
             gateway: Gateway::new(url.endpoints.clone()),
             head: Mutex::new(None),
             load_revision: Mutex::new(0),
         };
-        let head = store.runtime.block_on(store.read_head())?;
+        let head = store.block_on(store.read_head())?;
         *store.lock_head() = Some(head);
         Ok(store)
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        match &self.runtime {
+            Some(runtime) => runtime.block_on(future),
+            // Only `Drop` takes it.
+            None => unreachable!("the etcd store's runtime is gone before the store"),
+        }
     }
 
     /// Where the store lives.
@@ -602,7 +611,7 @@ impl EtcdStore {
     /// # Errors
     /// [`StoreError`] if the cluster cannot be read.
     pub fn audit_lines(&self, mut each: impl FnMut(&[u8])) -> Result<(), StoreError> {
-        self.runtime.block_on(async {
+        self.block_on(async {
             let revision = self.settled_revision().await?;
             let mut prefix = self.key(&[b"audit"]);
             prefix.push(b'/');
@@ -690,12 +699,21 @@ fn chunk(batches: &[CommitBatch]) -> Result<Vec<Vec<u8>>, StoreError> {
     Ok(chunks)
 }
 
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        // Without waiting: the store may be dropped on an async task.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 impl Store for EtcdStore {
     fn commit(&self, batches: &[CommitBatch]) -> Result<(), StoreError> {
         if batches.is_empty() {
             return Ok(());
         }
-        self.runtime.block_on(async {
+        self.block_on(async {
             self.commit_async(batches).await?;
             // Applied at once, so that the log stays short; a failure here loses nothing (the
             // commit is durable in the log, and the next commit or load applies it).
@@ -711,6 +729,6 @@ impl Store for EtcdStore {
         after: Option<&RecordKey>,
         limit: usize,
     ) -> Result<(Vec<Record>, bool), StoreError> {
-        self.runtime.block_on(self.load_async(after, limit))
+        self.block_on(self.load_async(after, limit))
     }
 }
