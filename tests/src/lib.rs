@@ -1172,6 +1172,8 @@ pub struct Deployment {
     pub enclave: Option<Daemon>,
     /// A copy of `ekms-enclave` every start runs ([`Deployment::pin_enclave_binary`]).
     enclave_binary: Option<PathBuf>,
+    /// `--store` for the parent (an etcd URL) instead of `DIR/store`.
+    store: Option<String>,
     starts: u32,
     dir: tempfile::TempDir,
 }
@@ -1195,9 +1197,16 @@ impl Deployment {
             parent: None,
             enclave: None,
             enclave_binary: None,
+            store: None,
             starts: 0,
             dir,
         }
+    }
+
+    /// The parent keeps the store at `url` (`etcd://...`) instead of `DIR/store`.
+    pub fn with_store(mut self, url: String) -> Deployment {
+        self.store = Some(url);
+        self
     }
 
     /// The deployment's dir.
@@ -1220,7 +1229,8 @@ impl Deployment {
         self.dir().join(format!("{name}-{}.log", self.starts))
     }
 
-    /// Starts `ekms-parent` (relay on [`Deployment::addr`], store in `DIR/store`).
+    /// Starts `ekms-parent` (relay on [`Deployment::addr`], store in `DIR/store` or at
+    /// [`Deployment::with_store`]'s URL).
     ///
     /// # Panics
     /// When it does not come up.
@@ -1235,9 +1245,11 @@ impl Deployment {
                 self.dir().join("enclave.sock").display()
             ))
             .arg("--store-listen")
-            .arg(self.store_address())
-            .arg("--data-dir")
-            .arg(self.dir().join("store"));
+            .arg(self.store_address());
+        match &self.store {
+            Some(url) => command.args(["--store", url]),
+            None => command.arg("--data-dir").arg(self.dir().join("store")),
+        };
         let log = self.next_log("parent");
         self.parent = Some(Daemon::spawn(
             "ekms-parent",

@@ -4,13 +4,15 @@
 //! acknowledged ciphertext decrypts to its plaintext.
 //!
 //! The parent (relay + store) and the mock enclave are started directly (not through
-//! `ekms dev`), so that either can be killed alone.
+//! `ekms dev`), so that either can be killed alone; each case runs on the embedded store and on
+//! a real etcd.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_kms::primitives::Blob;
+use ekms_tests::etcd::EtcdServer;
 use ekms_tests::{ekms_status, Deployment};
 use nix::sys::signal::Signal;
 
@@ -202,9 +204,9 @@ async fn assert_everything_acknowledged_is_back(
     ekms_tests::create_key(&client).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_of_the_enclave_during_load_loses_nothing_acknowledged() {
-    let mut deployment = Deployment::new();
+/// Kills the enclave with SIGKILL under load, restarts it against the same parent and store,
+/// and checks everything acknowledged.
+async fn kill_9_of_the_enclave(mut deployment: Deployment) {
     deployment.start();
     let (id, secret) = deployment.init_1_of_1();
 
@@ -228,9 +230,9 @@ async fn kill_9_of_the_enclave_during_load_loses_nothing_acknowledged() {
     assert_everything_acknowledged_is_back(&deployment, &id, &secret, &acked).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_of_the_parent_during_load_loses_nothing_acknowledged() {
-    let mut deployment = Deployment::new();
+/// Kills the parent (relay and store) with SIGKILL under load, restarts both, and checks
+/// everything acknowledged.
+async fn kill_9_of_the_parent(mut deployment: Deployment) {
     deployment.start();
     let (id, secret) = deployment.init_1_of_1();
 
@@ -256,4 +258,26 @@ async fn kill_9_of_the_parent_during_load_loses_nothing_acknowledged() {
     }
     deployment.start();
     assert_everything_acknowledged_is_back(&deployment, &id, &secret, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_enclave_during_load_loses_nothing_acknowledged() {
+    kill_9_of_the_enclave(Deployment::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_parent_during_load_loses_nothing_acknowledged() {
+    kill_9_of_the_parent(Deployment::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_enclave_on_an_etcd_store_loses_nothing_acknowledged() {
+    let etcd = EtcdServer::start();
+    kill_9_of_the_enclave(Deployment::new().with_store(etcd.url("ekms"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_parent_on_an_etcd_store_loses_nothing_acknowledged() {
+    let etcd = EtcdServer::start();
+    kill_9_of_the_parent(Deployment::new().with_store(etcd.url("ekms"))).await;
 }
