@@ -1,0 +1,77 @@
+//! Two enclaves on one etcd store: each commit is conditioned on the store's head, so an enclave
+//! whose view the other moved past never gets an answer out; it stops, and after a restart and
+//! an unseal it serves what the other committed.
+
+use std::time::Duration;
+
+use ekms_tests::etcd::EtcdServer;
+use ekms_tests::{ekms_status, Deployment};
+
+/// Bound for an enclave to stop after its commit is refused.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enclave_behind_the_store_answers_nothing_and_catches_up_after_a_restart() {
+    let etcd = EtcdServer::start();
+    let mut a = Deployment::new().with_store(etcd.url("shared"));
+    a.start();
+    let (id, secret) = a.init_1_of_1();
+    let client_a = a.client(&id, &secret);
+    let before = ekms_tests::create_key(&client_a).await;
+
+    // B: a second enclave and parent on the same store, unsealed with the same custodian.
+    let mut b = Deployment::new().with_store(etcd.url("shared"));
+    copy_dir(&a.dir().join("init"), &b.dir().join("init"));
+    copy_dir(&a.dir().join("custodian"), &b.dir().join("custodian"));
+    b.start();
+    let out = b.unseal();
+    assert!(out.success(), "unsealing B: {out:?}");
+    let client_b = b.client(&id, &secret);
+    // B loaded A's key, and its answer's commit moves the store's head past A's view.
+    client_b
+        .describe_key()
+        .key_id(&before)
+        .send()
+        .await
+        .expect("B serves the key A made");
+
+    // A is now behind: its CreateKey is computed on a state the store moved past, and its
+    // commit is refused, so the answer never reaches the client, and A stops.
+    let refused = client_a.create_key().send().await;
+    assert!(refused.is_err(), "A answered on a stale base: {refused:?}");
+    let enclave = a.enclave.as_mut().expect("A's enclave");
+    let status = enclave.wait_exit(STOP_TIMEOUT);
+    assert!(
+        status.is_some(),
+        "A's enclave kept running after its commit was refused"
+    );
+    let log = enclave.log_text();
+    assert!(
+        log.contains("but the store's last commit is"),
+        "A's log does not name the conflict:\n{}",
+        enclave.log_tail(20)
+    );
+
+    // B goes on, and A, restarted and unsealed, sees what B committed.
+    let made_on_b = ekms_tests::create_key(&client_b).await;
+    a.start_enclave();
+    assert_eq!(ekms_status(&a.endpoint)["State"], "Sealed");
+    let out = a.unseal();
+    assert!(out.success(), "unsealing A again: {out:?}");
+    for key in [&before, &made_on_b] {
+        client_a
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("A does not see {key}: {e:?}"));
+    }
+}
