@@ -129,6 +129,10 @@ pub struct BenchArgs {
     /// (sealed into the store as its admin).
     #[arg(long)]
     pub lookup: bool,
+    /// With `--op unseal`: build the store in etcd under this URL's (empty) prefix,
+    /// etcd://HOST:PORT/PREFIX, instead of the embedded store.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<ekms_parent::store::EtcdUrl>,
 }
 
 /// Runs `ekms bench`.
@@ -149,6 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return unseal::run(unseal::Options {
             keys,
             json: args.json,
+            store: args.store.clone(),
             lookup: args.lookup.then_some(unseal::Lookup {
                 size: args.size,
                 connections: usize::from(args.connections),
@@ -157,8 +162,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         })
         .await;
     }
-    if args.keys.is_some() || args.lookup {
-        bail!("--keys and --lookup apply to --op unseal only");
+    if args.keys.is_some() || args.lookup || args.store.is_some() {
+        bail!("--keys, --lookup and --store apply to --op unseal only");
     }
     if matches!(args.op, BenchOp::Encrypt | BenchOp::Decrypt | BenchOp::Sign)
         && !(1..=MAX_PLAINTEXT).contains(&args.size)
@@ -493,6 +498,7 @@ mod tests {
             json: true,
             keys,
             lookup: false,
+            store: None,
         };
         let err = run(args(BenchOp::Unseal, None))
             .await

@@ -33,7 +33,7 @@ use zeroize::Zeroizing;
 
 use ekms_enclave::bench::Deployment;
 use ekms_enclave::bench::{self as bench_support, OfflineSealer};
-use ekms_parent::store::{CommitBatch, RedbStore, Store as _};
+use ekms_parent::store::{CommitBatch, EtcdStore, EtcdUrl, RedbStore, Store};
 use ekms_shared::custody::{self as shares, SharePlaintext};
 use ekms_shared::envelope;
 use ekms_shared::shamir;
@@ -60,6 +60,9 @@ pub struct Options {
     pub json: bool,
     /// The Encrypt load to run against a loaded key afterwards, if any.
     pub lookup: Option<Lookup>,
+    /// Build the store in etcd, under this URL's prefix (which must be empty), instead of
+    /// the embedded store.
+    pub store: Option<EtcdUrl>,
 }
 
 /// The Encrypt load of `--lookup`.
@@ -113,20 +116,30 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let dir = work.0.clone();
 
     let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || build_store(&dir, keys, &admin.0, &admin.1))
-        .await
-        .context("the store builder panicked")??;
+    let etcd = options.store.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        build_store(&dir, keys, &admin.0, &admin.1, etcd.as_ref())
+    })
+    .await
+    .context("the store builder panicked")??;
     let build_seconds = started.elapsed().as_secs_f64();
+    // In etcd the size is etcd's to tell (`etcdctl endpoint status`): 0 here.
     let store_bytes = std::fs::metadata(work.0.join("store").join("store.redb"))
         .map(|m| m.len())
         .unwrap_or(0);
-    eprintln!(
-        "ekms bench: sealed {keys} keys (and the admin, the manifest, the deployment record) \
-         into a {:.1} MiB store in {build_seconds:.1} s",
-        store_bytes as f64 / (1024.0 * 1024.0)
-    );
+    match &options.store {
+        Some(url) => eprintln!(
+            "ekms bench: sealed {keys} keys (and the admin, the manifest, the deployment \
+             record) into {url} in {build_seconds:.1} s"
+        ),
+        None => eprintln!(
+            "ekms bench: sealed {keys} keys (and the admin, the manifest, the deployment \
+             record) into a {:.1} MiB store in {build_seconds:.1} s",
+            store_bytes as f64 / (1024.0 * 1024.0)
+        ),
+    }
 
-    let mut servers = Servers::start(&work.0).await?;
+    let mut servers = Servers::start(&work.0, options.store.as_ref()).await?;
     let outcome = measure(
         &work.0,
         &mut servers,
@@ -238,6 +251,7 @@ fn build_store(
     keys: usize,
     access_key_id: &str,
     secret_access_key: &str,
+    etcd: Option<&EtcdUrl>,
 ) -> anyhow::Result<Built> {
     let custodian = shares::keygen(&dir.join("custodian")).context("making the custodian key")?;
     let mut domain_key = Zeroizing::new([0u8; 32]);
@@ -279,9 +293,22 @@ fn build_store(
         )],
     };
 
-    let store_dir = dir.join("store");
-    let store = RedbStore::open(&store_dir)
-        .with_context(|| format!("opening a store in {}", store_dir.display()))?;
+    let store: Box<dyn Store> = match etcd {
+        Some(url) => {
+            let store = EtcdStore::open(url).with_context(|| format!("opening {url}"))?;
+            if !store.load(None, 1)?.0.is_empty() {
+                bail!("{url} already holds records: give --store an empty prefix");
+            }
+            Box::new(store)
+        }
+        None => {
+            let store_dir = dir.join("store");
+            Box::new(
+                RedbStore::open(&store_dir)
+                    .with_context(|| format!("opening a store in {}", store_dir.display()))?,
+            )
+        }
+    };
     // Initialize: the deployment record first, durably, as its own commit (seq 0).
     store.commit(&[CommitBatch {
         seq: 0,
@@ -318,6 +345,9 @@ fn build_store(
     .unwrap_or(0);
     let mut lookup_key = None;
     let mut left = keys;
+    // The first batch is built on the empty store (commit 0, the deployment record's); the
+    // others continue commit `seq` (a store shared by several enclaves checks the chain).
+    let mut base = 0;
     while left > 0 {
         let n = left.min(BATCH);
         let sealed = sealer
@@ -329,9 +359,11 @@ fn build_store(
         puts.extend(sealed.into_iter().map(|(_, r)| to_record(r)));
         store.commit(&[CommitBatch {
             seq,
+            base: Some(base),
             puts: std::mem::take(&mut puts),
             ..CommitBatch::default()
         }])?;
+        base = seq;
         left -= n;
     }
     let manifest = sealer
@@ -340,6 +372,7 @@ fn build_store(
     puts.extend(manifest.into_iter().map(to_record));
     store.commit(&[CommitBatch {
         seq,
+        base: Some(base),
         puts,
         ..CommitBatch::default()
     }])?;
@@ -500,7 +533,7 @@ struct Servers {
 impl Servers {
     /// Starts `ekms-parent` on the built store and `ekms-enclave` in mock mode, as `ekms dev`
     /// does, and writes `pcrs.json` for the enclave binary.
-    async fn start(dir: &Path) -> anyhow::Result<Self> {
+    async fn start(dir: &Path, etcd: Option<&EtcdUrl>) -> anyhow::Result<Self> {
         let enclave_bin = sibling("ekms-enclave")?;
         let parent_bin = sibling("ekms-parent")?;
         write_mock_pcrs(&enclave_bin, &dir.join("pcrs.json"))?;
@@ -512,9 +545,11 @@ impl Servers {
             .arg("--enclave")
             .arg(format!("unix:{}", enclave_socket.display()))
             .arg("--store-listen")
-            .arg(format!("unix:{}", store_socket.display()))
-            .arg("--data-dir")
-            .arg(dir.join("store"));
+            .arg(format!("unix:{}", store_socket.display()));
+        match etcd {
+            Some(url) => parent_cmd.arg("--store").arg(url.to_string()),
+            None => parent_cmd.arg("--data-dir").arg(dir.join("store")),
+        };
         let (mut parent, relay) = start("ekms-parent", quiet(parent_cmd), Echo::Stderr).await?;
         let endpoint = match relay.strip_prefix("tcp://") {
             Some(host_port) => format!("http://{host_port}"),
@@ -580,6 +615,7 @@ mod tests {
             120,
             "AKIAAAAAAAAAAAAAAAAA",
             "secretsecretsecret",
+            None,
         )
         .unwrap();
         assert_eq!(built.lookup_key.len(), 36);

@@ -11,7 +11,7 @@
 //! PREFIX/head               "<index> <seq>": the log's last entry and the last commit's seq
 //! PREFIX/log/<index>        an entry: the commit's seq, its staging id and chunk count
 //! PREFIX/stage/<id>/<n>     the entry's chunks (records to put or delete, audit lines)
-//! PREFIX/applied            "<index> <chunk>": how far the log is applied to rec/ and audit/
+//! PREFIX/applied            "<index> done" | "<index> <chunk>": how far the log is applied
 //! PREFIX/rec/<kind><id>     a sealed record
 //! PREFIX/audit/<index>/<n>  audit lines, each followed by "\n"
 //! ```
@@ -121,6 +121,34 @@ impl Head {
             index: a.parse().ok()?,
             seq: b.parse().ok()?,
         })
+    }
+}
+
+/// How far the log is applied, as `applied` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// Every entry up to this index ("<index> done"; absent: 0).
+    Complete(u64),
+    /// Every entry before this index, and this one's chunks before the second number.
+    Partial(u64, u32),
+}
+
+impl Applied {
+    fn encode(self) -> Vec<u8> {
+        match self {
+            Applied::Complete(index) => format!("{index} done"),
+            Applied::Partial(index, n) => format!("{index} {n}"),
+        }
+        .into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Applied> {
+        let (index, rest) = std::str::from_utf8(bytes).ok()?.split_once(' ')?;
+        let index = index.parse().ok()?;
+        match rest {
+            "done" => Some(Applied::Complete(index)),
+            n => Some(Applied::Partial(index, n.parse().ok()?)),
+        }
     }
 }
 
@@ -263,6 +291,50 @@ impl EtcdStore {
         k
     }
 
+    /// The operations that write `records` and `audit` straight to `rec/` and `audit/` as log
+    /// entry `next`, and move the head: `None` when they do not fit one transaction.
+    fn direct_ops(&self, next: Head, records: &[Change<'_>], audit: &[&[u8]]) -> Option<Vec<Op>> {
+        let bytes: usize = records
+            .iter()
+            .map(|(k, v)| k.id.len() + 1 + v.map_or(0, <[u8]>::len))
+            .sum::<usize>()
+            + audit.iter().map(|l| l.len() + 1).sum::<usize>();
+        if records.len() > CHUNK_RECORDS || bytes > CHUNK_BYTES {
+            return None;
+        }
+        let mut ops = Vec::with_capacity(records.len() + 3);
+        ops.push(Op::Put(self.key(&[b"head"]), next.encode()));
+        for (key, value) in records {
+            ops.push(match value {
+                Some(v) => Op::Put(self.record_key(key), v.to_vec()),
+                None => Op::Delete(self.record_key(key)),
+            });
+        }
+        if !audit.is_empty() {
+            let mut lines = Vec::with_capacity(bytes);
+            for line in audit {
+                lines.extend_from_slice(line);
+                lines.push(b'\n');
+            }
+            ops.push(Op::Put(self.audit_key(next.index, 0), lines));
+        }
+        Some(ops)
+    }
+
+    fn audit_key(&self, index: u64, n: u32) -> Vec<u8> {
+        self.key(&[b"audit", format!("{index:020}/{n:06}").as_bytes()])
+    }
+
+    /// The comparison that holds while every log entry up to `index` is applied and nothing
+    /// after it is.
+    fn applied_through(&self, index: u64) -> Compare {
+        let key = self.key(&[b"applied"]);
+        match index {
+            0 => Compare::Absent(key),
+            _ => Compare::Value(key, Applied::Complete(index).encode()),
+        }
+    }
+
     fn lock_head(&self) -> std::sync::MutexGuard<'_, Option<Head>> {
         self.head
             .lock()
@@ -294,7 +366,8 @@ impl EtcdStore {
         }
     }
 
-    async fn commit_async(&self, batches: &[CommitBatch]) -> Result<(), StoreError> {
+    /// Commits `batches`; `Ok(true)` if as a log entry still to apply.
+    async fn commit_async(&self, batches: &[CommitBatch]) -> Result<bool, StoreError> {
         // The group's base: the first state commit's; the others must follow it in order.
         let mut base = None;
         let mut last_seq = None;
@@ -331,15 +404,46 @@ impl EtcdStore {
                 }
             }
         }
-        let chunks = chunk(batches)?;
-        let mut stage = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut stage)
-            .map_err(|_| layout(b"stage", "no randomness for a staging id"))?;
-        let count = u32::try_from(chunks.len()).map_err(|_| StoreError::CommitTooLarge)?;
         let next = Head {
             index: head.index + 1,
             seq: last_seq.unwrap_or(head.seq),
         };
+        let (records, audit) = collapse(batches)?;
+        if let Some(ops) = self.direct_ops(next, &records, &audit) {
+            // Small enough for one transaction: applied as it commits, if nothing is pending.
+            let compares = [self.head_is(head), self.applied_through(head.index)];
+            let mut ops = ops;
+            let applied = Applied::Complete(next.index).encode();
+            ops.push(Op::Put(self.key(&[b"applied"]), applied));
+            match self.gateway.txn(&compares, &ops).await {
+                Ok((true, _)) => {
+                    *self.lock_head() = Some(next);
+                    return Ok(false);
+                }
+                // The head moved, or a log entry is pending: read the head again, and go on
+                // below once the log is applied.
+                Ok((false, _)) => {
+                    let now = self.read_head().await?;
+                    *self.lock_head() = Some(now);
+                    if now != head {
+                        return Err(StoreError::Conflict {
+                            base: base.unwrap_or(head.seq),
+                            head: now.seq,
+                        });
+                    }
+                    self.catch_up().await?;
+                }
+                Err(e) => {
+                    *self.lock_head() = None;
+                    return Err(etcd("commit")(e));
+                }
+            }
+        }
+        let chunks = chunk(&records, &audit)?;
+        let mut stage = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut stage)
+            .map_err(|_| layout(b"stage", "no randomness for a staging id"))?;
+        let count = u32::try_from(chunks.len()).map_err(|_| StoreError::CommitTooLarge)?;
         let entry = serde_cbor::to_vec(&Entry {
             seq: next.seq,
             stage: stage.to_vec(),
@@ -391,7 +495,7 @@ impl EtcdStore {
             });
         }
         *self.lock_head() = Some(next);
-        Ok(())
+        Ok(true)
     }
 
     /// Applies the log to `rec/` and `audit/` until no entry is pending; returns the revision
@@ -399,52 +503,48 @@ impl EtcdStore {
     async fn catch_up(&self) -> Result<i64, StoreError> {
         let applied_key = self.key(&[b"applied"]);
         loop {
-            let applied_raw = self
+            let raw = self
                 .gateway
                 .get(&applied_key)
                 .await
                 .map_err(etcd("read how far the log is applied"))?;
-            let (index, next_chunk) = match &applied_raw {
-                None => (0, 0),
-                Some(raw) => {
-                    let h = Head::decode(raw)
-                        .ok_or_else(|| layout(&applied_key, "not \"<index> <chunk>\""))?;
-                    (h.index, h.seq)
-                }
+            let applied = match &raw {
+                None => Applied::Complete(0),
+                Some(raw) => Applied::decode(raw).ok_or_else(|| {
+                    layout(&applied_key, "not \"<index> done\" or \"<index> <chunk>\"")
+                })?,
             };
-            let compare = match &applied_raw {
+            let compare = match &raw {
                 None => Compare::Absent(applied_key.clone()),
                 Some(raw) => Compare::Value(applied_key.clone(), raw.clone()),
             };
-            // The entry being applied, if it still has chunks to go; else the next one.
-            let current = match index {
-                0 => None,
-                _ => self.entry(index).await?,
-            };
-            let (index, n, entry) = match current {
-                Some(entry) if next_chunk < u64::from(entry.chunks) => (index, next_chunk, entry),
-                Some(entry) => {
-                    // Complete but still listed (the last chunk removes it, so this store was
-                    // written otherwise): remove it, then go on.
-                    let stage = self.stage_prefix(&entry.stage);
-                    let ops = [
-                        Op::Delete(self.log_key(index)),
-                        Op::DeleteRange(stage.clone(), prefix_end(&stage)),
-                    ];
-                    self.gateway
-                        .txn(&[compare], &ops)
-                        .await
-                        .map_err(etcd("remove an applied log entry"))?;
-                    continue;
-                }
-                None => match self.entry_at_latest(index + 1).await? {
+            // The entry being applied and its next chunk, or the next entry.
+            let (index, n, entry) = match applied {
+                Applied::Complete(index) => match self.entry_at_latest(index + 1).await? {
                     (Some(entry), _) => (index + 1, 0, entry),
-                    // Nothing pending at this read's revision (the caller checks that nothing
-                    // was committed in between).
+                    // Nothing pending at this read's revision.
                     (None, revision) => return Ok(revision),
                 },
+                Applied::Partial(index, n) => match self.entry(index).await? {
+                    Some(entry) if n < entry.chunks => (index, n, entry),
+                    Some(entry) => {
+                        // Every chunk applied but the entry still listed (the last chunk's
+                        // transaction removes it, so this store was written otherwise).
+                        let stage = self.stage_prefix(&entry.stage);
+                        let ops = [
+                            Op::Delete(self.log_key(index)),
+                            Op::DeleteRange(stage.clone(), prefix_end(&stage)),
+                            Op::Put(applied_key.clone(), Applied::Complete(index).encode()),
+                        ];
+                        self.gateway
+                            .txn(&[compare], &ops)
+                            .await
+                            .map_err(etcd("remove an applied log entry"))?;
+                        continue;
+                    }
+                    None => return Err(layout(&applied_key, "names a log entry that is gone")),
+                },
             };
-            let n = u32::try_from(n).map_err(|_| layout(&applied_key, "chunk number too large"))?;
             let chunk_key = self.chunk_key(&entry.stage, n);
             let Some(bytes) = self
                 .gateway
@@ -455,7 +555,7 @@ impl EtcdStore {
                 // Another parent applied the entry and removed its chunks since `applied` was
                 // read: go on from where it left off. Otherwise the chunk is lost.
                 let now = self.gateway.get(&applied_key).await;
-                if now.map_err(etcd("read how far the log is applied"))? != applied_raw {
+                if now.map_err(etcd("read how far the log is applied"))? != raw {
                     continue;
                 }
                 return Err(layout(&chunk_key, "a log entry's chunk is missing"));
@@ -475,22 +575,21 @@ impl EtcdStore {
                     lines.extend_from_slice(&line);
                     lines.push(b'\n');
                 }
-                let key = self.key(&[b"audit", format!("{index:020}/{n:06}").as_bytes()]);
-                ops.push(Op::Put(key, lines));
+                ops.push(Op::Put(self.audit_key(index, n), lines));
             }
-            let done = n + 1 == entry.chunks;
-            ops.push(Op::Put(
-                applied_key.clone(),
-                Head {
-                    index,
-                    seq: u64::from(n) + 1,
-                }
-                .encode(),
-            ));
-            if done {
+            if n + 1 == entry.chunks {
+                ops.push(Op::Put(
+                    applied_key.clone(),
+                    Applied::Complete(index).encode(),
+                ));
                 ops.push(Op::Delete(self.log_key(index)));
                 let stage = self.stage_prefix(&entry.stage);
                 ops.push(Op::DeleteRange(stage.clone(), prefix_end(&stage)));
+            } else {
+                ops.push(Op::Put(
+                    applied_key.clone(),
+                    Applied::Partial(index, n + 1).encode(),
+                ));
             }
             // Lost to another parent applying the same chunk: read again and go on.
             self.gateway
@@ -644,11 +743,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The group's records (each key once, as the last batch to touch it left it, puts before
-/// deletes within a batch) and audit lines, cut into chunks that one transaction applies.
-fn chunk(batches: &[CommitBatch]) -> Result<Vec<Vec<u8>>, StoreError> {
+/// A record to write (`Some`) or delete (`None`).
+type Change<'a> = (&'a RecordKey, Option<&'a [u8]>);
+
+/// The group's records, each key once, as the last batch to touch it left it (puts before
+/// deletes within a batch), in key order; and its audit lines in order.
+fn collapse(batches: &[CommitBatch]) -> Result<(Vec<Change<'_>>, Vec<&[u8]>), StoreError> {
     let mut records: std::collections::BTreeMap<&RecordKey, Option<&[u8]>> =
         std::collections::BTreeMap::new();
+    let mut audit = Vec::new();
     for batch in batches {
         super::validate_batch(batch)?;
         for put in &batch.puts {
@@ -657,7 +760,13 @@ fn chunk(batches: &[CommitBatch]) -> Result<Vec<Vec<u8>>, StoreError> {
         for key in &batch.deletes {
             records.insert(key, None);
         }
+        audit.extend(batch.audit.iter().map(Vec::as_slice));
     }
+    Ok((records.into_iter().collect(), audit))
+}
+
+/// `records` and `audit` cut into chunks that one transaction applies; at least one.
+fn chunk(records: &[Change<'_>], audit: &[&[u8]]) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut chunks = Vec::new();
     let mut current = Chunk::default();
     let mut bytes = 0;
@@ -676,19 +785,19 @@ fn chunk(batches: &[CommitBatch]) -> Result<Vec<Vec<u8>>, StoreError> {
             flush(&mut current, &mut bytes)?;
         }
         current.records.push((
-            key.clone(),
+            (*key).clone(),
             value.map(|v| serde_bytes::ByteBuf::from(v.to_vec())),
         ));
         bytes += len;
     }
-    for batch in batches {
-        for line in &batch.audit {
-            if bytes > 0 && bytes + line.len() + 1 > CHUNK_BYTES {
-                flush(&mut current, &mut bytes)?;
-            }
-            current.audit.push(serde_bytes::ByteBuf::from(line.clone()));
-            bytes += line.len() + 1;
+    for line in audit {
+        if bytes > 0 && bytes + line.len() + 1 > CHUNK_BYTES {
+            flush(&mut current, &mut bytes)?;
         }
+        current
+            .audit
+            .push(serde_bytes::ByteBuf::from(line.to_vec()));
+        bytes += line.len() + 1;
     }
     flush(&mut current, &mut bytes)?;
     if chunks.is_empty() {
@@ -714,11 +823,12 @@ impl Store for EtcdStore {
             return Ok(());
         }
         self.block_on(async {
-            self.commit_async(batches).await?;
-            // Applied at once, so that the log stays short; a failure here loses nothing (the
-            // commit is durable in the log, and the next commit or load applies it).
-            if let Err(e) = self.catch_up().await {
-                tracing::warn!(error = %super::error_chain(&e), "could not apply the etcd log yet");
+            if self.commit_async(batches).await? {
+                // Applied at once, so that the log stays short; a failure here loses nothing
+                // (the commit is durable in the log, and the next commit or load applies it).
+                if let Err(e) = self.catch_up().await {
+                    tracing::warn!(error = %super::error_chain(&e), "could not apply the etcd log yet");
+                }
             }
             Ok(())
         })
@@ -730,5 +840,76 @@ impl Store for EtcdStore {
         limit: usize,
     ) -> Result<(Vec<Record>, bool), StoreError> {
         self.block_on(self.load_async(after, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ekms_tests::etcd::EtcdServer;
+
+    fn record(i: u32, sealed: &[u8]) -> Record {
+        Record {
+            key: RecordKey {
+                kind: 3,
+                id: format!("key-{i:04}").into_bytes(),
+            },
+            sealed: sealed.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_small_commit_waits_for_the_log_entry_pending_before_it() {
+        let server = EtcdServer::start();
+        let url: EtcdUrl = server.url("pending").parse().unwrap();
+        let a = EtcdStore::open(&url).unwrap();
+        // A commit too large for one transaction, its log entry left unapplied, as by a parent
+        // that stopped right after committing it.
+        let big = CommitBatch {
+            seq: 10,
+            base: Some(0),
+            puts: (0..300).map(|i| record(i, b"old")).collect(),
+            deletes: Vec::new(),
+            audit: vec![b"big".to_vec()],
+        };
+        assert!(
+            a.block_on(a.commit_async(&[big])).unwrap(),
+            "committed as a log entry"
+        );
+        // Another parent's small commit on it: it must not go straight to the records before
+        // the pending entry, whose later application would then overwrite it.
+        let b = EtcdStore::open(&url).unwrap();
+        let small = CommitBatch {
+            seq: 11,
+            base: Some(10),
+            puts: vec![record(0, b"new")],
+            deletes: Vec::new(),
+            audit: vec![b"small".to_vec()],
+        };
+        b.commit(&[small]).unwrap();
+        let (records, done) = b.load(None, 1000).unwrap();
+        assert!(done);
+        assert_eq!(records.len(), 300);
+        assert_eq!(records[0], record(0, b"new"));
+        assert!(records[1..].iter().all(|r| r.sealed == b"old"));
+        let mut lines = Vec::new();
+        a.audit_lines(|l| lines.push(l.to_vec())).unwrap();
+        assert_eq!(lines, [b"big".to_vec(), b"small".to_vec()]);
+    }
+
+    #[test]
+    fn applied_marks_round_trip() {
+        for applied in [
+            Applied::Complete(0),
+            Applied::Complete(7),
+            Applied::Partial(9, 3),
+        ] {
+            assert_eq!(Applied::decode(&applied.encode()), Some(applied));
+        }
+        for bad in [&b"7"[..], b"7 x", b"x done", b"", b"7 -1"] {
+            assert_eq!(Applied::decode(bad), None);
+        }
     }
 }
