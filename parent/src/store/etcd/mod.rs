@@ -152,6 +152,19 @@ impl Applied {
     }
 }
 
+/// A log entry this store wrote, to apply.
+#[derive(Debug)]
+struct Written {
+    /// The entry before it.
+    previous: u64,
+    /// Its index.
+    index: u64,
+    /// Where its chunks are staged.
+    stage: Vec<u8>,
+    /// Its chunks, encoded.
+    chunks: Vec<Vec<u8>>,
+}
+
 /// A log entry.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
@@ -366,8 +379,8 @@ impl EtcdStore {
         }
     }
 
-    /// Commits `batches`; `Ok(true)` if as a log entry still to apply.
-    async fn commit_async(&self, batches: &[CommitBatch]) -> Result<bool, StoreError> {
+    /// Commits `batches`; the log entry still to apply, if it went through the log.
+    async fn commit_async(&self, batches: &[CommitBatch]) -> Result<Option<Written>, StoreError> {
         // The group's base: the first state commit's; the others must follow it in order.
         let mut base = None;
         let mut last_seq = None;
@@ -418,7 +431,7 @@ impl EtcdStore {
             match self.gateway.txn(&compares, &ops).await {
                 Ok((true, _)) => {
                     *self.lock_head() = Some(next);
-                    return Ok(false);
+                    return Ok(None);
                 }
                 // The head moved, or a log entry is pending: read the head again, and go on
                 // below once the log is applied.
@@ -456,8 +469,8 @@ impl EtcdStore {
         ];
         let inline_bytes: usize = chunks.iter().map(Vec::len).sum();
         let inline = chunks.len() <= INLINE_CHUNKS && inline_bytes <= CHUNK_BYTES;
-        for (n, bytes) in (0u32..).zip(chunks) {
-            let put = Op::Put(self.chunk_key(&stage, n), bytes);
+        for (n, bytes) in (0u32..).zip(&chunks) {
+            let put = Op::Put(self.chunk_key(&stage, n), bytes.clone());
             if inline {
                 ops.push(put);
             } else {
@@ -495,7 +508,74 @@ impl EtcdStore {
             });
         }
         *self.lock_head() = Some(next);
+        Ok(Some(Written {
+            previous: head.index,
+            index: next.index,
+            stage: stage.to_vec(),
+            chunks,
+        }))
+    }
+
+    /// Applies the log entry this store just wrote, chunk by chunk, each conditioned on the log
+    /// being applied exactly up to it; `false` as soon as it is not (another parent applies, or
+    /// an earlier entry is pending: [`EtcdStore::catch_up`] then takes over).
+    async fn apply_written(&self, written: &Written) -> Result<bool, StoreError> {
+        let applied_key = self.key(&[b"applied"]);
+        let total = u32::try_from(written.chunks.len()).map_err(|_| StoreError::CommitTooLarge)?;
+        for (n, bytes) in (0u32..).zip(&written.chunks) {
+            let compare = match n {
+                0 => self.applied_through(written.previous),
+                _ => Compare::Value(
+                    applied_key.clone(),
+                    Applied::Partial(written.index, n).encode(),
+                ),
+            };
+            let chunk: Chunk =
+                serde_cbor::from_slice(bytes).map_err(|_| StoreError::CommitTooLarge)?;
+            let ops = self.chunk_ops(written.index, n, total, &written.stage, chunk);
+            let (applied, _) = self
+                .gateway
+                .txn(&[compare], &ops)
+                .await
+                .map_err(etcd("apply a log chunk"))?;
+            if !applied {
+                return Ok(false);
+            }
+        }
         Ok(true)
+    }
+
+    /// The operations that apply chunk `n` of the `total` of log entry `index` (staged under
+    /// `stage`) and move `applied` past it; the last one also removes the entry.
+    fn chunk_ops(&self, index: u64, n: u32, total: u32, stage: &[u8], chunk: Chunk) -> Vec<Op> {
+        let applied_key = self.key(&[b"applied"]);
+        let mut ops = Vec::with_capacity(chunk.records.len() + 4);
+        for (key, value) in chunk.records {
+            ops.push(match value {
+                Some(v) => Op::Put(self.record_key(&key), v.into_vec()),
+                None => Op::Delete(self.record_key(&key)),
+            });
+        }
+        if !chunk.audit.is_empty() {
+            let mut lines = Vec::new();
+            for line in chunk.audit {
+                lines.extend_from_slice(&line);
+                lines.push(b'\n');
+            }
+            ops.push(Op::Put(self.audit_key(index, n), lines));
+        }
+        if n + 1 == total {
+            ops.push(Op::Put(applied_key, Applied::Complete(index).encode()));
+            ops.push(Op::Delete(self.log_key(index)));
+            let stage = self.stage_prefix(stage);
+            ops.push(Op::DeleteRange(stage.clone(), prefix_end(&stage)));
+        } else {
+            ops.push(Op::Put(
+                applied_key,
+                Applied::Partial(index, n + 1).encode(),
+            ));
+        }
+        ops
     }
 
     /// Applies the log to `rec/` and `audit/` until no entry is pending; returns the revision
@@ -562,35 +642,7 @@ impl EtcdStore {
             };
             let chunk: Chunk = serde_cbor::from_slice(&bytes)
                 .map_err(|_| layout(&chunk_key, "not a log chunk"))?;
-            let mut ops = Vec::with_capacity(chunk.records.len() + 4);
-            for (key, value) in chunk.records {
-                ops.push(match value {
-                    Some(v) => Op::Put(self.record_key(&key), v.into_vec()),
-                    None => Op::Delete(self.record_key(&key)),
-                });
-            }
-            if !chunk.audit.is_empty() {
-                let mut lines = Vec::new();
-                for line in chunk.audit {
-                    lines.extend_from_slice(&line);
-                    lines.push(b'\n');
-                }
-                ops.push(Op::Put(self.audit_key(index, n), lines));
-            }
-            if n + 1 == entry.chunks {
-                ops.push(Op::Put(
-                    applied_key.clone(),
-                    Applied::Complete(index).encode(),
-                ));
-                ops.push(Op::Delete(self.log_key(index)));
-                let stage = self.stage_prefix(&entry.stage);
-                ops.push(Op::DeleteRange(stage.clone(), prefix_end(&stage)));
-            } else {
-                ops.push(Op::Put(
-                    applied_key.clone(),
-                    Applied::Partial(index, n + 1).encode(),
-                ));
-            }
+            let ops = self.chunk_ops(index, n, entry.chunks, &entry.stage, chunk);
             // Lost to another parent applying the same chunk: read again and go on.
             self.gateway
                 .txn(&[compare], &ops)
@@ -823,10 +875,15 @@ impl Store for EtcdStore {
             return Ok(());
         }
         self.block_on(async {
-            if self.commit_async(batches).await? {
+            if let Some(written) = self.commit_async(batches).await? {
                 // Applied at once, so that the log stays short; a failure here loses nothing
                 // (the commit is durable in the log, and the next commit or load applies it).
-                if let Err(e) = self.catch_up().await {
+                let applied = match self.apply_written(&written).await {
+                    Ok(true) => Ok(0),
+                    Ok(false) => self.catch_up().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = applied {
                     tracing::warn!(error = %super::error_chain(&e), "could not apply the etcd log yet");
                 }
             }
@@ -874,10 +931,8 @@ mod tests {
             deletes: Vec::new(),
             audit: vec![b"big".to_vec()],
         };
-        assert!(
-            a.block_on(a.commit_async(&[big])).unwrap(),
-            "committed as a log entry"
-        );
+        let written = a.block_on(a.commit_async(&[big])).unwrap();
+        assert!(written.is_some(), "committed as a log entry");
         // Another parent's small commit on it: it must not go straight to the records before
         // the pending entry, whose later application would then overwrite it.
         let b = EtcdStore::open(&url).unwrap();
