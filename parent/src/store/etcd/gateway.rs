@@ -260,9 +260,16 @@ impl Gateway {
     ) -> Result<T, GatewayError> {
         let body = Bytes::from(body.to_string());
         let mut last = String::from("no endpoint");
-        for attempt in 0..self.endpoints.len().max(1) {
-            match tokio::time::timeout(CALL_TIMEOUT, self.attempt(attempt, path, body.clone()))
-                .await
+        // The first endpoint twice: on a pooled connection (which the server may have closed
+        // since), then on a fresh one; then each other endpoint on a fresh one.
+        let tries = std::iter::once((0, true))
+            .chain((0..self.endpoints.len()).map(|endpoint| (endpoint, false)));
+        for (attempt, pooled) in tries {
+            match tokio::time::timeout(
+                CALL_TIMEOUT,
+                self.attempt(attempt, pooled, path, body.clone()),
+            )
+            .await
             {
                 Ok(Ok((status, answer))) if status.is_success() => {
                     return serde_json::from_slice(&answer).map_err(|e| GatewayError::Malformed {
@@ -295,10 +302,12 @@ impl Gateway {
         })
     }
 
-    /// One try on endpoint number `attempt` (a pooled connection to the first, else a new one).
+    /// One try on endpoint number `attempt`, on a pooled connection if `pooled` and one is
+    /// there, else on a new one.
     async fn attempt(
         &self,
         attempt: usize,
+        pooled: bool,
         path: &'static str,
         body: Bytes,
     ) -> Result<(hyper::StatusCode, Bytes), String> {
@@ -306,7 +315,7 @@ impl Gateway {
             .endpoints
             .get(attempt)
             .ok_or_else(|| "no endpoint".to_owned())?;
-        let pooled = if attempt == 0 {
+        let pooled = if pooled {
             self.pool
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)

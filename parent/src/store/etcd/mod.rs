@@ -438,6 +438,11 @@ impl EtcdStore {
                 Ok((false, _)) => {
                     let now = self.read_head().await?;
                     *self.lock_head() = Some(now);
+                    if now == next && base.is_some() {
+                        // This very transaction, retried after a connection broke under it:
+                        // committed (a commit's seq is this enclave's alone).
+                        return Ok(None);
+                    }
                     if now != head {
                         return Err(StoreError::Conflict {
                             base: base.unwrap_or(head.seq),
@@ -489,6 +494,8 @@ impl EtcdStore {
             }
         };
         if !succeeded {
+            let now = self.read_head().await?;
+            *self.lock_head() = Some(now);
             let stage_prefix = self.stage_prefix(&stage);
             let _ = self
                 .gateway
@@ -500,8 +507,12 @@ impl EtcdStore {
                     )],
                 )
                 .await;
-            let now = self.read_head().await?;
-            *self.lock_head() = Some(now);
+            if now == next && base.is_some() {
+                // This very commit, retried after a connection broke under it: made (under the
+                // first try's staged chunks; this try's are removed above). Applied by the
+                // next commit or load.
+                return Ok(None);
+            }
             return Err(StoreError::Conflict {
                 base: head.seq,
                 head: now.seq,
@@ -952,6 +963,50 @@ mod tests {
         let mut lines = Vec::new();
         a.audit_lines(|l| lines.push(l.to_vec())).unwrap();
         assert_eq!(lines, [b"big".to_vec(), b"small".to_vec()]);
+    }
+
+    #[test]
+    fn a_commit_retried_after_its_answer_was_lost_is_recognized_as_made() {
+        let server = EtcdServer::start();
+        let url: EtcdUrl = server.url("retried").parse().unwrap();
+        let store = EtcdStore::open(&url).unwrap();
+        let small = CommitBatch {
+            seq: 5,
+            base: Some(0),
+            puts: vec![record(1, b"x")],
+            deletes: Vec::new(),
+            audit: vec![b"small".to_vec()],
+        };
+        let big = CommitBatch {
+            seq: 6,
+            base: Some(5),
+            puts: (0..250).map(|i| record(i, b"y")).collect(),
+            deletes: Vec::new(),
+            audit: vec![b"big".to_vec()],
+        };
+        for batch in [small, big] {
+            let before = store.block_on(store.read_head()).unwrap();
+            store.commit(std::slice::from_ref(&batch)).unwrap();
+            // As if the transaction's answer had been lost: the same transaction again, from
+            // the same view. It is not applied twice, and it is not a conflict.
+            *store.lock_head() = Some(before);
+            store.commit(std::slice::from_ref(&batch)).unwrap();
+        }
+        let (records, _) = store.load(None, 1000).unwrap();
+        assert_eq!(records.len(), 250);
+        let mut lines = Vec::new();
+        store.audit_lines(|l| lines.push(l.to_vec())).unwrap();
+        assert_eq!(lines, [b"small".to_vec(), b"big".to_vec()]);
+        // A different commit from the old view is still a conflict.
+        *store.lock_head() = Some(Head { index: 1, seq: 5 });
+        let other = CommitBatch {
+            seq: 7,
+            base: Some(5),
+            puts: vec![record(1, b"z")],
+            deletes: Vec::new(),
+            audit: Vec::new(),
+        };
+        assert!(matches!(store.commit(&[other]), Err(StoreError::Conflict { .. })));
     }
 
     #[test]
