@@ -26,6 +26,9 @@ use super::bench::client::{self, Connector, Endpoint};
 const MAX_DOCUMENT_AGE: Duration = Duration::from_secs(300);
 /// Time allowed for one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for an Unseal, whose last share's answer waits for the whole store to load (a
+/// million keys from etcd take about a minute); the relay's idle timeout is as long.
+const UNSEAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Where the enclave is and how to trust it.
 #[derive(Debug, Clone, clap::Args)]
@@ -177,7 +180,12 @@ pub async fn call(target: &Target, op: &str, body: Value) -> anyhow::Result<Valu
         .header(http::header::CONTENT_TYPE, client::CONTENT_TYPE)
         .header("x-amz-target", format!("Ekms.{op}"))
         .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
-    let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, async {
+    let timeout = if op == "Unseal" {
+        UNSEAL_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    let (status, body) = tokio::time::timeout(timeout, async {
         let mut connection = connector
             .connect()
             .await
@@ -185,7 +193,7 @@ pub async fn call(target: &Target, op: &str, body: Value) -> anyhow::Result<Valu
         connection.send(request).await.map_err(anyhow::Error::from)
     })
     .await
-    .map_err(|_| anyhow!("Ekms.{op} timed out after {REQUEST_TIMEOUT:?}"))??;
+    .map_err(|_| anyhow!("Ekms.{op} timed out after {timeout:?}"))??;
     let value: Value = serde_json::from_slice(&body).with_context(|| {
         format!("Ekms.{op} answered HTTP {status} with a body that is not JSON")
     })?;

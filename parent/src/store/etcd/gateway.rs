@@ -147,6 +147,12 @@ struct RangeAnswer {
 }
 
 #[derive(Deserialize)]
+struct CountAnswer {
+    #[serde(default, deserialize_with = "i64_string")]
+    count: i64,
+}
+
+#[derive(Deserialize)]
 struct TxnAnswer {
     header: Header,
     #[serde(default)]
@@ -203,6 +209,53 @@ impl Gateway {
             more: answer.more,
             revision: answer.header.revision,
         })
+    }
+
+    /// The first key in `[key, end)` at `revision` (0: the latest), without its value.
+    ///
+    /// # Errors
+    /// [`GatewayError`] if etcd cannot be reached or refuses.
+    pub async fn first_key(
+        &self,
+        key: &[u8],
+        end: &[u8],
+        revision: i64,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        const PATH: &str = "/v3/kv/range";
+        let body = json!({
+            "key": b64(key),
+            "range_end": b64(end),
+            "limit": "1",
+            "revision": revision.to_string(),
+            "keys_only": true,
+        });
+        let answer: RangeAnswer = self.call(PATH, &body).await?;
+        answer
+            .kvs
+            .into_iter()
+            .next()
+            .map(|kv| {
+                B64.decode(&kv.key).map_err(|e| GatewayError::Malformed {
+                    path: PATH,
+                    why: format!("base64: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// How many keys `[key, end)` holds at `revision` (0: the latest).
+    ///
+    /// # Errors
+    /// [`GatewayError`] if etcd cannot be reached or refuses.
+    pub async fn count(&self, key: &[u8], end: &[u8], revision: i64) -> Result<i64, GatewayError> {
+        let body = json!({
+            "key": b64(key),
+            "range_end": b64(end),
+            "revision": revision.to_string(),
+            "count_only": true,
+        });
+        let answer: CountAnswer = self.call("/v3/kv/range", &body).await?;
+        Ok(answer.count)
     }
 
     /// Reads one key at the latest revision.

@@ -55,6 +55,9 @@ const INLINE_CHUNKS: usize = 100;
 /// Keys read per page when paging through etcd.
 const PAGE: i64 = 1000;
 
+/// Records above which a load reads by windows (see [`EtcdStore::load`]).
+const WINDOWED_LOAD: i64 = 50_000;
+
 /// Tries a load makes to find a revision at which the log is fully applied.
 const LOAD_TRIES: usize = 50;
 
@@ -194,8 +197,11 @@ pub struct EtcdStore {
     gateway: Gateway,
     /// The head as this store last wrote or read it.
     head: Mutex<Option<Head>>,
-    /// The revision the current load reads at (set by its first page).
-    load_revision: Mutex<i64>,
+    /// The revision the current load reads at, and whether it reads by windows (set by its
+    /// first page).
+    load_revision: Mutex<(i64, bool)>,
+    /// Records above which a load reads by windows ([`WINDOWED_LOAD`]; tests lower it).
+    windowed_load: i64,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -251,7 +257,8 @@ impl EtcdStore {
             runtime: Some(runtime),
             gateway: Gateway::new(url.endpoints.clone()),
             head: Mutex::new(None),
-            load_revision: Mutex::new(0),
+            load_revision: Mutex::new((0, false)),
+            windowed_load: WINDOWED_LOAD,
         };
         let head = store.block_on(store.read_head())?;
         *store.lock_head() = Some(head);
@@ -691,25 +698,32 @@ impl EtcdStore {
         after: Option<&RecordKey>,
         limit: usize,
     ) -> Result<(Vec<Record>, bool), StoreError> {
-        let revision = if after.is_none() {
+        let records_prefix = {
+            let mut k = self.key(&[b"rec"]);
+            k.push(b'/');
+            k
+        };
+        let records_end = prefix_end(&records_prefix);
+        let (revision, windowed) = if after.is_none() {
             let revision = self.settled_revision().await?;
+            let count = self
+                .gateway
+                .count(&records_prefix, &records_end, revision)
+                .await
+                .map_err(etcd("count records"))?;
+            let load = (revision, count > self.windowed_load);
             *self
                 .load_revision
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = revision;
-            revision
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = load;
+            load
         } else {
             *self
                 .load_revision
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        let records_prefix = {
-            let mut k = self.key(&[b"rec"]);
-            k.push(b'/');
-            k
-        };
-        let from = match after {
+        let mut from = match after {
             None => records_prefix.clone(),
             Some(key) => {
                 let mut k = self.record_key(key);
@@ -718,11 +732,39 @@ impl EtcdStore {
             }
         };
         let limit = i64::try_from(limit.max(1)).unwrap_or(PAGE);
-        let range = self
-            .gateway
-            .range(&from, &prefix_end(&records_prefix), limit, revision)
-            .await
-            .map_err(etcd("read records"))?;
+        // etcd 3.4 reads every key from the start of a range to its end before applying the
+        // limit, so paging a large store through one range costs its square: a large store is
+        // read by windows of one kind and first id byte (ids are UUIDs and digests).
+        let (range, done) = loop {
+            let end = if windowed {
+                let mut window = from.clone();
+                window.resize(from.len().max(records_prefix.len() + 2), 0);
+                window.truncate(records_prefix.len() + 2);
+                prefix_end(&window).min(records_end.clone())
+            } else {
+                records_end.clone()
+            };
+            let range = self
+                .gateway
+                .range(&from, &end, limit, revision)
+                .await
+                .map_err(etcd("read records"))?;
+            let last_window = end == records_end;
+            if !range.kvs.is_empty() || last_window {
+                let done = last_window && !range.more;
+                break (range, done);
+            }
+            // An empty window: go on from the next key there is, wherever it is.
+            match self
+                .gateway
+                .first_key(&end, &records_end, revision)
+                .await
+                .map_err(etcd("read records"))?
+            {
+                Some(next) => from = next,
+                None => break (range, true),
+            }
+        };
         let mut records = Vec::with_capacity(range.kvs.len());
         for kv in range.kvs {
             let Some((&kind, id)) = kv
@@ -740,7 +782,7 @@ impl EtcdStore {
                 sealed: kv.value,
             });
         }
-        Ok((records, !range.more))
+        Ok((records, done))
     }
 
     /// A revision at which the log is fully applied: the records there are one commit's state.
@@ -1006,7 +1048,69 @@ mod tests {
             deletes: Vec::new(),
             audit: Vec::new(),
         };
-        assert!(matches!(store.commit(&[other]), Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            store.commit(&[other]),
+            Err(StoreError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn a_large_store_loads_by_windows_the_same_records() {
+        let server = EtcdServer::start();
+        let url: EtcdUrl = server.url("windows").parse().unwrap();
+        let mut store = EtcdStore::open(&url).unwrap();
+        // Ids whose first byte covers the edges of the windows, over several kinds.
+        let mut puts = Vec::new();
+        for kind in [0u8, 2, 3, 255] {
+            for first in [0u8, 1, 7, 128, 254, 255] {
+                for rest in 0..5u8 {
+                    puts.push(Record {
+                        key: RecordKey {
+                            kind,
+                            id: vec![first, rest, 0xff],
+                        },
+                        sealed: vec![kind, first, rest],
+                    });
+                }
+            }
+            puts.push(Record {
+                key: RecordKey {
+                    kind,
+                    id: Vec::new(),
+                },
+                sealed: vec![kind],
+            });
+        }
+        puts.sort_by(|a, b| a.key.cmp(&b.key));
+        store
+            .commit(&[CommitBatch {
+                seq: 1,
+                base: Some(0),
+                puts: puts.clone(),
+                deletes: Vec::new(),
+                audit: Vec::new(),
+            }])
+            .unwrap();
+        for windowed_load in [i64::MAX, 0] {
+            store.windowed_load = windowed_load;
+            for limit in [1, 4, 1000] {
+                let mut all = Vec::new();
+                let mut after: Option<RecordKey> = None;
+                loop {
+                    let (page, done) = store.load(after.as_ref(), limit).unwrap();
+                    assert!(page.len() <= limit);
+                    after = page.last().map(|r| r.key.clone()).or(after);
+                    all.extend(page);
+                    if done {
+                        break;
+                    }
+                }
+                assert_eq!(
+                    all, puts,
+                    "windowed above {windowed_load}, pages of {limit}"
+                );
+            }
+        }
     }
 
     #[test]
