@@ -6,7 +6,8 @@
 //!   encrypts and decrypts, survives DeleteImportedKeyMaterial + re-import of the same
 //!   material, and refuses other material.
 //! - The AWS-documented flow with the openssl command line (`pkeyutl` RSAES-OAEP SHA-256, and
-//!   RSA_AES_KEY_WRAP_SHA_256 with `enc -id-aes256-wrap-pad`) works through the SDK.
+//!   RSA_AES_KEY_WRAP_SHA_256 with `enc -id-aes256-wrap-pad`) works through the SDK; an import
+//!   with neither ExpirationModel nor ValidTo is refused as AWS refuses it.
 //! - Decrypt, GenerateDataKey and GenerateRandom with a Recipient answer CMS that
 //!   `openssl cms -decrypt` opens with the recipient's private key, with no Plaintext; a
 //!   document from an untrusted (other mock) root is a client error.
@@ -292,6 +293,23 @@ async fn the_documented_openssl_flow_imports() {
             .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
             .send()
     };
+    // Neither ExpirationModel nor ValidTo: AWS's default model, KEY_MATERIAL_EXPIRES, needs a
+    // ValidTo, so AWS refuses (checked before the token is redeemed: it stays usable).
+    let refused = client
+        .import_key_material()
+        .key_id(&key_id)
+        .import_token(token.clone())
+        .encrypted_key_material(Blob::new(std::fs::read(&wrapped).expect("wrapped")))
+        .send()
+        .await
+        .expect_err("ImportKeyMaterial with neither ExpirationModel nor ValidTo")
+        .into_service_error();
+    use aws_sdk_kms::error::ProvideErrorMetadata as _;
+    assert_eq!(refused.code(), Some("ValidationException"));
+    assert_eq!(
+        refused.message(),
+        Some("A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES")
+    );
     import().await.expect("ImportKeyMaterial");
     round_trip(&client, &key_id, b"openssl-wrapped material").await;
     // The token was single use.

@@ -47,12 +47,12 @@ const MAX_VALIDITY_MS: Millis = 365 * 24 * 60 * 60 * 1000;
 /// Largest `ImportToken` and `EncryptedKeyMaterial` AWS accepts.
 const MAX_BLOB: usize = 6144;
 
-/// `ValidTo` from `ExpirationModel` and `ValidTo`, as AWS checks them.
+/// `ValidTo` from `ExpirationModel` and `ValidTo`, as AWS checks them. `ExpirationModel`
+/// defaults to KEY_MATERIAL_EXPIRES, which needs a `ValidTo`: a request with neither is refused.
 fn valid_to(model: Option<&str>, valid_to: Option<f64>, now: Millis) -> KmsResult<Option<Millis>> {
     let model = match model {
         Some(m) => validate::one_of("expirationModel", m, &[EXPIRES, DOES_NOT_EXPIRE])?,
-        None if valid_to.is_some() => EXPIRES,
-        None => DOES_NOT_EXPIRE,
+        None => EXPIRES,
     };
     match (model, valid_to) {
         (EXPIRES, None) => Err(KmsError::Validation(
@@ -233,7 +233,6 @@ mod tests {
     fn expiration_model_and_valid_to() {
         let now = 1_700_000_000_000;
         let in_a_day = (now + 86_400_000) as f64 / 1000.0;
-        assert_eq!(valid_to(None, None, now).unwrap(), None);
         assert_eq!(valid_to(Some(DOES_NOT_EXPIRE), None, now).unwrap(), None);
         assert_eq!(
             valid_to(Some(EXPIRES), Some(in_a_day), now).unwrap(),
@@ -242,6 +241,13 @@ mod tests {
         assert_eq!(
             valid_to(None, Some(in_a_day), now).unwrap(),
             Some(now + 86_400_000)
+        );
+        // AWS's default model is KEY_MATERIAL_EXPIRES: neither member is refused, by name.
+        let e = valid_to(None, None, now).unwrap_err();
+        assert_eq!(e.aws_code(), "ValidationException");
+        assert_eq!(
+            e.to_string(),
+            "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES"
         );
         for (model, to) in [
             (Some(EXPIRES), None),
