@@ -523,9 +523,23 @@ fn tags_are_validated_replaced_and_removed() {
     let many: Vec<Value> = (0..51)
         .map(|i| json!({"TagKey": format!("k{i}"), "TagValue": "v"}))
         .collect();
+    // More than a key may carry is TagException (the model bounds no tag list), whether
+    // asked at once, added to those it has, or at CreateKey.
+    let refused = core
+        .call("TagResource", json!({"KeyId": id, "Tags": many}))
+        .unwrap_err();
+    assert_eq!(refused.aws_code(), "TagException");
+    assert_eq!(refused.to_string(), "A key can have at most 50 tags.");
+    let fifty: Vec<Value> = (0..50)
+        .map(|i| json!({"TagKey": format!("k{i}"), "TagValue": "v"}))
+        .collect();
     assert_eq!(
-        code(core.call("TagResource", json!({"KeyId": id, "Tags": many}))),
-        "ValidationException"
+        code(core.call("TagResource", json!({"KeyId": id, "Tags": fifty}))),
+        "TagException"
+    );
+    assert_eq!(
+        code(core.call("CreateKey", json!({"Tags": many}))),
+        "TagException"
     );
 }
 
