@@ -69,6 +69,8 @@ async fn create_external_key(client: &aws_sdk_kms::Client) -> String {
     let meta = out.key_metadata().expect("KeyMetadata");
     assert_eq!(meta.key_state(), Some(&KeyState::PendingImport));
     assert_eq!(meta.origin(), Some(&OriginType::External));
+    // No material yet, so no expiration model (AWS omits it until the first import).
+    assert_eq!(meta.expiration_model(), None);
     meta.key_id().to_owned()
 }
 
@@ -312,6 +314,41 @@ async fn the_documented_openssl_flow_imports() {
     );
     import().await.expect("ImportKeyMaterial");
     round_trip(&client, &key_id, b"openssl-wrapped material").await;
+    let meta = client
+        .describe_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("DescribeKey")
+        .key_metadata()
+        .cloned()
+        .expect("KeyMetadata");
+    assert_eq!(
+        meta.expiration_model(),
+        Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    // On-demand rotation of an EXTERNAL key needs new material imported for it first: with
+    // none pending, AWS answers KMSInvalidStateException.
+    let refused = client
+        .rotate_key_on_demand()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect_err("RotateKeyOnDemand of an EXTERNAL key with no new material")
+        .into_service_error();
+    assert_eq!(refused.code(), Some("KMSInvalidStateException"));
+    assert_eq!(
+        refused.message(),
+        Some(
+            format!(
+                "{} has no new key material pending rotation: importing new key material into \
+                 a key that has some (KeyMaterialId, ImportType NEW_KEY_MATERIAL) is not \
+                 supported.",
+                ekms_tests::key_arn(&key_id)
+            )
+            .as_str()
+        )
+    );
     // The token was single use.
     assert_code!(import().await, "InvalidImportTokenException");
 
