@@ -115,6 +115,29 @@ impl KmsError {
         ))
     }
 
+    /// `1 validation error detected: Value '<value>' at '<field>' failed to satisfy
+    /// constraint: <constraint>`: AWS names the value when it is not sensitive (enum values,
+    /// numbers), and says `Value null` for a required member that is absent.
+    pub fn invalid_value(
+        field: &str,
+        value: impl std::fmt::Display,
+        constraint: impl std::fmt::Display,
+    ) -> KmsError {
+        KmsError::one_validation_error(format_args!(
+            "Value {value} at '{field}' failed to satisfy constraint: {constraint}"
+        ))
+    }
+
+    /// The message sent to the client, or `None` where AWS sends none: a ciphertext that does
+    /// not open, a signature or a MAC that does not verify (AWS answers these with the code
+    /// alone; [`std::fmt::Display`] still describes them for logs and the audit record).
+    pub fn client_message(&self) -> Option<String> {
+        match self {
+            KmsError::InvalidCiphertext | KmsError::InvalidSignature | KmsError::InvalidMac => None,
+            other => Some(other.to_string()),
+        }
+    }
+
     /// The AWS error code sent as `__type` and `x-amzn-ErrorType`.
     pub fn aws_code(&self) -> &'static str {
         match self {

@@ -106,6 +106,29 @@ async fn unknown_target_is_unknown_operation() {
     }
 }
 
+/// A ciphertext that does not open is answered as AWS answers it: the code, and no message
+/// member at all (AWS sends none; ekms once sent its own sentence).
+#[tokio::test]
+async fn an_unopenable_ciphertext_has_a_code_and_no_message() {
+    let ekms = Ekms::shared();
+    let response = ekms
+        .raw(
+            Some("TrentService.Decrypt"),
+            br#"{"CiphertextBlob": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+            SignWith::Dev,
+        )
+        .await;
+    assert_eq!(response.status, 400);
+    assert_eq!(
+        response.json(),
+        serde_json::json!({"__type": "InvalidCiphertextException"})
+    );
+    assert_eq!(
+        response.header("x-amzn-errortype"),
+        Some("InvalidCiphertextException")
+    );
+}
+
 /// Operations AWS KMS has but ekms does not offer (custom key stores, multi-Region keys), and
 /// those options (and SM2) of the operations it does offer, answer
 /// UnsupportedOperationException (as AWS in a region without them), never 404 or an empty

@@ -122,7 +122,10 @@ fn respond(request_id: &str, result: Result<Vec<u8>, KmsError>) -> Response<Full
             if let KmsError::Internal(why) = &e {
                 tracing::warn!(request_id, why, "internal error");
             }
-            let body = serde_json::json!({ "__type": e.aws_code(), "message": e.to_string() });
+            let body = match e.client_message() {
+                Some(message) => serde_json::json!({ "__type": e.aws_code(), "message": message }),
+                None => serde_json::json!({ "__type": e.aws_code() }),
+            };
             (
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 serde_json::to_vec(&body).unwrap_or_default(),

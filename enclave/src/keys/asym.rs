@@ -51,7 +51,7 @@ pub enum AsymError {
         spec: &'static str,
     },
     /// A DIGEST message whose length is not the output length of the algorithm's hash.
-    #[error("the digest is {got} bytes; {algorithm} needs a {expected}-byte digest")]
+    #[error("Digest is invalid length for algorithm {algorithm}.")]
     DigestLength {
         /// AWS name of the signing algorithm.
         algorithm: &'static str,
@@ -61,7 +61,7 @@ pub enum AsymError {
         got: usize,
     },
     /// The plaintext exceeds what OAEP can carry for this modulus and hash.
-    #[error("the plaintext is {got} bytes; {algorithm} with a {spec} key takes at most {max}")]
+    #[error("Algorithm {algorithm} and key spec {spec} cannot encrypt data larger than {max} bytes.")]
     PlaintextTooLong {
         /// AWS name of the encryption algorithm.
         algorithm: &'static str,

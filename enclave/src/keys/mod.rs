@@ -363,16 +363,17 @@ impl Key {
         }
     }
 
-    /// Checks that the key is for `usage`.
+    /// Checks that the key is for `usage`, for the operation `operation` (named in the message,
+    /// as AWS names it).
     ///
     /// # Errors
-    /// `InvalidKeyUsageException` naming the key's usage.
-    pub fn check_usage(&self, usage: KeyUsage, config: &Config) -> KmsResult<()> {
+    /// `InvalidKeyUsageException` naming the key's usage and the operation.
+    pub fn check_usage(&self, usage: KeyUsage, operation: &str, config: &Config) -> KmsResult<()> {
         if self.usage == usage {
             Ok(())
         } else {
             Err(KmsError::InvalidKeyUsage(format!(
-                "{} key usage is {} which is not valid for this operation.",
+                "{} key usage is {} which is not valid for {operation}.",
                 config.key_arn(&self.id),
                 self.usage.as_str()
             )))
@@ -464,7 +465,7 @@ impl KeyRef {
             if value.starts_with("arn:") {
                 return Uuid::try_parse(id)
                     .map(KeyRef::Key)
-                    .map_err(|_| KmsError::NotFound(format!("Invalid keyId {value}")));
+                    .map_err(|_| KmsError::NotFound(format!("Invalid keyId '{value}'")));
             }
         }
         if local.starts_with("alias/") {
@@ -479,7 +480,7 @@ impl KeyRef {
                 return Ok(KeyRef::Key(id));
             }
         }
-        Err(KmsError::NotFound(format!("Invalid keyId {value}")))
+        Err(KmsError::NotFound(format!("Invalid keyId '{value}'")))
     }
 }
 

@@ -84,7 +84,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     )?;
     destination_key.check_usable(ctx.config)?;
     let destination_rsa = if destination_key.spec.is_rsa() {
-        destination_key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+        destination_key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
         Some(rsa_algorithm(
             ctx,
             destination_key,
@@ -109,7 +109,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let (source_id, plaintext, source_algorithm) = match named_source {
         Some(key) if key.spec.is_rsa() => {
             key.check_usable(ctx.config)?;
-            key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+            key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
             let algorithm = rsa_algorithm(ctx, key, source_name, &source_context)?;
             let (_, material) = key.current_version()?;
             let plaintext = oaep_decrypt(key.spec, material, algorithm, &blob.0)?;

@@ -548,3 +548,4 @@ mod authz;
 mod grants;
 mod mac_rotation;
 mod memory;
+mod messages;
