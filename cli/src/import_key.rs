@@ -47,7 +47,8 @@ pub struct ImportKeyArgs {
     /// The EXTERNAL key (key id, key ARN, alias name or alias ARN) to import into.
     #[arg(long)]
     pub key_id: String,
-    /// The key material: raw bytes (32 for a SYMMETRIC_DEFAULT key).
+    /// The key material: raw bytes (32 for a SYMMETRIC_DEFAULT key, the key for an HMAC key,
+    /// PKCS #8 DER for an ECC key; an RSA private key is longer than RSAES-OAEP carries).
     #[arg(long, value_name = "FILE")]
     pub material: PathBuf,
     /// RSA_2048, RSA_3072 or RSA_4096.

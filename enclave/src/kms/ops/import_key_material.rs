@@ -1,5 +1,6 @@
 //! ImportKeyMaterial: redeems an import token and installs the unwrapped material in an
-//! EXTERNAL key, which becomes Enabled.
+//! EXTERNAL key, which becomes Enabled: 256 bits for a symmetric key, the HMAC key for an HMAC
+//! key, a PKCS #8 private key for an RSA or ECC key ([`import::material_for`]).
 //!
 //! Only the material first imported into a key may ever be imported into it again (to change
 //! `ValidTo`, or after DeleteImportedKeyMaterial or expiry), compared in constant time with
@@ -7,15 +8,14 @@
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
-use zeroize::Zeroizing;
 
 use super::get_parameters_for_import::check_importable;
 use super::Ctx;
 use crate::env::Millis;
 use crate::error::{KmsError, KmsResult};
-use crate::keys::import::{self, ImportError};
+use crate::keys::import::{self, ImportError, MaterialError};
 use crate::json::Blob;
-use crate::keys::{KeyMaterial, KeySpec, KeyState, KeyVersion};
+use crate::keys::{KeyMaterial, KeyState, KeyVersion};
 use crate::kms::validate;
 
 /// ImportKeyMaterial request.
@@ -90,7 +90,7 @@ fn valid_to(model: Option<&str>, valid_to: Option<f64>, now: Millis) -> KmsResul
 ///
 /// # Errors
 /// `ValidationException`; `NotFoundException`; `UnsupportedOperationException` for a key
-/// that is not EXTERNAL or not SYMMETRIC_DEFAULT; `KMSInvalidStateException` when pending
+/// that is not EXTERNAL; `KMSInvalidStateException` when pending
 /// deletion; `InvalidImportTokenException` for an unknown, used or another key's token;
 /// `ExpiredImportTokenException` after 24 hours; `InvalidCiphertextException` when the
 /// material does not unwrap; `IncorrectKeyMaterialException` for material other than the
@@ -119,7 +119,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let now = ctx.env.now();
     let valid_to = valid_to(req.expiration_model.as_deref(), req.valid_to, now)?;
 
-    let id = {
+    let (id, spec) = {
         let store = ctx.keys();
         let key = store.key(
             "keyId",
@@ -128,13 +128,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             &crate::kms::authz::Conditions::default(),
         )?;
         check_importable(key, ctx)?;
-        if key.spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "Importing key material into a {} key is not supported.",
-                key.spec.as_str()
-            )));
-        }
-        key.id
+        (key.id, key.spec)
     };
     // Single use from here: the token is gone whatever happens next.
     let (algorithm, wrapping) = ctx
@@ -152,11 +146,10 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         .unwrap(algorithm, &encrypted.0)
         .map_err(|_unwrap| KmsError::InvalidCiphertext)?;
     drop(wrapping);
-    if material.len() != 32 {
-        return Err(KmsError::IncorrectKeyMaterial(
-            "The key material of a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).".to_owned(),
-        ));
-    }
+    let material = import::material_for(spec, material).map_err(|e| match e {
+        MaterialError::NotForSpec { .. } => KmsError::IncorrectKeyMaterial(e.to_string()),
+        MaterialError::Encoding => KmsError::Internal("an imported private key did not re-encode"),
+    })?;
     install(ctx, &id, material, valid_to, now)?;
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
@@ -174,7 +167,7 @@ fn incorrect(ctx: &Ctx<'_>, id: &uuid::Uuid) -> KmsError {
 fn install(
     ctx: &Ctx<'_>,
     id: &uuid::Uuid,
-    material: Zeroizing<Vec<u8>>,
+    material: KeyMaterial,
     valid_to: Option<Millis>,
     now: Millis,
 ) -> KmsResult<()> {
@@ -195,14 +188,16 @@ fn install(
     check_importable(key, ctx)?;
     match key.versions.first() {
         Some(held) => {
-            // Lengths are public (32 bytes for every symmetric key); the bytes are not.
-            if !bool::from(held.material.expose_secret().ct_eq(&material[..])) {
+            // Lengths are public (fixed by the spec, or a key's public modulus and curve); the
+            // bytes are not.
+            let held = held.material.expose_secret();
+            if !bool::from(held.ct_eq(material.expose_secret())) {
                 return Err(incorrect(ctx, id));
             }
         }
         None => {
             if let Some(commitment) = &key.material_commitment {
-                if !import::matches_commitment(id, &material, commitment) {
+                if !import::matches_commitment(id, material.expose_secret(), commitment) {
                     return Err(incorrect(ctx, id));
                 }
             }
@@ -210,9 +205,12 @@ fn install(
     }
     let key = store.set_valid_to(&proof, valid_to)?;
     if key.versions.is_empty() {
-        key.material_commitment = Some(import::material_commitment(id, &material));
+        key.material_commitment = Some(import::material_commitment(
+            id,
+            material.expose_secret(),
+        ));
         key.versions.push(KeyVersion {
-            material: KeyMaterial::new(material),
+            material,
             created: now,
             rotation: None,
         });
