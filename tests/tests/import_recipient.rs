@@ -96,6 +96,17 @@ fn import_key(
     material: &Path,
     pcrs: &Path,
 ) -> std::process::Output {
+    import_key_with(ekms_server, key_id, material, pcrs, &[])
+}
+
+/// [`import_key`] with more arguments.
+fn import_key_with(
+    ekms_server: &Ekms,
+    key_id: &str,
+    material: &Path,
+    pcrs: &Path,
+    more: &[&str],
+) -> std::process::Output {
     let data = ekms_server.data_dir();
     run(ekms()
         .arg("import-key")
@@ -111,6 +122,7 @@ fn import_key(
         .arg(data.join("mock-ca").join("root.pem"))
         .arg("--wrapping-key-spec")
         .arg("RSA_2048")
+        .args(more)
         .env("AWS_ACCESS_KEY_ID", &ekms_server.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &ekms_server.secret)
         .env("AWS_REGION", ekms_tests::REGION))
@@ -763,6 +775,45 @@ async fn asymmetric_and_hmac_material_imports() {
     assert_eq!(
         refused.message(),
         Some("The key material of a HMAC_256 key must be 32 to 64 bytes.")
+    );
+
+    // `ekms import-key` wraps an RSA private key (longer than RSAES-OAEP carries) with
+    // RSA_AES_KEY_WRAP_SHA_256 after verifying the wrapping key's attestation.
+    let key_id = create(KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
+    let (material, public) = pkcs8(
+        "rsa3072",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+    );
+    let pcrs = server.data_dir().join("pcrs.json");
+    let too_long = import_key(server, &key_id, &material, &pcrs);
+    assert!(
+        !too_long.status.success(),
+        "RSAES-OAEP cannot carry an RSA private key"
+    );
+    let imported = import_key_with(
+        server,
+        &key_id,
+        &material,
+        &pcrs,
+        &["--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_256"],
+    );
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&imported.stdout).expect("import-key prints JSON");
+    assert_eq!(report["WrappingAlgorithm"], "RSA_AES_KEY_WRAP_SHA_256");
+    let answered = client
+        .get_public_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("GetPublicKey");
+    assert_eq!(
+        answered.public_key().expect("PublicKey").as_ref(),
+        &public[..]
     );
 }
 
