@@ -175,6 +175,24 @@ fn keys_that_are_not_there_or_not_the_one() {
         ("NotFoundException", Some("Invalid keyId 'key_id'".to_owned()))
     );
     let a = core.create_key();
+    assert_eq!(
+        answer(core.call(
+            "DescribeKey",
+            json!({"KeyId": format!("arn:aws:kms:ap-southeast-1:{}:key/{a}", core.config.account)})
+        )),
+        ("NotFoundException", Some("Invalid arn ap-southeast-1".to_owned()))
+    );
+    assert_eq!(
+        answer(core.call("DescribeKey", json!({"KeyId": ""}))),
+        (
+            "ValidationException",
+            Some(
+                "1 validation error detected: Value at 'keyId' failed to satisfy constraint: \
+                 Member must have length greater than or equal to 1"
+                    .to_owned()
+            )
+        )
+    );
     let b = core.create_key();
     let blob = core.encrypt(&a, b"x").expect("Encrypt");
     assert_eq!(
