@@ -52,6 +52,15 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
         eprintln!("ekms: building {name} ...");
         let mut build = std::process::Command::new(cargo);
         build.args(["build", "--bin", "ekms-enclave", "--bin", "ekms-parent"]);
+        // `cargo run` gives `ekms` the variables it sets for the crate it runs (CARGO_PKG_*,
+        // CARGO_MANIFEST_*, ...). Passed on to this build they reach the build scripts (ring's
+        // among them) as a changed environment: they would rerun, and so would the next
+        // `cargo run`, rebuilding everything above them. Cargo sets them itself where needed.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(set_by_cargo_run) {
+                build.env_remove(&name);
+            }
+        }
         if release {
             build.arg("--release");
         }
@@ -65,6 +74,19 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
         name,
         exe.display()
     )
+}
+
+/// Whether `name` is one of the variables `cargo run` sets for the crate it runs (The Cargo
+/// Book, "Environment variables Cargo sets for crates"), as opposed to the configuration a
+/// user gives cargo (CARGO_HOME, CARGO_TARGET_DIR, CARGO_BUILD_*, CARGO_PROFILE_*, ...).
+fn set_by_cargo_run(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || matches!(
+            name,
+            "CARGO_PRIMARY_PACKAGE" | "CARGO_CRATE_NAME" | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// Writes to `out` the PCRs the mock attester reports for `enclave_bin` (PCR0..2, in the
@@ -179,5 +201,36 @@ pub async fn stop(child: &mut Child) {
         .is_err()
     {
         let _ = child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_by_cargo_run;
+
+    #[test]
+    fn only_the_variables_cargo_run_sets_are_left_out_of_the_sibling_build() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+        ] {
+            assert!(set_by_cargo_run(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_JOBS",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_NET_OFFLINE",
+            "PATH",
+        ] {
+            assert!(!set_by_cargo_run(name), "{name}");
+        }
     }
 }

@@ -118,6 +118,39 @@ async fn init_or_unseal(
     Ok(())
 }
 
+/// The lock file that says an `ekms dev` is running on a data dir.
+pub const LOCK_FILE: &str = "dev.lock";
+
+/// Takes the data dir for this `ekms dev`, before anything in it is touched: a second `ekms
+/// dev` on the same data dir would otherwise rewrite its PCRs and sockets and then fail on the
+/// store's lock with redb's "Database already open".
+///
+/// # Errors
+/// When another `ekms dev` holds the data dir (saying how to pick another), or the lock file
+/// cannot be opened.
+fn hold_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another ekms dev is running on the data dir {} (it holds {}): stop it, or give \
+             this one a data dir and an address of its own, for example \
+             `ekms dev --data-dir .ekms-2 --listen 127.0.0.1:4600`",
+            data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// Runs `ekms dev` until a signal or a child's death.
 ///
 /// # Errors
@@ -132,6 +165,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .data_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    // Held until `ekms dev` exits (the OS releases it however it ends).
+    let _held = hold_data_dir(&data_dir)?;
     let host = args
         .listen
         .rsplit_once(':')

@@ -6,7 +6,10 @@
 //!    (`--expect-pcrs`), no debug mode unless `--allow-debug`, at most five minutes old, and
 //!    its `public_key` byte for byte the `PublicKey` returned — so the material is wrapped
 //!    only to a key that lives inside that enclave image;
-//! 3. wrap the material locally with RSAES-OAEP SHA-256 (aws-lc-rs);
+//! 3. wrap the material locally (aws-lc-rs): RSAES-OAEP SHA-256 of the material, or for
+//!    material longer than that carries (RSA private keys) RSA_AES_KEY_WRAP_SHA_256, RSAES-OAEP
+//!    SHA-256 of a fresh AES-256 key and the material under it with AES key wrap with padding
+//!    (RFC 5649), as AWS KMS defines it;
 //! 4. ImportKeyMaterial.
 //!
 //! Trusts: the root and PCRs it is given. Does not trust: the endpoint, the parent, the TLS
@@ -34,8 +37,27 @@ use super::signed_client::SignedClient;
 const MAX_DOCUMENT_AGE: Duration = Duration::from_secs(300);
 /// Time allowed for one request (GetParametersForImport generates an RSA key).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// The wrapping algorithm: RSAES-OAEP with SHA-256 of the material itself.
-const WRAPPING_ALGORITHM: &str = "RSAES_OAEP_SHA_256";
+/// The wrapping algorithms `ekms import-key` wraps with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WrappingAlgorithm {
+    /// RSAES-OAEP with SHA-256 of the material itself (symmetric, HMAC and ECC material).
+    #[value(name = "RSAES_OAEP_SHA_256")]
+    RsaesOaepSha256,
+    /// RSAES-OAEP with SHA-256 of a fresh AES-256 key, then the material under it (RFC 5649):
+    /// any material, RSA private keys included.
+    #[value(name = "RSA_AES_KEY_WRAP_SHA_256")]
+    RsaAesKeyWrapSha256,
+}
+
+impl WrappingAlgorithm {
+    /// The AWS name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WrappingAlgorithm::RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+            WrappingAlgorithm::RsaAesKeyWrapSha256 => "RSA_AES_KEY_WRAP_SHA_256",
+        }
+    }
+}
 
 /// `ekms import-key` options.
 #[derive(Debug, clap::Args)]
@@ -47,12 +69,17 @@ pub struct ImportKeyArgs {
     /// The EXTERNAL key (key id, key ARN, alias name or alias ARN) to import into.
     #[arg(long)]
     pub key_id: String,
-    /// The key material: raw bytes (32 for a SYMMETRIC_DEFAULT key).
+    /// The key material: raw bytes (32 for a SYMMETRIC_DEFAULT key, the key for an HMAC key,
+    /// PKCS #8 DER for an RSA or ECC key).
     #[arg(long, value_name = "FILE")]
     pub material: PathBuf,
     /// RSA_2048, RSA_3072 or RSA_4096.
     #[arg(long, default_value = "RSA_3072")]
     pub wrapping_key_spec: String,
+    /// RSAES_OAEP_SHA_256, or RSA_AES_KEY_WRAP_SHA_256 for material longer than RSAES-OAEP
+    /// carries (RSA private keys).
+    #[arg(long, value_enum, default_value = "RSAES_OAEP_SHA_256")]
+    pub wrapping_algorithm: WrappingAlgorithm,
     /// When the material expires (RFC 3339); default: it does not expire.
     #[arg(long, value_name = "RFC3339")]
     pub valid_to: Option<String>,
@@ -120,6 +147,28 @@ pub fn wrap_oaep_sha256(spki_der: &[u8], material: &[u8]) -> anyhow::Result<Vec<
     Ok(wrapped.to_vec())
 }
 
+/// RSA_AES_KEY_WRAP_SHA_256 as AWS KMS defines it: RSAES-OAEP SHA-256 of a fresh AES-256 key
+/// to `spki_der`, followed by `material` under that key with AES key wrap with padding
+/// (RFC 5649). The AES key is zeroized once used.
+///
+/// # Errors
+/// When the key is not an RSA SubjectPublicKeyInfo, or the random source or a primitive fails.
+pub fn wrap_rsa_aes_key_wrap_sha256(spki_der: &[u8], material: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded as _, AES_256};
+    let mut aes_key = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(&mut aes_key[..]).map_err(|_| anyhow!("the random source failed"))?;
+    let mut wrapped = wrap_oaep_sha256(spki_der, &aes_key[..])?;
+    let kek = AesKek::new(&AES_256, &aes_key[..])
+        .map_err(|_| anyhow!("AES-256 key wrap could not take the key"))?;
+    // RFC 5649: the material padded to a multiple of 8 bytes, plus the 8-byte integrity block.
+    let mut out = vec![0u8; material.len().div_ceil(8) * 8 + 8];
+    let kwp = kek
+        .wrap_with_padding(material, &mut out)
+        .map_err(|_| anyhow!("AES key wrap with padding failed"))?;
+    wrapped.extend_from_slice(kwp);
+    Ok(wrapped)
+}
+
 /// Runs `ekms import-key`; returns what it prints.
 ///
 /// # Errors
@@ -152,7 +201,7 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
             "TrentService.GetParametersForImport",
             &json!({
                 "KeyId": args.key_id,
-                "WrappingAlgorithm": WRAPPING_ALGORITHM,
+                "WrappingAlgorithm": args.wrapping_algorithm.as_str(),
                 "WrappingKeySpec": args.wrapping_key_spec,
             }),
         )
@@ -163,7 +212,12 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
         .context("the service sent no attestation of its wrapping key: refusing to wrap")?;
     let pcrs = verify_wrapping_key(&document, &public_key, &args.expect, SystemTime::now())?;
 
-    let wrapped = wrap_oaep_sha256(&public_key, &material)?;
+    let wrapped = match args.wrapping_algorithm {
+        WrappingAlgorithm::RsaesOaepSha256 => wrap_oaep_sha256(&public_key, &material)?,
+        WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+            wrap_rsa_aes_key_wrap_sha256(&public_key, &material)?
+        }
+    };
     let mut import = json!({
         "KeyId": args.key_id,
         "ImportToken": B64.encode(&token),
@@ -179,7 +233,7 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
         .await?;
     Ok(json!({
         "KeyId": parameters["KeyId"],
-        "WrappingAlgorithm": WRAPPING_ALGORITHM,
+        "WrappingAlgorithm": args.wrapping_algorithm.as_str(),
         "WrappingKeySpec": args.wrapping_key_spec,
         "VerifiedPcrs": pcrs,
         "ValidTo": args.valid_to,
@@ -266,5 +320,30 @@ mod tests {
             .decrypt(&OAEP_SHA256_MGF1SHA256, &wrapped, &mut out, None)
             .unwrap();
         assert_eq!(material, &[5u8; 32]);
+    }
+
+    /// RSA_AES_KEY_WRAP_SHA_256: the first modulus-length bytes open (RSAES-OAEP SHA-256) to an
+    /// AES-256 key, under which the rest unwraps (RFC 5649) to the material, whatever its
+    /// length (a 1,217-byte RSA-4096 private key would not fit RSAES-OAEP).
+    #[test]
+    fn rsa_aes_key_wrap_opens_as_aws_defines_it() {
+        use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded as _, AES_256};
+        let private = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
+        let spki = private.public_key().as_der().unwrap().as_ref().to_vec();
+        let private = OaepPrivateDecryptingKey::new(private).unwrap();
+        for len in [1usize, 32, 33, 1217] {
+            let material: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let wrapped = wrap_rsa_aes_key_wrap_sha256(&spki, &material).unwrap();
+            let (rsa_part, kwp) = wrapped.split_at(private.key_size_bytes());
+            let mut out = vec![0u8; private.min_output_size()];
+            let aes_key = private
+                .decrypt(&OAEP_SHA256_MGF1SHA256, rsa_part, &mut out, None)
+                .unwrap();
+            assert_eq!(aes_key.len(), 32);
+            let kek = AesKek::new(&AES_256, aes_key).unwrap();
+            let mut unwrapped = vec![0u8; kwp.len()];
+            let unwrapped = kek.unwrap_with_padding(kwp, &mut unwrapped).unwrap();
+            assert_eq!(unwrapped, &material[..], "{len} bytes");
+        }
     }
 }

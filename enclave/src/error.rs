@@ -49,9 +49,13 @@ pub enum KmsError {
     /// A known KMS operation (or option) this service does not offer yet.
     #[error("{0}")]
     UnsupportedOperation(String),
-    /// The target is not a KMS operation at all.
+    /// The target is not a KMS operation at all (or, over STS's query protocol, not an action
+    /// of the version asked for).
     #[error("{0}")]
     UnknownOperation(String),
+    /// A query-protocol (STS) request names no `Action`.
+    #[error("Missing Action")]
+    MissingAction,
     /// `DryRun` was set and the request would have succeeded.
     #[error("The request would have succeeded, but the DryRun option is set.")]
     DryRun,
@@ -111,6 +115,29 @@ impl KmsError {
         ))
     }
 
+    /// `1 validation error detected: Value '<value>' at '<field>' failed to satisfy
+    /// constraint: <constraint>`: AWS names the value when it is not sensitive (enum values,
+    /// numbers), and says `Value null` for a required member that is absent.
+    pub fn invalid_value(
+        field: &str,
+        value: impl std::fmt::Display,
+        constraint: impl std::fmt::Display,
+    ) -> KmsError {
+        KmsError::one_validation_error(format_args!(
+            "Value {value} at '{field}' failed to satisfy constraint: {constraint}"
+        ))
+    }
+
+    /// The message sent to the client, or `None` where AWS sends none: a ciphertext that does
+    /// not open, a signature or a MAC that does not verify (AWS answers these with the code
+    /// alone; [`std::fmt::Display`] still describes them for logs and the audit record).
+    pub fn client_message(&self) -> Option<String> {
+        match self {
+            KmsError::InvalidCiphertext | KmsError::InvalidSignature | KmsError::InvalidMac => None,
+            other => Some(other.to_string()),
+        }
+    }
+
     /// The AWS error code sent as `__type` and `x-amzn-ErrorType`.
     pub fn aws_code(&self) -> &'static str {
         match self {
@@ -129,6 +156,7 @@ impl KmsError {
             KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
             KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
             KmsError::UnknownOperation(_) => "UnknownOperationException",
+            KmsError::MissingAction => "MissingAction",
             KmsError::DryRun => "DryRunOperationException",
             KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
             KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
@@ -155,6 +183,52 @@ impl KmsError {
         match self {
             KmsError::Internal(_) => 500,
             _ => 400,
+        }
+    }
+
+    /// The error code of the same failure answered over STS's query protocol (`api::sts`):
+    /// STS's names for the SigV4 failures, `InvalidAction` for an action it does not have,
+    /// `ServiceUnavailable` while ekms is sealed.
+    pub fn sts_code(&self) -> &'static str {
+        match self {
+            KmsError::Auth(e) => match e {
+                SigV4Error::MissingAuthenticationToken => "MissingAuthenticationToken",
+                SigV4Error::IncompleteSignature(_) => "IncompleteSignature",
+                SigV4Error::InvalidSignature(_) => "SignatureDoesNotMatch",
+                SigV4Error::UnrecognizedClient => "InvalidClientTokenId",
+                SigV4Error::RequestExpired(_) => "RequestExpired",
+            },
+            KmsError::UnknownOperation(_) => "InvalidAction",
+            KmsError::MissingAction => "MissingAction",
+            KmsError::InvalidState(_) => "ServiceUnavailable",
+            KmsError::Internal(_) => "InternalFailure",
+            KmsError::AccessDenied(_) => "AccessDenied",
+            _ => "ValidationError",
+        }
+    }
+
+    /// The HTTP status of the same failure answered over STS's query protocol.
+    pub fn sts_http_status(&self) -> u16 {
+        match self {
+            KmsError::Auth(
+                SigV4Error::MissingAuthenticationToken
+                | SigV4Error::InvalidSignature(_)
+                | SigV4Error::UnrecognizedClient,
+            )
+            | KmsError::AccessDenied(_) => 403,
+            KmsError::InvalidState(_) => 503,
+            KmsError::Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// The message of the same failure answered over STS's query protocol.
+    pub fn sts_message(&self) -> String {
+        match self {
+            KmsError::Auth(SigV4Error::MissingAuthenticationToken) => {
+                "Request is missing Authentication Token".to_owned()
+            }
+            other => other.to_string(),
         }
     }
 }

@@ -127,11 +127,46 @@ async fn duplicate_alias_already_exists() {
 async fn alias_names_are_checked() {
     let client = client().await;
     let key = create_key(&client).await;
-    for name in [
-        unique("no-prefix"),
-        "alias/aws/reserved".to_owned(),
-        "alias/".to_owned(),
-    ] {
+    // A name without the `alias/` prefix breaks the pattern: ValidationException, in AWS's
+    // words, from CreateAlias, UpdateAlias and DeleteAlias alike.
+    let no_prefix = unique("no-prefix");
+    let refusals = [
+        client
+            .create_alias()
+            .alias_name(&no_prefix)
+            .target_key_id(&key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.into_service_error().meta().clone()),
+        client
+            .update_alias()
+            .alias_name(&no_prefix)
+            .target_key_id(&key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.into_service_error().meta().clone()),
+        client
+            .delete_alias()
+            .alias_name(&no_prefix)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.into_service_error().meta().clone()),
+    ];
+    for refused in refusals {
+        let meta = refused.expect_err("a name without the alias/ prefix");
+        assert_eq!(meta.code(), Some("ValidationException"));
+        assert_eq!(
+            meta.message(),
+            Some(
+                "Alias must start with the prefix \"alias/\". Please see \
+                 https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+            )
+        );
+    }
+    for name in ["alias/aws/reserved".to_owned(), "alias/".to_owned()] {
         assert_code!(
             client
                 .create_alias()

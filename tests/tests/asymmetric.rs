@@ -4,7 +4,8 @@
 //! (RustCrypto `p256`, `p384`, `p521`, `k256`, `rsa`) working only from what the service
 //! publishes — GetPublicKey's DER SubjectPublicKeyInfo — as a client of AWS KMS would:
 //! - signatures of every key spec and signing algorithm, MessageType RAW and DIGEST, verify;
-//! - RSAES-OAEP ciphertexts made locally with the public key decrypt in the service;
+//! - RSAES-OAEP ciphertexts made locally with the public key decrypt in the service, and
+//!   ReEncrypt moves them to symmetric and RSA keys;
 //! - GenerateDataKeyPair's private key is PKCS #8 whose public half is the PublicKey answered;
 //! - DeriveSharedSecret equals the ECDH x-coordinate computed locally;
 //! - a key used for the wrong purpose answers InvalidKeyUsageException.
@@ -307,6 +308,161 @@ async fn rsa_ciphertexts_made_locally_with_the_public_key_decrypt_in_the_service
             );
         }
     }
+}
+
+/// ReEncrypt from an RSA key: the ciphertext does not name its key, so SourceKeyId names it and
+/// SourceEncryptionAlgorithm its RSAES-OAEP; the destination is a symmetric key or another RSA
+/// key (DestinationEncryptionAlgorithm). A symmetric ciphertext moves to an RSA key too. The
+/// service once refused every RSA source as "not compatible with the symmetric KMS key".
+#[tokio::test]
+async fn re_encrypt_from_and_to_rsa_keys() {
+    use aws_sdk_kms::error::ProvideErrorMetadata as _;
+    use rsa::pkcs8::DecodePublicKey as _;
+    let client = client().await;
+    let source = asym_key(&client, KeySpec::Rsa2048, KeyUsageType::EncryptDecrypt).await;
+    let rsa_destination = asym_key(&client, KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
+    let symmetric = create_key(&client).await;
+    let public = rsa::RsaPublicKey::from_public_key_der(&public_key(&client, &source).await)
+        .expect("RSA SubjectPublicKeyInfo");
+    let plaintext = b"moved between keys without leaving the service".to_vec();
+    let ciphertext = public
+        .encrypt(
+            &mut rsa::rand_core::OsRng,
+            rsa::Oaep::new::<sha2::Sha256>(),
+            &plaintext,
+        )
+        .expect("local RSAES-OAEP encryption");
+    let decrypt = |key: String, blob: Blob, algorithm: EncryptionAlgorithmSpec| {
+        let client = client.clone();
+        async move {
+            client
+                .decrypt()
+                .key_id(key)
+                .ciphertext_blob(blob)
+                .encryption_algorithm(algorithm)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("Decrypt: {}", DisplayErrorContext(e)))
+                .plaintext()
+                .expect("Plaintext")
+                .as_ref()
+                .to_vec()
+        }
+    };
+
+    // RSA to symmetric.
+    let out = client
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(ciphertext.clone()))
+        .source_key_id(&source)
+        .source_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .destination_key_id(&symmetric)
+        .destination_encryption_context("purpose", "re-encrypt")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ReEncrypt RSA to symmetric: {}", DisplayErrorContext(e)));
+    assert_eq!(out.source_key_id(), Some(key_arn(&source).as_str()));
+    assert_eq!(out.key_id(), Some(key_arn(&symmetric).as_str()));
+    assert_eq!(
+        out.source_encryption_algorithm(),
+        Some(&EncryptionAlgorithmSpec::RsaesOaepSha256)
+    );
+    assert_eq!(
+        out.destination_encryption_algorithm(),
+        Some(&EncryptionAlgorithmSpec::SymmetricDefault)
+    );
+    let back = client
+        .decrypt()
+        .ciphertext_blob(out.ciphertext_blob().expect("CiphertextBlob").clone())
+        .encryption_context("purpose", "re-encrypt")
+        .send()
+        .await
+        .expect("Decrypt of the re-encrypted blob");
+    assert_eq!(
+        back.plaintext().expect("Plaintext").as_ref(),
+        &plaintext[..]
+    );
+
+    // RSA to RSA.
+    let out = client
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(ciphertext.clone()))
+        .source_key_id(key_arn(&source))
+        .source_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .destination_key_id(&rsa_destination)
+        .destination_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha1)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ReEncrypt RSA to RSA: {}", DisplayErrorContext(e)));
+    assert_eq!(out.key_id(), Some(key_arn(&rsa_destination).as_str()));
+    assert_eq!(
+        out.destination_encryption_algorithm(),
+        Some(&EncryptionAlgorithmSpec::RsaesOaepSha1)
+    );
+    let blob = out.ciphertext_blob().expect("CiphertextBlob").clone();
+    assert_eq!(blob.as_ref().len(), 384, "an RSA-3072 ciphertext");
+    assert_eq!(
+        decrypt(
+            rsa_destination.clone(),
+            blob,
+            EncryptionAlgorithmSpec::RsaesOaepSha1
+        )
+        .await,
+        plaintext
+    );
+
+    // Symmetric to RSA.
+    let sealed = client
+        .encrypt()
+        .key_id(&symmetric)
+        .plaintext(Blob::new(plaintext.clone()))
+        .send()
+        .await
+        .expect("Encrypt");
+    let out = client
+        .re_encrypt()
+        .ciphertext_blob(sealed.ciphertext_blob().expect("CiphertextBlob").clone())
+        .destination_key_id(&source)
+        .destination_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ReEncrypt symmetric to RSA: {}", DisplayErrorContext(e)));
+    assert_eq!(out.source_key_id(), Some(key_arn(&symmetric).as_str()));
+    assert_eq!(
+        decrypt(
+            source.clone(),
+            out.ciphertext_blob().expect("CiphertextBlob").clone(),
+            EncryptionAlgorithmSpec::RsaesOaepSha256
+        )
+        .await,
+        plaintext
+    );
+
+    // An RSA source without its algorithm, and an RSA destination with an encryption context,
+    // are refused as Decrypt and Encrypt refuse them.
+    let refused = client
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(ciphertext.clone()))
+        .source_key_id(&source)
+        .destination_key_id(&symmetric)
+        .send()
+        .await
+        .expect_err("ReEncrypt from RSA without SourceEncryptionAlgorithm")
+        .into_service_error();
+    assert_eq!(refused.code(), Some("InvalidKeyUsageException"));
+    let refused = client
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(ciphertext))
+        .source_key_id(&source)
+        .source_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .destination_key_id(&rsa_destination)
+        .destination_encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+        .destination_encryption_context("purpose", "re-encrypt")
+        .send()
+        .await
+        .expect_err("ReEncrypt to RSA with an encryption context")
+        .into_service_error();
+    assert_eq!(refused.code(), Some("ValidationException"));
 }
 
 #[tokio::test]

@@ -106,8 +106,33 @@ async fn unknown_target_is_unknown_operation() {
     }
 }
 
-/// Operations AWS KMS has but ekms does not offer (custom key stores, multi-Region keys)
-/// answer UnsupportedOperationException, never 404 or an empty body.
+/// A ciphertext that does not open is answered as AWS answers it: the code, and no message
+/// member at all (AWS sends none; ekms once sent its own sentence).
+#[tokio::test]
+async fn an_unopenable_ciphertext_has_a_code_and_no_message() {
+    let ekms = Ekms::shared();
+    let response = ekms
+        .raw(
+            Some("TrentService.Decrypt"),
+            br#"{"CiphertextBlob": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+            SignWith::Dev,
+        )
+        .await;
+    assert_eq!(response.status, 400);
+    assert_eq!(
+        response.json(),
+        serde_json::json!({"__type": "InvalidCiphertextException"})
+    );
+    assert_eq!(
+        response.header("x-amzn-errortype"),
+        Some("InvalidCiphertextException")
+    );
+}
+
+/// Operations AWS KMS has but ekms does not offer (custom key stores, multi-Region keys), and
+/// those options (and SM2) of the operations it does offer, answer
+/// UnsupportedOperationException (as AWS in a region without them), never 404 or an empty
+/// body.
 #[tokio::test]
 async fn known_but_unimplemented_operations_are_unsupported() {
     let ekms = Ekms::shared();
@@ -140,6 +165,46 @@ async fn known_but_unimplemented_operations_are_unsupported() {
     );
     assert_code!(
         client.describe_custom_key_stores().send().await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        client
+            .create_custom_key_store()
+            .custom_key_store_name("store")
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+    // The same options of operations ekms does offer: a multi-Region key, a key in a custom
+    // key store, an SM2 key, random bytes from a custom key store.
+    assert_code!(
+        client.create_key().multi_region(true).send().await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        client
+            .create_key()
+            .custom_key_store_id("cks-1234567890abcdef0")
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        client
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::Sm2)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+            .send()
+            .await,
+        "UnsupportedOperationException"
+    );
+    assert_code!(
+        client
+            .generate_random()
+            .number_of_bytes(8)
+            .custom_key_store_id("cks-1234567890abcdef0")
+            .send()
+            .await,
         "UnsupportedOperationException"
     );
 }

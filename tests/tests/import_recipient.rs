@@ -6,7 +6,10 @@
 //!   encrypts and decrypts, survives DeleteImportedKeyMaterial + re-import of the same
 //!   material, and refuses other material.
 //! - The AWS-documented flow with the openssl command line (`pkeyutl` RSAES-OAEP SHA-256, and
-//!   RSA_AES_KEY_WRAP_SHA_256 with `enc -id-aes256-wrap-pad`) works through the SDK.
+//!   RSA_AES_KEY_WRAP_SHA_256 with `enc -id-aes256-wrap-pad`) works through the SDK; an import
+//!   with neither ExpirationModel nor ValidTo is refused as AWS refuses it.
+//! - RSA, ECC and HMAC material, made with openssl as AWS's documentation shows, imports into
+//!   EXTERNAL keys of those specs and signs and MACs as openssl does with it.
 //! - Decrypt, GenerateDataKey and GenerateRandom with a Recipient answer CMS that
 //!   `openssl cms -decrypt` opens with the recipient's private key, with no Plaintext; a
 //!   document from an untrusted (other mock) root is a client error.
@@ -16,6 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use aws_sdk_kms::error::DisplayErrorContext;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
     AlgorithmSpec, DataKeySpec, ExpirationModelType, KeyEncryptionMechanism, KeyState, OriginType,
@@ -68,6 +72,8 @@ async fn create_external_key(client: &aws_sdk_kms::Client) -> String {
     let meta = out.key_metadata().expect("KeyMetadata");
     assert_eq!(meta.key_state(), Some(&KeyState::PendingImport));
     assert_eq!(meta.origin(), Some(&OriginType::External));
+    // No material yet, so no expiration model (AWS omits it until the first import).
+    assert_eq!(meta.expiration_model(), None);
     meta.key_id().to_owned()
 }
 
@@ -90,6 +96,17 @@ fn import_key(
     material: &Path,
     pcrs: &Path,
 ) -> std::process::Output {
+    import_key_with(ekms_server, key_id, material, pcrs, &[])
+}
+
+/// [`import_key`] with more arguments.
+fn import_key_with(
+    ekms_server: &Ekms,
+    key_id: &str,
+    material: &Path,
+    pcrs: &Path,
+    more: &[&str],
+) -> std::process::Output {
     let data = ekms_server.data_dir();
     run(ekms()
         .arg("import-key")
@@ -105,6 +122,7 @@ fn import_key(
         .arg(data.join("mock-ca").join("root.pem"))
         .arg("--wrapping-key-spec")
         .arg("RSA_2048")
+        .args(more)
         .env("AWS_ACCESS_KEY_ID", &ekms_server.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &ekms_server.secret)
         .env("AWS_REGION", ekms_tests::REGION))
@@ -292,8 +310,60 @@ async fn the_documented_openssl_flow_imports() {
             .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
             .send()
     };
+    // Neither ExpirationModel nor ValidTo: AWS's default model, KEY_MATERIAL_EXPIRES, needs a
+    // ValidTo, so AWS refuses (checked before the token is redeemed: it stays usable).
+    let refused = client
+        .import_key_material()
+        .key_id(&key_id)
+        .import_token(token.clone())
+        .encrypted_key_material(Blob::new(std::fs::read(&wrapped).expect("wrapped")))
+        .send()
+        .await
+        .expect_err("ImportKeyMaterial with neither ExpirationModel nor ValidTo")
+        .into_service_error();
+    use aws_sdk_kms::error::ProvideErrorMetadata as _;
+    assert_eq!(refused.code(), Some("ValidationException"));
+    assert_eq!(
+        refused.message(),
+        Some("A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES")
+    );
     import().await.expect("ImportKeyMaterial");
     round_trip(&client, &key_id, b"openssl-wrapped material").await;
+    let meta = client
+        .describe_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("DescribeKey")
+        .key_metadata()
+        .cloned()
+        .expect("KeyMetadata");
+    assert_eq!(
+        meta.expiration_model(),
+        Some(&ExpirationModelType::KeyMaterialDoesNotExpire)
+    );
+    // On-demand rotation of an EXTERNAL key needs new material imported for it first: with
+    // none pending, AWS answers KMSInvalidStateException.
+    let refused = client
+        .rotate_key_on_demand()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect_err("RotateKeyOnDemand of an EXTERNAL key with no new material")
+        .into_service_error();
+    assert_eq!(refused.code(), Some("KMSInvalidStateException"));
+    assert_eq!(
+        refused.message(),
+        Some(
+            format!(
+                "{} has no new key material pending rotation: importing new key material into \
+                 a key that has some (KeyMaterialId, ImportType NEW_KEY_MATERIAL) is not \
+                 supported.",
+                ekms_tests::key_arn(&key_id)
+            )
+            .as_str()
+        )
+    );
     // The token was single use.
     assert_code!(import().await, "InvalidImportTokenException");
 
@@ -366,6 +436,385 @@ async fn the_documented_openssl_flow_imports() {
         .await
         .expect("ImportKeyMaterial RSA_AES_KEY_WRAP_SHA_256");
     round_trip(&client, &key_id, b"key-wrapped material").await;
+}
+
+/// Wraps the material in `material` for a wrapping public key (DER), with openssl as AWS's
+/// documentation does: RSAES-OAEP of the material, or for RSA_AES_KEY_WRAP_* RSAES-OAEP of an
+/// ephemeral AES-256 key followed by the material under RFC 5649 key wrap with padding.
+fn openssl_wrap(
+    dir: &Path,
+    public_key: &[u8],
+    material: &Path,
+    algorithm: &AlgorithmSpec,
+) -> Vec<u8> {
+    let public = dir.join("wrapping-public-key.der");
+    std::fs::write(&public, public_key).expect("writing the wrapping key");
+    let md = match algorithm {
+        AlgorithmSpec::RsaesOaepSha1 | AlgorithmSpec::RsaAesKeyWrapSha1 => "sha1",
+        _ => "sha256",
+    };
+    let oaep = |input: &Path, output: &Path| {
+        run_ok(
+            openssl()
+                .args(["pkeyutl", "-encrypt", "-in"])
+                .arg(input)
+                .arg("-out")
+                .arg(output)
+                .arg("-inkey")
+                .arg(&public)
+                .args([
+                    "-keyform",
+                    "DER",
+                    "-pubin",
+                    "-pkeyopt",
+                    "rsa_padding_mode:oaep",
+                ])
+                .args(["-pkeyopt", &format!("rsa_oaep_md:{md}")])
+                .args(["-pkeyopt", &format!("rsa_mgf1_md:{md}")]),
+        );
+        std::fs::read(output).expect("reading the wrapped bytes")
+    };
+    match algorithm {
+        AlgorithmSpec::RsaesOaepSha1 | AlgorithmSpec::RsaesOaepSha256 => {
+            oaep(material, &dir.join("wrapped.bin"))
+        }
+        _ => {
+            let aes_key = random_bytes(32);
+            let aes_key_file = dir.join("aes-key.bin");
+            std::fs::write(&aes_key_file, &aes_key).expect("writing the AES key");
+            let hex_key: String = aes_key.iter().map(|b| format!("{b:02x}")).collect();
+            let kwp = dir.join("material-kwp.bin");
+            run_ok(
+                openssl()
+                    .args(["enc", "-id-aes256-wrap-pad", "-K", &hex_key])
+                    .args(["-iv", "A65959A6", "-in"])
+                    .arg(material)
+                    .arg("-out")
+                    .arg(&kwp),
+            );
+            let mut wrapped = oaep(&aes_key_file, &dir.join("aes-key-wrapped.bin"));
+            wrapped.extend(std::fs::read(&kwp).expect("reading the wrapped material"));
+            wrapped
+        }
+    }
+}
+
+/// GetParametersForImport, the wrap, and ImportKeyMaterial (no expiry).
+async fn import_material(
+    client: &aws_sdk_kms::Client,
+    dir: &Path,
+    key_id: &str,
+    material: &Path,
+    algorithm: AlgorithmSpec,
+) -> Result<
+    (),
+    aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
+    >,
+> {
+    let parameters = client
+        .get_parameters_for_import()
+        .key_id(key_id)
+        .wrapping_algorithm(algorithm.clone())
+        .wrapping_key_spec(WrappingKeySpec::Rsa3072)
+        .send()
+        .await
+        .expect("GetParametersForImport");
+    let wrapped = openssl_wrap(
+        dir,
+        parameters.public_key().expect("PublicKey").as_ref(),
+        material,
+        &algorithm,
+    );
+    client
+        .import_key_material()
+        .key_id(key_id)
+        .import_token(parameters.import_token().expect("ImportToken").clone())
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire)
+        .send()
+        .await
+        .map(|_| ())
+}
+
+/// Asymmetric and HMAC key material, generated with openssl as AWS's documentation shows
+/// (`genpkey ... | pkcs8 -topk8 -nocrypt -outform der`, `rand`), wrapped with each wrapping
+/// algorithm, imports into EXTERNAL keys of those specs: the public key answered is openssl's
+/// public half of the imported key, signatures verify with openssl, MACs equal openssl's HMAC.
+/// Material of another spec is IncorrectKeyMaterialException. (ekms once refused every
+/// EXTERNAL key that was not SYMMETRIC_DEFAULT.)
+#[tokio::test]
+async fn asymmetric_and_hmac_material_imports() {
+    use aws_sdk_kms::error::ProvideErrorMetadata as _;
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType, MacAlgorithmSpec, SigningAlgorithmSpec};
+    let server = Ekms::shared();
+    let client = server.client().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let create = |spec: KeySpec, usage: KeyUsageType| {
+        let client = client.clone();
+        async move {
+            let meta = client
+                .create_key()
+                .origin(OriginType::External)
+                .key_spec(spec)
+                .key_usage(usage)
+                .send()
+                .await
+                .expect("CreateKey Origin EXTERNAL")
+                .key_metadata()
+                .cloned()
+                .expect("KeyMetadata");
+            assert_eq!(meta.key_state(), Some(&KeyState::PendingImport));
+            assert_eq!(meta.expiration_model(), None);
+            meta.key_id().to_owned()
+        }
+    };
+    let pkcs8 = |name: &str, genpkey: &[&str]| {
+        let pem = dir.join(format!("{name}.pem"));
+        run_ok(openssl().arg("genpkey").args(genpkey).arg("-out").arg(&pem));
+        let der = dir.join(format!("{name}.der"));
+        run_ok(
+            openssl()
+                .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "der", "-in"])
+                .arg(&pem)
+                .arg("-out")
+                .arg(&der),
+        );
+        let public = dir.join(format!("{name}.pub.der"));
+        run_ok(
+            openssl()
+                .args(["pkey", "-in"])
+                .arg(&pem)
+                .args(["-pubout", "-outform", "DER", "-out"])
+                .arg(&public),
+        );
+        (der, std::fs::read(&public).expect("public key"))
+    };
+
+    for (name, spec, genpkey, signing, algorithm) in [
+        (
+            "rsa",
+            KeySpec::Rsa2048,
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"][..],
+            SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
+            AlgorithmSpec::RsaAesKeyWrapSha256,
+        ),
+        (
+            "p256",
+            KeySpec::EccNistP256,
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+            SigningAlgorithmSpec::EcdsaSha256,
+            AlgorithmSpec::RsaesOaepSha256,
+        ),
+        (
+            "secp256k1",
+            KeySpec::EccSecgP256K1,
+            &[
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:secp256k1",
+            ][..],
+            SigningAlgorithmSpec::EcdsaSha256,
+            AlgorithmSpec::RsaAesKeyWrapSha1,
+        ),
+    ] {
+        let key_id = create(spec.clone(), KeyUsageType::SignVerify).await;
+        let (material, public) = pkcs8(name, genpkey);
+        import_material(&client, dir, &key_id, &material, algorithm.clone())
+            .await
+            .unwrap_or_else(|e| panic!("ImportKeyMaterial {name}: {}", DisplayErrorContext(e)));
+        assert_eq!(key_state(&client, &key_id).await, KeyState::Enabled);
+        let answered = client
+            .get_public_key()
+            .key_id(&key_id)
+            .send()
+            .await
+            .expect("GetPublicKey");
+        assert_eq!(
+            answered.public_key().expect("PublicKey").as_ref(),
+            &public[..],
+            "{name}: the public key is the imported key's"
+        );
+        let message = format!("signed by the imported {name} key");
+        let signature = client
+            .sign()
+            .key_id(&key_id)
+            .message(Blob::new(message.as_bytes()))
+            .signing_algorithm(signing)
+            .send()
+            .await
+            .expect("Sign")
+            .signature()
+            .expect("Signature")
+            .as_ref()
+            .to_vec();
+        let files = [
+            (dir.join("message.bin"), message.as_bytes().to_vec()),
+            (dir.join("signature.bin"), signature),
+            (dir.join("public.der"), public.clone()),
+        ];
+        for (path, bytes) in &files {
+            std::fs::write(path, bytes).expect("writing a file for openssl");
+        }
+        run_ok(
+            openssl()
+                .args(["dgst", "-sha256", "-keyform", "DER", "-verify"])
+                .arg(&files[2].0)
+                .arg("-signature")
+                .arg(&files[1].0)
+                .arg(&files[0].0),
+        );
+    }
+
+    // Material of another curve is not this key's.
+    let key_id = create(KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let (p384, _) = pkcs8(
+        "p384",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+    );
+    let refused = import_material(
+        &client,
+        dir,
+        &key_id,
+        &p384,
+        AlgorithmSpec::RsaAesKeyWrapSha256,
+    )
+    .await
+    .expect_err("P-384 material into an ECC_NIST_P256 key")
+    .into_service_error();
+    assert_eq!(refused.code(), Some("IncorrectKeyMaterialException"));
+    assert_eq!(
+        refused.message(),
+        Some("The key material of a ECC_NIST_P256 key must be a ECC_NIST_P256 private key in PKCS #8 DER.")
+    );
+    assert_eq!(key_state(&client, &key_id).await, KeyState::PendingImport);
+
+    // HMAC: `openssl rand`, the MAC is openssl's HMAC under the same key.
+    for (spec, length, mac, md, algorithm) in [
+        (
+            KeySpec::Hmac256,
+            32,
+            MacAlgorithmSpec::HmacSha256,
+            "sha256",
+            AlgorithmSpec::RsaesOaepSha1,
+        ),
+        (
+            KeySpec::Hmac384,
+            100,
+            MacAlgorithmSpec::HmacSha384,
+            "sha384",
+            AlgorithmSpec::RsaAesKeyWrapSha256,
+        ),
+    ] {
+        let key_id = create(spec.clone(), KeyUsageType::GenerateVerifyMac).await;
+        let material = dir.join("hmac.bin");
+        run_ok(
+            openssl()
+                .args(["rand", "-out"])
+                .arg(&material)
+                .arg(length.to_string()),
+        );
+        import_material(&client, dir, &key_id, &material, algorithm)
+            .await
+            .unwrap_or_else(|e| panic!("ImportKeyMaterial {spec:?}: {}", DisplayErrorContext(e)));
+        let message = dir.join("mac-message.bin");
+        std::fs::write(&message, b"authenticated by the imported key").expect("message");
+        let answered = client
+            .generate_mac()
+            .key_id(&key_id)
+            .message(Blob::new(&b"authenticated by the imported key"[..]))
+            .mac_algorithm(mac)
+            .send()
+            .await
+            .expect("GenerateMac")
+            .mac()
+            .expect("Mac")
+            .as_ref()
+            .to_vec();
+        let hex_key: String = std::fs::read(&material)
+            .expect("material")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let expected = run_ok(
+            openssl()
+                .args([
+                    "dgst",
+                    &format!("-{md}"),
+                    "-binary",
+                    "-mac",
+                    "HMAC",
+                    "-macopt",
+                ])
+                .arg(format!("hexkey:{hex_key}"))
+                .arg(&message),
+        );
+        assert_eq!(
+            answered, expected,
+            "{spec:?}: openssl's HMAC under the imported key"
+        );
+    }
+
+    // An HMAC_256 key takes 32 to 64 bytes.
+    let key_id = create(KeySpec::Hmac256, KeyUsageType::GenerateVerifyMac).await;
+    let short = dir.join("short.bin");
+    std::fs::write(&short, random_bytes(16)).expect("short material");
+    let refused = import_material(
+        &client,
+        dir,
+        &key_id,
+        &short,
+        AlgorithmSpec::RsaesOaepSha256,
+    )
+    .await
+    .expect_err("16 bytes into an HMAC_256 key")
+    .into_service_error();
+    assert_eq!(refused.code(), Some("IncorrectKeyMaterialException"));
+    assert_eq!(
+        refused.message(),
+        Some("The key material of a HMAC_256 key must be 32 to 64 bytes.")
+    );
+
+    // `ekms import-key` wraps an RSA private key (longer than RSAES-OAEP carries) with
+    // RSA_AES_KEY_WRAP_SHA_256 after verifying the wrapping key's attestation.
+    let key_id = create(KeySpec::Rsa3072, KeyUsageType::EncryptDecrypt).await;
+    let (material, public) = pkcs8(
+        "rsa3072",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+    );
+    let pcrs = server.data_dir().join("pcrs.json");
+    let too_long = import_key(server, &key_id, &material, &pcrs);
+    assert!(
+        !too_long.status.success(),
+        "RSAES-OAEP cannot carry an RSA private key"
+    );
+    let imported = import_key_with(
+        server,
+        &key_id,
+        &material,
+        &pcrs,
+        &["--wrapping-algorithm", "RSA_AES_KEY_WRAP_SHA_256"],
+    );
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&imported.stdout).expect("import-key prints JSON");
+    assert_eq!(report["WrappingAlgorithm"], "RSA_AES_KEY_WRAP_SHA_256");
+    let answered = client
+        .get_public_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("GetPublicKey");
+    assert_eq!(
+        answered.public_key().expect("PublicKey").as_ref(),
+        &public[..]
+    );
 }
 
 /// An RSA key pair for a recipient enclave, and a mock attestation document binding it.

@@ -108,3 +108,76 @@ async fn each_instance_has_its_own_keys_and_credentials() {
         "UnrecognizedClientException"
     );
 }
+
+/// A second `ekms dev` on a data dir in use stops at once and says why and what to do, before
+/// touching anything in it; the first one keeps serving. (It used to rewrite the first one's
+/// PCRs, then fail with redb's "Database already open. Cannot acquire lock" and "ekms-parent
+/// exited before it was ready".)
+#[tokio::test]
+async fn a_second_ekms_dev_on_the_same_data_dir_says_another_holds_it() {
+    let first = Ekms::start();
+    let data_dir = first.data_dir();
+    let pcrs_before = std::fs::metadata(data_dir.join("pcrs.json"))
+        .and_then(|m| m.modified())
+        .expect("pcrs.json");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut second = std::process::Command::new(ekms_tests::bin_dir().join("ekms"))
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting a second ekms dev");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("waiting for the second ekms dev") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the second ekms dev on the same data dir kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    use std::io::Read as _;
+    second
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("reading its stderr");
+    assert!(!status.success());
+    let expected = format!(
+        "another ekms dev is running on the data dir {} (it holds {}): stop it, or give this one \
+         a data dir and an address of its own, for example `ekms dev --data-dir .ekms-2 \
+         --listen 127.0.0.1:4600`",
+        data_dir.display(),
+        data_dir.join("dev.lock").display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("Database already open"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(data_dir.join("pcrs.json"))
+            .and_then(|m| m.modified())
+            .expect("pcrs.json"),
+        pcrs_before,
+        "the second ekms dev rewrote the first one's PCRs"
+    );
+    first
+        .client()
+        .await
+        .generate_random()
+        .number_of_bytes(4)
+        .send()
+        .await
+        .expect("the first ekms dev still serves");
+}

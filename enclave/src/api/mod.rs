@@ -1,6 +1,8 @@
 //! The API edge: the HTTP server (the KMS JSON protocol, the `Ekms.*` administrative targets,
-//! audit assembly) and the initialize / unseal flow it drives.
+//! STS GetCallerIdentity over the query protocol, audit assembly) and the initialize / unseal
+//! flow it drives.
 
 mod admin;
 mod audit;
 pub mod server;
+mod sts;

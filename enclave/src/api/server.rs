@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use ekms_shared::release::{Hold, HoldCell, HoldWriter};
 use ekms_shared::transport::{Listener, Stream, LINGER, LINGER_BYTES};
 
+use super::sts;
 use super::audit::{
     self, claimed_access_key, request_ids, Assembled, AuditAnswer, Pending, QueueChanges,
 };
@@ -87,6 +88,32 @@ fn phase_of(code: u8) -> Phase {
 }
 
 const JSON: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.1");
+const XML: HeaderValue = HeaderValue::from_static("text/xml");
+
+/// An STS (query protocol) answer: XML, errors in STS's `ErrorResponse` shape.
+fn respond_query(request_id: &str, result: Result<Vec<u8>, KmsError>) -> Response<Full<Bytes>> {
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(e) => {
+            if let KmsError::Internal(why) = &e {
+                tracing::warn!(request_id, why, "internal error");
+            }
+            (
+                StatusCode::from_u16(e.sts_http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                sts::error_response(&e, request_id),
+            )
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, XML);
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    response
+}
 
 fn respond(request_id: &str, result: Result<Vec<u8>, KmsError>) -> Response<Full<Bytes>> {
     let (status, body, error_type) = match result {
@@ -95,7 +122,10 @@ fn respond(request_id: &str, result: Result<Vec<u8>, KmsError>) -> Response<Full
             if let KmsError::Internal(why) = &e {
                 tracing::warn!(request_id, why, "internal error");
             }
-            let body = serde_json::json!({ "__type": e.aws_code(), "message": e.to_string() });
+            let body = match e.client_message() {
+                Some(message) => serde_json::json!({ "__type": e.aws_code(), "message": message }),
+                None => serde_json::json!({ "__type": e.aws_code() }),
+            };
             (
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 serde_json::to_vec(&body).unwrap_or_default(),
@@ -405,7 +435,8 @@ impl Service {
             event_id,
             ..Pending::default()
         };
-        let mut result = self.answer(request, &mut pending).await;
+        let query = sts::is_query_request(request.method(), request.uri(), request.headers());
+        let mut result = self.answer(request, query, &mut pending).await;
         // Every authenticated (or refused) KMS request is recorded, durably, before the answer;
         // if the record cannot be written the request fails (fail closed).
         if let Some(Assembled { record, refused }) =
@@ -428,7 +459,11 @@ impl Service {
         }
         // An oversized body was not read: the connection cannot carry another request.
         let close = matches!(result, Err(KmsError::RequestTooLarge(..)));
-        let mut response = respond(&request_id, result);
+        let mut response = if query {
+            respond_query(&request_id, result)
+        } else {
+            respond(&request_id, result)
+        };
         if close {
             response
                 .headers_mut()
@@ -437,12 +472,123 @@ impl Service {
         response
     }
 
+    /// Refuses requests until the domain key is there.
+    ///
+    /// # Errors
+    /// `KMSInvalidStateException` while uninitialized or sealed.
+    fn check_unsealed(&self) -> Result<(), KmsError> {
+        match self.phase() {
+            Phase::Unsealed | Phase::MemoryOnly => Ok(()),
+            Phase::Uninitialized => Err(KmsError::InvalidState(
+                "ekms is not initialized: run `ekms init`.".to_owned(),
+            )),
+            Phase::Sealed => Err(KmsError::InvalidState(
+                "ekms is sealed: custodians must run `ekms unseal` until the threshold of shares is reached.".to_owned(),
+            )),
+        }
+    }
+
+    /// Verifies the request's SigV4 signature for `service` against the principals, and notes
+    /// who made it (or, refused, the access key it claimed) for the audit record. Returns the
+    /// caller and its principal's unique id.
+    ///
+    /// # Errors
+    /// The SigV4 failures ([`KmsError::Auth`]).
+    fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        service: &str,
+        pending: &mut Pending,
+    ) -> Result<(Caller, String), KmsError> {
+        pending.user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let digest = ring::digest::digest(&ring::digest::SHA256, body);
+        let mut body_sha256 = [0u8; 32];
+        body_sha256.copy_from_slice(digest.as_ref());
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body_sha256,
+        };
+        let scope = Scope {
+            region: &self.config.region,
+            service,
+        };
+        let now_secs = self.env.now().div_euclid(1000);
+        let caller = {
+            let principals = self.state.principals();
+            sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &*principals)
+                .map_err(KmsError::Auth)
+                .and_then(|verified| {
+                    let principal = principals
+                        .by_access_key(&verified.access_key_id)
+                        .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
+                    Ok((
+                        Caller {
+                            arn: principal.arn.clone(),
+                            access_key_id: verified.access_key_id,
+                            identity_policy: principal.identity_policy(),
+                        },
+                        principal.id.clone(),
+                    ))
+                })
+        };
+        match caller {
+            Ok((caller, id)) => {
+                pending.identity = Some(Identity::User {
+                    arn: caller.arn.clone(),
+                    access_key_id: caller.access_key_id.clone(),
+                });
+                Ok((caller, id))
+            }
+            Err(e) => {
+                // Refused: the record names the access key the request claimed.
+                pending.identity = Some(Identity::Unknown {
+                    access_key_id: claimed_access_key(&parts.headers),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// An STS request (query protocol, signed for `sts`): GetCallerIdentity answers who the
+    /// signing principal is; nothing else is served. Audited like a KMS request.
+    ///
+    /// # Errors
+    /// `MissingAction`, `InvalidAction`, the SigV4 failures, `ServiceUnavailable` while sealed.
+    fn answer_sts(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        pending: &mut Pending,
+    ) -> Result<Vec<u8>, KmsError> {
+        let action = sts::action(parts.uri.query(), body)?;
+        self.check_unsealed()?;
+        pending.op = Some(action);
+        let (caller, user_id) = self.authenticate(parts, body, "sts", pending)?;
+        Ok(sts::get_caller_identity_response(
+            &sts::CallerIdentity {
+                arn: &caller.arn,
+                user_id: &user_id,
+                account: &self.config.account,
+            },
+            &pending.request_id,
+        ))
+    }
+
     async fn answer(
         &self,
         request: Request<Incoming>,
+        query: bool,
         pending: &mut Pending,
     ) -> Result<Vec<u8>, KmsError> {
-        if request.method() != Method::POST || request.uri().path() != "/" {
+        if !query && (request.method() != Method::POST || request.uri().path() != "/") {
             return Err(KmsError::UnknownOperation(
                 "The AWS KMS API is served by POST / with an X-Amz-Target header.".to_owned(),
             ));
@@ -477,6 +623,9 @@ impl Service {
                     ))
                 }
             };
+        if query {
+            return self.answer_sts(&parts, &body, pending);
+        }
         let target = parts
             .headers
             .get("x-amz-target")
@@ -491,19 +640,7 @@ impl Service {
                 return self.admin(admin, &body).await;
             }
         }
-        match self.phase() {
-            Phase::Unsealed | Phase::MemoryOnly => {}
-            Phase::Uninitialized => {
-                return Err(KmsError::InvalidState(
-                    "ekms is not initialized: run `ekms init`.".to_owned(),
-                ))
-            }
-            Phase::Sealed => {
-                return Err(KmsError::InvalidState(
-                    "ekms is sealed: custodians must run `ekms unseal` until the threshold of shares is reached.".to_owned(),
-                ))
-            }
-        }
+        self.check_unsealed()?;
         let op = match principal_op {
             Some(_) => None,
             None => Some(dispatch::parse_target(target)?),
@@ -522,55 +659,7 @@ impl Service {
         let members = crate::json::Members::parse(&body);
         pending.request_parameters =
             crate::durability::audit::request_parameters_split(&body, members.as_ref());
-        pending.user_agent = parts
-            .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
-        let mut body_sha256 = [0u8; 32];
-        body_sha256.copy_from_slice(digest.as_ref());
-        let signed = SignedRequest {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &parts.headers,
-            body_sha256,
-        };
-        let scope = Scope {
-            region: &self.config.region,
-            service: "kms",
-        };
-        let now_secs = self.env.now().div_euclid(1000);
-        let caller = {
-            let principals = self.state.principals();
-            sigv4::verify(&signed, &scope, now_secs, MAX_SKEW_SECS, &*principals)
-                .map_err(KmsError::Auth)
-                .and_then(|verified| {
-                    let principal = principals
-                        .by_access_key(&verified.access_key_id)
-                        .ok_or(KmsError::Auth(sigv4::SigV4Error::UnrecognizedClient))?;
-                    Ok(Caller {
-                        arn: principal.arn.clone(),
-                        access_key_id: verified.access_key_id,
-                        identity_policy: principal.identity_policy(),
-                    })
-                })
-        };
-        let caller = match caller {
-            Ok(caller) => caller,
-            Err(e) => {
-                // Refused: the record names the access key the request claimed.
-                pending.identity = Some(Identity::Unknown {
-                    access_key_id: claimed_access_key(&parts.headers),
-                });
-                return Err(e);
-            }
-        };
-        pending.identity = Some(Identity::User {
-            arn: caller.arn.clone(),
-            access_key_id: caller.access_key_id.clone(),
-        });
+        let (caller, _) = self.authenticate(&parts, &body, "kms", pending)?;
         let (result, touched) = {
             let identity = pending.identity.clone().unwrap_or(Identity::Unknown {
                 access_key_id: None,

@@ -486,9 +486,13 @@ impl Event<'_> {
                 kind: "Unknown",
             },
         };
+        // STS GetCallerIdentity (served on the same endpoint) is recorded as CloudTrail
+        // records it: from sts.amazonaws.com, with STS's error codes.
+        let sts = self.event_name == "GetCallerIdentity";
         let read_only = matches!(
             self.event_name,
-            "DescribeKey"
+            "GetCallerIdentity"
+                | "DescribeKey"
                 | "ListKeys"
                 | "ListAliases"
                 | "ListResourceTags"
@@ -503,12 +507,20 @@ impl Event<'_> {
         );
         let out = RecordOut {
             aws_region: &self.config.region,
-            error_code: self.error.map(KmsError::aws_code),
-            error_message: self.error.map(ToString::to_string),
+            error_code: self
+                .error
+                .map(|e| if sts { e.sts_code() } else { e.aws_code() }),
+            error_message: self
+                .error
+                .map(|e| if sts { e.sts_message() } else { e.to_string() }),
             event_category: "Management",
             event_id: self.event_id.to_string(),
             event_name: self.event_name,
-            event_source: "kms.amazonaws.com",
+            event_source: if sts {
+                "sts.amazonaws.com"
+            } else {
+                "kms.amazonaws.com"
+            },
             event_time: iso8601(self.time_millis),
             event_type: "AwsApiCall",
             event_version: "1.08",

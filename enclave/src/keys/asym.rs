@@ -51,7 +51,7 @@ pub enum AsymError {
         spec: &'static str,
     },
     /// A DIGEST message whose length is not the output length of the algorithm's hash.
-    #[error("the digest is {got} bytes; {algorithm} needs a {expected}-byte digest")]
+    #[error("Digest is invalid length for algorithm {algorithm}.")]
     DigestLength {
         /// AWS name of the signing algorithm.
         algorithm: &'static str,
@@ -61,7 +61,7 @@ pub enum AsymError {
         got: usize,
     },
     /// The plaintext exceeds what OAEP can carry for this modulus and hash.
-    #[error("the plaintext is {got} bytes; {algorithm} with a {spec} key takes at most {max}")]
+    #[error("Algorithm {algorithm} and key spec {spec} cannot encrypt data larger than {max} bytes.")]
     PlaintextTooLong {
         /// AWS name of the encryption algorithm.
         algorithm: &'static str,
@@ -310,6 +310,40 @@ pub fn generate(spec: KeySpec) -> AsymResult<KeyMaterial> {
         Zeroizing::new(pkcs8.as_ref().to_vec())
     };
     Ok(KeyMaterial::new(der))
+}
+
+/// An imported private key (PKCS #8 DER, RFC 5208, as AWS KMS takes it) of `spec`, answered
+/// in the form [`generate`] makes: PKCS #8 v1 re-encoded by AWS-LC, so that the same key always
+/// has the same bytes whatever encoder made the import. `None` when the bytes are not a private
+/// key of `spec` (another algorithm, curve or modulus size, or a key AWS-LC's checks refuse).
+///
+/// # Errors
+/// [`AsymError::UnsupportedSpec`] for a spec that is not RSA_* or ECC_*;
+/// [`AsymError::Primitive`] if AWS-LC cannot encode a key it parsed.
+pub fn import_private_key(spec: KeySpec, pkcs8: &[u8]) -> AsymResult<Option<KeyMaterial>> {
+    let der = if spec.is_rsa() {
+        let bits = match rsa_size(spec)? {
+            KeySize::Rsa2048 => 2048,
+            KeySize::Rsa3072 => 3072,
+            _ => 4096,
+        };
+        let Ok(pair) = RsaKeyPair::from_pkcs8(pkcs8) else {
+            return Ok(None);
+        };
+        if pair.public_modulus_len() * 8 != bits {
+            return Ok(None);
+        }
+        let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)?;
+        Zeroizing::new(pkcs8.as_ref().to_vec())
+    } else {
+        // Checks the curve, and that the point is the private scalar's (EC_KEY_check_key).
+        let Ok(pair) = EcdsaKeyPair::from_pkcs8(ecdsa_signing(spec)?, pkcs8) else {
+            return Ok(None);
+        };
+        let pkcs8 = pair.to_pkcs8v1()?;
+        Zeroizing::new(pkcs8.as_ref().to_vec())
+    };
+    Ok(Some(KeyMaterial::new(der)))
 }
 
 /// The public key of a stored private key, as DER SubjectPublicKeyInfo (RFC 5280).

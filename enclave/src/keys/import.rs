@@ -30,6 +30,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::env::Millis;
+use crate::keys::{KeyMaterial, KeySpec};
 
 /// How long import parameters are valid: 24 hours, as in AWS KMS.
 pub const TOKEN_VALIDITY_MS: Millis = 24 * 60 * 60 * 1000;
@@ -57,6 +58,68 @@ pub enum ImportError {
     /// aws-lc could not generate the wrapping key.
     #[error("wrapping key generation failed")]
     KeyGeneration,
+}
+
+/// Unwrapped key material that is not material of the key's spec.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialError {
+    /// The wrong length, algorithm, curve or modulus size: AWS's IncorrectKeyMaterialException.
+    #[error("The key material of a {spec} key must be {expected}.")]
+    NotForSpec {
+        /// AWS name of the key's spec.
+        spec: &'static str,
+        /// What material of that spec is.
+        expected: String,
+    },
+    /// AWS-LC parsed the key but could not encode it again.
+    #[error("the imported private key could not be re-encoded")]
+    Encoding,
+}
+
+/// Checks unwrapped material against the spec of the key it is imported into, and answers it
+/// in the form the service keeps keys of that spec in: 256 bits for SYMMETRIC_DEFAULT; for
+/// HMAC keys, bytes within [`crate::keys::mac::import_len`]; for RSA and ECC keys, a private
+/// key of that modulus size or curve in PKCS #8 DER (RFC 5208), re-encoded as
+/// [`crate::keys::asym::import_private_key`] does.
+///
+/// # Errors
+/// [`MaterialError::NotForSpec`] for material that is not of `spec` (or a spec nothing is
+/// imported into); [`MaterialError::Encoding`] if AWS-LC fails.
+pub fn material_for(spec: KeySpec, bytes: Zeroizing<Vec<u8>>) -> Result<KeyMaterial, MaterialError> {
+    let not_for_spec = |expected: String| MaterialError::NotForSpec {
+        spec: spec.as_str(),
+        expected,
+    };
+    if spec == KeySpec::SymmetricDefault {
+        // Lengths are public; the bytes are not.
+        return if bytes.len() == 32 {
+            Ok(KeyMaterial::new(bytes))
+        } else {
+            Err(not_for_spec("256 bits (32 bytes)".to_owned()))
+        };
+    }
+    if let Some(lengths) = crate::keys::mac::import_len(spec) {
+        return if lengths.contains(&bytes.len()) {
+            Ok(KeyMaterial::new(bytes))
+        } else {
+            Err(not_for_spec(format!(
+                "{} to {} bytes",
+                lengths.start(),
+                lengths.end()
+            )))
+        };
+    }
+    if spec.is_rsa() || spec.is_ecc() {
+        return match crate::keys::asym::import_private_key(spec, &bytes) {
+            Ok(Some(material)) => Ok(material),
+            Ok(None) => Err(not_for_spec(format!(
+                "a {} private key in PKCS #8 DER",
+                spec.as_str()
+            ))),
+            Err(_) => Err(MaterialError::Encoding),
+        };
+    }
+    Err(not_for_spec("of a kind this service imports".to_owned()))
 }
 
 /// AWS `WrappingAlgorithm`s this service accepts.
@@ -536,5 +599,66 @@ mod tests {
             &[1; 32],
             &commitment
         ));
+    }
+
+    /// Material is checked against the key's spec: the symmetric length, HMAC lengths from the
+    /// spec's bits to its hash's block size, and PKCS #8 private keys of the spec's modulus size
+    /// or curve, kept in the form the service generates them in (so a key imported twice has
+    /// the same bytes, and the re-import check compares like with like).
+    #[test]
+    fn material_must_be_of_the_keys_spec() {
+        let bytes = |n: usize| Zeroizing::new(vec![7u8; n]);
+        assert!(material_for(KeySpec::SymmetricDefault, bytes(32)).is_ok());
+        let refused = material_for(KeySpec::SymmetricDefault, bytes(16)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "The key material of a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes)."
+        );
+        for (spec, min, max) in [
+            (KeySpec::Hmac224, 28, 64),
+            (KeySpec::Hmac256, 32, 64),
+            (KeySpec::Hmac384, 48, 128),
+            (KeySpec::Hmac512, 64, 128),
+        ] {
+            assert!(material_for(spec, bytes(min)).is_ok(), "{spec:?} {min}");
+            assert!(material_for(spec, bytes(max)).is_ok(), "{spec:?} {max}");
+            assert!(material_for(spec, bytes(min - 1)).is_err(), "{spec:?} short");
+            assert!(material_for(spec, bytes(max + 1)).is_err(), "{spec:?} long");
+        }
+        assert_eq!(
+            material_for(KeySpec::Hmac256, bytes(16))
+                .unwrap_err()
+                .to_string(),
+            "The key material of a HMAC_256 key must be 32 to 64 bytes."
+        );
+        let asymmetric = [
+            KeySpec::Rsa2048,
+            KeySpec::Rsa3072,
+            KeySpec::EccNistP256,
+            KeySpec::EccNistP384,
+            KeySpec::EccNistP521,
+            KeySpec::EccSecgP256k1,
+        ];
+        for spec in asymmetric {
+            let generated = crate::keys::asym::generate(spec).unwrap();
+            let pkcs8 = Zeroizing::new(generated.expose_secret().to_vec());
+            let imported = material_for(spec, pkcs8.clone()).unwrap();
+            assert_eq!(imported.expose_secret(), generated.expose_secret(), "{spec:?}");
+            for other in asymmetric.into_iter().filter(|o| *o != spec) {
+                let refused = material_for(other, pkcs8.clone()).unwrap_err();
+                assert_eq!(
+                    refused.to_string(),
+                    format!(
+                        "The key material of a {} key must be a {} private key in PKCS #8 DER.",
+                        other.as_str(),
+                        other.as_str()
+                    )
+                );
+            }
+            assert!(material_for(KeySpec::SymmetricDefault, pkcs8.clone()).is_err());
+            // Not DER at all, or cut short.
+            assert!(material_for(spec, bytes(pkcs8.len())).is_err());
+            assert!(material_for(spec, Zeroizing::new(pkcs8[..pkcs8.len() - 1].to_vec())).is_err());
+        }
     }
 }

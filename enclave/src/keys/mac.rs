@@ -89,6 +89,19 @@ pub fn key_len(spec: KeySpec) -> Option<usize> {
     MacAlgorithm::of_spec(spec).map(MacAlgorithm::tag_len)
 }
 
+/// The lengths in bytes of key material AWS KMS imports into an HMAC key of `spec`: at least
+/// the length it generates (the spec's bits), at most the block size of the spec's hash (64
+/// bytes for SHA-224 and SHA-256, 128 for SHA-384 and SHA-512; HMAC hashes a longer key down,
+/// RFC 2104 section 3). `None` for a spec that is not HMAC.
+pub fn import_len(spec: KeySpec) -> Option<std::ops::RangeInclusive<usize>> {
+    let algorithm = MacAlgorithm::of_spec(spec)?;
+    let block = match algorithm {
+        MacAlgorithm::HmacSha224 | MacAlgorithm::HmacSha256 => 64,
+        MacAlgorithm::HmacSha384 | MacAlgorithm::HmacSha512 => 128,
+    };
+    Some(algorithm.tag_len()..=block)
+}
+
 /// Fresh random key material for an HMAC key of `spec`.
 ///
 /// # Errors

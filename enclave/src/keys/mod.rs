@@ -363,16 +363,17 @@ impl Key {
         }
     }
 
-    /// Checks that the key is for `usage`.
+    /// Checks that the key is for `usage`, for the operation `operation` (named in the message,
+    /// as AWS names it).
     ///
     /// # Errors
-    /// `InvalidKeyUsageException` naming the key's usage.
-    pub fn check_usage(&self, usage: KeyUsage, config: &Config) -> KmsResult<()> {
+    /// `InvalidKeyUsageException` naming the key's usage and the operation.
+    pub fn check_usage(&self, usage: KeyUsage, operation: &str, config: &Config) -> KmsResult<()> {
         if self.usage == usage {
             Ok(())
         } else {
             Err(KmsError::InvalidKeyUsage(format!(
-                "{} key usage is {} which is not valid for this operation.",
+                "{} key usage is {} which is not valid for {operation}.",
                 config.key_arn(&self.id),
                 self.usage.as_str()
             )))
@@ -445,16 +446,31 @@ impl KeyRef {
     /// `ValidationException` for a bad length; `NotFoundException` for a shape that cannot name
     /// a key of this deployment (as AWS answers for an unknown ARN or malformed id).
     pub fn parse(field: &str, value: &str, config: &Config) -> KmsResult<KeyRef> {
-        if value.is_empty() || value.len() > MAX_KEY_ID_LEN {
-            return Err(KmsError::invalid_field(field, format_args!("Member must have length between 1 and {MAX_KEY_ID_LEN}")));
+        if value.is_empty() {
+            return Err(KmsError::invalid_field(
+                field,
+                "Member must have length greater than or equal to 1",
+            ));
+        }
+        if value.len() > MAX_KEY_ID_LEN {
+            return Err(KmsError::invalid_field(
+                field,
+                format_args!("Member must have length less than or equal to {MAX_KEY_ID_LEN}"),
+            ));
         }
         let local = if let Some(rest) = value.strip_prefix("arn:") {
             let prefix = config.kms_arn_prefix();
             match value.strip_prefix(prefix.as_str()) {
                 Some(resource) => resource,
                 None => {
-                    let _ = rest;
-                    return Err(KmsError::NotFound(format!("Invalid arn {value}")));
+                    // A KMS ARN of another region: AWS names the region ("Invalid arn
+                    // us-west-2"); anything else, the whole value.
+                    let mut parts = rest.splitn(4, ':');
+                    let shown = match (parts.next(), parts.next(), parts.next()) {
+                        (Some(_), Some("kms"), Some(region)) if region != config.region => region,
+                        _ => value,
+                    };
+                    return Err(KmsError::NotFound(format!("Invalid arn {shown}")));
                 }
             }
         } else {
@@ -464,7 +480,7 @@ impl KeyRef {
             if value.starts_with("arn:") {
                 return Uuid::try_parse(id)
                     .map(KeyRef::Key)
-                    .map_err(|_| KmsError::NotFound(format!("Invalid keyId {value}")));
+                    .map_err(|_| KmsError::NotFound(format!("Invalid keyId '{value}'")));
             }
         }
         if local.starts_with("alias/") {
@@ -479,7 +495,7 @@ impl KeyRef {
                 return Ok(KeyRef::Key(id));
             }
         }
-        Err(KmsError::NotFound(format!("Invalid keyId {value}")))
+        Err(KmsError::NotFound(format!("Invalid keyId '{value}'")))
     }
 }
 

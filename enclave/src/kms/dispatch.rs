@@ -213,6 +213,7 @@ where
     let request: Req = serde_json::from_slice(body)
         .map_err(|e| KmsError::Serialization(format!("Could not parse the request: {e}")))?;
     ctx.begin(op.actions());
+    ctx.set_operation(op.name());
     if op.scope() == Scope::Account {
         ctx.authorize_account(op.actions().first().copied().unwrap_or_default())?;
     }

@@ -6,53 +6,65 @@ fn invalid(field: &str, constraint: &str) -> KmsError {
     KmsError::invalid_field(field, constraint)
 }
 
-/// A required field was absent.
+/// A required field was absent: `Value null at '<field>' ... Member must not be null`.
 pub fn required<T>(field: &str, value: Option<T>) -> KmsResult<T> {
-    value.ok_or_else(|| invalid(field, "Member must not be null"))
+    value.ok_or_else(|| KmsError::invalid_value(field, "null", "Member must not be null"))
 }
 
-/// A string's length in characters, as AWS counts it.
+/// AWS's words for a length outside `min..=max`: it names the bound that was crossed.
+fn length_constraint(n: usize, min: usize, max: usize) -> Option<String> {
+    if n < min {
+        Some(format!("Member must have length greater than or equal to {min}"))
+    } else if n > max {
+        Some(format!("Member must have length less than or equal to {max}"))
+    } else {
+        None
+    }
+}
+
+/// A string's length in characters, as AWS counts it. The value is not repeated (it may be
+/// long, or a token).
 pub fn str_len(field: &str, value: &str, min: usize, max: usize) -> KmsResult<()> {
-    let n = value.chars().count();
-    if n < min || n > max {
-        return Err(invalid(
-            field,
-            &format!("Member must have length between {min} and {max}"),
-        ));
+    match length_constraint(value.chars().count(), min, max) {
+        Some(constraint) => Err(invalid(field, &constraint)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// A blob's length in bytes.
+/// A blob's length in bytes (never repeated: plaintexts, ciphertexts).
 pub fn blob_len(field: &str, value: &[u8], min: usize, max: usize) -> KmsResult<()> {
-    if value.len() < min || value.len() > max {
-        return Err(invalid(
-            field,
-            &format!("Member must have length between {min} and {max}"),
-        ));
+    match length_constraint(value.len(), min, max) {
+        Some(constraint) => Err(invalid(field, &constraint)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// A number within a closed range.
+/// A number within a closed range, named in the message as AWS does (`Value '0' at
+/// 'numberOfBytes' ... Member must have value greater than or equal to 1`).
 pub fn range(field: &str, value: i64, min: i64, max: i64) -> KmsResult<()> {
-    if value < min || value > max {
-        return Err(invalid(
-            field,
-            &format!("Member must have value between {min} and {max}"),
-        ));
-    }
-    Ok(())
+    let constraint = if value < min {
+        format!("Member must have value greater than or equal to {min}")
+    } else if value > max {
+        format!("Member must have value less than or equal to {max}")
+    } else {
+        return Ok(());
+    };
+    Err(KmsError::invalid_value(
+        field,
+        format_args!("'{value}'"),
+        constraint,
+    ))
 }
 
-/// A value from a fixed set.
+/// A value from a fixed set, named in the message as AWS does.
 pub fn one_of<'a>(field: &str, value: &'a str, allowed: &[&str]) -> KmsResult<&'a str> {
     if allowed.contains(&value) {
         Ok(value)
     } else {
-        Err(invalid(
+        Err(KmsError::invalid_value(
             field,
-            &format!(
+            format_args!("'{value}'"),
+            format_args!(
                 "Member must satisfy enum value set: [{}]",
                 allowed.join(", ")
             ),
@@ -69,4 +81,49 @@ pub fn count<T>(field: &str, items: &[T], max: usize) -> KmsResult<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// AWS's own words, as recorded from AWS KMS (LocalStack's AWS-validated snapshots of
+    /// Encrypt with 4097 bytes and GenerateRandom with 0 and 1025 bytes).
+    #[test]
+    fn messages_are_worded_as_aws_words_them() {
+        let message = |e: KmsError| e.to_string();
+        assert_eq!(
+            message(blob_len("plaintext", &[0u8; 4097], 1, 4096).unwrap_err()),
+            "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: \
+             Member must have length less than or equal to 4096"
+        );
+        assert_eq!(
+            message(range("numberOfBytes", 0, 1, 1024).unwrap_err()),
+            "1 validation error detected: Value '0' at 'numberOfBytes' failed to satisfy \
+             constraint: Member must have value greater than or equal to 1"
+        );
+        assert_eq!(
+            message(range("numberOfBytes", 1025, 1, 1024).unwrap_err()),
+            "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy \
+             constraint: Member must have value less than or equal to 1024"
+        );
+        assert_eq!(
+            message(one_of("macAlgorithm", "INVALID", &["HMAC_SHA_256"]).unwrap_err()),
+            "1 validation error detected: Value 'INVALID' at 'macAlgorithm' failed to satisfy \
+             constraint: Member must satisfy enum value set: [HMAC_SHA_256]"
+        );
+        assert_eq!(
+            message(required::<()>("keyId", None).unwrap_err()),
+            "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: \
+             Member must not be null"
+        );
+        assert_eq!(
+            message(str_len("description", "", 1, 8192).unwrap_err()),
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: \
+             Member must have length greater than or equal to 1"
+        );
+        assert!(blob_len("plaintext", &[0u8; 4096], 1, 4096).is_ok());
+        assert!(range("numberOfBytes", 1024, 1, 1024).is_ok());
+    }
 }

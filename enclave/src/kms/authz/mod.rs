@@ -135,6 +135,8 @@ pub struct Ctx<'a> {
     /// The IAM actions the running operation's table row declares (none until dispatch sets
     /// them: nothing is authorized outside an operation).
     actions: Cell<&'static [&'static str]>,
+    /// The running KMS operation's name (`Encrypt`), for the messages that name it.
+    operation: Cell<&'static str>,
     /// How many authorization decisions allowed something for this request.
     allowed: Cell<u32>,
     /// Whether the account-level action of the operation (`*`) was allowed.
@@ -158,9 +160,21 @@ impl<'a> Ctx<'a> {
             env,
             caller,
             actions: Cell::new(&[]),
+            operation: Cell::new(""),
             allowed: Cell::new(0),
             account_allowed: Cell::new(false),
         }
+    }
+
+    /// Names the running KMS operation (set by dispatch with [`Ctx::begin`]).
+    pub(crate) fn set_operation(&self, name: &'static str) {
+        self.operation.set(name);
+    }
+
+    /// The running KMS operation's name, as AWS names it in messages (`key usage is
+    /// SIGN_VERIFY which is not valid for Encrypt.`).
+    pub fn operation(&self) -> &'static str {
+        self.operation.get()
     }
 
     /// Starts an operation whose table row declares `actions`.

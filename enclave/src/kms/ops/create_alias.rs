@@ -24,7 +24,8 @@ pub struct Response {}
 /// reserved `alias/aws/` namespace.
 ///
 /// # Errors
-/// `ValidationException` for the length or characters, `InvalidAliasNameException` otherwise.
+/// `ValidationException` for the length, the characters or a missing `alias/` prefix,
+/// `InvalidAliasNameException` otherwise.
 pub fn check_alias_name(name: &str) -> KmsResult<()> {
     validate::str_len("aliasName", name, 1, 256)?;
     if !name
@@ -33,10 +34,14 @@ pub fn check_alias_name(name: &str) -> KmsResult<()> {
     {
         return Err(KmsError::invalid_field("aliasName", "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"));
     }
+    // A name without the prefix breaks the documented pattern (`alias/` then the name): AWS
+    // answers ValidationException, in these words.
     let Some(rest) = name.strip_prefix("alias/") else {
-        return Err(KmsError::InvalidAliasName(format!(
-            "Alias must start with the prefix \"alias/\": {name}"
-        )));
+        return Err(KmsError::Validation(
+            "Alias must start with the prefix \"alias/\". Please see \
+             https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+                .to_owned(),
+        ));
     };
     if rest.is_empty() || rest.contains(':') {
         return Err(KmsError::InvalidAliasName(format!(
@@ -105,10 +110,13 @@ mod tests {
     fn alias_names() {
         assert!(check_alias_name("alias/app").is_ok());
         assert!(check_alias_name("alias/team-a/app_1").is_ok());
-        assert!(matches!(
-            check_alias_name("app"),
-            Err(KmsError::InvalidAliasName(_))
-        ));
+        let no_prefix = check_alias_name("app").expect_err("a name without the prefix");
+        assert_eq!(no_prefix.aws_code(), "ValidationException");
+        assert_eq!(
+            no_prefix.to_string(),
+            "Alias must start with the prefix \"alias/\". Please see \
+             https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+        );
         assert!(matches!(
             check_alias_name("alias/"),
             Err(KmsError::InvalidAliasName(_))

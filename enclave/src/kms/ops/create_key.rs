@@ -120,8 +120,9 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         None => Origin::AwsKms,
         Some(origin) => match validate::one_of("origin", origin, ORIGINS)? {
             "AWS_KMS" => Origin::AwsKms,
-            // Imported key material (GetParametersForImport): symmetric encryption keys.
-            "EXTERNAL" if spec == KeySpec::SymmetricDefault => Origin::External,
+            // Imported key material (GetParametersForImport): symmetric encryption, HMAC, RSA
+            // and ECC keys (every spec this service has; SM2 is refused above).
+            "EXTERNAL" => Origin::External,
             _ => {
                 return Err(unsupported(&format!(
                     "Origin {origin} with KeySpec {}",
@@ -142,14 +143,20 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
 
-    let material = if spec.is_hmac() {
-        crate::keys::mac::generate_key(spec, ctx.env.entropy.as_ref())?
+    // An EXTERNAL key starts without material, PendingImport.
+    let material = if origin == Origin::External {
+        None
+    } else if spec.is_hmac() {
+        Some(crate::keys::mac::generate_key(
+            spec,
+            ctx.env.entropy.as_ref(),
+        )?)
     } else if spec.is_rsa() || spec.is_ecc() {
-        crate::keys::asym::generate(spec)?
+        Some(crate::keys::asym::generate(spec)?)
     } else {
         let mut bytes = Zeroizing::new([0u8; 32]);
         ctx.env.entropy.fill(&mut bytes[..])?;
-        KeyMaterial::symmetric(&bytes)
+        Some(KeyMaterial::symmetric(&bytes))
     };
     let mut id = [0u8; 16];
     ctx.env.entropy.fill(&mut id)?;
@@ -168,8 +175,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         spec,
         usage,
         origin,
-        // An EXTERNAL key starts without material, PendingImport.
-        (origin != Origin::External).then_some(material),
+        material,
     );
     key.description = description;
     key.tags = tags;

@@ -72,14 +72,14 @@ pub fn open_blob<G: std::ops::Deref<Target = KeyStore>>(
     if let Some(key_id) = key_id {
         if store.id_of(field, key_id)? != id {
             return Err(KmsError::IncorrectKey(
-                "The key ID in the request does not identify a KMS key that can perform this operation.".to_owned(),
+                "The key ID in the request does not identify a CMK that can perform this operation.".to_owned(),
             ));
         }
     }
     let key = store.get(&proof)?;
     let context = conditions.encryption_context.unwrap_or(&EMPTY_CONTEXT);
     key.check_usable_at(ctx.config, now)?;
-    key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+    key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
     if key.spec != KeySpec::SymmetricDefault {
         return Err(KmsError::InvalidCiphertext);
     }
@@ -117,7 +117,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         if key.spec.is_rsa() {
             let name = req.encryption_algorithm.as_deref();
             key.check_usable(ctx.config)?;
-            key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+            key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
             let algorithm = super::encrypt::rsa_algorithm(ctx, key, name, &context)?;
             super::dry_run(req.dry_run)?;
             let (_, material) = key.current_version()?;

@@ -58,7 +58,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let conditions = crate::kms::authz::Conditions::default().with_recipient(recipient.as_ref());
     let key = store.key("keyId", &key_id, "DeriveSharedSecret", &conditions)?;
     key.check_usable(ctx.config)?;
-    key.check_usage(KeyUsage::KeyAgreement, ctx.config)?;
+    key.check_usage(KeyUsage::KeyAgreement, ctx.operation(), ctx.config)?;
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;
     let secret = asym::derive_shared_secret(key.spec, material, &public_key.0)?;

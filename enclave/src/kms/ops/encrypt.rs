@@ -44,7 +44,7 @@ pub fn seal_with(
     plaintext: &[u8],
 ) -> KmsResult<Vec<u8>> {
     key.check_usable_at(ctx.config, ctx.env.now())?;
-    key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+    key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
     if key.spec != KeySpec::SymmetricDefault {
         return Err(KmsError::InvalidKeyUsage(format!(
             "{} is an asymmetric key: this operation needs a symmetric encryption key.",
@@ -114,7 +114,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key = store.key("keyId", &key_id, "Encrypt", &conditions)?;
     key.check_usable(ctx.config)?;
     if key.spec.is_rsa() {
-        key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+        key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
         let algorithm = rsa_algorithm(ctx, key, req.encryption_algorithm.as_deref(), &context)?;
         super::dry_run(req.dry_run)?;
         let (_, material) = key.current_version()?;

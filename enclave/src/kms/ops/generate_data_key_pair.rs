@@ -97,7 +97,7 @@ pub fn generate(ctx: &Ctx<'_>, action: &'static str, req: Request) -> KmsResult<
         let store = ctx.keys();
         let key = store.key("keyId", &key_id, action, &conditions)?;
         key.check_usable(ctx.config)?;
-        key.check_usage(KeyUsage::EncryptDecrypt, ctx.config)?;
+        key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
         if key.spec != KeySpec::SymmetricDefault {
             return Err(KmsError::InvalidKeyUsage(format!(
                 "{} is an asymmetric key: this operation needs a symmetric encryption key.",

@@ -64,12 +64,11 @@ pub fn mac_key<'k>(
     algorithm: MacAlgorithm,
 ) -> KmsResult<&'k KeyMaterial> {
     key.check_usable(ctx.config)?;
-    key.check_usage(KeyUsage::GenerateVerifyMac, ctx.config)?;
+    key.check_usage(KeyUsage::GenerateVerifyMac, ctx.operation(), ctx.config)?;
     if MacAlgorithm::of_spec(key.spec) != Some(algorithm) {
         return Err(KmsError::InvalidKeyUsage(format!(
-            "The MAC algorithm {} is not valid for {} (key spec {}).",
+            "Algorithm {} is incompatible with key spec {}.",
             algorithm.as_str(),
-            ctx.config.key_arn(&key.id),
             key.spec.as_str()
         )));
     }

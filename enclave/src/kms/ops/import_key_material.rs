@@ -1,5 +1,6 @@
 //! ImportKeyMaterial: redeems an import token and installs the unwrapped material in an
-//! EXTERNAL key, which becomes Enabled.
+//! EXTERNAL key, which becomes Enabled: 256 bits for a symmetric key, the HMAC key for an HMAC
+//! key, a PKCS #8 private key for an RSA or ECC key ([`import::material_for`]).
 //!
 //! Only the material first imported into a key may ever be imported into it again (to change
 //! `ValidTo`, or after DeleteImportedKeyMaterial or expiry), compared in constant time with
@@ -7,15 +8,14 @@
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
-use zeroize::Zeroizing;
 
 use super::get_parameters_for_import::check_importable;
 use super::Ctx;
 use crate::env::Millis;
 use crate::error::{KmsError, KmsResult};
-use crate::keys::import::{self, ImportError};
+use crate::keys::import::{self, ImportError, MaterialError};
 use crate::json::Blob;
-use crate::keys::{KeyMaterial, KeySpec, KeyState, KeyVersion};
+use crate::keys::{KeyMaterial, KeyState, KeyVersion};
 use crate::kms::validate;
 
 /// ImportKeyMaterial request.
@@ -47,12 +47,12 @@ const MAX_VALIDITY_MS: Millis = 365 * 24 * 60 * 60 * 1000;
 /// Largest `ImportToken` and `EncryptedKeyMaterial` AWS accepts.
 const MAX_BLOB: usize = 6144;
 
-/// `ValidTo` from `ExpirationModel` and `ValidTo`, as AWS checks them.
+/// `ValidTo` from `ExpirationModel` and `ValidTo`, as AWS checks them. `ExpirationModel`
+/// defaults to KEY_MATERIAL_EXPIRES, which needs a `ValidTo`: a request with neither is refused.
 fn valid_to(model: Option<&str>, valid_to: Option<f64>, now: Millis) -> KmsResult<Option<Millis>> {
     let model = match model {
         Some(m) => validate::one_of("expirationModel", m, &[EXPIRES, DOES_NOT_EXPIRE])?,
-        None if valid_to.is_some() => EXPIRES,
-        None => DOES_NOT_EXPIRE,
+        None => EXPIRES,
     };
     match (model, valid_to) {
         (EXPIRES, None) => Err(KmsError::Validation(
@@ -90,7 +90,7 @@ fn valid_to(model: Option<&str>, valid_to: Option<f64>, now: Millis) -> KmsResul
 ///
 /// # Errors
 /// `ValidationException`; `NotFoundException`; `UnsupportedOperationException` for a key
-/// that is not EXTERNAL or not SYMMETRIC_DEFAULT; `KMSInvalidStateException` when pending
+/// that is not EXTERNAL; `KMSInvalidStateException` when pending
 /// deletion; `InvalidImportTokenException` for an unknown, used or another key's token;
 /// `ExpiredImportTokenException` after 24 hours; `InvalidCiphertextException` when the
 /// material does not unwrap; `IncorrectKeyMaterialException` for material other than the
@@ -119,7 +119,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let now = ctx.env.now();
     let valid_to = valid_to(req.expiration_model.as_deref(), req.valid_to, now)?;
 
-    let id = {
+    let (id, spec) = {
         let store = ctx.keys();
         let key = store.key(
             "keyId",
@@ -128,13 +128,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             &crate::kms::authz::Conditions::default(),
         )?;
         check_importable(key, ctx)?;
-        if key.spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "Importing key material into a {} key is not supported.",
-                key.spec.as_str()
-            )));
-        }
-        key.id
+        (key.id, key.spec)
     };
     // Single use from here: the token is gone whatever happens next.
     let (algorithm, wrapping) = ctx
@@ -152,11 +146,10 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         .unwrap(algorithm, &encrypted.0)
         .map_err(|_unwrap| KmsError::InvalidCiphertext)?;
     drop(wrapping);
-    if material.len() != 32 {
-        return Err(KmsError::IncorrectKeyMaterial(
-            "The key material of a SYMMETRIC_DEFAULT key must be 256 bits (32 bytes).".to_owned(),
-        ));
-    }
+    let material = import::material_for(spec, material).map_err(|e| match e {
+        MaterialError::NotForSpec { .. } => KmsError::IncorrectKeyMaterial(e.to_string()),
+        MaterialError::Encoding => KmsError::Internal("an imported private key did not re-encode"),
+    })?;
     install(ctx, &id, material, valid_to, now)?;
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
@@ -174,7 +167,7 @@ fn incorrect(ctx: &Ctx<'_>, id: &uuid::Uuid) -> KmsError {
 fn install(
     ctx: &Ctx<'_>,
     id: &uuid::Uuid,
-    material: Zeroizing<Vec<u8>>,
+    material: KeyMaterial,
     valid_to: Option<Millis>,
     now: Millis,
 ) -> KmsResult<()> {
@@ -195,14 +188,16 @@ fn install(
     check_importable(key, ctx)?;
     match key.versions.first() {
         Some(held) => {
-            // Lengths are public (32 bytes for every symmetric key); the bytes are not.
-            if !bool::from(held.material.expose_secret().ct_eq(&material[..])) {
+            // Lengths are public (fixed by the spec, or a key's public modulus and curve); the
+            // bytes are not.
+            let held = held.material.expose_secret();
+            if !bool::from(held.ct_eq(material.expose_secret())) {
                 return Err(incorrect(ctx, id));
             }
         }
         None => {
             if let Some(commitment) = &key.material_commitment {
-                if !import::matches_commitment(id, &material, commitment) {
+                if !import::matches_commitment(id, material.expose_secret(), commitment) {
                     return Err(incorrect(ctx, id));
                 }
             }
@@ -210,9 +205,12 @@ fn install(
     }
     let key = store.set_valid_to(&proof, valid_to)?;
     if key.versions.is_empty() {
-        key.material_commitment = Some(import::material_commitment(id, &material));
+        key.material_commitment = Some(import::material_commitment(
+            id,
+            material.expose_secret(),
+        ));
         key.versions.push(KeyVersion {
-            material: KeyMaterial::new(material),
+            material,
             created: now,
             rotation: None,
         });
@@ -233,7 +231,6 @@ mod tests {
     fn expiration_model_and_valid_to() {
         let now = 1_700_000_000_000;
         let in_a_day = (now + 86_400_000) as f64 / 1000.0;
-        assert_eq!(valid_to(None, None, now).unwrap(), None);
         assert_eq!(valid_to(Some(DOES_NOT_EXPIRE), None, now).unwrap(), None);
         assert_eq!(
             valid_to(Some(EXPIRES), Some(in_a_day), now).unwrap(),
@@ -242,6 +239,13 @@ mod tests {
         assert_eq!(
             valid_to(None, Some(in_a_day), now).unwrap(),
             Some(now + 86_400_000)
+        );
+        // AWS's default model is KEY_MATERIAL_EXPIRES: neither member is refused, by name.
+        let e = valid_to(None, None, now).unwrap_err();
+        assert_eq!(e.aws_code(), "ValidationException");
+        assert_eq!(
+            e.to_string(),
+            "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES"
         );
         for (model, to) in [
             (Some(EXPIRES), None),

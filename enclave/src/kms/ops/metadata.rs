@@ -106,7 +106,8 @@ impl KeyMetadata {
             key_state: key.state.as_str(),
             deletion_date: key.deletion_date.map(Timestamp),
             valid_to: key.valid_to.map(Timestamp),
-            expiration_model: (key.origin == Origin::External).then_some(
+            // Only once there is material to expire (AWS omits it before the first import).
+            expiration_model: (key.origin == Origin::External && !key.versions.is_empty()).then_some(
                 if key.valid_to.is_some() {
                     "KEY_MATERIAL_EXPIRES"
                 } else {

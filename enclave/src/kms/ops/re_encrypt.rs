@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::decrypt::open_blob;
-use super::encrypt::seal_with;
+use super::encrypt::{rsa_algorithm, seal_with};
 use super::Ctx;
-use crate::kms::authz::Conditions;
 use crate::error::KmsResult;
 use crate::json::Blob;
+use crate::keys::asym::{oaep_decrypt, oaep_encrypt};
+use crate::keys::KeyUsage;
+use crate::kms::authz::Conditions;
 use crate::kms::validate;
 
 /// ReEncrypt request.
@@ -38,7 +40,9 @@ pub struct Response {
     destination_encryption_algorithm: &'static str,
 }
 
-/// Re-encrypts.
+/// Re-encrypts: from a symmetric ciphertext (the blob names its key) or, with `SourceKeyId`
+/// naming an RSA key and an RSAES-OAEP `SourceEncryptionAlgorithm`, from an RSA ciphertext; to
+/// a symmetric key or, with an RSAES-OAEP `DestinationEncryptionAlgorithm`, to an RSA key.
 ///
 /// # Errors
 /// As Decrypt for the source and Encrypt for the destination.
@@ -53,19 +57,23 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         req.destination_encryption_context,
     )?;
     super::grant_tokens(req.grant_tokens.as_deref())?;
-    let source_algorithm = super::symmetric_algorithm(
-        "sourceEncryptionAlgorithm",
-        req.source_encryption_algorithm.as_deref(),
-    )?;
-    let destination_algorithm = super::symmetric_algorithm(
-        "destinationEncryptionAlgorithm",
-        req.destination_encryption_algorithm.as_deref(),
-    )?;
+    let source_name = req.source_encryption_algorithm.as_deref();
+    let destination_name = req.destination_encryption_algorithm.as_deref();
+    if let Some(name) = source_name {
+        validate::one_of("sourceEncryptionAlgorithm", name, super::ENCRYPTION_ALGORITHMS)?;
+    }
+    if let Some(name) = destination_name {
+        validate::one_of(
+            "destinationEncryptionAlgorithm",
+            name,
+            super::ENCRYPTION_ALGORITHMS,
+        )?;
+    }
     let store = ctx.keys();
     // kms:ReEncryptFrom on the key that opens the blob, kms:ReEncryptTo on the destination,
     // each with its own encryption context.
     let destination_conditions = Conditions {
-        encryption_algorithm: req.destination_encryption_algorithm.as_deref(),
+        encryption_algorithm: destination_name,
         ..Conditions::context(&destination_context)
     };
     let destination_key = store.key(
@@ -75,22 +83,66 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         &destination_conditions,
     )?;
     destination_key.check_usable(ctx.config)?;
+    let destination_rsa = if destination_key.spec.is_rsa() {
+        destination_key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
+        Some(rsa_algorithm(
+            ctx,
+            destination_key,
+            destination_name,
+            &destination_context,
+        )?)
+    } else {
+        super::symmetric_algorithm("destinationEncryptionAlgorithm", destination_name)?;
+        None
+    };
     let source_conditions = Conditions {
-        encryption_algorithm: req.source_encryption_algorithm.as_deref(),
+        encryption_algorithm: source_name,
         ..Conditions::context(&source_context)
     };
-    let (source_id, plaintext) = open_blob(
-        ctx,
-        &store,
-        "sourceKeyId",
-        &blob.0,
-        req.source_key_id.as_deref(),
-        "ReEncryptFrom",
-        &source_conditions,
-        None,
-    )?;
+    // An RSA ciphertext does not name its key: AWS (and this service) needs the SourceKeyId.
+    // The named key is authorized whichever path follows, as in Decrypt.
+    let named_source = req
+        .source_key_id
+        .as_deref()
+        .map(|id| store.key("sourceKeyId", id, "ReEncryptFrom", &source_conditions))
+        .transpose()?;
+    let (source_id, plaintext, source_algorithm) = match named_source {
+        Some(key) if key.spec.is_rsa() => {
+            key.check_usable(ctx.config)?;
+            key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
+            let algorithm = rsa_algorithm(ctx, key, source_name, &source_context)?;
+            let (_, material) = key.current_version()?;
+            let plaintext = oaep_decrypt(key.spec, material, algorithm, &blob.0)?;
+            (key.id, plaintext, algorithm.as_str())
+        }
+        _ => {
+            let algorithm =
+                super::symmetric_algorithm("sourceEncryptionAlgorithm", source_name)?;
+            let (id, plaintext) = open_blob(
+                ctx,
+                &store,
+                "sourceKeyId",
+                &blob.0,
+                req.source_key_id.as_deref(),
+                "ReEncryptFrom",
+                &source_conditions,
+                None,
+            )?;
+            (id, plaintext, algorithm)
+        }
+    };
     super::dry_run(req.dry_run)?;
-    let out = seal_with(ctx, destination_key, &destination_context, &plaintext)?;
+    let (out, destination_algorithm) = match destination_rsa {
+        Some(algorithm) => {
+            let (_, material) = destination_key.current_version()?;
+            let out = oaep_encrypt(destination_key.spec, material, algorithm, &plaintext)?;
+            (out, algorithm.as_str())
+        }
+        None => (
+            seal_with(ctx, destination_key, &destination_context, &plaintext)?,
+            "SYMMETRIC_DEFAULT",
+        ),
+    };
     Ok(Response {
         ciphertext_blob: Blob(out),
         source_key_id: ctx.config.key_arn(&source_id),

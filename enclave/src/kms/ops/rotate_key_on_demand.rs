@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use crate::error::{KmsError, KmsResult};
-use crate::keys::RotationType;
+use crate::keys::{KeySpec, KeyUsage, Origin, RotationType};
 use crate::keys::rotation::{self, MAX_ON_DEMAND};
 use crate::kms::validate;
 
@@ -26,8 +26,8 @@ pub struct Response {
 ///
 /// # Errors
 /// `ValidationException`, `NotFoundException`, `UnsupportedOperationException` for keys that do
-/// not rotate, `DisabledException`, `KMSInvalidStateException`, `LimitExceededException` after
-/// 10 on-demand rotations.
+/// not rotate, `DisabledException`, `KMSInvalidStateException` (also for an EXTERNAL key: it has
+/// no new material pending), `LimitExceededException` after 10 on-demand rotations.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let now = ctx.env.now();
@@ -41,6 +41,19 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     )?;
     // AWS checks the key's state before its type: a disabled HMAC key is DisabledException.
     key.check_usable(ctx.config)?;
+    // AWS rotates an EXTERNAL key on demand to new material imported for it beforehand
+    // (ImportType NEW_KEY_MATERIAL); with none pending it answers KMSInvalidStateException.
+    // This service keeps one material per key, so none is ever pending.
+    if key.origin == Origin::External
+        && key.spec == KeySpec::SymmetricDefault
+        && key.usage == KeyUsage::EncryptDecrypt
+    {
+        return Err(KmsError::InvalidState(format!(
+            "{} has no new key material pending rotation: importing new key material into a \
+             key that has some (KeyMaterialId, ImportType NEW_KEY_MATERIAL) is not supported.",
+            ctx.config.key_arn(&key.id)
+        )));
+    }
     rotation::check_rotatable(key, ctx.config)?;
     if rotation::on_demand_count(key) >= MAX_ON_DEMAND {
         return Err(KmsError::LimitExceeded(format!(

@@ -76,10 +76,11 @@ pub fn signing_fields(
 pub fn check_signing_key(
     key: &crate::keys::Key,
     algorithm: SigningAlgorithm,
+    operation: &str,
     config: &crate::config::Config,
 ) -> KmsResult<()> {
     key.check_usable(config)?;
-    key.check_usage(KeyUsage::SignVerify, config)?;
+    key.check_usage(KeyUsage::SignVerify, operation, config)?;
     if !algorithm.fits(key.spec) {
         return Err(KmsError::InvalidKeyUsage(format!(
             "The signing algorithm {} is not valid for {} (key spec {}).",
@@ -113,7 +114,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         "Sign",
         &crate::kms::authz::Conditions::default(),
     )?;
-    check_signing_key(key, algorithm, ctx.config)?;
+    check_signing_key(key, algorithm, ctx.operation(), ctx.config)?;
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;
     let signature = asym::sign(key.spec, material, algorithm, &message.0, message_type)?;

@@ -10,6 +10,11 @@ use crate::kms::validate;
 /// Most tags a key carries, as in AWS.
 pub const MAX_TAGS: usize = 50;
 
+/// More tags than a key may carry, in AWS's words.
+fn too_many_tags() -> KmsError {
+    KmsError::Tag("Too many tags".to_owned())
+}
+
 /// TagResource request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -22,24 +27,46 @@ pub struct Request {
 #[derive(Debug, Serialize)]
 pub struct Response {}
 
-/// Checks tags as AWS does: keys 1–128 characters, values 0–256, no `aws:` prefix, no
-/// duplicate keys, at most [`MAX_TAGS`].
+/// Checks tags as AWS does, in its order and words (as AWS KMS answers them, recorded in
+/// LocalStack's AWS-validated tag tests): duplicate keys, then more than [`MAX_TAGS`] (both
+/// `TagException`: the API model bounds neither), then each tag in turn: its key 1–128
+/// characters and its value 0–256 (`ValidationException` naming the tag's position and value),
+/// no `aws:` prefix (`TagException`).
 ///
 /// # Errors
-/// `ValidationException` for lengths and count, `TagException` for reserved or duplicate keys.
+/// `ValidationException` for lengths, `TagException` for duplicate or reserved keys and for
+/// more than [`MAX_TAGS`].
 pub fn validate_tags(tags: &[Tag]) -> KmsResult<()> {
-    validate::count("tags", tags, MAX_TAGS)?;
     for (i, tag) in tags.iter().enumerate() {
-        validate::str_len("tags.member.tagKey", &tag.tag_key, 1, 128)?;
-        validate::str_len("tags.member.tagValue", &tag.tag_value, 0, 256)?;
-        if tag.tag_key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(KmsError::Tag(format!(
-                "Tag key {} uses the reserved prefix aws:",
-                tag.tag_key
-            )));
-        }
         if tags[..i].iter().any(|t| t.tag_key == tag.tag_key) {
-            return Err(KmsError::Tag(format!("Duplicate tag key {}", tag.tag_key)));
+            return Err(KmsError::Tag("Duplicate tag keys".to_owned()));
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(too_many_tags());
+    }
+    for (i, tag) in tags.iter().enumerate() {
+        let position = i + 1;
+        for (member, value, max) in [("tagKey", &tag.tag_key, 128), ("tagValue", &tag.tag_value, 256)] {
+            let min = usize::from(member == "tagKey");
+            let n = value.chars().count();
+            let constraint = if n < min {
+                format!("Member must have length greater than or equal to {min}")
+            } else if n > max {
+                format!("Member must have length less than or equal to {max}")
+            } else {
+                continue;
+            };
+            return Err(KmsError::invalid_value(
+                &format!("tags.{position}.member.{member}"),
+                format_args!("'{value}'"),
+                constraint,
+            ));
+        }
+        if tag.tag_key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(KmsError::Tag(
+                "Tags beginning with aws: are reserved".to_owned(),
+            ));
         }
     }
     Ok(())
@@ -75,9 +102,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         }
     }
     if merged.len() > MAX_TAGS {
-        return Err(KmsError::Tag(format!(
-            "A key can have at most {MAX_TAGS} tags."
-        )));
+        return Err(too_many_tags());
     }
     key.tags = merged;
     let id = key.id;

@@ -57,7 +57,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         "Verify",
         &crate::kms::authz::Conditions::default(),
     )?;
-    super::sign::check_signing_key(key, algorithm, ctx.config)?;
+    super::sign::check_signing_key(key, algorithm, ctx.operation(), ctx.config)?;
     super::dry_run(req.dry_run)?;
     let (_, material) = key.current_version()?;
     asym::verify(

@@ -513,19 +513,56 @@ fn tags_are_validated_replaced_and_removed() {
         .unwrap();
     let tags = core.call("ListResourceTags", json!({"KeyId": id})).unwrap();
     assert_eq!(tags["Tags"], json!([{"TagKey": "env", "TagValue": ""}]));
+    // AWS's codes, order and words.
+    let refused = |tags: Value| {
+        let e = core
+            .call("TagResource", json!({"KeyId": id, "Tags": tags}))
+            .unwrap_err();
+        (e.aws_code(), e.to_string())
+    };
     assert_eq!(
-        code(core.call(
-            "TagResource",
-            json!({"KeyId": id, "Tags": [{"TagKey": "aws:x", "TagValue": "v"}]})
-        )),
-        "TagException"
+        refused(json!([{"TagKey": "aws:x", "TagValue": "v"}])),
+        ("TagException", "Tags beginning with aws: are reserved".to_owned())
+    );
+    assert_eq!(
+        refused(json!([{"TagKey": "k", "TagValue": "1"}, {"TagKey": "k", "TagValue": "2"}])),
+        ("TagException", "Duplicate tag keys".to_owned())
+    );
+    let long = "v".repeat(257);
+    assert_eq!(
+        refused(json!([{"TagKey": "ok", "TagValue": ""}, {"TagKey": "k", "TagValue": long}])),
+        (
+            "ValidationException",
+            format!(
+                "1 validation error detected: Value '{long}' at 'tags.2.member.tagValue' failed \
+                 to satisfy constraint: Member must have length less than or equal to 256"
+            )
+        )
+    );
+    assert_eq!(
+        refused(json!([{"TagKey": "", "TagValue": "v"}])).0,
+        "ValidationException"
     );
     let many: Vec<Value> = (0..51)
         .map(|i| json!({"TagKey": format!("k{i}"), "TagValue": "v"}))
         .collect();
+    // More than a key may carry is TagException (the model bounds no tag list), whether
+    // asked at once, added to those it has, or at CreateKey.
+    let refused = core
+        .call("TagResource", json!({"KeyId": id, "Tags": many}))
+        .unwrap_err();
+    assert_eq!(refused.aws_code(), "TagException");
+    assert_eq!(refused.to_string(), "Too many tags");
+    let fifty: Vec<Value> = (0..50)
+        .map(|i| json!({"TagKey": format!("k{i}"), "TagValue": "v"}))
+        .collect();
     assert_eq!(
-        code(core.call("TagResource", json!({"KeyId": id, "Tags": many}))),
-        "ValidationException"
+        code(core.call("TagResource", json!({"KeyId": id, "Tags": fifty}))),
+        "TagException"
+    );
+    assert_eq!(
+        code(core.call("CreateKey", json!({"Tags": many}))),
+        "TagException"
     );
 }
 
@@ -534,3 +571,4 @@ mod authz;
 mod grants;
 mod mac_rotation;
 mod memory;
+mod messages;
