@@ -97,13 +97,7 @@ fn set_by_cargo_run(name: &str) -> bool {
 pub fn write_mock_pcrs(enclave_bin: &Path, out: &Path) -> anyhow::Result<()> {
     let binary =
         std::fs::read(enclave_bin).with_context(|| format!("reading {}", enclave_bin.display()))?;
-    let pcrs: std::collections::BTreeMap<u8, Vec<u8>> =
-        ekms_shared::attestation::insecure::pcrs_from_binary(&binary)
-            .into_iter()
-            .filter(|(i, _)| *i <= 2)
-            .map(|(i, v)| (i, v.to_vec()))
-            .collect();
-    let json = ekms_shared::attestation::pcr_set_to_json(&pcrs);
+    let json = ekms_shared::attestation::insecure::expected_pcrs_json(&binary);
     std::fs::write(out, serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("writing {}", out.display()))
 }

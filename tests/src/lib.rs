@@ -1014,13 +1014,7 @@ pub fn write_mock_pcrs(path: &Path) {
 /// Writes the mock PCRs (PCR0..2) of the enclave binary `binary` to `path`.
 fn write_pcrs_of(binary: &Path, path: &Path) {
     let binary = std::fs::read(binary).expect("reading the ekms-enclave binary");
-    let pcrs: std::collections::BTreeMap<u8, Vec<u8>> =
-        ekms_shared::attestation::insecure::pcrs_from_binary(&binary)
-            .into_iter()
-            .filter(|(i, _)| *i <= 2)
-            .map(|(i, v)| (i, v.to_vec()))
-            .collect();
-    let json = ekms_shared::attestation::pcr_set_to_json(&pcrs);
+    let json = ekms_shared::attestation::insecure::expected_pcrs_json(&binary);
     std::fs::write(path, serde_json::to_vec_pretty(&json).expect("JSON"))
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }

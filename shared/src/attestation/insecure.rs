@@ -433,6 +433,18 @@ pub fn pcrs_from_binary(binary: &[u8]) -> BTreeMap<u8, [u8; 48]> {
         .collect()
 }
 
+/// The mock PCRs a custodian pins for an enclave binary (PCR0..2 of [`pcrs_from_binary`]), in
+/// the `--expect-pcrs` JSON form.
+#[must_use]
+pub fn expected_pcrs_json(binary: &[u8]) -> serde_json::Value {
+    let pcrs: BTreeMap<u8, Vec<u8>> = pcrs_from_binary(binary)
+        .into_iter()
+        .filter(|(i, _)| *i <= 2)
+        .map(|(i, v)| (i, v.to_vec()))
+        .collect();
+    super::pcr_set_to_json(&pcrs)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
