@@ -30,6 +30,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// million keys from etcd take about a minute); the relay's idle timeout is as long.
 const UNSEAL_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Time allowed for `Ekms.<op>`, on a plain or an attested connection.
+pub(crate) fn request_timeout(op: &str) -> Duration {
+    if op == "Unseal" {
+        UNSEAL_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    }
+}
+
 /// Where the enclave is and how to trust it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
@@ -180,11 +189,7 @@ pub async fn call(target: &Target, op: &str, body: Value) -> anyhow::Result<Valu
         .header(http::header::CONTENT_TYPE, client::CONTENT_TYPE)
         .header("x-amz-target", format!("Ekms.{op}"))
         .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
-    let timeout = if op == "Unseal" {
-        UNSEAL_TIMEOUT
-    } else {
-        REQUEST_TIMEOUT
-    };
+    let timeout = request_timeout(op);
     let (status, body) = tokio::time::timeout(timeout, async {
         let mut connection = connector
             .connect()

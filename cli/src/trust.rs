@@ -161,7 +161,8 @@ async fn call_on(
         .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
         .header("x-amz-target", format!("Ekms.{op}"))
         .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+    let timeout = crate::custody::request_timeout(op);
+    let (status, body) = tokio::time::timeout(timeout, async {
         sender.ready().await?;
         let response = sender.send_request(request).await?;
         let status = response.status();
@@ -169,7 +170,7 @@ async fn call_on(
         Ok::<_, hyper::Error>((status, body))
     })
     .await
-    .map_err(|_| anyhow!("Ekms.{op} timed out"))??;
+    .map_err(|_| anyhow!("Ekms.{op} timed out after {timeout:?}"))??;
     let answer: Value = serde_json::from_slice(&body)
         .with_context(|| format!("Ekms.{op} answered HTTP {status}, not JSON"))?;
     if !status.is_success() {
