@@ -126,21 +126,13 @@ async fn main() -> anyhow::Result<()> {
                     (Arc::new(store), dir.display().to_string())
                 }
                 (None, Some(url)) => {
+                    let at = url.to_string();
                     let url = url.clone();
                     // Opening reads etcd through a runtime of the store's own.
                     let store = tokio::task::spawn_blocking(move || EtcdStore::open(&url))
                         .await
                         .context("the etcd store's opening panicked")?
-                        .with_context(|| {
-                            format!(
-                                "cannot open the store in {}",
-                                args.store
-                                    .as_ref()
-                                    .map(ToString::to_string)
-                                    .unwrap_or_default()
-                            )
-                        })?;
-                    let at = store.url().to_string();
+                        .with_context(|| format!("cannot open the store in {at}"))?;
                     (Arc::new(store), at)
                 }
                 // clap's group makes --store-listen come with exactly one of them.
