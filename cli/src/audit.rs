@@ -197,6 +197,9 @@ pub struct Summary {
     pub last_key: Option<Vec<u8>>,
     /// PCR0 of each attestation, hex, in log order.
     pub pcr0: Vec<String>,
+    /// Records at the end of a member's chain that no signed checkpoint covers (the member
+    /// stopped first): hash-chained but not signed, so not verified.
+    pub unverified_tail: u64,
     /// Every record's hash, by seq - 1.
     hashes: Vec<[u8; 32]>,
     /// Every record's line number, by seq - 1.
@@ -257,16 +260,25 @@ fn b64_field(value: &Value, field: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("{field} is not base64"))
 }
 
-fn parse_line(bytes: &[u8]) -> Result<Line, String> {
+/// The member whose chain a line belongs to (`None`: a log one enclave wrote alone).
+fn member_of(value: &Value) -> Option<&str> {
+    value.get("member").and_then(Value::as_str)
+}
+
+fn parse_value(bytes: &[u8]) -> Result<Value, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| "not JSON".to_owned())?;
     if !value.is_object() {
         return Err("not a JSON object".to_owned());
     }
+    Ok(value)
+}
+
+fn parse_fields(value: &Value) -> Result<Line, String> {
     match value["type"].as_str() {
         Some("record") => Ok(Line::Record {
-            seq: u64_field(&value, "seq")?,
-            prev: hash32(&value, "prev")?,
-            hash: hash32(&value, "hash")?,
+            seq: u64_field(value, "seq")?,
+            prev: hash32(value, "prev")?,
+            hash: hash32(value, "hash")?,
             record: value
                 .get("record")
                 .filter(|r| r.is_object())
@@ -274,13 +286,13 @@ fn parse_line(bytes: &[u8]) -> Result<Line, String> {
                 .ok_or("no record object")?,
         }),
         Some("checkpoint") => Ok(Line::Checkpoint {
-            seq: u64_field(&value, "seq")?,
-            hash: hash32(&value, "hash")?,
-            signature: b64_field(&value, "signature")?,
+            seq: u64_field(value, "seq")?,
+            hash: hash32(value, "hash")?,
+            signature: b64_field(value, "signature")?,
         }),
         Some("attestation") => Ok(Line::Attestation {
-            public_key: b64_field(&value, "publicKey")?,
-            document: b64_field(&value, "document")?,
+            public_key: b64_field(value, "publicKey")?,
+            document: b64_field(value, "document")?,
         }),
         Some(other) => Err(format!("unknown line type {:?}", clean(other))),
         None => Err("no type".to_owned()),
@@ -318,7 +330,12 @@ fn signature_valid(key: &p384::ecdsa::VerifyingKey, message: &[u8], signature: &
 }
 
 /// Looks ahead (from the reader's position) for record `seq`; its line number if found.
-fn find_later<R: BufRead>(reader: &mut R, mut line_no: u64, seq: u64) -> Option<u64> {
+fn find_later<R: BufRead>(
+    reader: &mut R,
+    mut line_no: u64,
+    seq: u64,
+    chain: Chain<'_>,
+) -> Option<u64> {
     let mut buf = Vec::new();
     let mut complete = true;
     while let Ok(Some(fits)) = read_line(reader, &mut buf, &mut complete) {
@@ -326,7 +343,13 @@ fn find_later<R: BufRead>(reader: &mut R, mut line_no: u64, seq: u64) -> Option<
         if !fits {
             continue;
         }
-        if let Ok(Line::Record { seq: s, .. }) = parse_line(&buf) {
+        let Ok(value) = parse_value(&buf) else {
+            continue;
+        };
+        if !chain.holds(&value) {
+            continue;
+        }
+        if let Ok(Line::Record { seq: s, .. }) = parse_fields(&value) {
             if s == seq {
                 return Some(line_no);
             }
@@ -335,11 +358,45 @@ fn find_later<R: BufRead>(reader: &mut R, mut line_no: u64, seq: u64) -> Option<
     None
 }
 
+/// Which lines of a log one verification reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Chain<'a> {
+    /// Every line: a log one enclave wrote alone.
+    All,
+    /// The lines of one member of several sharing a store (`None`: lines without a member,
+    /// written before the store was shared).
+    Member(Option<&'a str>),
+}
+
+impl Chain<'_> {
+    fn holds(self, value: &Value) -> bool {
+        match self {
+            Chain::All => true,
+            Chain::Member(member) => member_of(value) == member,
+        }
+    }
+}
+
 /// Verifies a whole log; the summary, or the first problem (`line N: ...`).
 ///
 /// # Errors
 /// The first problem, named, as a message.
-pub fn verify_log<R: BufRead>(mut reader: R, trust: &Trust) -> Result<Summary, String> {
+pub fn verify_log<R: BufRead>(reader: R, trust: &Trust) -> Result<Summary, String> {
+    verify_chain(reader, trust, Chain::All)
+}
+
+/// Verifies one chain of a log (line numbers count every line of the log); the summary, or the
+/// first problem. A member's chain may end with records no checkpoint covers (the member
+/// stopped before its next one): they are counted in [`Summary::unverified_tail`], not
+/// verified, and not an error; any other chain must end covered.
+///
+/// # Errors
+/// The first problem, named, as a message.
+pub fn verify_chain<R: BufRead>(
+    mut reader: R,
+    trust: &Trust,
+    chain: Chain<'_>,
+) -> Result<Summary, String> {
     let mut s = Summary::default();
     let mut key: Option<p384::ecdsa::VerifyingKey> = None;
     // The seq the last signed checkpoint covers, and the line of the first record after it.
@@ -365,7 +422,12 @@ pub fn verify_log<R: BufRead>(mut reader: R, trust: &Trust) -> Result<Summary, S
                 "line {n}: the last line is torn (no newline at its end)"
             ));
         }
-        let line = parse_line(&buf).map_err(|why| format!("line {n}: malformed line: {why}"))?;
+        let value = parse_value(&buf).map_err(|why| format!("line {n}: malformed line: {why}"))?;
+        if !chain.holds(&value) {
+            continue;
+        }
+        let line =
+            parse_fields(&value).map_err(|why| format!("line {n}: malformed line: {why}"))?;
         let was_attestation = std::mem::replace(
             &mut previous_was_attestation,
             matches!(line, Line::Attestation { .. }),
@@ -386,7 +448,7 @@ pub fn verify_log<R: BufRead>(mut reader: R, trust: &Trust) -> Result<Summary, S
                 }
                 let expected = s.last_seq + 1;
                 if seq > expected {
-                    return Err(match find_later(&mut reader, n, expected) {
+                    return Err(match find_later(&mut reader, n, expected, chain) {
                         Some(later) => format!(
                             "line {n}: record seq {seq} inserted or reordered (expected seq \
                              {expected}, which comes later, at line {later})"
@@ -525,7 +587,9 @@ pub fn verify_log<R: BufRead>(mut reader: R, trust: &Trust) -> Result<Summary, S
             }
         }
     }
-    if let Some(line) = first_uncovered {
+    if let (Some(_), Chain::Member(Some(_))) = (first_uncovered, chain) {
+        s.unverified_tail = s.last_seq - covered;
+    } else if let Some(line) = first_uncovered {
         return Err(format!(
             "line {line}: records seq {}..{} are not covered by a signed checkpoint (the log ends \
              at line {} without one; the last checkpoint covers seq {covered})",
@@ -535,6 +599,52 @@ pub fn verify_log<R: BufRead>(mut reader: R, trust: &Trust) -> Result<Summary, S
         ));
     }
     Ok(s)
+}
+
+/// Verifies every chain of a log `open` reads (it is read once to find the chains, then once
+/// per chain): a log one enclave wrote alone is one chain; a shared store's log has one chain
+/// per member, and the lines from before it was shared (member `None`).
+///
+/// # Errors
+/// The first problem, naming its member.
+pub fn verify_chains<'a>(
+    open: impl Fn() -> Result<Box<dyn BufRead + 'a>, String>,
+    trust: &Trust,
+) -> Result<Vec<(Option<String>, Summary)>, String> {
+    let mut members = std::collections::BTreeSet::new();
+    let mut unmembered = false;
+    {
+        let mut reader = open()?;
+        let mut buf = Vec::new();
+        let mut complete = true;
+        while let Ok(Some(fits)) = read_line(&mut reader, &mut buf, &mut complete) {
+            // Unreadable lines are named by the chains' verification below.
+            match parse_value(&buf).ok().filter(|_| fits) {
+                Some(value) => match member_of(&value) {
+                    Some(member) => {
+                        members.insert(member.to_owned());
+                    }
+                    None => unmembered = true,
+                },
+                None => unmembered = true,
+            }
+        }
+    }
+    if members.is_empty() {
+        return Ok(vec![(None, verify_chain(open()?, trust, Chain::All)?)]);
+    }
+    let mut chains = Vec::with_capacity(members.len() + 1);
+    if unmembered {
+        let summary = verify_chain(open()?, trust, Chain::Member(None))
+            .map_err(|why| format!("the lines without a member: {why}"))?;
+        chains.push((None, summary));
+    }
+    for member in members {
+        let summary = verify_chain(open()?, trust, Chain::Member(Some(&member)))
+            .map_err(|why| format!("member {}: {why}", clean(&member)))?;
+        chains.push((Some(member), summary));
+    }
+    Ok(chains)
 }
 
 /// The enclave's durable head, as `Ekms.AuditHead` answers it.
@@ -550,6 +660,8 @@ pub struct SignedHead {
     pub public_key: Vec<u8>,
     /// The attestation document binding `public_key` (verified by [`check_head`]).
     pub attestation_document: Vec<u8>,
+    /// The member whose chain the head is of, when several enclaves share the store.
+    pub member: Option<String>,
 }
 
 impl SignedHead {
@@ -576,6 +688,7 @@ impl SignedHead {
             signature: b64("Signature")?,
             public_key: b64("PublicKey")?,
             attestation_document: b64("AttestationDocument")?,
+            member: value["Member"].as_str().map(str::to_owned),
         })
     }
 }
@@ -682,20 +795,62 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
         }
         None => None,
     };
-    let summary = match args.file.to_str().filter(|f| f.starts_with("etcd://")) {
+    let etcd_lines = match args.file.to_str().filter(|f| f.starts_with("etcd://")) {
         Some(url) => {
             let url = url.parse().map_err(|why: String| anyhow!(why))?;
-            verify_log(std::io::Cursor::new(etcd_audit(&url)?), &trust)
+            Some(etcd_audit(&url)?)
         }
-        None => {
-            let file = File::open(&args.file)
-                .with_context(|| format!("opening {}", args.file.display()))?;
-            verify_log(BufReader::new(file), &trust)
+        None => None,
+    };
+    let open = || -> Result<Box<dyn BufRead + '_>, String> {
+        match &etcd_lines {
+            Some(lines) => Ok(Box::new(std::io::Cursor::new(lines.as_slice()))),
+            None => File::open(&args.file)
+                .map(|f| Box::new(BufReader::new(f)) as Box<dyn BufRead>)
+                .map_err(|e| format!("cannot be opened: {e}")),
         }
-    }
-    .map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
+    };
+    let chains =
+        verify_chains(open, &trust).map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
     if let Some(head) = &head {
-        check_reaches(&summary, head).map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
+        let chain = chains
+            .iter()
+            .find(|(member, _)| *member == head.member)
+            .map(|(_, summary)| summary)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: the enclave's durable head is member {}'s, which has no line here",
+                    args.file.display(),
+                    head.member.as_deref().unwrap_or("(none)")
+                )
+            })?;
+        check_reaches(chain, head).map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
+    }
+    let members: Vec<Value> = chains
+        .iter()
+        .filter_map(|(member, c)| {
+            member.as_ref().map(|m| {
+                json!({
+                    "member": m,
+                    "records": c.records,
+                    "checkpoints": c.checkpoints,
+                    "lastSeq": c.last_seq,
+                    "lastHash": hex::encode(c.last_hash),
+                    "unverifiedTail": c.unverified_tail,
+                })
+            })
+        })
+        .collect();
+    let mut summary = chains
+        .iter()
+        .find(|(member, _)| member.is_none())
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    for (_, c) in chains.iter().filter(|(member, _)| member.is_some()) {
+        summary.records += c.records;
+        summary.checkpoints += c.checkpoints;
+        summary.attestations += c.attestations;
+        summary.pcr0.extend(c.pcr0.iter().cloned());
     }
     let attestation_note = if trust.pcrs_pinned {
         "verified: chain to the pinned root, pinned PCRs".to_owned()
@@ -721,6 +876,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
         "attestation": attestation_note,
         "pcrsPinned": trust.pcrs_pinned,
         "root": hex::encode(trust.anchor.fingerprint_sha256()),
+        "members": (!members.is_empty()).then_some(members),
         "enclaveHead": head.as_ref().map(|h| json!({
             "seq": h.seq,
             "hash": hex::encode(h.hash),
@@ -865,6 +1021,57 @@ mod tests {
         let hash = record_hash(prev, seq, &record);
         let line = json!({"type":"record","seq":seq,"prev":hex::encode(prev),"hash":hex::encode(hash),"record":record});
         (line.to_string(), hash)
+    }
+
+    fn member_line(member: &str, prev: &[u8; 32], seq: u64) -> (String, [u8; 32]) {
+        // Records of different members differ (each is a request of its own).
+        let x = seq + if member == "bb" { 100 } else { 0 };
+        let (line, hash) = record_line(prev, seq, x);
+        let mut value: Value = serde_json::from_str(&line).unwrap();
+        value["member"] = member.into();
+        (value.to_string(), hash)
+    }
+
+    #[test]
+    fn splits_a_shared_stores_log_into_members_chains() {
+        let (a1, ha1) = member_line("aa", &[0; 32], 1);
+        let (a2, _) = member_line("aa", &ha1, 2);
+        let (b1, hb1) = member_line("bb", &[0; 32], 1);
+        let (b2, hb2) = member_line("bb", &hb1, 2);
+        let (b3, _) = member_line("bb", &hb2, 3);
+        let run = |lines: &[&str]| {
+            let text = lines.join("\n") + "\n";
+            let open = || -> Result<Box<dyn BufRead + '_>, String> {
+                Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))
+            };
+            verify_chains(open, &trust_any())
+        };
+        // Interleaved, each member's chain whole: two chains, their uncovered ends reported
+        // as not verified (the members stopped before a checkpoint) rather than refused.
+        let chains = run(&[&b1, &a1, &b2, &a2, &b3]).unwrap();
+        let found: Vec<(Option<&str>, u64, u64)> = chains
+            .iter()
+            .map(|(m, s)| (m.as_deref(), s.records, s.unverified_tail))
+            .collect();
+        assert_eq!(found, [(Some("aa"), 2, 2), (Some("bb"), 3, 3)]);
+        // A record cut from one member's chain is named, with that member and the log's line.
+        let e = run(&[&b1, &a1, &a2, &b3]).unwrap_err();
+        assert!(
+            e.contains("member bb: line 4: record(s) removed (expected seq 2, found 3)"),
+            "{e}"
+        );
+        // A record moved into another member's chain does not chain there.
+        let moved = b2.replace("\"bb\"", "\"aa\"");
+        let e = run(&[&b1, &a1, &moved, &a2, &b3]).unwrap_err();
+        assert!(e.starts_with("member aa: line 3:"), "{e}");
+        // Lines without a member (from before the store was shared) are a chain that must end
+        // covered, as a lone enclave's log must.
+        let (l1, _) = record_line(&[0; 32], 1, 1);
+        let e = run(&[&l1, &a1]).unwrap_err();
+        assert!(
+            e.contains("the lines without a member: line 1: records seq 1..1 are not covered"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub struct Config {
     pub memory_budget: usize,
     /// Limits per principal and per key, as AWS KMS's quotas.
     pub quotas: Quotas,
+    /// One member of several sharing the store (`--member`): this enclave keeps an audit chain
+    /// of its own (a member id in every line) and commits audit-only changes unconditionally,
+    /// so that members' reads never conflict; only commits that change records are conditioned
+    /// on the store's last commit. Off: one enclave, its audit head sealed in the store's root.
+    pub member: bool,
 }
 
 /// Limits per principal and per key, with AWS KMS's defaults (its quotas are per account and
@@ -107,6 +112,7 @@ impl Default for Config {
             ],
             memory_budget: usize::MAX,
             quotas: Quotas::default(),
+            member: false,
             recipient_anchors: vec![ekms_shared::attestation::TrustAnchor::aws_nitro_root()],
         }
     }

@@ -77,6 +77,10 @@ struct Args {
     /// 12-digit account id in ARNs.
     #[arg(long, default_value = DEFAULT_ACCOUNT)]
     account: String,
+    /// Serve as one member of several enclaves sharing one store (the etcd store): an audit
+    /// chain of this enclave's own, audit-only commits unconditional.
+    #[arg(long)]
+    member: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,6 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         account: args.account,
         tls_names: args.tls_names.clone(),
         memory_budget: usize::try_from(memory / 2).unwrap_or(usize::MAX),
+        member: args.member,
         ..Config::default()
     };
     for setting in &args.quotas {

@@ -52,6 +52,7 @@ fn audit(store: &EtcdStore) -> Vec<String> {
 
 fn batch(seq: u64, base: Option<u64>, puts: Vec<Record>, deletes: Vec<RecordKey>) -> CommitBatch {
     CommitBatch {
+        session: None,
         seq,
         base,
         puts,
@@ -253,4 +254,63 @@ fn urls_name_endpoints_and_a_prefix() {
     ] {
         assert!(bad.parse::<EtcdUrl>().is_err(), "{bad} parsed");
     }
+}
+
+/// Members' reads: audit-only batches append without any condition, never move the head (so
+/// no member's next commit conflicts with them), and each member's lines read back in the order
+/// it wrote them, behind its own commits.
+#[test]
+fn audit_only_batches_append_unconditionally_in_each_members_order() {
+    let server = EtcdServer::start();
+    let a = open(&server, "ekms");
+    let b = open(&server, "ekms");
+    let audit_only = |session: u64, seq: u64, line: &str| CommitBatch {
+        session: Some(session),
+        seq,
+        base: None,
+        puts: vec![],
+        deletes: vec![],
+        audit: vec![line.as_bytes().to_vec()],
+    };
+    a.commit(&[batch(10, Some(0), vec![put(3, "k", b"a1")], vec![])])
+        .unwrap();
+    // b reads (its view is stale: it has not seen a's commit) and a reads: neither conflicts.
+    b.commit(&[audit_only(0xb, 100, "b1")]).unwrap();
+    a.commit(&[audit_only(0xa, 11, "a-read-1")]).unwrap();
+    b.commit(&[audit_only(0xb, 101, "b2"), audit_only(0xb, 102, "b3")])
+        .unwrap();
+    // a's next state commit still builds on its last one: the reads did not move the head.
+    a.commit(&[batch(12, Some(10), vec![put(3, "k", b"a2")], vec![])])
+        .unwrap();
+    a.commit(&[audit_only(0xa, 13, "a-read-2")]).unwrap();
+    assert_eq!(load_all(&a), vec![put(3, "k", b"a2")]);
+    let lines = audit(&a);
+    let of = |prefix: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with(prefix) || (prefix == "a" && l.contains("commit")))
+            .collect()
+    };
+    assert_eq!(
+        of("a"),
+        ["{\"commit\":10}", "a-read-1", "{\"commit\":12}", "a-read-2"]
+    );
+    assert_eq!(of("b"), ["b1", "b2", "b3"]);
+    assert_eq!(lines.len(), 7);
+    // A large audit-only batch is cut to etcd's request limit and still reads back whole.
+    let big: Vec<Vec<u8>> = (0..3000)
+        .map(|i| format!("b-{i:04}-{}", "x".repeat(1000)).into_bytes())
+        .collect();
+    b.commit(&[CommitBatch {
+        audit: big.clone(),
+        ..audit_only(0xb, 103, "")
+    }])
+    .unwrap();
+    let after: Vec<Vec<u8>> = audit(&b)
+        .into_iter()
+        .filter(|l| l.starts_with("b-"))
+        .map(String::into_bytes)
+        .collect();
+    assert_eq!(after, big);
 }

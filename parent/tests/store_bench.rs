@@ -14,6 +14,7 @@ use ekms_shared::wire::v1::{Record, RecordKey};
 /// A CreateKey-sized commit: one sealed record of ~200 bytes and one audit line.
 fn batch(seq: u64) -> CommitBatch {
     CommitBatch {
+        session: None,
         seq,
         base: seq.checked_sub(1),
         puts: vec![Record {

@@ -71,14 +71,18 @@ impl Service {
                     .durable_through(persister.release_point().seq)
                     .await?;
                 let signed = persister.signed_audit_head(&nonce.0)?;
-                serde_json::to_vec(&serde_json::json!({
+                let mut answer = serde_json::json!({
                     "Seq": signed.head.seq,
                     "Hash": hex::encode(signed.head.hash),
                     "Signature": crate::json::b64(&signed.signature),
                     "PublicKey": crate::json::b64(&signed.public_key),
                     "AttestationDocument": crate::json::b64(&signed.attestation_document),
-                }))
-                .map_err(|_| KmsError::Internal("response encoding"))
+                });
+                if let Some(member) = signed.member {
+                    // Which member's chain the head is of (several enclaves share the store).
+                    answer["Member"] = member.into();
+                }
+                serde_json::to_vec(&answer).map_err(|_| KmsError::Internal("response encoding"))
             }
             Target::Status => {
                 // Use against the memory budget: counts only.

@@ -392,7 +392,17 @@ impl Service {
         manifest: Manifest,
         audit_head: Head,
     ) -> Result<(), KmsError> {
-        let chain = AuditChain::start(audit_head, self.env.attester.as_ref())?;
+        let chain = if self.config.member {
+            // A member's chain is its own and starts afresh at each boot, under a member id
+            // made now: the store's root is shared, so no member's head is sealed there.
+            let mut id = [0u8; 8];
+            self.env.entropy.fill(&mut id)?;
+            let member = hex::encode(id);
+            tracing::info!(member = %member, "serving as one member of a shared store");
+            AuditChain::start(Head::GENESIS, self.env.attester.as_ref())?.for_member(member)
+        } else {
+            AuditChain::start(audit_head, self.env.attester.as_ref())?
+        };
         // A new session per store channel: answers held for an earlier one (of a process that
         // stopped) can never be released by this one's commits.
         let mut session = [0u8; 8];

@@ -70,6 +70,9 @@ pub struct AuditChain {
     attestation: Option<Vec<u8>>,
     document: Vec<u8>,
     rng: SystemRandom,
+    /// The member this chain belongs to, in every line, when several enclaves share the store
+    /// ([`AuditChain::for_member`]).
+    member: Option<String>,
 }
 
 impl std::fmt::Debug for AuditChain {
@@ -115,7 +118,22 @@ impl AuditChain {
             attestation: Some(document.clone()),
             document,
             rng,
+            member: None,
         })
+    }
+
+    /// This chain as the chain of one member of several sharing the store: every line it
+    /// writes carries `"member": member` (a verifier splits the log into members' chains by
+    /// it; the hash chain, not the field, is what binds a record to its chain).
+    #[must_use]
+    pub fn for_member(mut self, member: String) -> Self {
+        self.member = Some(member);
+        self
+    }
+
+    /// The member this chain belongs to, if the store is shared.
+    pub fn member(&self) -> Option<&str> {
+        self.member.as_deref()
     }
 
     /// The current head.
@@ -134,6 +152,7 @@ impl AuditChain {
     /// around the record's canonical bytes so the record is serialized once.
     pub fn append(&mut self, record: &Record) -> Vec<u8> {
         const HASH: &[u8] = br#"{"hash":""#;
+        const MEMBER: &[u8] = br#"","member":""#;
         const PREV: &[u8] = br#"","prev":""#;
         const RECORD: &[u8] = br#"","record":"#;
         const SEQ: &[u8] = br#","seq":"#;
@@ -143,6 +162,11 @@ impl AuditChain {
         let mut line = Vec::with_capacity(record.0.len() + 256);
         line.extend_from_slice(HASH);
         crate::hexfmt::push_hex(&hash, &mut line);
+        if let Some(member) = &self.member {
+            // A member id is hex (see `for_member`'s caller): no escaping needed.
+            line.extend_from_slice(MEMBER);
+            line.extend_from_slice(member.as_bytes());
+        }
         line.extend_from_slice(PREV);
         crate::hexfmt::push_hex(&self.head.hash, &mut line);
         line.extend_from_slice(RECORD);
@@ -161,27 +185,28 @@ impl AuditChain {
     /// `KMSInternalException` if signing fails.
     pub fn checkpoint(&mut self, now_millis: i64) -> Result<Vec<Vec<u8>>, KmsError> {
         let mut lines = Vec::with_capacity(2);
-        if let Some(document) = self.attestation.take() {
-            lines.push(
-                serde_json::to_vec(&json!({
-                    "type": "attestation",
-                    "publicKey": B64.encode(&self.public_spki),
-                    "document": B64.encode(document),
-                }))
-                .unwrap_or_default(),
-            );
+        let member = |mut line: Value| {
+            if let (Some(member), Some(fields)) = (&self.member, line.as_object_mut()) {
+                fields.insert("member".to_owned(), Value::String(member.clone()));
+            }
+            serde_json::to_vec(&line).unwrap_or_default()
+        };
+        if let Some(document) = &self.attestation {
+            lines.push(member(json!({
+                "type": "attestation",
+                "publicKey": B64.encode(&self.public_spki),
+                "document": B64.encode(document),
+            })));
         }
         let signature = self.sign(self.head)?;
-        lines.push(
-            serde_json::to_vec(&json!({
-                "type": "checkpoint",
-                "seq": self.head.seq,
-                "hash": hex::encode(self.head.hash),
-                "time": iso8601(now_millis),
-                "signature": B64.encode(signature),
-            }))
-            .unwrap_or_default(),
-        );
+        lines.push(member(json!({
+            "type": "checkpoint",
+            "seq": self.head.seq,
+            "hash": hex::encode(self.head.hash),
+            "time": iso8601(now_millis),
+            "signature": B64.encode(signature),
+        })));
+        self.attestation = None;
         Ok(lines)
     }
 

@@ -78,6 +78,7 @@ mod tests {
         let inner: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path()).unwrap());
         let store = FailingStore::after(1, Arc::clone(&inner));
         let batch = |seq: u64, id: &str| CommitBatch {
+            session: None,
             seq,
             base: None,
             puts: vec![Record {

@@ -364,6 +364,7 @@ mod tests {
     fn sample() -> Vec<CommitBatch> {
         vec![
             CommitBatch {
+                session: None,
                 seq: 7,
                 base: None,
                 puts: vec![
@@ -380,6 +381,7 @@ mod tests {
                 audit: vec![],
             },
             CommitBatch {
+                session: None,
                 seq: 8,
                 base: None,
                 puts: vec![],

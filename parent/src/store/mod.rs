@@ -40,6 +40,17 @@ pub struct CommitBatch {
     pub deletes: Vec<RecordKey>,
     /// Opaque audit lines, without their `\n`.
     pub audit: Vec<Vec<u8>>,
+    /// The session announced on the channel it came by (`Request::Hold`), if any: a store
+    /// shared by several enclaves files an unconditional audit-only batch under it.
+    pub session: Option<u64>,
+}
+
+impl CommitBatch {
+    /// A batch that changes no record and builds on nothing: a member's audit lines, which a
+    /// shared store appends without conditions.
+    pub fn is_audit_only(&self) -> bool {
+        self.base.is_none() && self.puts.is_empty() && self.deletes.is_empty()
+    }
 }
 
 impl CommitBatch {

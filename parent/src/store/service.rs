@@ -413,6 +413,7 @@ impl Connection {
                     puts,
                     deletes,
                     audit: audit.into_iter().map(|line| line.into_vec()).collect(),
+                    session: self.session.get().copied(),
                 };
                 // Refused alone, so that it does not fail the group it would join.
                 if let Err(e) = validate_batch(&batch) {

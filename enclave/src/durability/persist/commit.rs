@@ -28,6 +28,9 @@ pub(super) struct Sealing {
     pub(super) last_checkpoint: Option<std::time::Instant>,
     /// Whether records were written since the last checkpoint.
     pub(super) uncovered: bool,
+    /// One member of several sharing the store ([`crate::config::Config::member`]): the audit
+    /// chain is this member's own, and its head is not sealed in the root.
+    pub(super) member: bool,
 }
 
 /// Checkpoints are signed at most this often under load (an ECDSA P-384 signature costs more
@@ -43,9 +46,10 @@ pub(super) struct Now {
     pub(super) millis: crate::env::Millis,
 }
 
-/// A commit that only appends a signed checkpoint of the current head; built on commit `base`.
+/// A commit that only appends a signed checkpoint of the current head; built on commit `base`
+/// (`None`: unconditional, a member's audit-only commit).
 pub(super) fn checkpoint_commit(
-    base: u64,
+    base: Option<u64>,
     seq: u64,
     now: Now,
     sealing: &mut Sealing,
@@ -68,7 +72,7 @@ pub(super) fn checkpoint_commit(
     Ok((
         Request::Commit {
             seq,
-            base: Some(base),
+            base,
             puts: Vec::new(),
             deletes: Vec::new(),
             audit: lines,
@@ -77,10 +81,11 @@ pub(super) fn checkpoint_commit(
     ))
 }
 
-/// Commit `seq`, built on commit `base`: the records of `touched` as they are now, sealed at
-/// `seq`, the manifest's changes, and `audit`'s lines.
+/// Commit `seq`, built on commit `base` (`None` only for a member's audit-only commit, which
+/// touches no record): the records of `touched` as they are now, sealed at `seq`, the
+/// manifest's changes, and `audit`'s lines.
 pub(super) fn build_commit(
-    base: u64,
+    base: Option<u64>,
     seq: u64,
     touched: &BTreeSet<Touched>,
     audit: Vec<crate::durability::audit::Record>,
@@ -96,6 +101,7 @@ pub(super) fn build_commit(
         chain,
         last_checkpoint,
         uncovered,
+        member,
     } = sealing;
     let entropy = entropy.as_ref();
     // Snapshot under the locks; seal after releasing them.
@@ -223,7 +229,8 @@ pub(super) fn build_commit(
         }
         (lines, chain.head())
     };
-    if !lines.is_empty() {
+    if !lines.is_empty() && !*member {
+        // A member's chain is its own, and the root is shared: its head is not sealed there.
         // A store from before root version 4 kept the head in a record of its own. Only a
         // root without a head can come with one, so this is looked up once, not per commit.
         let legacy = manifest.head().is_none()
@@ -254,7 +261,7 @@ pub(super) fn build_commit(
     Ok((
         Request::Commit {
             seq,
-            base: Some(base),
+            base,
             puts,
             deletes,
             audit: lines,

@@ -81,6 +81,8 @@ pub struct SignedHead {
     pub public_key: Vec<u8>,
     /// The attestation document binding that key.
     pub attestation_document: Vec<u8>,
+    /// The member whose chain this is, when several enclaves share the store.
+    pub member: Option<String>,
 }
 
 /// Most requests folded into one commit; more wait to be queued.
@@ -379,6 +381,7 @@ impl Persister {
             signature: chain.sign_head(nonce, head)?,
             public_key: chain.public_key().to_vec(),
             attestation_document: chain.attestation_document().to_vec(),
+            member: chain.member().map(str::to_owned),
         })
     }
 
@@ -398,6 +401,7 @@ impl Persister {
         chain: AuditChain,
         session: u64,
     ) -> Persister {
+        let member = chain.member().is_some();
         let (durable_tx, durable) = watch::channel(Durable {
             seq: manifest.seq(),
             head: chain.head(),
@@ -458,6 +462,7 @@ impl Persister {
                     chain: committer_chain,
                     last_checkpoint: None,
                     uncovered: false,
+                    member,
                 },
             )
             .await;
@@ -597,7 +602,17 @@ async fn committer<W: AsyncWrite + Unpin>(
         };
         queue.space.notify_waiters();
         let batch = with_attached_records(&queue, batch).await;
-        let (base, next) = sealing.manifest.next_commit();
+        // A member's commit that changes no record is unconditional: it builds on nothing, so
+        // members' reads never conflict; the next commit that changes records still builds on
+        // the last one that did.
+        let audit_only = sealing.member && batch.iter().all(|job| job.touched.is_empty());
+        let (base, next) = if audit_only {
+            sealing.manifest.skip(1);
+            (None, sealing.manifest.seq())
+        } else {
+            let (base, next) = sealing.manifest.next_commit();
+            (Some(base), next)
+        };
         if next != seq {
             return format!("commit {seq} is out of step with the manifest");
         }

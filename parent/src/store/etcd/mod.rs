@@ -386,8 +386,87 @@ impl EtcdStore {
         }
     }
 
+    /// Where an unconditional audit-only batch's lines go: after the lines of the commit that
+    /// made log entry `index` (`u` sorts after the digits of its `<n>`), by session and seq, so
+    /// that one member's lines read back in the order it wrote them.
+    fn member_audit_key(&self, index: u64, session: Option<u64>, seq: u64, n: u32) -> Vec<u8> {
+        let session = session.unwrap_or(0);
+        self.key(&[
+            b"audit",
+            format!("{index:020}/u/{session:016x}/{seq:020}/{n:06}").as_bytes(),
+        ])
+    }
+
+    /// Appends audit-only batches (members' reads and checkpoints) without any condition:
+    /// they change no record, so they neither move the head nor conflict with anyone's commit.
+    /// Filed under the head this parent last saw, which only moves forward, so each member's
+    /// lines stay in its order behind its own commits.
+    async fn append_audit(&self, batches: &[CommitBatch]) -> Result<(), StoreError> {
+        let cached = *self.lock_head();
+        let head = match cached {
+            Some(h) => h,
+            None => {
+                let h = self.read_head().await?;
+                *self.lock_head() = Some(h);
+                h
+            }
+        };
+        let mut puts = Vec::new();
+        for batch in batches {
+            super::validate_batch(batch)?;
+            let mut n = 0u32;
+            let mut value = Vec::new();
+            for line in &batch.audit {
+                if !value.is_empty() && value.len() + line.len() + 1 > CHUNK_BYTES {
+                    puts.push(Op::Put(
+                        self.member_audit_key(head.index, batch.session, batch.seq, n),
+                        std::mem::take(&mut value),
+                    ));
+                    n += 1;
+                }
+                value.extend_from_slice(line);
+                value.push(b'\n');
+            }
+            if !value.is_empty() {
+                puts.push(Op::Put(
+                    self.member_audit_key(head.index, batch.session, batch.seq, n),
+                    value,
+                ));
+            }
+        }
+        // Transactions within etcd's limits: at most CHUNK_RECORDS puts and CHUNK_BYTES each.
+        let mut txn = Vec::new();
+        let mut bytes = 0usize;
+        for put in puts {
+            let len = match &put {
+                Op::Put(k, v) => k.len() + v.len(),
+                _ => 0,
+            };
+            if !txn.is_empty() && (txn.len() >= CHUNK_RECORDS || bytes + len > CHUNK_BYTES) {
+                self.gateway
+                    .txn(&[], &std::mem::take(&mut txn))
+                    .await
+                    .map_err(etcd("append audit lines"))?;
+                bytes = 0;
+            }
+            bytes += len;
+            txn.push(put);
+        }
+        if !txn.is_empty() {
+            self.gateway
+                .txn(&[], &txn)
+                .await
+                .map_err(etcd("append audit lines"))?;
+        }
+        Ok(())
+    }
+
     /// Commits `batches`; the log entry still to apply, if it went through the log.
     async fn commit_async(&self, batches: &[CommitBatch]) -> Result<Option<Written>, StoreError> {
+        if batches.iter().all(CommitBatch::is_audit_only) {
+            self.append_audit(batches).await?;
+            return Ok(None);
+        }
         // The group's base: the first state commit's; the others must follow it in order.
         let mut base = None;
         let mut last_seq = None;
@@ -978,6 +1057,7 @@ mod tests {
         // A commit too large for one transaction, its log entry left unapplied, as by a parent
         // that stopped right after committing it.
         let big = CommitBatch {
+            session: None,
             seq: 10,
             base: Some(0),
             puts: (0..300).map(|i| record(i, b"old")).collect(),
@@ -990,6 +1070,7 @@ mod tests {
         // the pending entry, whose later application would then overwrite it.
         let b = EtcdStore::open(&url).unwrap();
         let small = CommitBatch {
+            session: None,
             seq: 11,
             base: Some(10),
             puts: vec![record(0, b"new")],
@@ -1013,6 +1094,7 @@ mod tests {
         let url: EtcdUrl = server.url("retried").parse().unwrap();
         let store = EtcdStore::open(&url).unwrap();
         let small = CommitBatch {
+            session: None,
             seq: 5,
             base: Some(0),
             puts: vec![record(1, b"x")],
@@ -1020,6 +1102,7 @@ mod tests {
             audit: vec![b"small".to_vec()],
         };
         let big = CommitBatch {
+            session: None,
             seq: 6,
             base: Some(5),
             puts: (0..250).map(|i| record(i, b"y")).collect(),
@@ -1042,6 +1125,7 @@ mod tests {
         // A different commit from the old view is still a conflict.
         *store.lock_head() = Some(Head { index: 1, seq: 5 });
         let other = CommitBatch {
+            session: None,
             seq: 7,
             base: Some(5),
             puts: vec![record(1, b"z")],
@@ -1084,6 +1168,7 @@ mod tests {
         puts.sort_by(|a, b| a.key.cmp(&b.key));
         store
             .commit(&[CommitBatch {
+                session: None,
                 seq: 1,
                 base: Some(0),
                 puts: puts.clone(),

@@ -584,6 +584,7 @@ mod tests {
 
     fn batch(seq: u64, puts: Vec<Record>, deletes: Vec<RecordKey>, audit: &[&str]) -> CommitBatch {
         CommitBatch {
+            session: None,
             seq,
             base: None,
             puts,
