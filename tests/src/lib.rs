@@ -1168,6 +1168,8 @@ pub struct Deployment {
     enclave_binary: Option<PathBuf>,
     /// `--store` for the parent (an etcd URL) instead of `DIR/store`.
     store: Option<String>,
+    /// The enclave runs with `--member` (one of several sharing the store).
+    member: bool,
     starts: u32,
     dir: tempfile::TempDir,
 }
@@ -1192,6 +1194,7 @@ impl Deployment {
             enclave: None,
             enclave_binary: None,
             store: None,
+            member: false,
             starts: 0,
             dir,
         }
@@ -1200,6 +1203,12 @@ impl Deployment {
     /// The parent keeps the store at `url` (`etcd://...`) instead of `DIR/store`.
     pub fn with_store(mut self, url: String) -> Deployment {
         self.store = Some(url);
+        self
+    }
+
+    /// The enclave serves as one member of several sharing the store (`--member`).
+    pub fn as_member(mut self) -> Deployment {
+        self.member = true;
         self
     }
 
@@ -1303,6 +1312,9 @@ impl Deployment {
             .arg(store)
             .arg("--mock-ca")
             .arg(self.dir().join("mock-ca"));
+        if self.member {
+            command.arg("--member");
+        }
         let log = self.next_log("enclave");
         self.enclave = Some(Daemon::spawn(
             "ekms-enclave",

@@ -75,3 +75,105 @@ async fn an_enclave_behind_the_store_answers_nothing_and_catches_up_after_a_rest
             .unwrap_or_else(|e| panic!("A does not see {key}: {e:?}"));
     }
 }
+
+/// Two members (`--member`) on one store: reads on both commit only their audit lines,
+/// unconditionally, so neither conflicts with the other and each still builds its next change
+/// on the store's head; the log holds one verified chain per member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_read_together_without_conflict_and_each_keeps_a_verified_chain() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url("members");
+    let mut a = Deployment::new().with_store(url.clone()).as_member();
+    a.start();
+    let (id, secret) = a.init_1_of_1();
+    let client_a = a.client(&id, &secret);
+    let key = ekms_tests::create_key(&client_a).await;
+
+    // B shares A's custodian and, so that one root verifies both chains, its mock CA.
+    let mut b = Deployment::new().with_store(url.clone()).as_member();
+    copy_dir(&a.dir().join("init"), &b.dir().join("init"));
+    copy_dir(&a.dir().join("custodian"), &b.dir().join("custodian"));
+    copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
+    b.start();
+    let out = b.unseal();
+    assert!(out.success(), "unsealing B: {out:?}");
+    let client_b = b.client(&id, &secret);
+
+    // Both read at once, each many times: every answer arrives.
+    let reads = |client: aws_sdk_kms::Client, key: String| async move {
+        for i in 0..25u8 {
+            let blob = client
+                .encrypt()
+                .key_id(&key)
+                .plaintext(aws_sdk_kms::primitives::Blob::new(vec![i; 16]))
+                .send()
+                .await
+                .map_err(|e| format!("Encrypt {i}: {e:?}"))?
+                .ciphertext_blob
+                .ok_or("no ciphertext")?;
+            let plain = client
+                .decrypt()
+                .ciphertext_blob(blob)
+                .send()
+                .await
+                .map_err(|e| format!("Decrypt {i}: {e:?}"))?;
+            if plain.plaintext.map(|p| p.into_inner()) != Some(vec![i; 16]) {
+                return Err(format!("Decrypt {i}: another plaintext"));
+            }
+        }
+        Ok::<(), String>(())
+    };
+    let (on_a, on_b) = tokio::join!(
+        reads(client_a.clone(), key.clone()),
+        reads(client_b.clone(), key.clone())
+    );
+    for (name, result, d) in [("A", on_a, &a), ("B", on_b, &b)] {
+        if let Err(e) = result {
+            panic!(
+                "reading on {name}: {e}\nA:\n{}\nB:\n{}",
+                d.enclave
+                    .as_ref()
+                    .map(|e| e
+                        .log_text()
+                        .lines()
+                        .filter(|l| !l.starts_with("  "))
+                        .collect::<Vec<_>>()
+                        .join("\n"))
+                    .unwrap_or_default(),
+                b.parent
+                    .as_ref()
+                    .map(|e| e.log_tail(30))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    // The reads moved no head: A's next change still builds on the store's last commit.
+    ekms_tests::create_key(&client_a).await;
+    for (name, d) in [("A", &mut a), ("B", &mut b)] {
+        let enclave = d.enclave.as_mut().expect("enclave");
+        assert!(
+            enclave.running(),
+            "{name} stopped:\n{}",
+            enclave.log_tail(20)
+        );
+    }
+    // Give both an idle checkpoint, then verify the whole log: two chains, both covered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = ekms_tests::ekms_cli([
+        "audit".into(),
+        "verify".into(),
+        std::ffi::OsString::from(&url),
+        "--root".into(),
+        a.root().into_os_string(),
+        "--expect-pcrs".into(),
+        a.pcrs().into_os_string(),
+    ]);
+    assert!(out.success(), "audit verify: {out:?}");
+    let report = out.json();
+    let members = report["members"].as_array().expect("members in the report");
+    assert_eq!(members.len(), 2, "{report}");
+    for m in members {
+        assert_eq!(m["unverifiedTail"], 0, "{report}");
+        assert!(m["records"].as_u64().unwrap_or(0) >= 50, "{report}");
+    }
+}

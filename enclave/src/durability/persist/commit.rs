@@ -246,10 +246,16 @@ pub(super) fn build_commit(
             });
         }
     }
-    for (kind, id, sealed) in manifest
-        .seal_changes(domain, entropy)
-        .map_err(|_| PersistError::Seal("manifest sealing"))?
-    {
+    // A member's audit-only commit (no base) touches no record, and the root is shared: it
+    // seals nothing, or it would move the root under the other members' commits.
+    let manifest_changes = if base.is_some() {
+        manifest
+            .seal_changes(domain, entropy)
+            .map_err(|_| PersistError::Seal("manifest sealing"))?
+    } else {
+        Vec::new()
+    };
+    for (kind, id, sealed) in manifest_changes {
         puts.push(Record {
             key: RecordKey {
                 kind: kind as u8,

@@ -1250,3 +1250,62 @@ async fn a_key_record_with_grants_inside_moves_them_into_records() {
     let expected: Vec<String> = (1..=2).map(|n| grant_on(1, n, "").grant_id).collect();
     assert_eq!(grant_ids(&again, 1), expected);
 }
+
+/// A member's commits: one that changes records builds on the last one that did, one that only
+/// audits builds on nothing and carries no record (not even the root), and its lines name the
+/// member.
+#[tokio::test]
+async fn a_members_audit_only_commits_build_on_nothing_and_seal_nothing() {
+    type Seen = Arc<Mutex<Vec<(u64, Option<u64>, usize, Vec<Vec<u8>>)>>>;
+    let seen: Seen = Arc::default();
+    let (enclave_end, mut parent_end) = tokio::io::duplex(1 << 20);
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut parent_end).await {
+            let Request::Commit {
+                seq,
+                base,
+                puts,
+                audit,
+                ..
+            } = request
+            else {
+                continue;
+            };
+            let lines = audit.into_iter().map(serde_bytes::ByteBuf::into_vec).collect();
+            log.lock().unwrap().push((seq, base, puts.len(), lines));
+            v1::write_frame(&mut parent_end, &Response::Committed { seq })
+                .await
+                .unwrap();
+        }
+    });
+    let state = Arc::new(State::new(KeyStore::default(), Principals::default()));
+    let persister = Persister::start(
+        Box::new(enclave_end),
+        state.clone(),
+        Arc::new(domain()),
+        Manifest::empty(),
+        Arc::new(OsEntropy::default()),
+        chain().for_member("ab12".to_owned()),
+        7,
+    );
+    let config = Config::default();
+    state.write().insert(key(1), &config).unwrap();
+    let k1 = Touched::Key(Uuid::from_bytes([1; 16]));
+    persister.persist(vec![k1.clone()], None).await.unwrap();
+    let read = crate::durability::audit::Record::from_value(&serde_json::json!({"read": 1}));
+    persister.persist(Vec::new(), Some(read)).await.unwrap();
+    persister.persist(vec![k1], None).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let (first, first_base, first_puts, _) = &seen[0];
+    assert_eq!(*first_base, Some(0));
+    assert!(*first_puts >= 3, "the key, its bucket, page and root");
+    let (second, second_base, second_puts, lines) = &seen[1];
+    assert!(second > first);
+    assert_eq!((*second_base, *second_puts), (None, 0));
+    let line = String::from_utf8(lines[0].clone()).unwrap();
+    assert!(line.contains(r#""member":"ab12""#), "{line}");
+    let (_, third_base, _, _) = &seen[2];
+    assert_eq!(*third_base, Some(*first), "built on the last commit that changed records");
+}
