@@ -92,6 +92,10 @@ pub enum KmsError {
     /// A grant id is not of the shape this service issues.
     #[error("{0}")]
     InvalidGrantId(String),
+    /// A member of several sharing the store has not seen the store's head within its bound:
+    /// it refuses rather than answer from a state that may be stale. Retryable.
+    #[error("{0}")]
+    DependencyTimeout(String),
     /// A fault on our side (for example the random source failed). Details go to the log only.
     #[error("An internal error occurred.")]
     Internal(&'static str),
@@ -174,6 +178,7 @@ impl KmsError {
             KmsError::MalformedPolicy(_) => "MalformedPolicyDocumentException",
             KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
             KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
+            KmsError::DependencyTimeout(_) => "DependencyTimeoutException",
             KmsError::Internal(_) => "KMSInternalException",
         }
     }
@@ -182,6 +187,7 @@ impl KmsError {
     pub fn http_status(&self) -> u16 {
         match self {
             KmsError::Internal(_) => 500,
+            KmsError::DependencyTimeout(_) => 503,
             _ => 400,
         }
     }
@@ -200,7 +206,7 @@ impl KmsError {
             },
             KmsError::UnknownOperation(_) => "InvalidAction",
             KmsError::MissingAction => "MissingAction",
-            KmsError::InvalidState(_) => "ServiceUnavailable",
+            KmsError::InvalidState(_) | KmsError::DependencyTimeout(_) => "ServiceUnavailable",
             KmsError::Internal(_) => "InternalFailure",
             KmsError::AccessDenied(_) => "AccessDenied",
             _ => "ValidationError",
@@ -216,7 +222,7 @@ impl KmsError {
                 | SigV4Error::UnrecognizedClient,
             )
             | KmsError::AccessDenied(_) => 403,
-            KmsError::InvalidState(_) => 503,
+            KmsError::InvalidState(_) | KmsError::DependencyTimeout(_) => 503,
             KmsError::Internal(_) => 500,
             _ => 400,
         }

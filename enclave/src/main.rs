@@ -214,19 +214,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (phase, deployment, Some(stream))
         }
     };
+    // A member follows the store on a second channel of its own (polls answer in order, and
+    // the first channel carries the commits).
+    let follow_channel = match (&args.store, args.member) {
+        (Some(address), true) => Some(connect_store(address).await?),
+        (None, true) => bail!("--member needs --store: members share a store"),
+        _ => None,
+    };
     let state = Arc::new(State::new(KeyStore::default(), principals));
-    let service = Arc::new(
-        Service::new(
-            state,
-            config,
-            Env::system(attester),
-            phase,
-            deployment,
-            store,
-        )
-        .map_err(|e| anyhow::anyhow!("starting the service: {e}"))?
-        .with_tls(identity, args.tls_ca_out.clone()),
-    );
+    let service = Service::new(
+        state,
+        config,
+        Env::system(attester),
+        phase,
+        deployment,
+        store,
+    )
+    .map_err(|e| anyhow::anyhow!("starting the service: {e}"))?
+    .with_tls(identity, args.tls_ca_out.clone());
+    let service = Arc::new(match follow_channel {
+        Some(channel) => service.with_follow_channel(channel),
+        None => service,
+    });
     let listener = Listener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -92,6 +92,10 @@ pub mod v1 {
             /// A number the enclave chose at random for this store channel.
             session: u64,
         },
+        /// The store's last commit that changed records, as the store itself has it now (not
+        /// as this parent last wrote it): a member polls it to learn of other members'
+        /// commits. Answered with `Head`.
+        Head,
     }
 
     /// What the parent answers, one per request, in request order.
@@ -114,6 +118,12 @@ pub mod v1 {
         Pong,
         /// The answer to `Hold`: the relay now holds answers of that session.
         Holding,
+        /// The answer to `Head`.
+        Head {
+            /// The `seq` of the store's last commit that changed records; `None` from a store
+            /// that does not track it (the embedded store, which has one writer).
+            seq: Option<u64>,
+        },
         /// The request failed; for a `Commit`, nothing of it was applied.
         Error {
             /// Why, for logs.
@@ -381,6 +391,7 @@ pub mod v1 {
                 },
                 Request::Ping,
                 Request::Hold { session: u64::MAX },
+                Request::Head,
             ]
         }
 
@@ -400,6 +411,10 @@ pub mod v1 {
                 },
                 Response::Pong,
                 Response::Holding,
+                Response::Head {
+                    seq: Some(u64::MAX),
+                },
+                Response::Head { seq: None },
                 Response::Error {
                     message: "disk full \u{1f4be}".to_owned(),
                 },

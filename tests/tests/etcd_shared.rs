@@ -83,20 +83,9 @@ async fn an_enclave_behind_the_store_answers_nothing_and_catches_up_after_a_rest
 async fn members_read_together_without_conflict_and_each_keeps_a_verified_chain() {
     let etcd = EtcdServer::start();
     let url = etcd.url("members");
-    let mut a = Deployment::new().with_store(url.clone()).as_member();
-    a.start();
-    let (id, secret) = a.init_1_of_1();
+    let (mut a, mut b, id, secret) = two_members(&url);
     let client_a = a.client(&id, &secret);
     let key = ekms_tests::create_key(&client_a).await;
-
-    // B shares A's custodian and, so that one root verifies both chains, its mock CA.
-    let mut b = Deployment::new().with_store(url.clone()).as_member();
-    copy_dir(&a.dir().join("init"), &b.dir().join("init"));
-    copy_dir(&a.dir().join("custodian"), &b.dir().join("custodian"));
-    copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
-    b.start();
-    let out = b.unseal();
-    assert!(out.success(), "unsealing B: {out:?}");
     let client_b = b.client(&id, &secret);
 
     // Both read at once, each many times: every answer arrives.
@@ -176,4 +165,134 @@ async fn members_read_together_without_conflict_and_each_keeps_a_verified_chain(
         assert_eq!(m["unverifiedTail"], 0, "{report}");
         assert!(m["records"].as_u64().unwrap_or(0) >= 50, "{report}");
     }
+}
+
+/// Two members on the store at `url`: A initialized it, B (with A's custodian and, so that one
+/// root verifies both audit chains, A's mock CA) unsealed it; and the admin's credentials.
+fn two_members(url: &str) -> (Deployment, Deployment, String, String) {
+    let mut a = Deployment::new().with_store(url.to_owned()).as_member();
+    a.start();
+    let (id, secret) = a.init_1_of_1();
+    let mut b = Deployment::new().with_store(url.to_owned()).as_member();
+    copy_dir(&a.dir().join("init"), &b.dir().join("init"));
+    copy_dir(&a.dir().join("custodian"), &b.dir().join("custodian"));
+    copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
+    b.start();
+    let out = b.unseal();
+    assert!(out.success(), "unsealing B: {out:?}");
+    (a, b, id, secret)
+}
+
+/// Longest this test waits for a change made on one member to show on another: the bound is
+/// one second (a poll every 250 ms, then a load of this small store), measured and printed;
+/// the wait allows for a loaded CI machine.
+const PROPAGATION_WAIT: Duration = Duration::from_secs(10);
+
+/// Calls `attempt` until it returns `Some`, up to [`PROPAGATION_WAIT`]; the value and how long
+/// it took.
+async fn until<T, F, Fut>(what: &str, mut attempt: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = attempt().await {
+            let took = start.elapsed();
+            println!("{what}: {took:?}");
+            return (v, took);
+        }
+        assert!(
+            start.elapsed() < PROPAGATION_WAIT,
+            "{what}: not within {PROPAGATION_WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every member serves every key: a key made on A encrypts on B, B's ciphertext decrypts on A,
+/// a key B makes shows on A, DisableKey on A is enforced on B; and a member cut off from the
+/// store stops answering (`DependencyTimeoutException`) rather than serve a state that may be
+/// stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_serve_each_others_changes_and_stop_answering_when_cut_off() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url("follow");
+    let (a, b, id, secret) = two_members(&url);
+    let client_a = a.client(&id, &secret);
+    let client_b = b.client(&id, &secret);
+
+    // A key made on A after B unsealed: B takes A's commit and serves it.
+    let key = ekms_tests::create_key(&client_a).await;
+    let plaintext = aws_sdk_kms::primitives::Blob::new(b"every member".to_vec());
+    let (blob, _) = until("A's new key usable on B", || {
+        let client_b = client_b.clone();
+        let key = key.clone();
+        let plaintext = plaintext.clone();
+        async move {
+            client_b
+                .encrypt()
+                .key_id(&key)
+                .plaintext(plaintext)
+                .send()
+                .await
+                .ok()
+                .and_then(|out| out.ciphertext_blob)
+        }
+    })
+    .await;
+    let plain = client_a
+        .decrypt()
+        .ciphertext_blob(blob)
+        .send()
+        .await
+        .expect("A decrypts what B encrypted");
+    assert_eq!(plain.plaintext.expect("plaintext").into_inner(), b"every member");
+
+    // B's own change builds on A's (it took it): committed, and A takes it in turn.
+    let from_b = ekms_tests::create_key(&client_b).await;
+    until("B's new key visible on A", || {
+        let client_a = client_a.clone();
+        let from_b = from_b.clone();
+        async move { client_a.describe_key().key_id(&from_b).send().await.ok() }
+    })
+    .await;
+
+    // DisableKey on A: B refuses the key.
+    client_a
+        .disable_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("DisableKey on A");
+    let (code, _) = until("DisableKey on A enforced on B", || {
+        let client_b = client_b.clone();
+        let key = key.clone();
+        async move {
+            let out = client_b
+                .encrypt()
+                .key_id(&key)
+                .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+                .send()
+                .await;
+            out.err().map(ekms_tests::error_code)
+        }
+    })
+    .await;
+    assert_eq!(code, "DisabledException");
+
+    // etcd stops answering: within the bound, B refuses every request as stale.
+    etcd.pause();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let refused = client_b
+        .describe_key()
+        .key_id(&from_b)
+        .send()
+        .await
+        .expect_err("B answered while cut off from the store");
+    assert_eq!(
+        ekms_tests::error_code(refused),
+        "DependencyTimeoutException"
+    );
+    etcd.resume();
 }

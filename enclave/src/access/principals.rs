@@ -300,6 +300,22 @@ impl Principals {
         Ok(())
     }
 
+    /// Removes every principal from the sealed store (those from a principals file stay):
+    /// before the sealed ones are taken again from a newer state of the store.
+    pub fn remove_sealed(&mut self) {
+        let sealed: Vec<String> = self
+            .by_name
+            .iter()
+            .filter(|(_, p)| p.sealed)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in sealed {
+            self.by_name.remove(&name);
+        }
+        let by_name = &self.by_name;
+        self.by_access_key.retain(|_, name| by_name.contains_key(name));
+    }
+
     /// A sealed principal (not one from the principals file).
     pub fn sealed(&self, name: &str) -> Option<&Principal> {
         self.by_name.get(name).filter(|p| p.sealed)

@@ -60,6 +60,10 @@ pub struct Service {
     pub(super) custody: tokio::sync::Mutex<Custody>,
     /// The store channel until unseal hands it to the persister.
     pub(super) store: tokio::sync::Mutex<Option<Stream>>,
+    /// A member's second store channel, on which it follows the store once unsealed.
+    pub(super) follow_channel: tokio::sync::Mutex<Option<Stream>>,
+    /// When a member last knew its state to be the store's (unused by a lone enclave).
+    pub(super) freshness: Arc<persist::Freshness>,
     pub(super) persister: OnceLock<Persister>,
     /// Fires when the service must stop (the durable store failed).
     pub fatal: Arc<Notify>,
@@ -164,11 +168,21 @@ impl Service {
             phase: AtomicU8::new(phase_code(phase)),
             custody: tokio::sync::Mutex::new(custody),
             store: tokio::sync::Mutex::new(store),
+            follow_channel: tokio::sync::Mutex::new(None),
+            freshness: Arc::default(),
             persister: OnceLock::new(),
             fatal: Arc::new(Notify::new()),
             tls: None,
             tls_ca_out: None,
         })
+    }
+
+    /// This service, a member of several sharing the store, following it on `channel` (a
+    /// second store channel) once unsealed.
+    #[must_use]
+    pub fn with_follow_channel(mut self, channel: Stream) -> Self {
+        self.follow_channel = tokio::sync::Mutex::new(Some(channel));
+        self
     }
 
     /// This service serving `identity` (and writing its CA to `ca_out`, mock mode).
@@ -416,15 +430,41 @@ impl Service {
         self.env.entropy.fill(&mut gap)?;
         let mask = (1u64 << crate::durability::seal::manifest::BOOT_GAP_BITS) - 1;
         manifest.skip(1 + (u64::from_be_bytes(gap) & mask));
+        let domain = Arc::new(domain);
         let persister = Persister::start(
             stream,
             self.state.clone(),
-            Arc::new(domain),
+            domain.clone(),
             manifest,
             self.env.entropy.clone(),
             chain,
             session,
         );
+        if self.config.member {
+            // Just loaded: the state is the store's as of now.
+            #[allow(clippy::disallowed_methods)] // the server is the shell
+            self.freshness.confirm(std::time::Instant::now());
+            match self.follow_channel.lock().await.take() {
+                Some(channel) => {
+                    let follower = persister.clone();
+                    let freshness = self.freshness.clone();
+                    let config = Arc::new(self.config.clone());
+                    let fatal = self.fatal.clone();
+                    #[allow(clippy::disallowed_methods)] // the server is the shell
+                    tokio::spawn(async move {
+                        if let Err(e) =
+                            persist::follow(channel, follower, domain, config, freshness).await
+                        {
+                            tracing::error!(error = %e, "following the shared store failed: stopping");
+                            fatal.notify_one();
+                        }
+                    });
+                }
+                None => tracing::error!(
+                    "a member without a second store channel cannot follow the store: refusing requests"
+                ),
+            }
+        }
         let fatal = self.fatal.clone();
         let watcher = persister.clone();
         #[allow(clippy::disallowed_methods)] // the server is the shell
@@ -488,6 +528,11 @@ impl Service {
     /// `KMSInvalidStateException` while uninitialized or sealed.
     fn check_unsealed(&self) -> Result<(), KmsError> {
         match self.phase() {
+            // A member answers only while its state is known to be the store's.
+            #[allow(clippy::disallowed_methods)] // the server is the shell
+            Phase::Unsealed if self.config.member => {
+                self.freshness.check(std::time::Instant::now())
+            }
             Phase::Unsealed | Phase::MemoryOnly => Ok(()),
             Phase::Uninitialized => Err(KmsError::InvalidState(
                 "ekms is not initialized: run `ekms init`.".to_owned(),

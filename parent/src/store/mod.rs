@@ -92,6 +92,16 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&RecordKey>,
         limit: usize,
     ) -> Result<(Vec<Record>, bool), StoreError>;
+
+    /// The `seq` of the last commit that changed records, read from the store itself (several
+    /// enclaves may share it); `None` for a store with one writer, which does not track it.
+    ///
+    /// # Errors
+    ///
+    /// Any failure to read the store.
+    fn head(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Why a store operation failed.

@@ -391,6 +391,21 @@ impl Connection {
                 };
                 let _ = reply.send(response);
             }
+            Request::Head => {
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move {
+                    let head = tokio::task::spawn_blocking(move || store.head()).await;
+                    let _ = reply.send(match head {
+                        Ok(Ok(seq)) => Response::Head { seq },
+                        Ok(Err(e)) => Response::Error {
+                            message: format!("reading the head failed: {}", error_chain(&e)),
+                        },
+                        Err(e) => Response::Error {
+                            message: format!("reading the head failed: the store task ended: {e}"),
+                        },
+                    });
+                });
+            }
             Request::Load { after, limit } => {
                 let limit = usize::try_from(limit)
                     .unwrap_or(usize::MAX)

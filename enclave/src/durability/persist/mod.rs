@@ -37,6 +37,7 @@ use commit::{build_commit, checkpoint_commit, Now, Sealing};
 pub use deployment::{store_state, write_deployment, Deployment, StoreState};
 #[cfg(any(feature = "bench", fuzzing))]
 pub use deployment::DEPLOYMENT_KIND;
+pub use follow::{follow, Freshness};
 pub use load::load;
 #[cfg(test)]
 use load::{Loaded, Loading};
@@ -171,6 +172,43 @@ pub struct Persister {
     fatal: Arc<Notify>,
     chain: Arc<Mutex<AuditChain>>,
     durable: watch::Receiver<Durable>,
+    /// Room for commits in flight: held, nothing is in flight and the committer waits.
+    room: Arc<tokio::sync::Semaphore>,
+    /// What a member follows the store with ([`Persister::quiet_base`], [`Persister::adopt`]).
+    follow: Arc<Follow>,
+}
+
+/// What a member shares between its committer and the task that follows the store.
+struct Follow {
+    state: Arc<State>,
+    /// The last commit that changed records, made (sent) or adopted: the next one's base.
+    base: std::sync::atomic::AtomicU64,
+    /// A newer state's manifest, adopted while the committer waited: it continues from it.
+    adopted: Mutex<Option<Manifest>>,
+}
+
+/// Why [`Persister::adopt`] left the state as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdopted {
+    /// This member committed a change since the newer state was read.
+    Moved,
+    /// Changes made here wait for a commit: built on the old state, it is refused, and the
+    /// member stops (fail-stop) rather than let them pass over the newer state.
+    LocalChanges,
+    /// The store failed.
+    Unavailable,
+}
+
+/// A newer state of the store, loaded and verified, for [`Persister::adopt`].
+pub struct Newer {
+    /// Its keys, aliases and grants.
+    pub keys: crate::keys::KeyStore,
+    /// Its sealed principals.
+    pub principals: Vec<crate::durability::seal::codec::PrincipalRecord>,
+    /// Its operator TLS certificate, if any.
+    pub tls_operator: Option<crate::keys::tls::OperatorCert>,
+    /// Its manifest.
+    pub manifest: Manifest,
 }
 
 impl std::fmt::Debug for Persister {
@@ -385,6 +423,81 @@ impl Persister {
         })
     }
 
+    /// Runs `ask` while nothing is in flight and the committer waits, with the last commit
+    /// that changed records (acknowledged, since nothing is in flight): a store head asked for
+    /// meanwhile is comparable with it.
+    ///
+    /// # Errors
+    /// [`PersistError::Unavailable`] once the store failed.
+    pub async fn quiet_base<T, F: std::future::Future<Output = T>>(
+        &self,
+        ask: impl FnOnce(u64) -> F,
+    ) -> Result<T, PersistError> {
+        let _permit = self
+            .room
+            .acquire()
+            .await
+            .map_err(|_| PersistError::Unavailable)?;
+        if self.durable.borrow().failed {
+            return Err(PersistError::Unavailable);
+        }
+        let base = self.follow.base.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(ask(base).await)
+    }
+
+    /// Takes `newer` (another member's commits, loaded and verified) in place of the state,
+    /// if this member made no change since its commit `base`, and none waits to be committed:
+    /// under the state's write locks, with nothing in flight, so that no change is ever built
+    /// on one state and committed on the other. Changes made after it build on `newer`'s last
+    /// commit.
+    ///
+    /// # Errors
+    /// [`NotAdopted`]: why the state stays as it was.
+    pub async fn adopt(
+        &self,
+        base: u64,
+        newer: Newer,
+        config: &crate::config::Config,
+    ) -> Result<(), NotAdopted> {
+        let _permit = self
+            .room
+            .acquire()
+            .await
+            .map_err(|_| NotAdopted::Unavailable)?;
+        if self.durable.borrow().failed {
+            return Err(NotAdopted::Unavailable);
+        }
+        if self.follow.base.load(std::sync::atomic::Ordering::SeqCst) != base {
+            return Err(NotAdopted::Moved);
+        }
+        let state = &self.follow.state;
+        // The order every operation that takes both follows: keys, then principals.
+        let mut keys = state.write();
+        let mut principals = state.principals_mut();
+        if self.queue.lock().jobs.iter().any(|job| !job.touched.is_empty()) {
+            return Err(NotAdopted::LocalChanges);
+        }
+        *keys = newer.keys;
+        principals.remove_sealed();
+        for p in &newer.principals {
+            if let Err(why) = principals.insert_sealed(p, config) {
+                tracing::warn!(name = %p.name, why, "sealed principal not taken from the store");
+            }
+        }
+        if let Some(operator) = newer.tls_operator {
+            state.set_tls_operator(operator);
+        }
+        self.follow
+            .base
+            .store(newer.manifest.seq(), std::sync::atomic::Ordering::SeqCst);
+        *self
+            .follow
+            .adopted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(newer.manifest);
+        Ok(())
+    }
+
     /// Resolves once the store failed for good: the process should exit.
     pub async fn fatal(&self) {
         self.fatal.notified().await;
@@ -402,6 +515,11 @@ impl Persister {
         session: u64,
     ) -> Persister {
         let member = chain.member().is_some();
+        let follow = Arc::new(Follow {
+            state: state.clone(),
+            base: std::sync::atomic::AtomicU64::new(manifest.base()),
+            adopted: Mutex::new(None),
+        });
         let (durable_tx, durable) = watch::channel(Durable {
             seq: manifest.seq(),
             head: chain.head(),
@@ -445,6 +563,8 @@ impl Persister {
         let fail2 = fail.clone();
         let committer_chain = chain.clone();
         let committer_queue = queue.clone();
+        let committer_follow = follow.clone();
+        let committer_room = room.clone();
         // The committer and the acknowledger are the shell's tasks.
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
@@ -452,7 +572,8 @@ impl Persister {
                 committer_queue,
                 writer,
                 in_flight_tx,
-                room,
+                committer_room,
+                &committer_follow,
                 Sealing {
                     names: NameKey::of(&domain),
                     state,
@@ -480,6 +601,8 @@ impl Persister {
             fatal,
             chain,
             durable,
+            room,
+            follow,
         }
     }
 }
@@ -555,6 +678,7 @@ async fn committer<W: AsyncWrite + Unpin>(
     mut writer: W,
     in_flight: mpsc::Sender<InFlight>,
     room: Arc<tokio::sync::Semaphore>,
+    follow: &Follow,
     mut sealing: Sealing,
 ) -> String {
     loop {
@@ -589,6 +713,16 @@ async fn committer<W: AsyncWrite + Unpin>(
         let Ok(permit) = room.clone().acquire_owned().await else {
             return "acknowledger stopped".to_owned();
         };
+        // A newer state adopted while this waited: go on from its manifest, with this
+        // session's own numbering (answers are held by it) and its last commit as the base.
+        if let Some(newer) = follow
+            .adopted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            sealing.manifest = newer.rebased(sealing.manifest.seq());
+        }
         // Everything queued goes, since all of it was promised this commit's number.
         let (seq, batch, riders) = {
             let mut pending = queue.lock();
@@ -611,6 +745,9 @@ async fn committer<W: AsyncWrite + Unpin>(
             (None, sealing.manifest.seq())
         } else {
             let (base, next) = sealing.manifest.next_commit();
+            follow
+                .base
+                .store(next, std::sync::atomic::Ordering::SeqCst);
             (Some(base), next)
         };
         if next != seq {
@@ -679,6 +816,7 @@ async fn acknowledger<R: AsyncRead + Unpin>(
 
 mod commit;
 mod deployment;
+mod follow;
 mod load;
 #[cfg(test)]
 mod tests;

@@ -250,6 +250,21 @@ impl Manifest {
         self.seq = self.seq.saturating_add(gap);
     }
 
+    /// The commit the next one builds on: the last one made or loaded.
+    pub fn base(&self) -> u64 {
+        self.skipped_from.unwrap_or(self.seq)
+    }
+
+    /// This manifest (of a newer state of a shared store, loaded) as the one to commit on
+    /// from a member whose commits are numbered up to `counter`: its next commit builds on
+    /// this state's last commit, and is numbered after the member's own.
+    #[must_use]
+    pub fn rebased(mut self, counter: u64) -> Self {
+        self.skipped_from = Some(self.seq);
+        self.seq = counter;
+        self
+    }
+
     /// Starts the next commit; returns its sequence number.
     pub fn next_seq(&mut self) -> u64 {
         self.next_commit().1

@@ -1030,6 +1030,10 @@ impl Store for EtcdStore {
     ) -> Result<(Vec<Record>, bool), StoreError> {
         self.block_on(self.load_async(after, limit))
     }
+
+    fn head(&self) -> Result<Option<u64>, StoreError> {
+        self.block_on(self.read_head()).map(|head| Some(head.seq))
+    }
 }
 
 #[cfg(test)]
