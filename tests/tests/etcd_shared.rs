@@ -87,6 +87,12 @@ async fn members_read_together_without_conflict_and_each_keeps_a_verified_chain(
     let client_a = a.client(&id, &secret);
     let key = ekms_tests::create_key(&client_a).await;
     let client_b = b.client(&id, &secret);
+    until("A's key visible on B", || {
+        let client_b = client_b.clone();
+        let key = key.clone();
+        async move { client_b.describe_key().key_id(&key).send().await.ok() }
+    })
+    .await;
 
     // Both read at once, each many times: every answer arrives.
     let reads = |client: aws_sdk_kms::Client, key: String| async move {
@@ -247,7 +253,10 @@ async fn members_serve_each_others_changes_and_stop_answering_when_cut_off() {
         .send()
         .await
         .expect("A decrypts what B encrypted");
-    assert_eq!(plain.plaintext.expect("plaintext").into_inner(), b"every member");
+    assert_eq!(
+        plain.plaintext.expect("plaintext").into_inner(),
+        b"every member"
+    );
 
     // B's own change builds on A's (it took it): committed, and A takes it in turn.
     let from_b = ekms_tests::create_key(&client_b).await;
