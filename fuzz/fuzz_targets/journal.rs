@@ -119,6 +119,7 @@ mod store {
         };
         CommitBatch {
             seq: u.arbitrary().unwrap_or(0),
+            session: u.arbitrary().unwrap_or(None),
             base: u.arbitrary().unwrap_or(None),
             puts: (0..u.int_in_range(0..=3u8).unwrap_or(0))
                 .map(|_| Record {
