@@ -196,8 +196,8 @@ fn validate(arg: &Arg, long: &str, values: &[String]) -> Result<(), String> {
     }
     let mut argv = vec![OsString::from("config")];
     for value in values {
-        argv.push(OsString::from(format!("--{long}")));
-        argv.push(OsString::from(value));
+        // One argument, so that a value starting with `-` is not taken for an option.
+        argv.push(OsString::from(format!("--{long}={value}")));
     }
     Command::new("config")
         .disable_help_flag(true)
@@ -483,6 +483,12 @@ mod tests {
         let err = parse_with("idle-timeout-secs = 0\n", &["x"]).unwrap_err();
         assert!(
             matches!(&err, ConfigError::InvalidValue { line: 1, key, .. } if key == "idle-timeout-secs"),
+            "{err}"
+        );
+        let err = parse_with("idle-timeout-secs = -5\n", &["x"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid value '-5' for '--idle-timeout-secs"),
             "{err}"
         );
         let err = parse_with("listen = [1, 2]\n", &["x"]).unwrap_err();
