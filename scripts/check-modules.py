@@ -21,6 +21,7 @@ RULES = {
     "error": set(),
     "hexfmt": set(),
     "config": {"error"},
+    "args": {"config"},
     "env": {"error"},
     "json": {"error", "env", "hexfmt"},
     "access": FOUNDATION,

@@ -22,13 +22,17 @@ pub enum Echo {
     Stdout,
     /// To our stderr, keeping our stdout for a report (`ekms bench`).
     Stderr,
+    /// Into our log, as an event naming the child (`ekms dev --log-format json`: every line
+    /// it writes is then a JSON object).
+    Log,
 }
 
 impl Echo {
-    fn line(self, line: &str) {
+    fn line(self, name: &str, line: &str) {
         match self {
             Echo::Stdout => println!("{line}"),
             Echo::Stderr => eprintln!("{line}"),
+            Echo::Log => tracing::info!(target: "ekms::dev", process = name, "{line}"),
         }
     }
 }
@@ -49,7 +53,7 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     }
     if let Some(cargo) = std::env::var_os("CARGO") {
         let release = dir.file_name().is_some_and(|d| d == "release");
-        eprintln!("ekms: building {name} ...");
+        tracing::info!("building {name} ...");
         let mut build = std::process::Command::new(cargo);
         build.args(["build", "--bin", "ekms-enclave", "--bin", "ekms-parent"]);
         // `cargo run` gives `ekms` the variables it sets for the crate it runs (CARGO_PKG_*,
@@ -103,8 +107,8 @@ pub fn write_mock_pcrs(enclave_bin: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 /// Starts `command` and waits (bounded) for its `NAME listening on ADDRESS` line; returns the
-/// child and the address. What it prints before and after goes to `echo`; its stderr is
-/// inherited.
+/// child and the address. What it prints before and after goes to `echo`; its stderr (its
+/// log) is inherited.
 ///
 /// # Errors
 /// When it cannot start, exits, or is not ready within [`READY_TIMEOUT`] (it is then killed).
@@ -160,7 +164,7 @@ pub async fn start_with_input(
             if let Some(address) = line.strip_prefix(&prefix) {
                 return Ok::<_, anyhow::Error>(address.trim().to_owned());
             }
-            echo.line(&line);
+            echo.line(name, &line);
         }
         bail!("{name} exited before it was ready")
     })
@@ -176,7 +180,7 @@ pub async fn start_with_input(
     };
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            echo.line(&line);
+            echo.line(name, &line);
         }
     });
     Ok((child, address))

@@ -4,12 +4,19 @@
 //! direct children, waits until both accept connections, writes AWS shared credentials for the
 //! `dev` principal, and prints how to use them. Ctrl-C or SIGTERM stops both; if either child
 //! dies, `ekms dev` stops the other and exits with an error naming it.
+//!
+//! Its options also come from `EKMS_<NAME>` and a config file (`--config FILE`,
+//! `ekms_shared::config_file`); the children get every setting on their command line, and
+//! none of the `EKMS_*` variables but `EKMS_LOG`. With `--log-format json` the children log
+//! JSON too, and what `ekms dev` and its children print becomes log events: every line on
+//! its stdout and stderr is then one JSON object.
 
 use std::io::Write as _;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
+use ekms_shared::logging::{LogFormat, LOG_ENV};
 use tokio::process::Command;
 
 use super::children::{sibling, start, stop, write_mock_pcrs, Echo};
@@ -18,6 +25,11 @@ use super::custody::{self, Expectation, Target};
 /// `ekms dev` options.
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
+    /// A TOML file of settings (`listen = "127.0.0.1:4599"`, the long options' names, and
+    /// `log-format`); the environment (`EKMS_LISTEN`) and the command line take precedence
+    /// over it. Also EKMS_CONFIG.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Client-facing address of the parent relay.
     #[arg(long, default_value = "127.0.0.1:4599")]
     pub listen: String,
@@ -67,6 +79,7 @@ async fn init_or_unseal(
     data_dir: &Path,
     target: &Target,
     expect: &Expectation,
+    say: Say,
 ) -> anyhow::Result<()> {
     let status = custody::status_at(target).await?;
     let custodian_dir = data_dir.join("custodian");
@@ -93,10 +106,10 @@ async fn init_or_unseal(
             custody::init(&args)
                 .await
                 .context("initializing the deployment")?;
-            println!(
+            say.line(&format!(
                 "ekms dev: initialized a new deployment (1-of-1 dev custodian in {})",
                 custodian_dir.display()
-            );
+            ));
         }
         Some("Sealed") => {
             let args = custody::UnsealArgs {
@@ -108,14 +121,49 @@ async fn init_or_unseal(
             let status = custody::unseal(&args)
                 .await
                 .context("unsealing with the dev custodian's share")?;
-            println!(
+            say.line(&format!(
                 "ekms dev: unsealed; refused records: {}",
                 status["RefusedRecordCount"].as_u64().unwrap_or(0)
-            );
+            ));
         }
         other => bail!("unexpected enclave state {other:?}"),
     }
     Ok(())
+}
+
+/// Where `ekms dev`'s own messages go: stdout as they are, or (`--log-format json`) into its
+/// log as events, so that every line it writes is JSON.
+#[derive(Debug, Clone, Copy)]
+struct Say(LogFormat);
+
+impl Say {
+    fn line(self, text: &str) {
+        match self.0 {
+            LogFormat::Text => println!("{text}"),
+            LogFormat::Json => tracing::info!(target: "ekms::dev", "{text}"),
+        }
+    }
+
+    fn echo(self) -> Echo {
+        match self.0 {
+            LogFormat::Text => Echo::Stdout,
+            LogFormat::Json => Echo::Log,
+        }
+    }
+}
+
+/// `command` with none of the `EKMS_*` variables but `EKMS_LOG`: a child gets its settings on
+/// its command line only, never an `ekms dev` setting meant for `ekms dev` itself
+/// (`EKMS_STORE` is an etcd URL here, the store channel's address there).
+fn without_settings(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("EKMS_") && n != LOG_ENV)
+        {
+            command.env_remove(&name);
+        }
+    }
 }
 
 /// The lock file that says an `ekms dev` is running on a data dir.
@@ -151,11 +199,12 @@ fn hold_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// Runs `ekms dev` until a signal or a child's death.
+/// Runs `ekms dev` until a signal or a child's death; the children log as `log_format` says.
 ///
 /// # Errors
 /// When a child cannot start, or dies while running (the error names it).
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
+    let say = Say(log_format);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -182,7 +231,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let enclave_socket = data_dir.join("enclave.sock");
     let store_socket = data_dir.join("store.sock");
     let mut parent_cmd = Command::new(parent_bin);
+    without_settings(&mut parent_cmd);
     parent_cmd
+        .args(["--log-format", log_format.as_str()])
         .args(["--listen", &format!("tcp://{}", args.listen)])
         .arg("--enclave")
         .arg(format!("unix:{}", enclave_socket.display()))
@@ -198,10 +249,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             data_dir.join("store").display().to_string()
         }
     };
-    let (mut parent, parent_address) = start("ekms-parent", parent_cmd, Echo::Stdout).await?;
+    let (mut parent, parent_address) = start("ekms-parent", parent_cmd, say.echo()).await?;
 
     let mut enclave_cmd = Command::new(enclave_bin);
+    without_settings(&mut enclave_cmd);
     enclave_cmd
+        .args(["--log-format", log_format.as_str()])
         .arg("--insecure-mock-enclave")
         .arg("--listen")
         .arg(format!("unix:{}", enclave_socket.display()))
@@ -223,14 +276,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             enclave_cmd.args(["--tls-name", name]);
         }
     }
-    let (mut enclave, enclave_address) =
-        match start("ekms-enclave", enclave_cmd, Echo::Stdout).await {
-            Ok(e) => e,
-            Err(e) => {
-                stop(&mut parent).await;
-                return Err(e);
-            }
-        };
+    let (mut enclave, enclave_address) = match start("ekms-enclave", enclave_cmd, say.echo()).await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            stop(&mut parent).await;
+            return Err(e);
+        }
+    };
 
     let scheme = if args.tls { "https" } else { "http" };
     let endpoint = format!("{scheme}://{}", args.listen);
@@ -244,7 +297,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         allow_debug: false,
     };
     if !args.manual_unseal {
-        if let Err(e) = init_or_unseal(&data_dir, &target, &expect).await {
+        if let Err(e) = init_or_unseal(&data_dir, &target, &expect, say).await {
             stop(&mut parent).await;
             stop(&mut enclave).await;
             return Err(e);
@@ -257,7 +310,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     } else {
         String::new()
     };
-    println!(
+    say.line(&format!(
         "\nekms dev is ready: mock enclave {} behind parent relay {}.\n\
          INSECURE development mode: no enclave isolation, mock attestation. Keys are sealed \
          into {} and survive restarts.\n\n\
@@ -279,12 +332,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         credentials.display(),
         region = args.region,
-    );
+    ));
     let _ = std::io::stdout().flush();
 
     let outcome = tokio::select! {
         signal = shutdown_signal() => {
-            println!("ekms dev: {signal}, stopping");
+            say.line(&format!("ekms dev: {signal}, stopping"));
             Ok(())
         }
         status = enclave.wait() => Err(anyhow!("ekms-enclave exited unexpectedly ({})", describe(status))),

@@ -4,6 +4,7 @@ pub mod attestation;
 pub mod audit;
 pub mod bench;
 pub mod children;
+pub mod config;
 pub mod custodian;
 pub mod custody;
 pub mod dev;

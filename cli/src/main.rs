@@ -1,6 +1,10 @@
 //! `ekms`: the operator's tool.
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use ekms_shared::config_file;
+use ekms_shared::logging::LogFormat;
 
 use ekms_cli as cli;
 
@@ -13,6 +17,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "ekms", version)]
 struct Args {
+    /// Log lines as text (colours on a terminal only) or as JSON objects, one per line;
+    /// `ekms dev` passes it on to the processes it starts.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +35,11 @@ struct Args {
 enum Command {
     /// Run a mock enclave and the parent relay on loopback, for development (INSECURE).
     Dev(cli::dev::DevArgs),
+    /// Check a config file (`--config FILE` of `ekms dev`, `ekms-parent`, `ekms-enclave`).
+    Config {
+        #[command(subcommand)]
+        command: cli::config::ConfigCommand,
+    },
     /// Load an endpoint with SigV4-signed requests and report throughput and latency.
     Bench(cli::bench::BenchArgs),
     /// One half of `ekms bench --baseline` (the bare server or its relay), run by `ekms bench`.
@@ -72,18 +91,36 @@ enum Command {
     RefusedRecords(cli::principal::Connection),
 }
 
+/// The command line, with the environment (`EKMS_*`) and, for `ekms dev`, its config file
+/// below it (`ekms_shared::config_file`).
+fn parse() -> anyhow::Result<Args> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // Only `ekms dev` reads a config file: found by a lenient first pass, so that an
+    // `EKMS_CONFIG` set for it does not reach the other subcommands.
+    let dev = Args::command()
+        .ignore_errors(true)
+        .try_get_matches_from(&argv)
+        .is_ok_and(|m| m.subcommand_name() == Some("dev"));
+    let cmd = if dev {
+        config_file::layered(Args::command(), Some("dev"), &argv)?
+    } else {
+        config_file::with_env(Args::command(), None)
+    };
+    let matches = cmd.get_matches_from(argv);
+    Ok(Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EKMS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: logs written to a file or a journal stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match Args::parse().command {
-        Command::Dev(args) => runtime()?.block_on(cli::dev::run(args)),
+    let args = parse()?;
+    ekms_shared::logging::init(args.log_format)?;
+    let log_format = args.log_format;
+    match args.command {
+        Command::Config { command } => {
+            let out = cli::config::run(&command, Args::command())?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Dev(args) => runtime()?.block_on(cli::dev::run(args, log_format)),
         Command::Bench(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

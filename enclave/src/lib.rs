@@ -18,11 +18,12 @@ macro_rules! modules {
         mod $name;
     )*};
 }
-modules!(access, api, config, custody, durability, env, error, hexfmt, json, keys, kms);
+modules!(access, api, args, config, custody, durability, env, error, hexfmt, json, keys, kms);
 
 // What the `ekms-enclave` binary needs.
 pub use access::principals::Principals;
 pub use api::server::{serve, Service};
+pub use args::Args;
 pub use config::{Config, DEFAULT_ACCOUNT, DEFAULT_REGION};
 pub use custody::admin::Phase;
 pub use custody::attest::{insecure::MockAttester, NsmAttester};

@@ -5,7 +5,10 @@
 //! ekms-enclave --insecure-mock-enclave --listen tcp://127.0.0.1:0 \
 //!              --principals principals.json [--tls --tls-ca-out ca.pem]
 //! ```
-//! Prints `ekms-enclave listening on <address>` once it accepts connections.
+//! Prints `ekms-enclave listening on <address>` once it accepts connections. Logs go to stderr
+//! (`--log-format text|json`, filtered by `EKMS_LOG`); in a Nitro enclave that is its console,
+//! which only a debug-mode enclave shows (to the parent). Options also come from `EKMS_<NAME>`
+//! and, in mock mode, a config file ([`ekms_enclave::Args`]).
 //!
 //! The process is the shell: it may read the system clock (the mock CA, waits) and start
 //! tasks, which the library's core may not (enclave/clippy.toml).
@@ -13,16 +16,14 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::Parser;
 
 use ekms_enclave::{
-    serve, store_state, Attester, Config, Env, KeyStore, MockAttester, NsmAttester, Phase,
-    Principals, Service, State, StoreState, TlsIdentity, DEFAULT_ACCOUNT, DEFAULT_REGION,
+    serve, store_state, Args, Attester, Config, Env, KeyStore, MockAttester, NsmAttester, Phase,
+    Principals, Service, State, StoreState, TlsIdentity,
 };
 use ekms_shared::transport::{Address, Listener};
 
@@ -31,69 +32,12 @@ use ekms_shared::transport::{Address, Listener};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The ekms enclave: AWS KMS API server whose keys never leave it.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// Where the API listens: vsock://CID:PORT, tcp://HOST:PORT or unix:PATH.
-    #[arg(long)]
-    listen: Address,
-    /// Run outside a Nitro enclave: mock attestation, principals from a file, plain HTTP
-    /// allowed. NOT SECURE: for development and CI only.
-    #[arg(long)]
-    insecure_mock_enclave: bool,
-    /// Principals and their access keys (mock mode only; others come from the sealed store).
-    #[arg(long)]
-    principals: Option<PathBuf>,
-    /// The parent's store channel: vsock://3:PORT in an enclave, tcp:// or unix: in mock mode.
-    /// Without it (mock mode only) keys live in memory and are lost at exit.
-    #[arg(long)]
-    store: Option<Address>,
-    /// Mock attester CA directory (mock mode): loaded if present, else created.
-    #[arg(long)]
-    mock_ca: Option<PathBuf>,
-    /// Serve HTTPS with a certificate made at boot (always on outside mock mode).
-    #[arg(long)]
-    tls: bool,
-    /// Write the CA certificate (PEM) here, for clients to trust (mock mode only): the boot CA
-    /// at start, the deployment's CA once init or unseal loaded it.
-    #[arg(long)]
-    tls_ca_out: Option<PathBuf>,
-    /// Names and addresses the TLS certificate is valid for.
-    #[arg(long = "tls-name", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()])]
-    tls_names: Vec<String>,
-    /// Memory the enclave has, in MiB (mock mode; a real enclave reads its MemTotal): the
-    /// keys and aliases may take half of it, and growing operations refuse with
-    /// LimitExceededException before that.
-    #[arg(long)]
-    enclave_memory_mib: Option<u64>,
-    /// A quota other than AWS's default, as NAME=N (repeatable): keys-per-principal (100000),
-    /// aliases-per-principal (50000), grants-per-key (50000), grants-per-grantee (500).
-    #[arg(long = "quota", value_name = "NAME=N")]
-    quotas: Vec<String>,
-    /// Region in ARNs and the SigV4 credential scope.
-    #[arg(long, default_value = DEFAULT_REGION)]
-    region: String,
-    /// 12-digit account id in ARNs.
-    #[arg(long, default_value = DEFAULT_ACCOUNT)]
-    account: String,
-    /// Serve as one member of several enclaves sharing one store (the etcd store): an audit
-    /// chain of this enclave's own, audit-only commits unconditional.
-    #[arg(long)]
-    member: bool,
-}
-
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EKMS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: logs written to a file or a journal stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let args = Args::parse();
+    let args: Args = ekms_shared::config_file::parse()?;
+    ekms_shared::logging::init(args.log_format)?;
+    if args.config.is_some() && !args.insecure_mock_enclave {
+        bail!("--config exists only with --insecure-mock-enclave: a real enclave's settings are in its measured image");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

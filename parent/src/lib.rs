@@ -1,5 +1,6 @@
 //! ekms-parent: the untrusted half of ekms.
 //!
+//! - [`args`]: the options of `ekms-parent` (command line, `EKMS_*`, config file).
 //! - [`relay`]: accepts client TCP connections and relays each to a new enclave stream,
 //!   holding the enclave's answers until what they depend on is durable. It never parses a
 //!   request: TLS and authentication end inside the enclave.
@@ -12,6 +13,7 @@
 //! other way round.
 
 mod accept;
+pub mod args;
 pub mod holds;
 pub mod relay;
 pub mod store;

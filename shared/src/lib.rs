@@ -11,13 +11,17 @@
 //! - [`release`]: the frames in which the enclave's answers reach the parent, each held until
 //!   the commit it depends on is durable.
 //! - [`tls_binding`]: the attested user data that binds the enclave's TLS certificate.
+//! - [`logging`] and [`config_file`]: what the three binaries share to start: `--log-format`,
+//!   and their settings from a config file and `EKMS_*` variables.
 //!
 //! This crate trusts nothing it receives: every decoder caps its input before allocating.
 
 pub mod attestation;
 pub mod audit_format;
+pub mod config_file;
 pub mod custody;
 pub mod envelope;
+pub mod logging;
 pub mod release;
 pub mod shamir;
 pub mod tls_binding;

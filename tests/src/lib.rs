@@ -106,7 +106,11 @@ fn require_binaries() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (now).
+///
+/// # Panics
+/// When no port can be bound.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port");
     listener
         .local_addr()
@@ -239,8 +243,9 @@ impl Ekms {
             .prefix("ekms-tests-")
             .tempdir()
             .expect("creating a temporary data dir");
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = options
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let dir = options
             .data_dir
             .clone()
@@ -254,16 +259,26 @@ impl Ekms {
             .arg(&log)
             .arg(data_dir.path())
             .arg(bin.join("ekms"))
-            .args(["dev", "--listen", &addr.to_string(), "--data-dir"])
-            .arg(&dir);
-        if tls {
-            command.arg("--tls");
+            .arg("dev");
+        if let Some(config) = &options.config {
+            command.arg("--config").arg(config);
+        } else {
+            command
+                .args(["--listen", &addr.to_string(), "--data-dir"])
+                .arg(&dir);
+            if tls {
+                command.arg("--tls");
+            }
+            if options.manual_unseal {
+                command.arg("--manual-unseal");
+            }
+            if let Some(mib) = options.enclave_memory_mib {
+                command.args(["--enclave-memory-mib", &mib.to_string()]);
+            }
         }
-        if options.manual_unseal {
-            command.arg("--manual-unseal");
-        }
-        if let Some(mib) = options.enclave_memory_mib {
-            command.args(["--enclave-memory-mib", &mib.to_string()]);
+        command.args(&options.extra_args);
+        for (name, value) in &options.env {
+            command.env(name, value);
         }
         // `ekms dev` runs `cargo build` for missing siblings when CARGO is set; never from here.
         command
@@ -341,6 +356,11 @@ impl Ekms {
     /// Pid of `ekms dev` itself (as its watchdog reported it).
     pub fn dev_pid(&self) -> Option<i32> {
         self.dev_pid
+    }
+
+    /// `ekms dev`'s combined output so far (stdout and stderr, its children's included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("dev.log")).unwrap_or_default()
     }
 
     /// `ekms dev`'s combined output so far (its last `lines` lines).
@@ -828,6 +848,16 @@ pub struct DevOptions {
     pub data_dir: Option<PathBuf>,
     /// `--enclave-memory-mib N`.
     pub enclave_memory_mib: Option<u64>,
+    /// `--config FILE` in place of every option above: the file must set them (`listen` to
+    /// [`DevOptions::listen`], `data-dir` to [`DevOptions::data_dir`], `tls` as
+    /// [`DevOptions::tls`], ...), which then only say what to expect.
+    pub config: Option<PathBuf>,
+    /// The address to listen on (default: a free loopback port).
+    pub listen: Option<SocketAddr>,
+    /// More options, after those above (`--log-format json`).
+    pub extra_args: Vec<String>,
+    /// Variables set for `ekms dev` (`EKMS_REGION`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 /// The `[ekms]` profile's access key id and secret in an AWS shared-credentials file.

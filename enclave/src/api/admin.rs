@@ -39,15 +39,33 @@ impl Target {
             _ => return None,
         })
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::GetAttestation => "GetAttestation",
+            Target::AuditHead => "AuditHead",
+            Target::Status => "Status",
+            Target::GetTlsAttestation => "GetTlsAttestation",
+            Target::Initialize => "Initialize",
+            Target::Unseal => "Unseal",
+        }
+    }
 }
 
 impl Service {
-    pub(super) async fn admin(&self, name: &str, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+    pub(super) async fn admin(
+        &self,
+        name: &str,
+        body: &[u8],
+        pending: &mut super::audit::Pending,
+    ) -> Result<Vec<u8>, KmsError> {
         let Some(target) = Target::from_name(name) else {
             return Err(KmsError::UnknownOperation(format!(
                 "Ekms.{name} is not an operation of this service."
             )));
         };
+        // For the request's log line only: custody operations are not audited.
+        pending.custody_op = Some(target.name());
         let mut custody = self.custody.lock().await;
         match target {
             Target::GetAttestation => custody.attestation(body, self.env.attester.as_ref()),

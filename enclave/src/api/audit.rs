@@ -126,6 +126,9 @@ pub struct Pending {
     pub(super) ticket: Option<u64>,
     /// The operation's name (`Encrypt`, `CreatePrincipal`).
     pub(super) op: Option<&'static str>,
+    /// The custody operation's name (`Unseal`, `Status`), for the request's log line only:
+    /// custody operations are not audited.
+    pub(super) custody_op: Option<&'static str>,
     /// What of its answer the audit record keeps.
     pub(super) audit_response: AuditAnswer,
     pub(super) identity: Option<Identity>,

@@ -478,6 +478,8 @@ impl Service {
 
     /// Serves one HTTP request.
     pub async fn serve_request(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        #[allow(clippy::disallowed_methods)] // the server is the shell: it times each request
+        let started = std::time::Instant::now();
         let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
         let request_id = request_id.to_string();
         let mut pending = Pending {
@@ -487,6 +489,12 @@ impl Service {
         };
         let query = sts::is_query_request(request.method(), request.uri(), request.headers());
         let mut result = self.answer(request, query, &mut pending).await;
+        // Noted before the audit record takes it (mock mode only: see `log_request`).
+        let answer_key = if self.env.attester.is_secure() {
+            None
+        } else {
+            pending.answer_key.clone()
+        };
         // Every authenticated (or refused) KMS request is recorded, durably, before the answer;
         // if the record cannot be written the request fails (fail closed).
         if let Some(Assembled { record, refused }) =
@@ -507,6 +515,13 @@ impl Service {
                 result = Err(e);
             }
         }
+        self.log_request(
+            &pending,
+            answer_key.as_deref(),
+            &result,
+            query,
+            started.elapsed(),
+        );
         // An oversized body was not read: the connection cannot carry another request.
         let close = matches!(result, Err(KmsError::RequestTooLarge(..)));
         let mut response = if query {
@@ -520,6 +535,59 @@ impl Service {
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+
+    /// The request's log line (`info`, target `ekms::request`): its id (the `x-amzn-RequestId`
+    /// the client received, the `requestID` of its audit record), operation, HTTP status, AWS
+    /// error code, and the time the enclave took (the parent then holds the answer until its
+    /// commit is durable). Never a request's body or answer.
+    ///
+    /// Who asked and which key the answer named are logged in mock mode only: a real enclave's
+    /// log leaves it only through its console, which the parent reads (a debug-mode enclave),
+    /// so it keeps to ids, codes and times; the audit record, found by the request id, says
+    /// who and what.
+    fn log_request(
+        &self,
+        pending: &Pending,
+        answer_key: Option<&str>,
+        result: &Result<Vec<u8>, KmsError>,
+        query: bool,
+        elapsed: Duration,
+    ) {
+        let operation = pending.op.or(pending.custody_op).unwrap_or("-");
+        let (status, error_code) = match result {
+            Ok(_) => (200, None),
+            Err(e) if query => (e.sts_http_status(), Some(e.sts_code())),
+            Err(e) => (e.http_status(), Some(e.aws_code())),
+        };
+        let duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        if self.env.attester.is_secure() {
+            tracing::info!(
+                target: "ekms::request",
+                request_id = %pending.request_id,
+                operation,
+                status,
+                error_code,
+                duration_us,
+                "request"
+            );
+        } else {
+            let principal = match &pending.identity {
+                Some(Identity::User { arn, .. }) => Some(arn.as_str()),
+                Some(Identity::Unknown { .. }) | None => None,
+            };
+            tracing::info!(
+                target: "ekms::request",
+                request_id = %pending.request_id,
+                operation,
+                status,
+                error_code,
+                duration_us,
+                principal,
+                key = answer_key,
+                "request"
+            );
+        }
     }
 
     /// Refuses requests until the domain key is there.
@@ -692,7 +760,7 @@ impl Service {
             .and_then(crate::kms::principal_ops::Operation::from_name);
         if let Some(admin) = target.and_then(|t| t.strip_prefix("Ekms.")) {
             if principal_op.is_none() {
-                return self.admin(admin, &body).await;
+                return self.admin(admin, &body, pending).await;
             }
         }
         self.check_unsealed()?;
@@ -765,7 +833,6 @@ impl Service {
             // New connections get a leaf under the new CA (cross-signed during the overlap).
             self.serve_loaded_tls()?;
         }
-        tracing::debug!(op = pending.op, caller = %caller.arn, ok = result.is_ok(), "request");
         // Made durable (with the audit record) by `serve_request` before the answer: the client
         // hears of a change only once it is on disk.
         pending.touched = touched;

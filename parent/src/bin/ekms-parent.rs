@@ -5,96 +5,32 @@
 //! with code 0 on SIGTERM or SIGINT. With `--store-listen` and `--data-dir` it also opens
 //! the store in `DATA_DIR` and serves the store channel there. Once every listener is bound it
 //! prints `ekms-parent store on <address>` (with a store) and then `ekms-parent listening on
-//! <address>` on stdout: other programs wait for the last line. Logs go to stderr, filtered by
-//! `EKMS_LOG` (default `info`).
+//! <address>` on stdout: other programs wait for the last line. Logs go to stderr, as text or
+//! JSON (`--log-format`), filtered by `EKMS_LOG` (default `info`). Every option can also come
+//! from `EKMS_<NAME>` or a config file (`--config FILE`; [`ekms_parent::args`]).
 
 use std::io::Write;
-use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use ekms_parent::args::{Args, Backing};
 use ekms_parent::holds::Holds;
 use ekms_parent::relay::{self, RelayConfig};
-use ekms_parent::store::{
-    serve_store_with, EtcdStore, EtcdUrl, RedbStore, Store, StoreServiceConfig,
-};
-use ekms_shared::transport::{Address, Listener};
+use ekms_parent::store::{serve_store_with, EtcdStore, RedbStore, Store, StoreServiceConfig};
+use ekms_shared::transport::Listener;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the request path allocates many short-lived buffers (JSON, base64, audit records);
 /// glibc malloc's arenas and consolidation cost more than the work itself.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Relays client connections, byte for byte, to the ekms enclave, and stores its sealed
-/// records.
-#[derive(Debug, Parser)]
-#[command(name = "ekms-parent", version)]
-#[command(group = clap::ArgGroup::new("backing").args(["data_dir", "store"]).multiple(false))]
-struct Args {
-    /// Where clients connect: tcp://HOST:PORT, unix:PATH or vsock://CID:PORT.
-    #[arg(long, value_name = "ADDRESS")]
-    listen: Address,
-
-    /// Where the enclave listens: vsock://CID:PORT, or tcp:// / unix: in mock mode.
-    #[arg(long, value_name = "ADDRESS")]
-    enclave: Address,
-
-    /// Connections relayed at once; further clients wait in the listen backlog.
-    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(relay::DEFAULT_MAX_CONNECTIONS).unwrap_or(NonZeroUsize::MIN))]
-    max_connections: NonZeroUsize,
-
-    /// Close a connection after this many seconds without traffic in either direction.
-    #[arg(long, value_name = "SECONDS", default_value_t = relay::DEFAULT_IDLE_TIMEOUT_SECS,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    idle_timeout_secs: u64,
-
-    /// Give up on reaching the enclave for a connection after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = relay::DEFAULT_CONNECT_TIMEOUT_SECS,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    connect_timeout_secs: u64,
-
-    /// Where the enclave reaches its store: vsock://CID:PORT, or tcp:// / unix: in mock mode.
-    #[arg(long, value_name = "ADDRESS", requires = "backing")]
-    store_listen: Option<Address>,
-
-    /// Directory of the embedded store (store.redb, journal.0, journal.1, audit.jsonl); created
-    /// if missing.
-    #[arg(long, value_name = "DIR", requires = "store_listen")]
-    data_dir: Option<PathBuf>,
-
-    /// Keep the store in etcd instead, shared with the deployment's other members:
-    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX.
-    #[arg(long, value_name = "URL", requires = "store_listen")]
-    store: Option<EtcdUrl>,
-}
-
-const LOG_ENV: &str = "EKMS_LOG";
-
-fn init_logging() -> anyhow::Result<()> {
-    let filter = match std::env::var(LOG_ENV) {
-        Ok(directives) => EnvFilter::try_new(&directives)
-            .with_context(|| format!("invalid {LOG_ENV}={directives:?}"))?,
-        Err(std::env::VarError::NotPresent) => EnvFilter::new("info"),
-        Err(e) => return Err(e).with_context(|| format!("invalid {LOG_ENV}")),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: logs written to a file or a journal stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    init_logging()?;
+    let args: Args = ekms_shared::config_file::parse()?;
+    ekms_shared::logging::init(args.log_format)?;
+    let store_options = args.store()?;
 
     // Install the handlers before announcing readiness, so a signal sent right after the
     // ready line is not lost.
@@ -117,17 +53,16 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let store = match &args.store_listen {
-        Some(address) => {
-            let (store, at): (Arc<dyn Store>, String) = match (&args.data_dir, &args.store) {
-                (Some(dir), _) => {
-                    let store = RedbStore::open(dir)
+    let store = match store_options {
+        Some((address, backing)) => {
+            let (store, at): (Arc<dyn Store>, String) = match backing {
+                Backing::Dir(dir) => {
+                    let store = RedbStore::open(&dir)
                         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
                     (Arc::new(store), dir.display().to_string())
                 }
-                (None, Some(url)) => {
+                Backing::Etcd(url) => {
                     let at = url.to_string();
-                    let url = url.clone();
                     // Opening reads etcd through a runtime of the store's own.
                     let store = tokio::task::spawn_blocking(move || EtcdStore::open(&url))
                         .await
@@ -135,8 +70,6 @@ async fn main() -> anyhow::Result<()> {
                         .with_context(|| format!("cannot open the store in {at}"))?;
                     (Arc::new(store), at)
                 }
-                // clap's group makes --store-listen come with exactly one of them.
-                (None, None) => anyhow::bail!("--store-listen needs --data-dir or --store"),
             };
             let listener = Listener::bind(address)
                 .await

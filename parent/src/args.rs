@@ -1,0 +1,110 @@
+//! `ekms-parent`'s options, here rather than in the binary so that `ekms config check` can
+//! check a config file against them. Each is also `EKMS_<NAME>` in the environment and
+//! `name = value` in the file `--config` names (`ekms_shared::config_file`).
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use ekms_shared::logging::LogFormat;
+use ekms_shared::transport::Address;
+
+use crate::relay;
+use crate::store::EtcdUrl;
+
+/// Relays client connections, byte for byte, to the ekms enclave, and stores its sealed
+/// records.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ekms-parent", version)]
+pub struct Args {
+    /// A TOML file of settings (`listen = "tcp://0.0.0.0:4599"`, the long options' names);
+    /// the environment (`EKMS_LISTEN`) and the command line take precedence over it. Also
+    /// EKMS_CONFIG.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where clients connect: tcp://HOST:PORT, unix:PATH or vsock://CID:PORT.
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Address,
+
+    /// Where the enclave listens: vsock://CID:PORT, or tcp:// / unix: in mock mode.
+    #[arg(long, value_name = "ADDRESS")]
+    pub enclave: Address,
+
+    /// Connections relayed at once; further clients wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(relay::DEFAULT_MAX_CONNECTIONS).unwrap_or(NonZeroUsize::MIN))]
+    pub max_connections: NonZeroUsize,
+
+    /// Close a connection after this many seconds without traffic in either direction.
+    #[arg(long, value_name = "SECONDS", default_value_t = relay::DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+
+    /// Give up on reaching the enclave for a connection after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = relay::DEFAULT_CONNECT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout_secs: u64,
+
+    /// Where the enclave reaches its store: vsock://CID:PORT, or tcp:// / unix: in mock mode.
+    /// Needs --data-dir or --store.
+    #[arg(long, value_name = "ADDRESS")]
+    pub store_listen: Option<Address>,
+
+    /// Directory of the embedded store (store.redb, journal.0, journal.1, audit.jsonl); created
+    /// if missing. Needs --store-listen.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep the store in etcd instead, shared with the deployment's other members:
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX. Needs --store-listen.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<EtcdUrl>,
+
+    /// Log lines as text (colours on a terminal only) or as JSON objects, one per line.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// The store the options ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// The embedded store in this directory.
+    Dir(PathBuf),
+    /// etcd.
+    Etcd(EtcdUrl),
+}
+
+/// Options that do not go together (they may come from the command line, the environment and
+/// the config file: clap's own `requires` would see only the command line).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArgsError {
+    /// `--store-listen` with neither store.
+    #[error("--store-listen needs --data-dir or --store")]
+    NoBacking,
+    /// Both stores.
+    #[error("--data-dir and --store are exclusive: give one")]
+    TwoBackings,
+    /// A store and nowhere to serve it.
+    #[error("--data-dir and --store need --store-listen")]
+    NoStoreListen,
+}
+
+impl Args {
+    /// Where the store is served and what keeps it, if this parent runs one.
+    ///
+    /// # Errors
+    /// When the three store options do not go together ([`ArgsError`]).
+    pub fn store(&self) -> Result<Option<(&Address, Backing)>, ArgsError> {
+        let backing = match (&self.data_dir, &self.store) {
+            (Some(_), Some(_)) => return Err(ArgsError::TwoBackings),
+            (Some(dir), None) => Some(Backing::Dir(dir.clone())),
+            (None, Some(url)) => Some(Backing::Etcd(url.clone())),
+            (None, None) => None,
+        };
+        match (&self.store_listen, backing) {
+            (Some(address), Some(backing)) => Ok(Some((address, backing))),
+            (Some(_), None) => Err(ArgsError::NoBacking),
+            (None, Some(_)) => Err(ArgsError::NoStoreListen),
+            (None, None) => Ok(None),
+        }
+    }
+}
