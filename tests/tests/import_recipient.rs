@@ -10,6 +10,10 @@
 //!   with neither ExpirationModel nor ValidTo is refused as AWS refuses it.
 //! - RSA, ECC and HMAC material, made with openssl as AWS's documentation shows, imports into
 //!   EXTERNAL keys of those specs and signs and MACs as openssl does with it.
+//! - Key material ids and on-demand rotation of an imported key (AWS, 2025): new material
+//!   imported with ImportType NEW_KEY_MATERIAL is PENDING_ROTATION until RotateKeyOnDemand makes
+//!   it current; ciphertexts under the old material still decrypt; ListKeyRotations shows each
+//!   material's state; DeleteImportedKeyMaterial deletes one material by its KeyMaterialId.
 //! - Decrypt, GenerateDataKey and GenerateRandom with a Recipient answer CMS that
 //!   `openssl cms -decrypt` opens with the recipient's private key, with no Plaintext; a
 //!   document from an untrusted (other mock) root is a client error.
@@ -22,10 +26,13 @@ use std::process::Command;
 use aws_sdk_kms::error::DisplayErrorContext;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{
-    AlgorithmSpec, DataKeySpec, ExpirationModelType, KeyEncryptionMechanism, KeyState, OriginType,
-    RecipientInfo, WrappingKeySpec,
+    AlgorithmSpec, DataKeySpec, ExpirationModelType, ImportState, ImportType, IncludeKeyMaterial,
+    KeyEncryptionMechanism, KeyMaterialState, KeyState, OriginType, RecipientInfo, RotationType,
+    WrappingKeySpec,
 };
-use ekms_tests::{assert_code, bin_dir, error_code, Ekms};
+use ekms_tests::{
+    assert_code, bin_dir, ekms_cli_as, error_code, CliCredentials, DevOptions, Ekms, ACCOUNT,
+};
 
 fn run(command: &mut Command) -> std::process::Output {
     let output = command
@@ -356,9 +363,7 @@ async fn the_documented_openssl_flow_imports() {
         refused.message(),
         Some(
             format!(
-                "{} has no new key material pending rotation: importing new key material into \
-                 a key that has some (KeyMaterialId, ImportType NEW_KEY_MATERIAL) is not \
-                 supported.",
+                "{} has no new key material pending rotation.",
                 ekms_tests::key_arn(&key_id)
             )
             .as_str()
@@ -535,6 +540,422 @@ async fn import_material(
         .send()
         .await
         .map(|_| ())
+}
+
+/// GetParametersForImport, the wrap (RSAES_OAEP_SHA_256, with openssl), and ImportKeyMaterial
+/// with what `options` adds to the request.
+async fn import_with(
+    client: &aws_sdk_kms::Client,
+    dir: &Path,
+    key_id: &str,
+    material: &[u8],
+    options: impl FnOnce(
+        aws_sdk_kms::operation::import_key_material::builders::ImportKeyMaterialFluentBuilder,
+    ) -> aws_sdk_kms::operation::import_key_material::builders::ImportKeyMaterialFluentBuilder,
+) -> Result<
+    aws_sdk_kms::operation::import_key_material::ImportKeyMaterialOutput,
+    aws_sdk_kms::error::SdkError<
+        aws_sdk_kms::operation::import_key_material::ImportKeyMaterialError,
+    >,
+> {
+    let parameters = client
+        .get_parameters_for_import()
+        .key_id(key_id)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .expect("GetParametersForImport");
+    let file = dir.join("material.bin");
+    std::fs::write(&file, material).expect("writing the material");
+    let wrapped = openssl_wrap(
+        dir,
+        parameters.public_key().expect("PublicKey").as_ref(),
+        &file,
+        &AlgorithmSpec::RsaesOaepSha256,
+    );
+    let request = client
+        .import_key_material()
+        .key_id(key_id)
+        .import_token(parameters.import_token().expect("ImportToken").clone())
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialDoesNotExpire);
+    options(request).send().await
+}
+
+async fn decrypt_material_id(client: &aws_sdk_kms::Client, blob: &[u8]) -> String {
+    client
+        .decrypt()
+        .ciphertext_blob(Blob::new(blob))
+        .send()
+        .await
+        .expect("Decrypt")
+        .key_material_id()
+        .expect("KeyMaterialId")
+        .to_owned()
+}
+
+/// Key material ids and on-demand rotation of an imported key, through the SDK: AWS's codes,
+/// members and states. (ekms once kept one material per key, refused `KeyMaterialId`, and
+/// answered every RotateKeyOnDemand of an EXTERNAL key with KMSInvalidStateException.)
+#[tokio::test]
+async fn imported_keys_rotate_on_demand_to_new_material() {
+    use aws_sdk_kms::error::ProvideErrorMetadata as _;
+    let server = Ekms::shared();
+    let client = server.client().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_id = create_external_key(&client).await;
+    let arn = ekms_tests::key_arn(&key_id);
+    let first = random_bytes(32);
+    let second = random_bytes(32);
+
+    let imported = import_with(&client, dir.path(), &key_id, &first, |r| {
+        r.key_material_description("first material")
+    })
+    .await
+    .expect("ImportKeyMaterial");
+    assert_eq!(imported.key_id(), Some(arn.as_str()));
+    let a = imported
+        .key_material_id()
+        .expect("KeyMaterialId")
+        .to_owned();
+    assert_eq!(a.len(), 64);
+    let old = round_trip(&client, &key_id, b"under the first material").await;
+    assert_eq!(decrypt_material_id(&client, &old).await, a);
+
+    // KeyMaterialId with NEW_KEY_MATERIAL is refused.
+    let refused = import_with(&client, dir.path(), &key_id, &second, |r| {
+        r.import_type(ImportType::NewKeyMaterial)
+            .key_material_id(&a)
+    })
+    .await
+    .expect_err("KeyMaterialId with NEW_KEY_MATERIAL")
+    .into_service_error();
+    assert_eq!(refused.code(), Some("ValidationException"));
+    // New material: pending until the rotation.
+    let pending = import_with(&client, dir.path(), &key_id, &second, |r| {
+        r.import_type(ImportType::NewKeyMaterial)
+    })
+    .await
+    .expect("ImportKeyMaterial NEW_KEY_MATERIAL");
+    let b = pending.key_material_id().expect("KeyMaterialId").to_owned();
+    assert_ne!(a, b);
+    let meta = client
+        .describe_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("DescribeKey")
+        .key_metadata()
+        .cloned()
+        .expect("KeyMetadata");
+    assert_eq!(meta.current_key_material_id(), Some(a.as_str()));
+    let all = client
+        .list_key_rotations()
+        .key_id(&key_id)
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+        .expect("ListKeyRotations ALL_KEY_MATERIAL");
+    let entries = all.rotations();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].key_material_id(), Some(a.as_str()));
+    assert_eq!(
+        entries[0].key_material_state(),
+        Some(&KeyMaterialState::Current)
+    );
+    assert_eq!(entries[0].import_state(), Some(&ImportState::Imported));
+    assert_eq!(
+        entries[0].key_material_description(),
+        Some("first material")
+    );
+    assert_eq!(entries[0].rotation_date(), None);
+    assert_eq!(entries[1].key_material_id(), Some(b.as_str()));
+    assert_eq!(
+        entries[1].key_material_state(),
+        Some(&KeyMaterialState::PendingRotation)
+    );
+    let only_rotations = client
+        .list_key_rotations()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("ListKeyRotations");
+    assert!(only_rotations.rotations().is_empty());
+
+    // EXISTING_KEY_MATERIAL that is not the key's.
+    let refused = import_with(&client, dir.path(), &key_id, &random_bytes(32), |r| {
+        r.import_type(ImportType::ExistingKeyMaterial)
+    })
+    .await
+    .expect_err("other material as EXISTING_KEY_MATERIAL")
+    .into_service_error();
+    assert_eq!(refused.code(), Some("IncorrectKeyMaterialException"));
+    assert_eq!(
+        refused.message(),
+        Some(
+            format!("The key material is not the key material previously imported into {arn}.")
+                .as_str()
+        )
+    );
+
+    // The rotation makes it current; the old material still decrypts.
+    let rotated = client
+        .rotate_key_on_demand()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("RotateKeyOnDemand");
+    assert_eq!(rotated.key_id(), Some(arn.as_str()));
+    let new = round_trip(&client, &key_id, b"under the second material").await;
+    assert_eq!(decrypt_material_id(&client, &new).await, b);
+    assert_eq!(decrypt_material_id(&client, &old).await, a);
+    let data_key = client
+        .generate_data_key()
+        .key_id(&key_id)
+        .key_spec(DataKeySpec::Aes256)
+        .send()
+        .await
+        .expect("GenerateDataKey");
+    assert_eq!(data_key.key_material_id(), Some(b.as_str()));
+    let re = client
+        .re_encrypt()
+        .ciphertext_blob(Blob::new(old.clone()))
+        .destination_key_id(&key_id)
+        .send()
+        .await
+        .expect("ReEncrypt");
+    assert_eq!(re.source_key_material_id(), Some(a.as_str()));
+    assert_eq!(re.destination_key_material_id(), Some(b.as_str()));
+    let rotations = client
+        .list_key_rotations()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect("ListKeyRotations");
+    let entries = rotations.rotations();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].key_material_id(), Some(b.as_str()));
+    assert_eq!(
+        entries[0].key_material_state(),
+        Some(&KeyMaterialState::Current)
+    );
+    assert_eq!(entries[0].rotation_type(), Some(&RotationType::OnDemand));
+    assert!(entries[0].rotation_date().is_some());
+    // Nothing pending any more.
+    let refused = client
+        .rotate_key_on_demand()
+        .key_id(&key_id)
+        .send()
+        .await
+        .expect_err("RotateKeyOnDemand with nothing pending")
+        .into_service_error();
+    assert_eq!(refused.code(), Some("KMSInvalidStateException"));
+
+    // Deleting the old material by id: the key waits for it.
+    let deleted = client
+        .delete_imported_key_material()
+        .key_id(&key_id)
+        .key_material_id(&a)
+        .send()
+        .await
+        .expect("DeleteImportedKeyMaterial by KeyMaterialId");
+    assert_eq!(deleted.key_id(), Some(arn.as_str()));
+    assert_eq!(deleted.key_material_id(), Some(a.as_str()));
+    assert_eq!(key_state(&client, &key_id).await, KeyState::PendingImport);
+    let refused = client
+        .delete_imported_key_material()
+        .key_id(&key_id)
+        .key_material_id("0".repeat(64))
+        .send()
+        .await
+        .expect_err("DeleteImportedKeyMaterial of an id not the key's")
+        .into_service_error();
+    assert_eq!(refused.code(), Some("NotFoundException"));
+    let all = client
+        .list_key_rotations()
+        .key_id(&key_id)
+        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+        .send()
+        .await
+        .expect("ListKeyRotations");
+    assert_eq!(
+        all.rotations()[0].import_state(),
+        Some(&ImportState::PendingImport)
+    );
+    // The same material, named by its id, brings the key back.
+    import_with(&client, dir.path(), &key_id, &first, |r| {
+        r.import_type(ImportType::ExistingKeyMaterial)
+            .key_material_id(&a)
+    })
+    .await
+    .expect("ImportKeyMaterial EXISTING_KEY_MATERIAL");
+    assert_eq!(key_state(&client, &key_id).await, KeyState::Enabled);
+    assert_eq!(decrypt_material_id(&client, &old).await, a);
+}
+
+/// The materials of an imported key, their ids, states, expiry and descriptions are sealed with
+/// the key: after a restart the pending material is still pending, the ids are the same, and the
+/// rotation to it works. A principal whose policy allows only DescribeKey and ListKeyRotations
+/// sees the ids but can neither import, rotate nor delete material.
+#[test]
+fn imported_materials_survive_a_restart_and_need_their_actions() {
+    use aws_sdk_kms::error::ProvideErrorMetadata as _;
+    let work = tempfile::Builder::new()
+        .prefix("ekms-materials-")
+        .tempdir()
+        .expect("tempdir");
+    let options = DevOptions {
+        data_dir: Some(work.path().join("data")),
+        ..DevOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let first = random_bytes(32);
+    let second = random_bytes(32);
+    let ekms_server = Ekms::start_with(&options);
+    let (key_id, a, b, old) = runtime.block_on(async {
+        let client = ekms_server.client().await;
+        let key_id = create_external_key(&client).await;
+        let a = import_with(&client, work.path(), &key_id, &first, |r| r)
+            .await
+            .expect("ImportKeyMaterial")
+            .key_material_id()
+            .expect("KeyMaterialId")
+            .to_owned();
+        let old = round_trip(&client, &key_id, b"before the restart").await;
+        let valid_to = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400 * 30);
+        let b = import_with(&client, work.path(), &key_id, &second, |r| {
+            r.import_type(ImportType::NewKeyMaterial)
+                .expiration_model(ExpirationModelType::KeyMaterialExpires)
+                .valid_to(aws_sdk_kms::primitives::DateTime::from(valid_to))
+                .key_material_description("second material")
+        })
+        .await
+        .expect("ImportKeyMaterial NEW_KEY_MATERIAL")
+        .key_material_id()
+        .expect("KeyMaterialId")
+        .to_owned();
+        (key_id, a, b, old)
+    });
+    drop(ekms_server);
+
+    let ekms_server = Ekms::start_with(&options);
+    let policy = work.path().join("reader-policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:DescribeKey","kms:ListKeyRotations"],"Resource":"*"}]}"#,
+    )
+    .expect("writing the reader's policy");
+    let out = ekms_cli_as(
+        [
+            "principal",
+            "create",
+            "material-reader",
+            "--policy",
+            policy.to_str().expect("a UTF-8 path"),
+            "--endpoint",
+            &ekms_server.endpoint,
+        ],
+        CliCredentials::Profile(&ekms_server.data_dir()),
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        out["Arn"],
+        format!("arn:aws:iam::{ACCOUNT}:user/material-reader"),
+        "{out}"
+    );
+    let reader = ekms_server.client_with(
+        out["AccessKeyId"].as_str().expect("AccessKeyId"),
+        out["SecretAccessKey"].as_str().expect("SecretAccessKey"),
+        None,
+    );
+    runtime.block_on(async {
+        let client = ekms_server.client().await;
+        let all = reader
+            .list_key_rotations()
+            .key_id(&key_id)
+            .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+            .send()
+            .await
+            .expect("ListKeyRotations after the restart");
+        let entries = all.rotations();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].key_material_id(), Some(a.as_str()));
+        assert_eq!(entries[1].key_material_id(), Some(b.as_str()));
+        assert_eq!(
+            entries[1].key_material_state(),
+            Some(&KeyMaterialState::PendingRotation)
+        );
+        assert_eq!(
+            entries[1].expiration_model(),
+            Some(&ExpirationModelType::KeyMaterialExpires)
+        );
+        assert!(entries[1].valid_to().is_some());
+        assert_eq!(
+            entries[1].key_material_description(),
+            Some("second material")
+        );
+        let meta = reader
+            .describe_key()
+            .key_id(&key_id)
+            .send()
+            .await
+            .expect("DescribeKey");
+        assert_eq!(
+            meta.key_metadata()
+                .and_then(|m| m.current_key_material_id()),
+            Some(a.as_str())
+        );
+        // Without the actions: AccessDenied, and nothing changes.
+        let denied = reader
+            .rotate_key_on_demand()
+            .key_id(&key_id)
+            .send()
+            .await
+            .expect_err("RotateKeyOnDemand without kms:RotateKeyOnDemand")
+            .into_service_error();
+        assert_eq!(denied.code(), Some("AccessDeniedException"));
+        let denied = reader
+            .delete_imported_key_material()
+            .key_id(&key_id)
+            .key_material_id(&b)
+            .send()
+            .await
+            .expect_err("DeleteImportedKeyMaterial without its action")
+            .into_service_error();
+        assert_eq!(denied.code(), Some("AccessDeniedException"));
+        let denied = reader
+            .delete_imported_key_material()
+            .key_id(&key_id)
+            .key_material_id("0".repeat(64))
+            .send()
+            .await
+            .expect_err("DeleteImportedKeyMaterial of an unknown id without its action")
+            .into_service_error();
+        assert_eq!(denied.code(), Some("AccessDeniedException"));
+        let denied = reader
+            .get_parameters_for_import()
+            .key_id(&key_id)
+            .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+            .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+            .send()
+            .await
+            .expect_err("GetParametersForImport without its action")
+            .into_service_error();
+        assert_eq!(denied.code(), Some("AccessDeniedException"));
+
+        // The owner rotates to the material imported before the restart.
+        client
+            .rotate_key_on_demand()
+            .key_id(&key_id)
+            .send()
+            .await
+            .expect("RotateKeyOnDemand after the restart");
+        let new = round_trip(&client, &key_id, b"after the restart").await;
+        assert_eq!(decrypt_material_id(&client, &new).await, b);
+        assert_eq!(decrypt_material_id(&client, &old).await, a);
+    });
 }
 
 /// Asymmetric and HMAC key material, generated with openssl as AWS's documentation shows

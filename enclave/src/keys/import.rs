@@ -25,7 +25,6 @@ use aws_lc_rs::rsa::{
     KeySize, OaepAlgorithm, OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA1_MGF1SHA1,
     OAEP_SHA256_MGF1SHA256,
 };
-use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -296,9 +295,12 @@ pub fn aes_key_unwrap_with_padding(
     Ok(out)
 }
 
-/// A commitment to imported material, kept after the material is deleted so that only the
-/// same material can be imported again: HMAC-SHA256 keyed by the material over a label and
-/// the key id (RFC 2104). It reveals nothing usable about the material.
+/// A commitment to key material, its `KeyMaterialId` ([`crate::keys::MaterialId`]), kept after
+/// imported material is deleted so that only the same material can be imported again:
+/// HMAC-SHA256 keyed by the material over a label and the key id (RFC 2104). It is public (AWS
+/// answers material ids) and reveals nothing usable about the material. The label says
+/// "imported" for every key's material: stores written before ids were answered keep their
+/// commitments as the ids.
 pub fn material_commitment(key_id: &Uuid, material: &[u8]) -> [u8; 32] {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, material);
     let mut context = ring::hmac::Context::with_key(&key);
@@ -308,13 +310,6 @@ pub fn material_commitment(key_id: &Uuid, material: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(tag.as_ref());
     out
-}
-
-/// Whether `material` is the material `commitment` was made from, in constant time.
-pub fn matches_commitment(key_id: &Uuid, material: &[u8], commitment: &[u8; 32]) -> bool {
-    material_commitment(key_id, material)
-        .ct_eq(commitment)
-        .into()
 }
 
 /// Import parameters that were handed out and not yet redeemed.
@@ -592,13 +587,9 @@ mod tests {
     fn commitments_tell_same_material_only() {
         let id = Uuid::from_u128(7);
         let commitment = material_commitment(&id, &[1; 32]);
-        assert!(matches_commitment(&id, &[1; 32], &commitment));
-        assert!(!matches_commitment(&id, &[2; 32], &commitment));
-        assert!(!matches_commitment(
-            &Uuid::from_u128(8),
-            &[1; 32],
-            &commitment
-        ));
+        assert_eq!(material_commitment(&id, &[1; 32]), commitment);
+        assert_ne!(material_commitment(&id, &[2; 32]), commitment);
+        assert_ne!(material_commitment(&Uuid::from_u128(8), &[1; 32]), commitment);
     }
 
     /// Material is checked against the key's spec: the symmetric length, HMAC lengths from the

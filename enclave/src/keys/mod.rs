@@ -162,21 +162,76 @@ impl KeySpec {
     }
 }
 
-/// One version of a key's material.
+/// What AWS calls a `KeyMaterialId`: 32 bytes, answered as 64 lowercase hex digits. It is a
+/// function of the key id and the material ([`import::material_commitment`]), so importing the
+/// same material into the same key gives the same id, and the id of material that was deleted
+/// or expired tells whether material imported later is that material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaterialId(pub [u8; 32]);
+
+impl MaterialId {
+    /// The id of `material` in the key `key_id`.
+    pub fn of(key_id: &Uuid, material: &KeyMaterial) -> Self {
+        MaterialId(import::material_commitment(key_id, material.expose_secret()))
+    }
+
+    /// The 64 lowercase hex digits AWS shows.
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits (the request's form, already checked against AWS's pattern).
+    pub fn parse_hex(text: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(MaterialId(out))
+    }
+}
+
+/// One version of a key's material (AWS: one key material).
 pub struct KeyVersion {
-    /// The secret.
-    pub material: KeyMaterial,
-    /// When it was made (or imported).
+    /// The secret; `None` once imported material was deleted (DeleteImportedKeyMaterial) or
+    /// expired, until the same material is imported again.
+    pub material: Option<KeyMaterial>,
+    /// Its `KeyMaterialId`.
+    pub id: MaterialId,
+    /// When it was made or imported; for a rotation, when the rotation made it current.
     pub created: Millis,
     /// How it came to be: `None` for the key's first material, else the rotation that made it.
     pub rotation: Option<RotationType>,
+    /// When imported material expires (`ExpirationModel` KEY_MATERIAL_EXPIRES).
+    pub valid_to: Option<Millis>,
+    /// The `KeyMaterialDescription` given when it was (last) imported.
+    pub description: Option<String>,
+}
+
+impl KeyVersion {
+    /// A version holding `material` of key `key_id`, with no expiry and no description.
+    pub fn new(
+        key_id: &Uuid,
+        material: KeyMaterial,
+        created: Millis,
+        rotation: Option<RotationType>,
+    ) -> Self {
+        KeyVersion {
+            id: MaterialId::of(key_id, &material),
+            material: Some(material),
+            created,
+            rotation,
+            valid_to: None,
+            description: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyVersion")
+            .field("id", &self.id)
+            .field("held", &self.material.is_some())
             .field("created", &self.created)
             .field("rotation", &self.rotation)
+            .field("valid_to", &self.valid_to)
             .finish_non_exhaustive()
     }
 }
@@ -223,11 +278,9 @@ pub struct Key {
     pub origin: Origin,
     /// Automatic rotation, when enabled (symmetric encryption keys only).
     pub rotation: Option<Rotation>,
-    /// When imported material expires (`ExpirationModel` KEY_MATERIAL_EXPIRES).
+    /// The earliest `ValidTo` of the material held (versions and pending), for the expiry
+    /// index: change it only through [`KeyStore::refresh_expiry`], which computes it.
     pub valid_to: Option<Millis>,
-    /// Commitment to imported material ([`crate::keys::import::material_commitment`]), kept after
-    /// the material is deleted or expires so that only the same material can come back.
-    pub material_commitment: Option<[u8; 32]>,
     /// The key policy document; `None` means the default key policy.
     pub policy: Option<String>,
     /// The ARN of the principal that created it, counted against its quota
@@ -235,9 +288,14 @@ pub struct Key {
     pub creator: Option<String>,
     /// Grants on this key (each a sealed record of its own, [`grants`]).
     pub grants: grants::Grants,
-    /// Every version of the key material, oldest first; the last one encrypts and signs.
-    /// Empty while an EXTERNAL key waits for its material.
+    /// Every version of the key material, oldest first; the last one encrypts and signs. A
+    /// ciphertext names its version by index, so versions are never removed: deleted imported
+    /// material leaves its version without material. Empty while an EXTERNAL key waits for its
+    /// first material.
     pub versions: Vec<KeyVersion>,
+    /// Material imported (ImportType NEW_KEY_MATERIAL) into a symmetric EXTERNAL key that has
+    /// material, waiting for RotateKeyOnDemand to make it current (AWS: PENDING_ROTATION).
+    pub pending: Option<KeyVersion>,
 }
 
 impl Key {
@@ -250,7 +308,12 @@ impl Key {
         let versions: usize = self
             .versions
             .iter()
-            .map(|v| v.material.expose_secret().len() + PER_ALLOCATION * 2)
+            .chain(self.pending.as_ref())
+            .map(|v| {
+                v.material.as_ref().map_or(0, |m| m.expose_secret().len())
+                    + v.description.as_ref().map_or(0, String::len)
+                    + PER_ALLOCATION * 3
+            })
             .sum();
         let tags: usize = self
             .tags
@@ -291,18 +354,14 @@ impl Key {
             origin,
             rotation: None,
             valid_to: None,
-            material_commitment: None,
             policy: None,
             creator: None,
             grants: grants::Grants::default(),
             versions: material
-                .map(|material| KeyVersion {
-                    material,
-                    created,
-                    rotation: None,
-                })
+                .map(|material| KeyVersion::new(&id, material, created, None))
                 .into_iter()
                 .collect(),
+            pending: None,
         }
     }
 
@@ -311,10 +370,15 @@ impl Key {
         self.state == KeyState::PendingDeletion && self.deletion_date.is_some_and(|d| d <= now)
     }
 
-    /// Whether imported material is held past its `ValidTo` as of `now`. Such a key is
-    /// unusable at once, before the periodic tick ([`KeyStore::expire_material`]) deletes it.
+    /// Whether imported material of one of the key's versions is held past its `ValidTo` as of
+    /// `now`. Such a key is unusable at once, before the periodic tick
+    /// ([`KeyStore::expire_material`]) deletes the material. Material pending rotation is not
+    /// in use, so its expiry does not count.
     pub fn material_expired(&self, now: Millis) -> bool {
-        self.valid_to.is_some_and(|t| t <= now) && !self.versions.is_empty()
+        self.valid_to.is_some_and(|t| t <= now)
+            && self.versions.iter().any(|v| {
+                v.material.is_some() && v.valid_to.is_some_and(|t| t <= now)
+            })
     }
 
     /// [`Key::check_usable`], and imported material that expired counts as deleted.
@@ -331,14 +395,67 @@ impl Key {
         self.check_usable(config)
     }
 
-    /// Drops imported material (DeleteImportedKeyMaterial, or expiry): the key waits for an
-    /// import again, unless it is pending deletion, which it stays.
-    pub fn remove_imported_material(&mut self) {
-        self.versions.clear(); // key material is zeroed here
-        self.valid_to = None;
-        if self.state != KeyState::PendingDeletion {
-            self.state = KeyState::PendingImport;
+    /// Whether one of the key's materials is missing (never imported, deleted or expired): an
+    /// EXTERNAL key is usable only once every material associated with it is imported.
+    pub fn missing_material(&self) -> bool {
+        self.versions.is_empty() || self.versions.iter().any(|v| v.material.is_none())
+    }
+
+    /// The earliest `ValidTo` of the material held, pending material included (for the expiry
+    /// index).
+    pub fn next_expiry(&self) -> Option<Millis> {
+        self.versions
+            .iter()
+            .chain(self.pending.as_ref())
+            .filter(|v| v.material.is_some())
+            .filter_map(|v| v.valid_to)
+            .min()
+    }
+
+    /// The earliest `ValidTo` of the material permanently associated with the key (its
+    /// versions, not material pending rotation), as `KeyMetadata` shows it.
+    pub fn metadata_valid_to(&self) -> Option<Millis> {
+        self.versions
+            .iter()
+            .filter(|v| v.material.is_some())
+            .filter_map(|v| v.valid_to)
+            .min()
+    }
+
+    /// Moves the state after material was deleted or restored: PendingImport while any
+    /// material is missing, Enabled once the last one is back; a key pending deletion stays so.
+    pub fn settle_import_state(&mut self) {
+        if self.state == KeyState::PendingDeletion {
+            return;
         }
+        if self.missing_material() {
+            self.state = KeyState::PendingImport;
+        } else if self.state == KeyState::PendingImport {
+            self.state = KeyState::Enabled;
+        }
+    }
+
+    /// Deletes imported material whose `ValidTo` is at or before `now` (material pending
+    /// rotation is dropped altogether); whether anything was deleted. The caller refreshes the
+    /// expiry index.
+    pub fn expire(&mut self, now: Millis) -> bool {
+        let due = |v: &KeyVersion| v.material.is_some() && v.valid_to.is_some_and(|t| t <= now);
+        let mut changed = false;
+        for version in &mut self.versions {
+            if due(version) {
+                version.material = None; // key material is zeroed here
+                version.valid_to = None;
+                changed = true;
+            }
+        }
+        if self.pending.as_ref().is_some_and(due) {
+            self.pending = None;
+            changed = true;
+        }
+        if changed {
+            self.settle_import_state();
+        }
+        changed
     }
 
     /// Checks that the key may be used for a cryptographic operation.
@@ -387,19 +504,44 @@ impl Key {
             .len()
             .checked_sub(1)
             .ok_or(KmsError::Internal("key without material"))?;
-        let version = self
+        let material = self
             .versions
             .get(index)
+            .and_then(|v| v.material.as_ref())
             .ok_or(KmsError::Internal("key without material"))?;
         let index = u32::try_from(index).map_err(|_| KmsError::Internal("too many versions"))?;
-        Ok((index, &version.material))
+        Ok((index, material))
     }
 
-    /// The material of version `index`, if it exists.
+    /// The material of version `index`, if it exists and is held.
     pub fn version(&self, index: u32) -> Option<&KeyMaterial> {
         self.versions
             .get(usize::try_from(index).ok()?)
-            .map(|v| &v.material)
+            .and_then(|v| v.material.as_ref())
+    }
+
+    /// Whether AWS shows this key's material ids: symmetric encryption keys, whose material
+    /// rotates (origin AWS_KMS or EXTERNAL).
+    pub fn shows_material_ids(&self) -> bool {
+        self.spec == KeySpec::SymmetricDefault
+            && self.usage == KeyUsage::EncryptDecrypt
+            && matches!(self.origin, Origin::AwsKms | Origin::External)
+    }
+
+    /// The `KeyMaterialId` of version `index`, as AWS answers it (for keys that show them).
+    pub fn material_id_hex(&self, index: u32) -> Option<String> {
+        if !self.shows_material_ids() {
+            return None;
+        }
+        self.versions
+            .get(usize::try_from(index).ok()?)
+            .map(|v| v.id.to_hex())
+    }
+
+    /// `CurrentKeyMaterialId`: the current version's id, for keys that show them.
+    pub fn current_material_id_hex(&self) -> Option<String> {
+        let last = u32::try_from(self.versions.len().checked_sub(1)?).ok()?;
+        self.material_id_hex(last)
     }
 
     /// The grant with this id on this key, if any.
@@ -514,7 +656,7 @@ pub struct KeyStore {
     /// [`KeyStore::set_rotation`], which keeps this index.
     rotations: BTreeSet<(Millis, Uuid)>,
     /// Keys with imported material that expires, by `ValidTo`, so the periodic tick touches
-    /// only what is due. Change `Key::valid_to` only through [`KeyStore::set_valid_to`].
+    /// only what is due. Change `Key::valid_to` only through [`KeyStore::refresh_expiry`].
     expiries: BTreeSet<(Millis, Uuid)>,
     /// Each key's [`Key::footprint`] as last counted, and their sum with the aliases'.
     footprints: HashMap<Uuid, usize>,
@@ -832,7 +974,7 @@ impl KeyStore {
             self.pending.remove(&(date, *id));
         }
         // Imported material deleted (or expired) meanwhile: the key waits for an import.
-        key.state = if key.versions.is_empty() && key.origin == Origin::External {
+        key.state = if key.origin == Origin::External && key.missing_material() {
             KeyState::PendingImport
         } else {
             KeyState::Disabled
@@ -879,17 +1021,19 @@ impl KeyStore {
         self.keys.get_mut(id).map(|k| &mut **k)
     }
 
-    /// Sets (or clears) when a key's imported material expires, keeping the expiry index;
-    /// returns the key for further changes, or `None` if there is no such key.
-    pub fn set_valid_to(&mut self, id: &Uuid, valid_to: Option<Millis>) -> Option<&mut Key> {
+    /// Sets the key's place in the expiry index from its material ([`Key::next_expiry`]), after
+    /// a change to its material; returns the key, or `None` if there is no such key.
+    pub fn refresh_expiry(&mut self, id: &Uuid) -> Option<&mut Key> {
+        self.recount(id);
         let key = self.keys.get_mut(id)?;
         if let Some(old) = key.valid_to.take() {
             self.expiries.remove(&(old, *id));
         }
-        if let Some(new) = valid_to {
+        let next = key.next_expiry();
+        if let Some(new) = next {
             self.expiries.insert((new, *id));
         }
-        key.valid_to = valid_to;
+        key.valid_to = next;
         Some(key)
     }
 
@@ -904,8 +1048,12 @@ impl KeyStore {
             self.expiries.pop_first();
             if let Some(key) = self.keys.get_mut(&id) {
                 if key.valid_to == Some(date) {
-                    key.remove_imported_material();
-                    expired.push(id);
+                    key.valid_to = None;
+                    if key.expire(now) {
+                        expired.push(id);
+                    }
+                    // Material expiring later keeps (or takes) its place in the index.
+                    self.refresh_expiry(&id);
                 }
             }
             self.recount(&id);

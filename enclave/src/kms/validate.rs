@@ -72,6 +72,37 @@ pub fn one_of<'a>(field: &str, value: &'a str, allowed: &[&str]) -> KmsResult<&'
     }
 }
 
+/// A `KeyMaterialId` (AWS `BackingKeyIdType`): 64 characters matching `^[a-f0-9]+$`.
+pub fn key_material_id(field: &str, value: &str) -> KmsResult<crate::keys::MaterialId> {
+    str_len(field, value, 64, 64)?;
+    if !value.bytes().all(|b| matches!(b, b'a'..=b'f' | b'0'..=b'9')) {
+        return Err(invalid(
+            field,
+            "Member must satisfy regular expression pattern: ^[a-f0-9]+$",
+        ));
+    }
+    crate::keys::MaterialId::parse_hex(value)
+        .ok_or_else(|| invalid(field, "Member must satisfy regular expression pattern: ^[a-f0-9]+$"))
+}
+
+/// A `KeyMaterialDescription` (AWS `KeyMaterialDescriptionType`): at most 256 characters
+/// matching `^[a-zA-Z0-9:/_\s.-]+$` (`\s` as Java reads it: space, tab, line feed, vertical
+/// tab, form feed, carriage return).
+pub fn key_material_description(field: &str, value: &str) -> KmsResult<()> {
+    str_len(field, value, 0, 256)?;
+    let allowed = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, ':' | '/' | '_' | '.' | '-' | ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+    };
+    if value.is_empty() || !value.chars().all(allowed) {
+        return Err(invalid(
+            field,
+            "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_\\s.-]+$",
+        ));
+    }
+    Ok(())
+}
+
 /// A list of at most `max` items.
 pub fn count<T>(field: &str, items: &[T], max: usize) -> KmsResult<()> {
     if items.len() > max {

@@ -10,8 +10,8 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::env::Millis;
 use crate::keys::{
-    Alias, Key, KeyMaterial, KeySpec, KeyState, KeyUsage, KeyVersion, Origin, Rotation,
-    RotationType, Tag,
+    Alias, Key, KeyMaterial, KeySpec, KeyState, KeyUsage, KeyVersion, MaterialId, Origin,
+    Rotation, RotationType, Tag,
 };
 
 /// Largest plaintext record accepted when loading (keys with many versions and tags fit).
@@ -31,18 +31,99 @@ pub enum CodecError {
     Invalid(&'static str),
 }
 
+/// One version of a key's material. `material` is null once imported material is deleted or
+/// expired; `id`, `valid_to` and `description` are absent from records written before keys had
+/// several imported materials (the id is then computed from the material on loading, and an
+/// imported key's one version takes the key's `valid_to`).
 #[derive(Serialize)]
 struct VersionOut<'a> {
-    material: &'a Bytes,
+    material: Option<&'a Bytes>,
     created: Millis,
     rotation: Option<&'static str>,
+    id: &'a Bytes,
+    valid_to: Option<Millis>,
+    description: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
 struct VersionIn {
-    material: ByteBuf,
+    #[serde(default)]
+    material: Option<ByteBuf>,
     created: Millis,
     rotation: Option<String>,
+    #[serde(default)]
+    id: Option<ByteBuf>,
+    #[serde(default)]
+    valid_to: Option<Millis>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl<'a> VersionOut<'a> {
+    fn of(v: &'a KeyVersion) -> Self {
+        VersionOut {
+            material: v.material.as_ref().map(|m| Bytes::new(m.expose_secret())),
+            created: v.created,
+            rotation: v.rotation.map(RotationType::as_str),
+            id: Bytes::new(&v.id.0),
+            valid_to: v.valid_to,
+            description: v.description.as_deref(),
+        }
+    }
+}
+
+/// A version as decoded, before its id is checked or computed.
+struct Decoded {
+    material: Option<KeyMaterial>,
+    id: Option<Result<[u8; 32], ()>>,
+    created: Millis,
+    rotation: Option<Option<RotationType>>,
+    valid_to: Option<Millis>,
+    description: Option<String>,
+}
+
+/// Moves a version's material into a zeroizing buffer (and zeroes the decoded bytes) first,
+/// whatever else is wrong with it.
+fn take_version(v: &mut VersionIn) -> Decoded {
+    let material = v.material.as_mut().map(|bytes| {
+        let material = KeyMaterial::new(Zeroizing::new(bytes.to_vec()));
+        bytes.zeroize();
+        material
+    });
+    Decoded {
+        material,
+        id: v
+            .id
+            .as_ref()
+            .map(|id| <[u8; 32]>::try_from(id.as_slice()).map_err(|_| ())),
+        created: v.created,
+        rotation: match v.rotation.as_deref() {
+            None => Some(None),
+            Some(r) => RotationType::parse(r).map(Some),
+        },
+        valid_to: v.valid_to,
+        description: v.description.take(),
+    }
+}
+
+impl Decoded {
+    fn into_version(self, key_id: &Uuid) -> Result<KeyVersion, CodecError> {
+        let rotation = self.rotation.ok_or(CodecError::Invalid("rotation type"))?;
+        let id = match (self.id, &self.material) {
+            (Some(Ok(id)), _) => MaterialId(id),
+            (Some(Err(())), _) => return Err(CodecError::Invalid("key material id")),
+            (None, Some(material)) => MaterialId::of(key_id, material),
+            (None, None) => return Err(CodecError::Invalid("a version without material or id")),
+        };
+        Ok(KeyVersion {
+            material: self.material,
+            id,
+            created: self.created,
+            rotation,
+            valid_to: self.valid_to,
+            description: self.description,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -58,14 +139,15 @@ struct KeyOut<'a> {
     usage: &'static str,
     origin: &'static str,
     rotation: Option<(u32, Millis)>,
+    /// The earliest expiry of the material held ([`Key::next_expiry`]); recomputed on loading.
     valid_to: Option<Millis>,
-    material_commitment: Option<&'a Bytes>,
     policy: Option<&'a str>,
     creator: Option<&'a str>,
     /// Always empty: grants are records of their own ([`encode_grant`]). Records written
     /// before that carry them here.
     grants: &'a [crate::access::policy::Grant],
     versions: Vec<VersionOut<'a>>,
+    pending: Option<VersionOut<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +164,9 @@ struct KeyIn {
     origin: String,
     rotation: Option<(u32, Millis)>,
     valid_to: Option<Millis>,
-    /// Absent from records written before imports existed.
+    /// Absent from records written before imports existed, and from those written since keys
+    /// have several materials (each version carries its id): the id of an imported key's
+    /// material that was deleted, in records of the one-material format.
     #[serde(default)]
     material_commitment: Option<ByteBuf>,
     policy: Option<String>,
@@ -92,6 +176,9 @@ struct KeyIn {
     #[serde(default)]
     grants: Vec<crate::access::policy::Grant>,
     versions: Vec<VersionIn>,
+    /// Absent from records written before keys had several imported materials.
+    #[serde(default)]
+    pending: Option<VersionIn>,
 }
 
 /// Encodes a key, material included.
@@ -112,19 +199,11 @@ pub fn encode_key(key: &Key) -> Result<Zeroizing<Vec<u8>>, CodecError> {
         origin: key.origin.as_str(),
         rotation: key.rotation.map(|r| (r.period_days, r.next)),
         valid_to: key.valid_to,
-        material_commitment: key.material_commitment.as_ref().map(|c| Bytes::new(c)),
         policy: key.policy.as_deref(),
         creator: key.creator.as_deref(),
         grants: &[],
-        versions: key
-            .versions
-            .iter()
-            .map(|v| VersionOut {
-                material: Bytes::new(v.material.expose_secret()),
-                created: v.created,
-                rotation: v.rotation.map(RotationType::as_str),
-            })
-            .collect(),
+        versions: key.versions.iter().map(VersionOut::of).collect(),
+        pending: key.pending.as_ref().map(VersionOut::of),
     };
     Ok(Zeroizing::new(serde_cbor::to_vec(&out)?))
 }
@@ -139,32 +218,19 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
     }
     let mut raw: KeyIn = serde_cbor::from_slice(bytes)?;
     // Move the material into zeroizing buffers first, whatever else is wrong.
-    let mut versions = Vec::with_capacity(raw.versions.len());
-    let mut bad_rotation = false;
-    for v in &mut raw.versions {
-        let material = KeyMaterial::new(Zeroizing::new(v.material.to_vec()));
-        v.material.zeroize();
-        let rotation = match v.rotation.as_deref() {
-            None => None,
-            Some(r) => {
-                let parsed = RotationType::parse(r);
-                bad_rotation |= parsed.is_none();
-                parsed
-            }
-        };
-        versions.push(KeyVersion {
-            material,
-            created: v.created,
-            rotation,
-        });
-    }
+    let decoded: Vec<Decoded> = raw.versions.iter_mut().map(take_version).collect();
+    let pending = raw.pending.as_mut().map(take_version);
     if raw.v != 1 {
         return Err(CodecError::Invalid("unknown key record version"));
     }
-    if bad_rotation {
-        return Err(CodecError::Invalid("rotation type"));
-    }
     let id = Uuid::from_slice(&raw.id).map_err(|_| CodecError::Invalid("key id"))?;
+    // Records of the one-material format carry no ids.
+    let one_material_format = decoded.iter().all(|v| v.id.is_none());
+    let mut versions = decoded
+        .into_iter()
+        .map(|v| v.into_version(&id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pending = pending.map(|v| v.into_version(&id)).transpose()?;
     let state = match raw.state.as_str() {
         "Enabled" => KeyState::Enabled,
         "Disabled" => KeyState::Disabled,
@@ -180,19 +246,53 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
     let spec = KeySpec::parse(&raw.spec).ok_or(CodecError::Invalid("key spec"))?;
     let usage = KeyUsage::parse(&raw.usage).ok_or(CodecError::Invalid("key usage"))?;
     let origin = Origin::parse(&raw.origin).ok_or(CodecError::Invalid("origin"))?;
-    if versions.is_empty() && origin != Origin::External {
+    if origin != Origin::External
+        && (versions.is_empty() || versions.iter().any(|v| v.material.is_none()))
+    {
         return Err(CodecError::Invalid("key without material"));
+    }
+    if one_material_format && origin == Origin::External {
+        // One imported material at most: its expiry was the key's, and once deleted only its
+        // commitment (its id) remained.
+        match versions.last_mut() {
+            Some(version) => version.valid_to = raw.valid_to,
+            None => {
+                if let Some(c) = raw.material_commitment.as_ref() {
+                    let c = <[u8; 32]>::try_from(c.as_slice())
+                        .map_err(|_| CodecError::Invalid("material commitment"))?;
+                    versions.push(KeyVersion {
+                        material: None,
+                        id: MaterialId(c),
+                        created: raw.created,
+                        rotation: None,
+                        valid_to: None,
+                        description: None,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(p) = &pending {
+        if origin != Origin::External
+            || spec != KeySpec::SymmetricDefault
+            || p.material.is_none()
+            || versions.is_empty()
+        {
+            return Err(CodecError::Invalid("pending key material"));
+        }
     }
     if spec == KeySpec::SymmetricDefault
         && versions
             .iter()
-            .any(|v| v.material.expose_secret().len() != 32)
+            .chain(pending.as_ref())
+            .filter_map(|v| v.material.as_ref())
+            .any(|m| m.expose_secret().len() != 32)
     {
         return Err(CodecError::Invalid(
             "symmetric key material must be 32 bytes",
         ));
     }
-    Ok(Key {
+    let mut key = Key {
         id,
         created: raw.created,
         description: raw.description,
@@ -205,14 +305,7 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
         rotation: raw
             .rotation
             .map(|(period_days, next)| Rotation { period_days, next }),
-        valid_to: raw.valid_to,
-        material_commitment: match raw.material_commitment {
-            None => None,
-            Some(c) => Some(
-                <[u8; 32]>::try_from(c.as_slice())
-                    .map_err(|_| CodecError::Invalid("material commitment"))?,
-            ),
-        },
+        valid_to: None,
         policy: raw.policy,
         creator: raw.creator,
         grants: {
@@ -224,7 +317,10 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key, CodecError> {
             grants
         },
         versions,
-    })
+        pending,
+    };
+    key.valid_to = key.next_expiry();
+    Ok(key)
 }
 
 /// Longest grant id accepted in a record (those issued are 64 hex digits).
@@ -503,21 +599,218 @@ mod tests {
             period_days: 365,
             next: 77,
         });
-        key.versions.push(KeyVersion {
-            material: KeyMaterial::symmetric(&Zeroizing::new([2; 32])),
-            created: 6,
-            rotation: Some(RotationType::OnDemand),
-        });
+        key.versions.push(KeyVersion::new(
+            &key.id,
+            KeyMaterial::symmetric(&Zeroizing::new([2; 32])),
+            6,
+            Some(RotationType::OnDemand),
+        ));
         let back = decode_key(&encode_key(&key).unwrap()).unwrap();
         assert_eq!(back.id, key.id);
         assert_eq!(back.deletion_date, Some(9));
         assert_eq!(back.state, KeyState::PendingDeletion);
         assert_eq!(back.tags, key.tags);
         assert_eq!(back.versions.len(), 2);
-        assert_eq!(back.versions[1].material.expose_secret(), &[2; 32]);
+        assert_eq!(
+            back.versions[1].material.as_ref().unwrap().expose_secret(),
+            &[2; 32]
+        );
+        assert_eq!(back.versions[1].id, key.versions[1].id);
+        assert_eq!(back.versions[0].id, key.versions[0].id);
         assert_eq!(back.versions[1].rotation, Some(RotationType::OnDemand));
         assert_eq!(back.rotation, key.rotation);
         assert_eq!(back.spec, KeySpec::SymmetricDefault);
+    }
+
+    /// An imported key with several materials: one current, one deleted (its id kept, so that
+    /// only the same material comes back), one pending rotation; each with its own expiry and
+    /// description.
+    #[test]
+    fn imported_key_materials_round_trip() {
+        let id = Uuid::from_bytes([4; 16]);
+        let mut key = Key::new(
+            id,
+            5,
+            KeySpec::SymmetricDefault,
+            KeyUsage::EncryptDecrypt,
+            Origin::External,
+            Some(KeyMaterial::symmetric(&Zeroizing::new([1; 32]))),
+        );
+        key.versions[0].valid_to = Some(1_000);
+        key.versions[0].description = Some("first".to_owned());
+        let mut second = KeyVersion::new(
+            &id,
+            KeyMaterial::symmetric(&Zeroizing::new([2; 32])),
+            7,
+            Some(RotationType::OnDemand),
+        );
+        second.material = None;
+        key.versions.push(second);
+        let mut pending =
+            KeyVersion::new(&id, KeyMaterial::symmetric(&Zeroizing::new([3; 32])), 8, None);
+        pending.valid_to = Some(500);
+        key.pending = Some(pending);
+        key.state = KeyState::PendingImport;
+        let back = decode_key(&encode_key(&key).unwrap()).unwrap();
+        assert_eq!(back.versions.len(), 2);
+        assert_eq!(back.versions[0].valid_to, Some(1_000));
+        assert_eq!(back.versions[0].description.as_deref(), Some("first"));
+        assert!(back.versions[1].material.is_none());
+        assert_eq!(back.versions[1].id, key.versions[1].id);
+        assert_eq!(back.versions[1].rotation, Some(RotationType::OnDemand));
+        let p = back.pending.as_ref().unwrap();
+        assert_eq!(p.id, MaterialId::of(&id, p.material.as_ref().unwrap()));
+        // The expiry index takes the earliest material held, pending included.
+        assert_eq!(back.valid_to, Some(500));
+        assert_eq!(back.metadata_valid_to(), Some(1_000));
+        assert!(back.missing_material());
+    }
+
+    /// Stores written when a key had one material at most: versions without ids, the imported
+    /// material's expiry on the key, and only a commitment once the material was deleted. They
+    /// load with the ids computed (the same ids the material has now) and the expiry on the
+    /// version.
+    #[test]
+    fn key_records_of_the_one_material_format_still_decode() {
+        #[derive(Serialize)]
+        struct OldVersion<'a> {
+            material: &'a Bytes,
+            created: Millis,
+            rotation: Option<&'static str>,
+        }
+        #[derive(Serialize)]
+        struct OldKey<'a> {
+            v: u8,
+            id: &'a Bytes,
+            created: Millis,
+            description: &'a str,
+            state: &'static str,
+            deletion_date: Option<Millis>,
+            tags: &'a [Tag],
+            spec: &'static str,
+            usage: &'static str,
+            origin: &'static str,
+            rotation: Option<(u32, Millis)>,
+            valid_to: Option<Millis>,
+            material_commitment: Option<&'a Bytes>,
+            policy: Option<&'a str>,
+            creator: Option<&'a str>,
+            grants: &'a [crate::access::policy::Grant],
+            versions: Vec<OldVersion<'a>>,
+        }
+        let id = Uuid::from_bytes([5; 16]);
+        let material = [9u8; 32];
+        let commitment = crate::keys::import::material_commitment(&id, &material);
+        let old = |state, versions: Vec<OldVersion<'static>>, valid_to, commitment: &[u8]| {
+            serde_cbor::to_vec(&OldKey {
+                v: 1,
+                id: Bytes::new(id.as_bytes()),
+                created: 3,
+                description: "",
+                state,
+                deletion_date: None,
+                tags: &[],
+                spec: "SYMMETRIC_DEFAULT",
+                usage: "ENCRYPT_DECRYPT",
+                origin: "EXTERNAL",
+                rotation: None,
+                valid_to,
+                material_commitment: Some(Bytes::new(commitment)),
+                policy: None,
+                creator: None,
+                grants: &[],
+                versions,
+            })
+            .unwrap()
+        };
+        static MATERIAL: [u8; 32] = [9u8; 32];
+        let held = old(
+            "Enabled",
+            vec![OldVersion {
+                material: Bytes::new(&MATERIAL),
+                created: 4,
+                rotation: None,
+            }],
+            Some(2_000),
+            &commitment,
+        );
+        let key = decode_key(&held).unwrap();
+        assert_eq!(key.versions.len(), 1);
+        assert_eq!(key.versions[0].id.0, commitment);
+        assert_eq!(key.versions[0].valid_to, Some(2_000));
+        assert_eq!(key.valid_to, Some(2_000));
+        assert_eq!(key.state, KeyState::Enabled);
+        // Deleted: the commitment becomes the id of a version without material.
+        let deleted = decode_key(&old("PendingImport", Vec::new(), None, &commitment)).unwrap();
+        assert_eq!(deleted.versions.len(), 1);
+        assert!(deleted.versions[0].material.is_none());
+        assert_eq!(deleted.versions[0].id.0, commitment);
+        assert!(deleted.missing_material());
+        assert_eq!(deleted.valid_to, None);
+        // Re-encoded, it keeps all of that in the current format.
+        let again = decode_key(&encode_key(&deleted).unwrap()).unwrap();
+        assert_eq!(again.versions[0].id.0, commitment);
+        assert!(again.versions[0].material.is_none());
+        // An AWS_KMS key of that format computes its ids from its material.
+        let mut bytes = serde_cbor::to_vec(&OldKey {
+            v: 1,
+            id: Bytes::new(id.as_bytes()),
+            created: 3,
+            description: "",
+            state: "Enabled",
+            deletion_date: None,
+            tags: &[],
+            spec: "SYMMETRIC_DEFAULT",
+            usage: "ENCRYPT_DECRYPT",
+            origin: "AWS_KMS",
+            rotation: None,
+            valid_to: None,
+            material_commitment: None,
+            policy: None,
+            creator: None,
+            grants: &[],
+            versions: vec![OldVersion {
+                material: Bytes::new(&MATERIAL),
+                created: 3,
+                rotation: None,
+            }],
+        })
+        .unwrap();
+        let key = decode_key(&bytes).unwrap();
+        assert_eq!(key.versions[0].id.0, commitment);
+        bytes.zeroize();
+    }
+
+    /// A version without material in a key whose material is generated here, or pending
+    /// material in a key that cannot have any, is refused.
+    #[test]
+    fn impossible_materials_are_refused() {
+        let id = Uuid::from_bytes([6; 16]);
+        let mut key = Key::new(
+            id,
+            5,
+            KeySpec::SymmetricDefault,
+            KeyUsage::EncryptDecrypt,
+            Origin::AwsKms,
+            Some(KeyMaterial::symmetric(&Zeroizing::new([1; 32]))),
+        );
+        key.versions[0].material = None;
+        assert!(decode_key(&encode_key(&key).unwrap()).is_err());
+        let mut key = Key::new(
+            id,
+            5,
+            KeySpec::Hmac256,
+            KeyUsage::GenerateVerifyMac,
+            Origin::External,
+            Some(KeyMaterial::new(Zeroizing::new(vec![1; 32]))),
+        );
+        key.pending = Some(KeyVersion::new(
+            &id,
+            KeyMaterial::new(Zeroizing::new(vec![2; 32])),
+            6,
+            None,
+        ));
+        assert!(decode_key(&encode_key(&key).unwrap()).is_err());
     }
 
     #[test]

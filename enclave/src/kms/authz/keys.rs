@@ -369,17 +369,14 @@ impl<'c, G: DerefMut<Target = KeyStore>> Keys<'c, G> {
         self.store.set_rotation(&proof.id, rotation).ok_or(VANISHED)
     }
 
-    /// Sets or clears when the authorized key's imported material expires.
+    /// Puts the authorized key in the expiry index by its material's `ValidTo`s, after its
+    /// material changed ([`crate::keys::KeyStore::refresh_expiry`]).
     ///
     /// # Errors
     /// `KMSInternalException` for a proof of another guard.
-    pub fn set_valid_to(
-        &mut self,
-        proof: &Authorized,
-        valid_to: Option<Millis>,
-    ) -> KmsResult<&mut Key> {
+    pub fn refresh_expiry(&mut self, proof: &Authorized) -> KmsResult<&mut Key> {
         self.mine(proof.serial)?;
-        self.store.set_valid_to(&proof.id, valid_to).ok_or(VANISHED)
+        self.store.refresh_expiry(&proof.id).ok_or(VANISHED)
     }
 
     /// Points the authorized alias at the authorized key (creating it if need be).

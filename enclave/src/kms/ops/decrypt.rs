@@ -41,12 +41,16 @@ pub struct Response {
     /// The plaintext as CMS EnvelopedData for an attested Recipient.
     #[serde(skip_serializing_if = "Option::is_none")]
     ciphertext_for_recipient: Option<Blob>,
+    /// The material that opened a symmetric ciphertext; absent for a Recipient (as AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// Opens a blob with the key its header names, once `action` is authorized on that key (the
 /// key actually used, whatever else the request names); a named key (if any) must be it.
 ///
-/// Returns the id of the key that opened it and the plaintext.
+/// Returns the id of the key that opened it, the plaintext and the `KeyMaterialId` of the
+/// material that opened it.
 ///
 /// # Errors
 /// `InvalidCiphertextException` (opaque), `AccessDeniedException`, `IncorrectKeyException`,
@@ -62,7 +66,7 @@ pub fn open_blob<G: std::ops::Deref<Target = KeyStore>>(
     action: &'static str,
     conditions: &Conditions<'_>,
     dry_run: Option<bool>,
-) -> KmsResult<(Uuid, Zeroizing<Vec<u8>>)> {
+) -> KmsResult<(Uuid, Zeroizing<Vec<u8>>, Option<String>)> {
     let now = ctx.env.now();
     let parsed = ciphertext::parse(blob)?;
     let id = parsed.header.key_id;
@@ -88,7 +92,7 @@ pub fn open_blob<G: std::ops::Deref<Target = KeyStore>>(
         .ok_or(KmsError::InvalidCiphertext)?;
     super::dry_run(dry_run)?;
     let plaintext = parsed.open(material, context)?;
-    Ok((id, plaintext))
+    Ok((id, plaintext, key.material_id_hex(parsed.header.key_version)))
 }
 
 /// Decrypts.
@@ -129,12 +133,13 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
                 plaintext,
                 encryption_algorithm: algorithm.as_str(),
                 ciphertext_for_recipient,
+                key_material_id: None,
             });
         }
     }
     let algorithm =
         super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
-    let (id, plaintext) = open_blob(
+    let (id, plaintext, key_material_id) = open_blob(
         ctx,
         &store,
         "keyId",
@@ -150,6 +155,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         key_id: ctx.answer_key(ctx.config.key_arn(&id)),
         plaintext,
         encryption_algorithm: algorithm,
+        key_material_id: key_material_id.filter(|_| ciphertext_for_recipient.is_none()),
         ciphertext_for_recipient,
     })
 }

@@ -1,6 +1,9 @@
-//! DeleteImportedKeyMaterial: drops an EXTERNAL key's material from memory and, durably, from
-//! its sealed record. The key waits in PendingImport until the same material is imported
-//! again; ciphertexts made before then decrypt again after it.
+//! DeleteImportedKeyMaterial: drops one of an EXTERNAL key's imported materials from memory
+//! and, durably, from its sealed record: the one `KeyMaterialId` names, else the current one.
+//! The material's id stays, so only the same material can be imported again. Deleting material
+//! associated with the key (current or not) leaves the key PendingImport until it is imported
+//! again, and ciphertexts made under it decrypt again after that; deleting material pending
+//! rotation drops it, and the key can take other new material instead.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,21 +25,24 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     key_id: String,
+    /// The deleted material's id (symmetric encryption keys, as AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// Deletes the material.
 ///
 /// # Errors
-/// `ValidationException`, `NotFoundException`, `UnsupportedOperationException` for a key
-/// that is not EXTERNAL (or a KeyMaterialId), `KMSInvalidStateException` when pending
-/// deletion.
+/// `ValidationException`, `NotFoundException` (also for a `KeyMaterialId` that is not one of
+/// the key's), `UnsupportedOperationException` for a key that is not EXTERNAL,
+/// `KMSInvalidStateException` when pending deletion.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
-    if req.key_material_id.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "KeyMaterialId (multiple imported key materials) is not supported.".to_owned(),
-        ));
-    }
+    let material_id = req
+        .key_material_id
+        .as_deref()
+        .map(|id| validate::key_material_id("keyMaterialId", id))
+        .transpose()?;
     let mut store = ctx.keys_mut();
     let proof = store.authorize(
         "keyId",
@@ -47,10 +53,43 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key = store.get(&proof)?;
     check_importable(key, ctx)?;
     let id = key.id;
-    let key = store.set_valid_to(&proof, None)?;
-    key.remove_imported_material();
+    let key = store.get_mut(&proof)?;
+    let deleted = match material_id {
+        // The current material (none before the first import: nothing to delete).
+        None => key.versions.last_mut().map(|version| {
+            version.material = None; // key material is zeroed here
+            version.valid_to = None;
+            version.id
+        }),
+        Some(wanted) => {
+            if key.pending.as_ref().is_some_and(|p| p.id == wanted) {
+                key.pending = None; // key material is zeroed here
+            } else {
+                let version = key
+                    .versions
+                    .iter_mut()
+                    .find(|v| v.id == wanted)
+                    .ok_or_else(|| {
+                        KmsError::NotFound(format!(
+                            "Key material {} does not exist in {}",
+                            wanted.to_hex(),
+                            ctx.config.key_arn(&id)
+                        ))
+                    })?;
+                version.material = None; // key material is zeroed here
+                version.valid_to = None;
+            }
+            Some(wanted)
+        }
+    };
+    key.settle_import_state();
+    let key_material_id = deleted
+        .filter(|_| key.shows_material_ids())
+        .map(|d| d.to_hex());
+    store.refresh_expiry(&proof)?;
     store.touch(crate::kms::state::Touched::Key(id));
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
+        key_material_id,
     })
 }

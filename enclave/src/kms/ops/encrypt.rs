@@ -33,7 +33,8 @@ pub struct Response {
     encryption_algorithm: &'static str,
 }
 
-/// Seals `plaintext` under the key's current version (the key must be usable).
+/// Seals `plaintext` under the key's current version (the key must be usable); answers the
+/// blob and the `KeyMaterialId` of the material that sealed it.
 ///
 /// # Errors
 /// `DisabledException`, `KMSInvalidStateException`, `KMSInternalException`.
@@ -42,7 +43,7 @@ pub fn seal_with(
     key: &Key,
     context: &EncryptionContext,
     plaintext: &[u8],
-) -> KmsResult<Vec<u8>> {
+) -> KmsResult<(Vec<u8>, Option<String>)> {
     key.check_usable_at(ctx.config, ctx.env.now())?;
     key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
     if key.spec != KeySpec::SymmetricDefault {
@@ -52,7 +53,7 @@ pub fn seal_with(
         )));
     }
     let (key_version, material) = key.current_version()?;
-    ciphertext::seal(
+    let blob = ciphertext::seal(
         material,
         Header {
             key_id: key.id,
@@ -61,7 +62,8 @@ pub fn seal_with(
         context,
         plaintext,
         ctx.env.entropy.as_ref(),
-    )
+    )?;
+    Ok((blob, key.material_id_hex(key_version)))
 }
 
 /// The RSAES-OAEP algorithm an RSA ENCRYPT_DECRYPT key is asked to use (Encrypt and Decrypt):
@@ -128,7 +130,8 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let algorithm =
         super::symmetric_algorithm("encryptionAlgorithm", req.encryption_algorithm.as_deref())?;
     super::dry_run(req.dry_run)?;
-    let blob = seal_with(ctx, key, &context, &plaintext.0)?;
+    // Encrypt answers no KeyMaterialId (AWS's EncryptResponse has none).
+    let (blob, _) = seal_with(ctx, key, &context, &plaintext.0)?;
     Ok(Response {
         ciphertext_blob: Blob(blob),
         key_id: ctx.answer_key(ctx.config.key_arn(&key.id)),

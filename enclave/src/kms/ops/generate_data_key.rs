@@ -36,6 +36,9 @@ pub struct Response {
     /// The data key as CMS EnvelopedData for an attested Recipient.
     #[serde(skip_serializing_if = "Option::is_none")]
     ciphertext_for_recipient: Option<Blob>,
+    /// The material that encrypted the data key; absent for a Recipient (as AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// A generated data key: its ciphertext, plaintext and the KMS key ARN.
@@ -46,6 +49,8 @@ pub struct DataKey {
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The KMS key's ARN.
     pub key_arn: String,
+    /// The `KeyMaterialId` of the material that encrypted it.
+    pub key_material_id: Option<String>,
     /// The verified Recipient the plaintext must go to instead of the caller.
     pub recipient: Option<crate::keys::recipient::Recipient>,
 }
@@ -87,9 +92,10 @@ pub fn generate(ctx: &Ctx<'_>, action: &'static str, req: Request) -> KmsResult<
     super::dry_run(req.dry_run)?;
     let mut plaintext = Zeroizing::new(vec![0u8; length]);
     ctx.env.entropy.fill(&mut plaintext)?;
-    let ciphertext = seal_with(ctx, key, &context, &plaintext)?;
+    let (ciphertext, key_material_id) = seal_with(ctx, key, &context, &plaintext)?;
     Ok(DataKey {
         ciphertext,
+        key_material_id,
         plaintext,
         key_arn: ctx.config.key_arn(&key.id),
         recipient,
@@ -108,6 +114,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         ciphertext_blob: Blob(key.ciphertext),
         plaintext,
         key_id: ctx.answer_key(key.key_arn),
+        key_material_id: key.key_material_id.filter(|_| ciphertext_for_recipient.is_none()),
         ciphertext_for_recipient,
     })
 }

@@ -40,6 +40,9 @@ pub struct Response {
     public_key: Blob,
     key_id: String,
     key_pair_spec: &'static str,
+    /// The material that encrypted the private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// Every `KeyPairSpec` AWS KMS names.
@@ -65,6 +68,8 @@ pub struct DataKeyPair {
     pub public_key: Vec<u8>,
     /// The KMS key's ARN.
     pub key_arn: String,
+    /// The `KeyMaterialId` of the material that encrypted the private key.
+    pub key_material_id: Option<String>,
     /// What was generated.
     pub spec: KeySpec,
     /// The verified Recipient the private key must go to instead of the caller.
@@ -109,9 +114,11 @@ pub fn generate(ctx: &Ctx<'_>, action: &'static str, req: Request) -> KmsResult<
     let (private, public_key) = asym::generate_pair(spec)?;
     let store = ctx.keys();
     let key = store.key("keyId", &key_id, action, &conditions)?;
-    let private_ciphertext = seal_with(ctx, key, &context, private.expose_secret())?;
+    let (private_ciphertext, key_material_id) =
+        seal_with(ctx, key, &context, private.expose_secret())?;
     Ok(DataKeyPair {
         private_ciphertext,
+        key_material_id,
         private_plaintext: Zeroizing::new(private.expose_secret().to_vec()),
         public_key,
         key_arn: ctx.config.key_arn(&key.id),
@@ -135,5 +142,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         public_key: Blob(pair.public_key),
         key_id: ctx.answer_key(pair.key_arn),
         key_pair_spec: pair.spec.as_str(),
+        key_material_id: pair.key_material_id,
     })
 }

@@ -16,6 +16,8 @@ pub struct Response {
     public_key: Blob,
     key_id: String,
     key_pair_spec: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// Generates a data key pair and returns the private key encrypted only; its plaintext is zeroed
@@ -30,5 +32,6 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         public_key: Blob(pair.public_key),
         key_id: ctx.answer_key(pair.key_arn),
         key_pair_spec: pair.spec.as_str(),
+        key_material_id: pair.key_material_id,
     })
 }

@@ -14,6 +14,8 @@ use crate::json::Blob;
 pub struct Response {
     ciphertext_blob: Blob,
     key_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
 }
 
 /// Generates a data key and returns it encrypted only; the plaintext is zeroed here.
@@ -25,5 +27,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     Ok(Response {
         ciphertext_blob: Blob(key.ciphertext),
         key_id: ctx.answer_key(key.key_arn),
+        // As GenerateDataKey: not with a Recipient (AWS's request has none here).
+        key_material_id: key.key_material_id.filter(|_| key.recipient.is_none()),
     })
 }

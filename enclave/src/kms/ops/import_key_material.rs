@@ -1,21 +1,27 @@
 //! ImportKeyMaterial: redeems an import token and installs the unwrapped material in an
-//! EXTERNAL key, which becomes Enabled: 256 bits for a symmetric key, the HMAC key for an HMAC
-//! key, a PKCS #8 private key for an RSA or ECC key ([`import::material_for`]).
+//! EXTERNAL key: 256 bits for a symmetric key, the HMAC key for an HMAC key, a PKCS #8 private
+//! key for an RSA or ECC key ([`import::material_for`]).
 //!
-//! Only the material first imported into a key may ever be imported into it again (to change
-//! `ValidTo`, or after DeleteImportedKeyMaterial or expiry), compared in constant time with
-//! the material held or, once it is gone, with the key's commitment to it.
+//! Each material has an id (`KeyMaterialId`, [`MaterialId`]) computed from the key id and the
+//! material, so material is recognised by its id, also once it was deleted or expired:
+//! - `ImportType` EXISTING_KEY_MATERIAL (the default once a key has had material) imports one
+//!   of the key's materials again (to change its `ValidTo`, or after DeleteImportedKeyMaterial
+//!   or expiry); `KeyMaterialId`, when given, must be that material's id. The key is Enabled
+//!   once every material associated with it is held.
+//! - NEW_KEY_MATERIAL (the default for a key's first material) gives a key without material its
+//!   first, current, material; a symmetric encryption key with material gets new material
+//!   PENDING_ROTATION, which RotateKeyOnDemand makes current. Asymmetric and HMAC keys have one
+//!   material ever, and refuse `ImportType`, `KeyMaterialId` and `KeyMaterialDescription`.
 
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq as _;
 
 use super::get_parameters_for_import::check_importable;
 use super::Ctx;
 use crate::env::Millis;
 use crate::error::{KmsError, KmsResult};
-use crate::keys::import::{self, ImportError, MaterialError};
 use crate::json::Blob;
-use crate::keys::{KeyMaterial, KeyState, KeyVersion};
+use crate::keys::import::{self, ImportError, MaterialError};
+use crate::keys::{Key, KeyMaterial, KeyVersion, MaterialId};
 use crate::kms::validate;
 
 /// ImportKeyMaterial request.
@@ -38,6 +44,22 @@ pub struct Request {
 #[serde(rename_all = "PascalCase")]
 pub struct Response {
     key_id: String,
+    /// The imported material's id (symmetric encryption keys, as AWS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_material_id: Option<String>,
+}
+
+const NEW: &str = "NEW_KEY_MATERIAL";
+const EXISTING: &str = "EXISTING_KEY_MATERIAL";
+
+/// What the request says about the material, beyond the material itself.
+struct Options {
+    /// `ImportType`, when given.
+    new: Option<bool>,
+    /// `KeyMaterialId`, when given.
+    id: Option<MaterialId>,
+    description: Option<String>,
+    valid_to: Option<Millis>,
 }
 
 const EXPIRES: &str = "KEY_MATERIAL_EXPIRES";
@@ -89,35 +111,47 @@ fn valid_to(model: Option<&str>, valid_to: Option<f64>, now: Millis) -> KmsResul
 /// Imports the material.
 ///
 /// # Errors
-/// `ValidationException`; `NotFoundException`; `UnsupportedOperationException` for a key
-/// that is not EXTERNAL; `KMSInvalidStateException` when pending
-/// deletion; `InvalidImportTokenException` for an unknown, used or another key's token;
+/// `ValidationException` (also for `KeyMaterialId` with NEW_KEY_MATERIAL, and for `ImportType`,
+/// `KeyMaterialId` or `KeyMaterialDescription` on a key that is not a symmetric encryption key);
+/// `NotFoundException`; `UnsupportedOperationException` for a key that is not EXTERNAL;
+/// `KMSInvalidStateException` when pending deletion, or when new material is already pending
+/// rotation; `InvalidImportTokenException` for an unknown, used or another key's token;
 /// `ExpiredImportTokenException` after 24 hours; `InvalidCiphertextException` when the
-/// material does not unwrap; `IncorrectKeyMaterialException` for material other than the
-/// key's, or of the wrong length.
+/// material does not unwrap; `IncorrectKeyMaterialException` for material of the wrong length,
+/// material (or a `KeyMaterialId`) that is not one of the key's for EXISTING_KEY_MATERIAL, and
+/// the key's own material for NEW_KEY_MATERIAL.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let token = validate::required("importToken", req.import_token)?;
     validate::blob_len("importToken", &token.0, 1, MAX_BLOB)?;
     let encrypted = validate::required("encryptedKeyMaterial", req.encrypted_key_material)?;
     validate::blob_len("encryptedKeyMaterial", &encrypted.0, 1, MAX_BLOB)?;
-    if let Some(import_type) = &req.import_type {
-        validate::one_of(
-            "importType",
-            import_type,
-            &["NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"],
-        )?;
-    }
+    let new = req
+        .import_type
+        .as_deref()
+        .map(|t| validate::one_of("importType", t, &[NEW, EXISTING]).map(|t| t == NEW))
+        .transpose()?;
     if let Some(description) = &req.key_material_description {
-        validate::str_len("keyMaterialDescription", description, 0, 256)?;
+        validate::key_material_description("keyMaterialDescription", description)?;
     }
-    if req.key_material_id.is_some() {
-        return Err(KmsError::UnsupportedOperation(
-            "KeyMaterialId (multiple imported key materials) is not supported.".to_owned(),
+    let material_id = req
+        .key_material_id
+        .as_deref()
+        .map(|id| validate::key_material_id("keyMaterialId", id))
+        .transpose()?;
+    if new == Some(true) && material_id.is_some() {
+        return Err(KmsError::Validation(
+            "KeyMaterialId must not be specified when ImportType is NEW_KEY_MATERIAL".to_owned(),
         ));
     }
     let now = ctx.env.now();
     let valid_to = valid_to(req.expiration_model.as_deref(), req.valid_to, now)?;
+    let options = Options {
+        new,
+        id: material_id,
+        description: req.key_material_description,
+        valid_to,
+    };
 
     let (id, spec) = {
         let store = ctx.keys();
@@ -128,6 +162,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
             &crate::kms::authz::Conditions::default(),
         )?;
         check_importable(key, ctx)?;
+        check_options(key, &options)?;
         (key.id, key.spec)
     };
     // Single use from here: the token is gone whatever happens next.
@@ -150,10 +185,31 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         MaterialError::NotForSpec { .. } => KmsError::IncorrectKeyMaterial(e.to_string()),
         MaterialError::Encoding => KmsError::Internal("an imported private key did not re-encode"),
     })?;
-    install(ctx, &id, material, valid_to, now)?;
+    let key_material_id = install(ctx, &id, material, options, now)?;
     Ok(Response {
         key_id: ctx.config.key_arn(&id),
+        key_material_id,
     })
+}
+
+/// Asymmetric and HMAC keys have one material ever: AWS refuses `ImportType` (and the members
+/// that only go with it) for them.
+fn check_options(key: &Key, options: &Options) -> KmsResult<()> {
+    if key.shows_material_ids() {
+        return Ok(());
+    }
+    let member = if options.new.is_some() {
+        "ImportType"
+    } else if options.id.is_some() {
+        "KeyMaterialId"
+    } else if options.description.is_some() {
+        "KeyMaterialDescription"
+    } else {
+        return Ok(());
+    };
+    Err(KmsError::Validation(format!(
+        "{member} is only valid for symmetric encryption KMS keys"
+    )))
 }
 
 fn incorrect(ctx: &Ctx<'_>, id: &uuid::Uuid) -> KmsError {
@@ -163,14 +219,15 @@ fn incorrect(ctx: &Ctx<'_>, id: &uuid::Uuid) -> KmsError {
     ))
 }
 
-/// Installs (or, for the same material, re-installs) `material` under the write lock.
+/// Installs `material` under the write lock, as new material or as one of the key's own;
+/// answers its `KeyMaterialId` as AWS shows it.
 fn install(
     ctx: &Ctx<'_>,
     id: &uuid::Uuid,
     material: KeyMaterial,
-    valid_to: Option<Millis>,
+    options: Options,
     now: Millis,
-) -> KmsResult<()> {
+) -> KmsResult<Option<String>> {
     let mut store = ctx.keys_mut();
     store.ensure_room()?;
     // The key (and its policy) may have changed while the lock was not held: authorize and
@@ -186,39 +243,85 @@ fn install(
         })?;
     let key = store.get(&proof)?;
     check_importable(key, ctx)?;
-    match key.versions.first() {
-        Some(held) => {
-            // Lengths are public (fixed by the spec, or a key's public modulus and curve); the
-            // bytes are not.
-            let held = held.material.expose_secret();
-            if !bool::from(held.ct_eq(material.expose_secret())) {
-                return Err(incorrect(ctx, id));
-            }
+    check_options(key, &options)?;
+    let material_id = MaterialId::of(id, &material);
+    // Ids are public values (answered by DescribeKey and ListKeyRotations).
+    if options.id.is_some_and(|given| given != material_id) {
+        return Err(incorrect(ctx, id));
+    }
+    let first = key.versions.is_empty() && key.pending.is_none();
+    let new = options.new.unwrap_or(first);
+    let key = store.get_mut(&proof)?;
+    if new {
+        add_new(ctx, key, material, material_id, &options, now)?;
+    } else {
+        let version = key
+            .versions
+            .iter_mut()
+            .chain(key.pending.as_mut())
+            .find(|v| v.id == material_id)
+            .ok_or_else(|| incorrect(ctx, id))?;
+        if version.material.is_none() {
+            version.material = Some(material);
         }
-        None => {
-            if let Some(commitment) = &key.material_commitment {
-                if !import::matches_commitment(id, material.expose_secret(), commitment) {
-                    return Err(incorrect(ctx, id));
-                }
-            }
+        version.valid_to = options.valid_to;
+        if let Some(description) = options.description {
+            version.description = Some(description);
         }
     }
-    let key = store.set_valid_to(&proof, valid_to)?;
-    if key.versions.is_empty() {
-        key.material_commitment = Some(import::material_commitment(
-            id,
-            material.expose_secret(),
-        ));
-        key.versions.push(KeyVersion {
-            material,
-            created: now,
-            rotation: None,
+    key.settle_import_state();
+    let answer = key
+        .shows_material_ids()
+        .then(|| material_id.to_hex());
+    store.refresh_expiry(&proof)?;
+    store.touch(crate::kms::state::Touched::Key(*id));
+    Ok(answer)
+}
+
+/// NEW_KEY_MATERIAL: the key's first material, or material pending rotation.
+fn add_new(
+    ctx: &Ctx<'_>,
+    key: &mut Key,
+    material: KeyMaterial,
+    material_id: MaterialId,
+    options: &Options,
+    now: Millis,
+) -> KmsResult<()> {
+    let arn = || ctx.config.key_arn(&key.id);
+    if key.versions.iter().any(|v| v.id == material_id) {
+        return Err(KmsError::IncorrectKeyMaterial(format!(
+            "The key material is already associated with {}: import it with ImportType EXISTING_KEY_MATERIAL.",
+            arn()
+        )));
+    }
+    if let Some(pending) = &key.pending {
+        return Err(if pending.id == material_id {
+            KmsError::IncorrectKeyMaterial(format!(
+                "The key material is already pending rotation in {}: import it with ImportType EXISTING_KEY_MATERIAL.",
+                arn()
+            ))
+        } else {
+            KmsError::InvalidState(format!(
+                "{} already has key material pending rotation: rotate to it (RotateKeyOnDemand) or delete it (DeleteImportedKeyMaterial) first.",
+                arn()
+            ))
         });
     }
-    if key.state == KeyState::PendingImport {
-        key.state = KeyState::Enabled;
+    let mut version = KeyVersion::new(&key.id, material, now, None);
+    version.valid_to = options.valid_to;
+    version.description.clone_from(&options.description);
+    if key.versions.is_empty() {
+        key.versions.push(version);
+    } else if key.shows_material_ids() {
+        key.pending = Some(version);
+    } else {
+        // Not reached: check_options refuses ImportType for keys with one material ever, and
+        // the default for a key with material is EXISTING_KEY_MATERIAL.
+        return Err(KmsError::IncorrectKeyMaterial(format!(
+            "The key material is not the key material previously imported into {}.",
+            arn()
+        )));
     }
-    store.touch(crate::kms::state::Touched::Key(*id));
     Ok(())
 }
 

@@ -38,6 +38,8 @@ pub struct KeyMetadata {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     key_agreement_algorithms: &'static [&'static str],
     multi_region: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_key_material_id: Option<String>,
 }
 
 /// The algorithms AWS lists for a key of this spec and usage.
@@ -105,10 +107,12 @@ impl KeyMetadata {
             key_usage: key.usage.as_str(),
             key_state: key.state.as_str(),
             deletion_date: key.deletion_date.map(Timestamp),
-            valid_to: key.valid_to.map(Timestamp),
+            valid_to: key.metadata_valid_to().map(Timestamp),
             // Only once there is material to expire (AWS omits it before the first import).
-            expiration_model: (key.origin == Origin::External && !key.versions.is_empty()).then_some(
-                if key.valid_to.is_some() {
+            expiration_model: (key.origin == Origin::External
+                && key.versions.iter().any(|v| v.material.is_some()))
+            .then_some(
+                if key.metadata_valid_to().is_some() {
                     "KEY_MATERIAL_EXPIRES"
                 } else {
                     "KEY_MATERIAL_DOES_NOT_EXPIRE"
@@ -123,6 +127,8 @@ impl KeyMetadata {
             mac_algorithms: algs.mac,
             key_agreement_algorithms: algs.key_agreement,
             multi_region: false,
+            // Symmetric encryption keys (AWS_KMS or EXTERNAL) once they have material.
+            current_key_material_id: key.current_material_id_hex(),
         }
     }
 }

@@ -38,6 +38,12 @@ pub struct Response {
     key_id: String,
     source_encryption_algorithm: &'static str,
     destination_encryption_algorithm: &'static str,
+    /// The material that opened a symmetric source ciphertext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_key_material_id: Option<String>,
+    /// The material that sealed a symmetric destination ciphertext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination_key_material_id: Option<String>,
 }
 
 /// Re-encrypts: from a symmetric ciphertext (the blob names its key) or, with `SourceKeyId`
@@ -106,19 +112,19 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         .as_deref()
         .map(|id| store.key("sourceKeyId", id, "ReEncryptFrom", &source_conditions))
         .transpose()?;
-    let (source_id, plaintext, source_algorithm) = match named_source {
+    let (source_id, plaintext, source_algorithm, source_key_material_id) = match named_source {
         Some(key) if key.spec.is_rsa() => {
             key.check_usable(ctx.config)?;
             key.check_usage(KeyUsage::EncryptDecrypt, ctx.operation(), ctx.config)?;
             let algorithm = rsa_algorithm(ctx, key, source_name, &source_context)?;
             let (_, material) = key.current_version()?;
             let plaintext = oaep_decrypt(key.spec, material, algorithm, &blob.0)?;
-            (key.id, plaintext, algorithm.as_str())
+            (key.id, plaintext, algorithm.as_str(), None)
         }
         _ => {
             let algorithm =
                 super::symmetric_algorithm("sourceEncryptionAlgorithm", source_name)?;
-            let (id, plaintext) = open_blob(
+            let (id, plaintext, material_id) = open_blob(
                 ctx,
                 &store,
                 "sourceKeyId",
@@ -128,20 +134,21 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
                 &source_conditions,
                 None,
             )?;
-            (id, plaintext, algorithm)
+            (id, plaintext, algorithm, material_id)
         }
     };
     super::dry_run(req.dry_run)?;
-    let (out, destination_algorithm) = match destination_rsa {
+    let (out, destination_algorithm, destination_key_material_id) = match destination_rsa {
         Some(algorithm) => {
             let (_, material) = destination_key.current_version()?;
             let out = oaep_encrypt(destination_key.spec, material, algorithm, &plaintext)?;
-            (out, algorithm.as_str())
+            (out, algorithm.as_str(), None)
         }
-        None => (
-            seal_with(ctx, destination_key, &destination_context, &plaintext)?,
-            "SYMMETRIC_DEFAULT",
-        ),
+        None => {
+            let (out, material_id) =
+                seal_with(ctx, destination_key, &destination_context, &plaintext)?;
+            (out, "SYMMETRIC_DEFAULT", material_id)
+        }
     };
     Ok(Response {
         ciphertext_blob: Blob(out),
@@ -149,5 +156,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         key_id: ctx.answer_key(ctx.config.key_arn(&destination_key.id)),
         source_encryption_algorithm: source_algorithm,
         destination_encryption_algorithm: destination_algorithm,
+        source_key_material_id,
+        destination_key_material_id,
     })
 }

@@ -1,4 +1,6 @@
-//! RotateKeyOnDemand: a new version of the key's material now, at most 10 times per key.
+//! RotateKeyOnDemand: a new version of the key's material now, at most 10 times per key: fresh
+//! material for an AWS_KMS key; for a symmetric EXTERNAL key, the material imported for it
+//! (ImportType NEW_KEY_MATERIAL, PENDING_ROTATION), which becomes current.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,12 +24,22 @@ pub struct Response {
     key_id: String,
 }
 
+fn check_limit(key: &crate::keys::Key, ctx: &Ctx<'_>) -> KmsResult<()> {
+    if rotation::on_demand_count(key) >= MAX_ON_DEMAND {
+        return Err(KmsError::LimitExceeded(format!(
+            "{} has reached the limit of {MAX_ON_DEMAND} on-demand rotations.",
+            ctx.config.key_arn(&key.id)
+        )));
+    }
+    Ok(())
+}
+
 /// Rotates the key now. The automatic schedule, if any, is unchanged (as AWS).
 ///
 /// # Errors
 /// `ValidationException`, `NotFoundException`, `UnsupportedOperationException` for keys that do
-/// not rotate, `DisabledException`, `KMSInvalidStateException` (also for an EXTERNAL key: it has
-/// no new material pending), `LimitExceededException` after 10 on-demand rotations.
+/// not rotate, `DisabledException`, `KMSInvalidStateException` (also for an EXTERNAL key with no
+/// new material pending), `LimitExceededException` after 10 on-demand rotations.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let now = ctx.env.now();
@@ -40,27 +52,38 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         &crate::kms::authz::Conditions::default(),
     )?;
     // AWS checks the key's state before its type: a disabled HMAC key is DisabledException.
-    key.check_usable(ctx.config)?;
+    key.check_usable_at(ctx.config, now)?;
     // AWS rotates an EXTERNAL key on demand to new material imported for it beforehand
     // (ImportType NEW_KEY_MATERIAL); with none pending it answers KMSInvalidStateException.
-    // This service keeps one material per key, so none is ever pending.
     if key.origin == Origin::External
         && key.spec == KeySpec::SymmetricDefault
         && key.usage == KeyUsage::EncryptDecrypt
     {
-        return Err(KmsError::InvalidState(format!(
-            "{} has no new key material pending rotation: importing new key material into a \
-             key that has some (KeyMaterialId, ImportType NEW_KEY_MATERIAL) is not supported.",
-            ctx.config.key_arn(&key.id)
-        )));
+        // Pending material past its ValidTo is gone, whether or not the tick has dropped it.
+        let pending = key
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.valid_to.is_none_or(|t| t > now));
+        if !pending {
+            return Err(KmsError::InvalidState(format!(
+                "{} has no new key material pending rotation.",
+                ctx.config.key_arn(&key.id)
+            )));
+        }
+        check_limit(key, ctx)?;
+        if let Some(mut version) = key.pending.take() {
+            version.created = now;
+            version.rotation = Some(RotationType::OnDemand);
+            key.versions.push(version);
+        }
+        let id = key.id;
+        store.touch(crate::kms::state::Touched::Key(id));
+        return Ok(Response {
+            key_id: ctx.config.key_arn(&id),
+        });
     }
     rotation::check_rotatable(key, ctx.config)?;
-    if rotation::on_demand_count(key) >= MAX_ON_DEMAND {
-        return Err(KmsError::LimitExceeded(format!(
-            "{} has reached the limit of {MAX_ON_DEMAND} on-demand rotations.",
-            ctx.config.key_arn(&key.id)
-        )));
-    }
+    check_limit(key, ctx)?;
     rotation::add_version(key, now, RotationType::OnDemand, ctx.env.entropy.as_ref())?;
     let id = key.id;
     store.touch(crate::kms::state::Touched::Key(id));

@@ -359,8 +359,11 @@ fn sample(op: Operation, fx: &Fixture, v: &Victim) -> Option<(Kind, Value)> {
         O::DisableKeyRotation
         | O::EnableKeyRotation
         | O::GetKeyRotationStatus
-        | O::ListKeyRotations
         | O::RotateKeyOnDemand => (Kind::Symmetric, json!({"KeyId": key})),
+        O::ListKeyRotations => (
+            Kind::Symmetric,
+            json!({"KeyId": key, "IncludeKeyMaterial": "ALL_KEY_MATERIAL"}),
+        ),
         O::GenerateMac => (
             Kind::Hmac,
             json!({"KeyId": key, "Message": "bWFj", "MacAlgorithm": "HMAC_SHA_256"}),
@@ -369,7 +372,12 @@ fn sample(op: Operation, fx: &Fixture, v: &Victim) -> Option<(Kind, Value)> {
             Kind::Hmac,
             json!({"KeyId": key, "Message": "bWFj", "MacAlgorithm": "HMAC_SHA_256", "Mac": v.extra}),
         ),
-        O::DeleteImportedKeyMaterial => (Kind::External, json!({"KeyId": key})),
+        // With a KeyMaterialId: a caller without the action learns nothing of the key's
+        // materials (AccessDenied comes before NotFoundException for an id not the key's).
+        O::DeleteImportedKeyMaterial => (
+            Kind::External,
+            json!({"KeyId": key, "KeyMaterialId": "ab".repeat(32)}),
+        ),
         O::GetParametersForImport => (
             Kind::External,
             json!({"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
@@ -377,7 +385,8 @@ fn sample(op: Operation, fx: &Fixture, v: &Victim) -> Option<(Kind, Value)> {
         O::ImportKeyMaterial => (
             Kind::External,
             json!({"KeyId": key, "ImportToken": "AAAA", "EncryptedKeyMaterial": "AAAA",
-                   "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}),
+                   "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE",
+                   "ImportType": "EXISTING_KEY_MATERIAL", "KeyMaterialId": "cd".repeat(32)}),
         ),
         O::DeriveSharedSecret => (
             Kind::Agreement,
@@ -424,7 +433,7 @@ fn sample(op: Operation, fx: &Fixture, v: &Victim) -> Option<(Kind, Value)> {
 }
 
 /// Operations whose owner sample answers an error other than AccessDenied by design (an import
-/// token that was never issued; no material to delete yet).
+/// token that was never issued; a material id that is not the key's).
 fn owner_may_fail(op: Operation) -> bool {
     matches!(
         op,

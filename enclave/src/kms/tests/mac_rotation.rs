@@ -145,7 +145,7 @@ fn mac_round_trips_for_every_hmac_spec_and_matches_the_crypto_helper() {
         {
             let store = core.state.read();
             let key = store.raw(&id.parse().unwrap()).unwrap();
-            let material = &key.versions[0].material;
+            let material = key.versions[0].material.as_ref().unwrap();
             assert_eq!(material.expose_secret().len(), len, "{spec}");
             let expected = mac::compute(
                 MacAlgorithm::parse(algorithm).unwrap(),
@@ -446,13 +446,18 @@ fn ciphertexts_made_before_two_rotations_decrypt_after_them() {
 
     let list = core.call("ListKeyRotations", json!({"KeyId": id})).unwrap();
     assert_eq!(list["Truncated"], false);
+    let versions = {
+        let store = core.state.read();
+        let key = store.raw(&id.parse().unwrap()).unwrap();
+        key.versions.iter().map(|v| v.id.to_hex()).collect::<Vec<_>>()
+    };
     assert_eq!(
         list["Rotations"],
         json!([
-            {"KeyId": id, "RotationDate": (T0 + 90 * DAY_MS) as f64 / 1000.0,
-             "RotationType": "AUTOMATIC"},
-            {"KeyId": id, "RotationDate": (T0 + 91 * DAY_MS) as f64 / 1000.0,
-             "RotationType": "ON_DEMAND"},
+            {"KeyId": id, "KeyMaterialId": versions[1], "KeyMaterialState": "NON_CURRENT",
+             "RotationDate": (T0 + 90 * DAY_MS) as f64 / 1000.0, "RotationType": "AUTOMATIC"},
+            {"KeyId": id, "KeyMaterialId": versions[2], "KeyMaterialState": "CURRENT",
+             "RotationDate": (T0 + 91 * DAY_MS) as f64 / 1000.0, "RotationType": "ON_DEMAND"},
         ])
     );
 }

@@ -569,6 +569,7 @@ fn tags_are_validated_replaced_and_removed() {
 mod asym;
 mod authz;
 mod grants;
+mod key_materials;
 mod mac_rotation;
 mod memory;
 mod messages;
