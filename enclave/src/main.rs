@@ -177,7 +177,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("starting the service: {e}"))?
     .with_tls(identity, args.tls_ca_out.clone());
     let service = Arc::new(match follow_channel {
-        Some(channel) => service.with_follow_channel(channel),
+        Some(channel) => match &args.store {
+            Some(address) => service.with_follow_channel(channel, address.clone()),
+            None => service,
+        },
         None => service,
     });
     let listener = Listener::bind(&args.listen)
@@ -203,12 +206,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     };
+    // A member whose store session failed recovers in place; one that cannot stops.
+    let supervisor = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            loop {
+                service.lost.notified().await;
+                if !service.store_failed() {
+                    continue; // an earlier session's, already replaced
+                }
+                if let Err(e) = service.recover().await {
+                    tracing::error!(error = %e, "the member could not recover: stopping");
+                    service.fatal.notify_one();
+                    return;
+                }
+            }
+        })
+    };
     let fatal = service.fatal.clone();
     let failed = tokio::select! {
         served = serve(listener, service, acceptor, shutdown_signal()) => { served?; false }
         () = fatal.notified() => true,
     };
     sweeper.abort();
+    supervisor.abort();
     if failed {
         bail!("the durable store failed: stopping so that a restart reloads what is durable");
     }

@@ -305,3 +305,103 @@ async fn members_serve_each_others_changes_and_stop_answering_when_cut_off() {
     );
     etcd.resume();
 }
+
+/// Members racing: two CreateAlias of one name end with exactly one alias; a change made on a
+/// member that has not yet taken another's commit is refused by the store, its answer is never
+/// released, and the member recovers in place (a new session on the store's state) and serves
+/// on, with no custodian.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_members_end_with_one_alias_and_the_loser_recovers_in_place() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url("race");
+    let (mut a, mut b, id, secret) = two_members(&url);
+    let client_a = a.client(&id, &secret);
+    let client_b = b.client(&id, &secret);
+    let key = ekms_tests::create_key(&client_a).await;
+    until("A's key visible on B", || {
+        let client_b = client_b.clone();
+        let key = key.clone();
+        async move { client_b.describe_key().key_id(&key).send().await.ok() }
+    })
+    .await;
+
+    for round in 0..4 {
+        let name = format!("alias/race-{round}");
+        let (on_a, on_b) = tokio::join!(
+            client_a
+                .create_alias()
+                .alias_name(&name)
+                .target_key_id(&key)
+                .send(),
+            client_b
+                .create_alias()
+                .alias_name(&name)
+                .target_key_id(&key)
+                .send()
+        );
+        let made = usize::from(on_a.is_ok()) + usize::from(on_b.is_ok());
+        assert!(made <= 1, "round {round}: both members made {name}");
+        // Whichever lost, both end up serving the one alias, pointing at the key.
+        for (member, client) in [("A", &client_a), ("B", &client_b)] {
+            let (target, _) = until(&format!("{name} on {member}"), || {
+                let client = client.clone();
+                let name = name.clone();
+                async move {
+                    let out = client.describe_key().key_id(&name).send().await.ok()?;
+                    out.key_metadata.map(|m| m.key_id)
+                }
+            })
+            .await;
+            assert_eq!(target, key, "{name} on {member}");
+        }
+        // A change on A, then at once one on B, which has most likely not taken A's yet: its
+        // commit is refused, and it recovers.
+        ekms_tests::create_key(&client_a).await;
+        let _ = client_b.create_key().send().await;
+    }
+    // Both still serve, and at least one refused commit was recovered from in place.
+    for (member, client) in [("A", &client_a), ("B", &client_b)] {
+        until(&format!("{member} serving at the end"), || {
+            let client = client.clone();
+            let key = key.clone();
+            async move {
+                client
+                    .encrypt()
+                    .key_id(&key)
+                    .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+                    .send()
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+    }
+    let logs: String = [&mut a, &mut b]
+        .into_iter()
+        .map(|d| {
+            let enclave = d.enclave.as_mut().expect("enclave");
+            assert!(
+                enclave.running(),
+                "a member stopped:\n{}",
+                enclave.log_tail(30)
+            );
+            enclave.log_text()
+        })
+        .collect();
+    assert!(
+        logs.contains("recovered: took the store's state in a new session"),
+        "no member recovered from a refused commit in four rounds"
+    );
+    // Every acknowledged change is in the store: the log verifies, member by member.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = ekms_tests::ekms_cli([
+        "audit".into(),
+        "verify".into(),
+        std::ffi::OsString::from(&url),
+        "--root".into(),
+        a.root().into_os_string(),
+        "--expect-pcrs".into(),
+        a.pcrs().into_os_string(),
+    ]);
+    assert!(out.success(), "audit verify: {out:?}");
+}

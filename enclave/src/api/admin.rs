@@ -4,6 +4,7 @@
 //! they accept is checked by the custody machine (signed, attested shares).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 
 
@@ -14,6 +15,9 @@ use crate::durability::persist::{self, Touched};
 use crate::durability::seal::manifest::{Manifest, Refusal};
 
 use super::audit::request_ids;
+
+/// Tries a member makes to recover its store session before it stops.
+pub const RECOVERY_TRIES: u32 = 10;
 use super::server::{phase_code, Service};
 
 /// A custody target, `Ekms.<name>`.
@@ -70,7 +74,7 @@ impl Service {
         match target {
             Target::GetAttestation => custody.attestation(body, self.env.attester.as_ref()),
             Target::AuditHead => {
-                let persister = self.persister.get().ok_or_else(|| {
+                let persister = self.persister().ok_or_else(|| {
                     KmsError::InvalidState(
                         "ekms keeps no audit log while sealed or memory-only.".to_owned(),
                     )
@@ -132,7 +136,12 @@ impl Service {
                         &self.config,
                     )
                     .map_err(|why| KmsError::Validation(format!("adminName: {why}")))?;
-                self.start_persister(stream, init.domain_key, Manifest::empty(), Head::GENESIS)
+                self.start_persister(
+                    stream,
+                    Arc::new(init.domain_key),
+                    Manifest::empty(),
+                    Head::GENESIS,
+                )
                     .await?;
                 self.persist(vec![Touched::Principal(init.admin.name.clone())], None)
                     .await?;
@@ -191,7 +200,7 @@ impl Service {
                 }
                 let keys = loaded.keys.key_count();
                 *self.state.write() = loaded.keys;
-                self.start_persister(stream, domain, loaded.manifest, loaded.audit_head)
+                self.start_persister(stream, Arc::new(domain), loaded.manifest, loaded.audit_head)
                     .await?;
                 // Records from when names were record ids move under their names' digests
                 // before anything is served.
@@ -216,6 +225,93 @@ impl Service {
                 custody.status_json()
             }
         }
+    }
+
+    /// Recovers a member whose store session failed (its commit was refused because another
+    /// member committed first, or the store could not be reached): answers `DependencyTimeout`
+    /// meanwhile, then opens new store channels, loads and verifies the store as an unseal does
+    /// (with the domain key it kept), and, under the state's write locks, takes that state and
+    /// a new session together. The failed session's answers are never released (the parent
+    /// drops them with it). Tries [`RECOVERY_TRIES`] times, waiting longer each time.
+    ///
+    /// # Errors
+    /// When every try failed: the member then stops (fail-stop), as a lone enclave does.
+    pub async fn recover(&self) -> Result<(), KmsError> {
+        self.freshness.reset();
+        let address = self
+            .store_address
+            .clone()
+            .ok_or(KmsError::Internal("a member without a store address"))?;
+        let domain = self
+            .domain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(KmsError::Internal("a member without its domain key"))?;
+        let mut wait = std::time::Duration::from_millis(100);
+        for attempt in 1..=RECOVERY_TRIES {
+            match self.reload_session(&address, &domain).await {
+                Ok(keys) => {
+                    tracing::info!(attempt, keys, "recovered: took the store's state in a new session");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, "recovering from the store failed");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        Err(KmsError::Internal("could not recover from the shared store"))
+    }
+
+    /// One try of [`Service::recover`]; the number of keys taken.
+    async fn reload_session(
+        &self,
+        address: &ekms_shared::transport::Address,
+        domain: &Arc<crate::durability::seal::DomainKey>,
+    ) -> Result<usize, KmsError> {
+        let connect = || async {
+            ekms_shared::transport::connect(address).await.map_err(|e| {
+                tracing::warn!(error = %e, %address, "cannot open a store channel");
+                KmsError::Internal("cannot open a store channel")
+            })
+        };
+        let mut stream = connect().await?;
+        let follow = connect().await?;
+        let loaded = persist::load(&mut stream, domain, &self.config).await?;
+        if !loaded.refused.is_empty() {
+            let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+            tracing::error!(?why, "the store's state did not verify: not taken");
+            return Err(KmsError::Internal("the store's state did not verify"));
+        }
+        let keys = loaded.keys.key_count();
+        let persister = self
+            .open_session(stream, domain.clone(), loaded.manifest, loaded.audit_head)
+            .await?;
+        {
+            // Changes are queued under these locks to the session looked up under them: every
+            // change from now on is made on this state and goes to this session.
+            let mut store = self.state.write();
+            let mut principals = self.state.principals_mut();
+            *store = loaded.keys;
+            principals.remove_sealed();
+            for p in &loaded.principals {
+                if let Err(why) = principals.insert_sealed(p, &self.config) {
+                    tracing::warn!(name = %p.name, why, "sealed principal not taken from the store");
+                }
+            }
+            if let Some(operator) = loaded.tls_operator {
+                self.state.set_tls_operator(operator);
+            }
+            *self
+                .persister
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(persister.clone());
+        }
+        *self.follow_channel.lock().await = Some(follow);
+        self.watch_session(persister, domain.clone()).await;
+        Ok(keys)
     }
 
     /// The audit record of an unseal that refused records: how many, and which (their ids are

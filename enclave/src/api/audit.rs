@@ -70,7 +70,13 @@ pub(super) enum AuditAnswer {
 /// locks, the first with a placeholder audit record that the request's full record replaces,
 /// and the key its answer names.
 pub(super) struct QueueChanges<'s> {
-    pub(super) persister: &'s Persister,
+    /// The service's current session, looked up when a change is queued: under the write lock
+    /// the change was made under, which a member's recovery holds while it replaces both the
+    /// state and the session, so a change always goes to the session of the state it was made
+    /// on.
+    pub(super) persisters: &'s std::sync::RwLock<Option<Persister>>,
+    /// The session the changes went to, for the request's audit record.
+    pub(super) issuer: std::cell::RefCell<Option<Persister>>,
     pub(super) env: &'s crate::env::Env,
     pub(super) config: &'s crate::config::Config,
     pub(super) pending: &'s Pending,
@@ -107,7 +113,18 @@ impl crate::kms::authz::Effects for QueueChanges<'_> {
             }
             .record()
         });
-        let (_, ticket) = self.persister.enqueue_change(touched, placeholder)?;
+        let persister = {
+            let mut issuer = self.issuer.borrow_mut();
+            if issuer.is_none() {
+                *issuer = self
+                    .persisters
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+            }
+            issuer.clone().ok_or(KmsError::Internal("no store session"))?
+        };
+        let (_, ticket) = persister.enqueue_change(touched, placeholder)?;
         if ticket.is_some() {
             self.ticket.set(ticket);
         }
@@ -124,6 +141,8 @@ pub struct Pending {
     pub(super) event_id: uuid::Uuid,
     /// The ticket of its changes queued under their locks, for its audit record.
     pub(super) ticket: Option<u64>,
+    /// The store session that issued the ticket.
+    pub(super) issuer: Option<Persister>,
     /// The operation's name (`Encrypt`, `CreatePrincipal`).
     pub(super) op: Option<&'static str>,
     /// The custody operation's name (`Unseal`, `Status`), for the request's log line only:

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,7 +64,14 @@ pub struct Service {
     pub(super) follow_channel: tokio::sync::Mutex<Option<Stream>>,
     /// When a member last knew its state to be the store's (unused by a lone enclave).
     pub(super) freshness: Arc<persist::Freshness>,
-    pub(super) persister: OnceLock<Persister>,
+    /// The committer of the current store session; a member that recovers replaces it.
+    pub(super) persister: std::sync::RwLock<Option<Persister>>,
+    /// Where the store channel is, to open new ones (a member recovering).
+    pub(super) store_address: Option<ekms_shared::transport::Address>,
+    /// A member's domain key, kept to reload the store when it recovers.
+    pub(super) domain: std::sync::Mutex<Option<Arc<crate::durability::seal::DomainKey>>>,
+    /// Fires when a member's store session failed: its supervisor recovers it.
+    pub lost: Arc<Notify>,
     /// Fires when the service must stop (the durable store failed).
     pub fatal: Arc<Notify>,
     /// The TLS identity served (none for plain HTTP).
@@ -170,7 +177,10 @@ impl Service {
             store: tokio::sync::Mutex::new(store),
             follow_channel: tokio::sync::Mutex::new(None),
             freshness: Arc::default(),
-            persister: OnceLock::new(),
+            persister: std::sync::RwLock::new(None),
+            store_address: None,
+            domain: std::sync::Mutex::new(None),
+            lost: Arc::new(Notify::new()),
             fatal: Arc::new(Notify::new()),
             tls: None,
             tls_ca_out: None,
@@ -180,9 +190,27 @@ impl Service {
     /// This service, a member of several sharing the store, following it on `channel` (a
     /// second store channel) once unsealed.
     #[must_use]
-    pub fn with_follow_channel(mut self, channel: Stream) -> Self {
+    pub fn with_follow_channel(
+        mut self,
+        channel: Stream,
+        address: ekms_shared::transport::Address,
+    ) -> Self {
         self.follow_channel = tokio::sync::Mutex::new(Some(channel));
+        self.store_address = Some(address);
         self
+    }
+
+    /// The committer of the current store session, if any.
+    pub(super) fn persister(&self) -> Option<Persister> {
+        self.persister
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the current store session failed (a member then recovers).
+    pub fn store_failed(&self) -> bool {
+        self.persister().is_some_and(|p| p.failed())
     }
 
     /// This service serving `identity` (and writing its CA to `ca_out`, mock mode).
@@ -279,7 +307,7 @@ impl Service {
         touched: Vec<Touched>,
         audit: Option<crate::durability::audit::Record>,
     ) -> Result<(), KmsError> {
-        match self.persister.get() {
+        match self.persister() {
             Some(p) => Ok(p.persist(touched, audit).await?),
             None => Ok(()),
         }
@@ -296,7 +324,7 @@ impl Service {
         touched: Vec<Touched>,
         audit: Option<crate::durability::audit::Record>,
     ) -> Result<(), KmsError> {
-        match self.persister.get() {
+        match self.persister() {
             Some(p) => Ok(p.submit(touched, audit).await.map(drop)?),
             None => Ok(()),
         }
@@ -308,7 +336,7 @@ impl Service {
     /// # Errors
     /// `KMSInternalException` if the store failed; the service is then stopping.
     pub fn note_refused(&self, audit: crate::durability::audit::Record) -> Result<(), KmsError> {
-        match self.persister.get() {
+        match self.persister() {
             Some(p) => Ok(p.note_refused(audit)?),
             None => Ok(()),
         }
@@ -318,9 +346,8 @@ impl Service {
     /// Nothing while sealed, before init, or in memory-only mode (no change is queued then:
     /// init and unseal wait for their own writes).
     pub fn release_point(&self) -> Hold {
-        self.persister
-            .get()
-            .map_or(Hold::NONE, Persister::release_point)
+        self.persister()
+            .map_or(Hold::NONE, |p| p.release_point())
     }
 
     /// Queues `touched`, changed under a write lock the caller still holds (so no answer that
@@ -332,7 +359,7 @@ impl Service {
         if touched.is_empty() {
             return Ok(None);
         }
-        match self.persister.get() {
+        match self.persister() {
             Some(p) => Ok(Some(p.enqueue_change(touched, None)?.0)),
             None => Ok(None),
         }
@@ -340,7 +367,7 @@ impl Service {
 
     /// Waits until `hold` is durable.
     async fn durable(&self, hold: Option<Hold>) -> Result<(), KmsError> {
-        match (hold, self.persister.get()) {
+        match (hold, self.persister()) {
             (Some(hold), Some(p)) => Ok(p.durable_through(hold.seq).await?),
             _ => Ok(()),
         }
@@ -401,14 +428,35 @@ impl Service {
 
     pub(super) async fn start_persister(
         &self,
-        mut stream: Stream,
-        domain: DomainKey,
+        stream: Stream,
+        domain: Arc<DomainKey>,
         manifest: Manifest,
         audit_head: Head,
     ) -> Result<(), KmsError> {
+        let persister = self
+            .open_session(stream, domain.clone(), manifest, audit_head)
+            .await?;
+        *self
+            .persister
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(persister.clone());
+        self.watch_session(persister, domain).await;
+        Ok(())
+    }
+
+    /// A new store session on `stream`: announced, its audit chain started, its commits
+    /// numbered from a random distance past `manifest`'s last one; committing, not yet the
+    /// service's.
+    pub(super) async fn open_session(
+        &self,
+        mut stream: Stream,
+        domain: Arc<DomainKey>,
+        manifest: Manifest,
+        audit_head: Head,
+    ) -> Result<Persister, KmsError> {
         let chain = if self.config.member {
-            // A member's chain is its own and starts afresh at each boot, under a member id
-            // made now: the store's root is shared, so no member's head is sealed there.
+            // A member's chain is its own and starts afresh with each session, under a member
+            // id made now: the store's root is shared, so no member's head is sealed there.
             let mut id = [0u8; 8];
             self.env.entropy.fill(&mut id)?;
             let member = hex::encode(id);
@@ -418,29 +466,44 @@ impl Service {
             AuditChain::start(audit_head, self.env.attester.as_ref())?
         };
         // A new session per store channel: answers held for an earlier one (of a process that
-        // stopped) can never be released by this one's commits.
+        // stopped, or of a member's session that failed) can never be released by this one's
+        // commits.
         let mut session = [0u8; 8];
         self.env.entropy.fill(&mut session)?;
         let session = u64::from_be_bytes(session);
         persist::announce(&mut stream, session).await?;
-        // This boot's commits start at a random distance past the root it loaded, so that no
-        // commit of an earlier boot (refused, and kept by the parent) shares their numbers.
+        // Commits start at a random distance past the root loaded, so that no refused commit
+        // of an earlier session (kept by the parent) shares their numbers.
         let mut manifest = manifest;
         let mut gap = [0u8; 8];
         self.env.entropy.fill(&mut gap)?;
         let mask = (1u64 << crate::durability::seal::manifest::BOOT_GAP_BITS) - 1;
         manifest.skip(1 + (u64::from_be_bytes(gap) & mask));
-        let domain = Arc::new(domain);
-        let persister = Persister::start(
+        Ok(Persister::start(
             stream,
             self.state.clone(),
-            domain.clone(),
+            domain,
             manifest,
             self.env.entropy.clone(),
             chain,
             session,
-        );
+        ))
+    }
+
+    /// Watches the service's new session: when it fails, a lone enclave stops (fail-stop) and
+    /// a member's supervisor recovers it ([`Service::recover`]). A member also follows the
+    /// store on its second channel.
+    pub(super) async fn watch_session(&self, persister: Persister, domain: Arc<DomainKey>) {
+        let stop = if self.config.member {
+            self.lost.clone()
+        } else {
+            self.fatal.clone()
+        };
         if self.config.member {
+            *self
+                .domain
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(domain.clone());
             // Just loaded: the state is the store's as of now.
             #[allow(clippy::disallowed_methods)] // the server is the shell
             self.freshness.confirm(std::time::Instant::now());
@@ -449,14 +512,14 @@ impl Service {
                     let follower = persister.clone();
                     let freshness = self.freshness.clone();
                     let config = Arc::new(self.config.clone());
-                    let fatal = self.fatal.clone();
+                    let stop = stop.clone();
                     #[allow(clippy::disallowed_methods)] // the server is the shell
                     tokio::spawn(async move {
                         if let Err(e) =
                             persist::follow(channel, follower, domain, config, freshness).await
                         {
-                            tracing::error!(error = %e, "following the shared store failed: stopping");
-                            fatal.notify_one();
+                            tracing::warn!(error = %e, "following the shared store stopped");
+                            stop.notify_one();
                         }
                     });
                 }
@@ -465,15 +528,11 @@ impl Service {
                 ),
             }
         }
-        let fatal = self.fatal.clone();
-        let watcher = persister.clone();
         #[allow(clippy::disallowed_methods)] // the server is the shell
         tokio::spawn(async move {
-            watcher.fatal().await;
-            fatal.notify_one();
+            persister.fatal().await;
+            stop.notify_one();
         });
-        let _ = self.persister.set(persister);
-        Ok(())
     }
 
     /// Serves one HTTP request.
@@ -501,7 +560,8 @@ impl Service {
             audit::assemble(&mut pending, &result, self.env.now(), &self.config)
         {
             let touched = std::mem::take(&mut pending.touched);
-            let recorded = match (pending.ticket, self.persister.get()) {
+            // The record goes to the session its change was queued in.
+            let recorded = match (pending.ticket, pending.issuer.take()) {
                 // Its changes were queued under their locks with a placeholder record: this
                 // one takes its place, in the same commit.
                 (Some(ticket), Some(persister)) if touched.is_empty() => {
@@ -787,8 +847,9 @@ impl Service {
             let identity = pending.identity.clone().unwrap_or(Identity::Unknown {
                 access_key_id: None,
             });
-            let sink = self.persister.get().map(|persister| QueueChanges {
-                persister,
+            let sink = self.persister().map(|_| QueueChanges {
+                persisters: &self.persister,
+                issuer: std::cell::RefCell::default(),
                 env: &self.env,
                 config: &self.config,
                 pending: &*pending,
@@ -813,12 +874,17 @@ impl Service {
                 result = Err(KmsError::Internal("a change could not be queued"));
             }
             let touched = kept.take_touched();
-            let (answer_key, ticket) = match sink {
-                Some(sink) => (sink.answer_key.take(), sink.ticket.get()),
-                None => (kept.take_answer_key(), None),
+            let (answer_key, ticket, issuer) = match sink {
+                Some(sink) => (
+                    sink.answer_key.take(),
+                    sink.ticket.get(),
+                    sink.issuer.take(),
+                ),
+                None => (kept.take_answer_key(), None, None),
             };
             pending.answer_key = answer_key;
             pending.ticket = ticket;
+            pending.issuer = issuer;
             (result, touched)
         };
         if result.is_ok()

@@ -41,6 +41,14 @@ impl Freshness {
         }
     }
 
+    /// The state is no longer known to be the store's (a member recovering).
+    pub fn reset(&self) {
+        *self
+            .confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     /// Whether requests may be answered at `now`.
     ///
     /// # Errors

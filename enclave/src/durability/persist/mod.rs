@@ -498,6 +498,11 @@ impl Persister {
         Ok(())
     }
 
+    /// Whether this session's store failed (nothing more becomes durable through it).
+    pub fn failed(&self) -> bool {
+        self.durable.borrow().failed
+    }
+
     /// Resolves once the store failed for good: the process should exit.
     pub async fn fatal(&self) {
         self.fatal.notified().await;
@@ -565,10 +570,14 @@ impl Persister {
         let committer_queue = queue.clone();
         let committer_follow = follow.clone();
         let committer_room = room.clone();
+        // Both end once the session failed (whichever noticed first), so that a member that
+        // recovers leaves neither, nor the channel they hold, behind.
+        let mut committer_stop = durable.clone();
+        let mut acknowledger_stop = durable.clone();
         // The committer and the acknowledger are the shell's tasks.
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
-            let why = committer(
+            let committing = committer(
                 committer_queue,
                 writer,
                 in_flight_tx,
@@ -585,15 +594,19 @@ impl Persister {
                     uncovered: false,
                     member,
                 },
-            )
-            .await;
-            fail(&why);
+            );
+            tokio::select! {
+                why = committing => fail(&why),
+                _ = committer_stop.wait_for(|d| d.failed) => {}
+            }
         });
         let acked = durable_tx.clone();
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
-            let why = acknowledger(reader, in_flight_rx, &acked).await;
-            fail2(&why);
+            tokio::select! {
+                why = acknowledger(reader, in_flight_rx, &acked) => fail2(&why),
+                _ = acknowledger_stop.wait_for(|d| d.failed) => {}
+            }
         });
         Persister {
             queue,
