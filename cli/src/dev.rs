@@ -5,6 +5,11 @@
 //! `dev` principal, and prints how to use them. Ctrl-C or SIGTERM stops both; if either child
 //! dies, `ekms dev` stops the other and exits with an error naming it.
 //!
+//! With `--members N` (and an etcd `--store`) it starts N such pairs on consecutive ports, the
+//! enclaves as members of one deployment (`--member`), and supervises them: an enclave that
+//! dies is restarted and unsealed again with the dev custodian (attested join, which needs no
+//! custodian, is not built yet); a parent that dies ends `ekms dev`.
+//!
 //! Its options also come from `EKMS_<NAME>` and a config file (`--config FILE`,
 //! `ekms_shared::config_file`); the children get every setting on their command line, and
 //! none of the `EKMS_*` variables but `EKMS_LOG`. With `--log-format json` the children log
@@ -57,6 +62,159 @@ pub struct DevArgs {
     /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX (the custodian and credentials stay in DATA_DIR).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// Members sharing the --store (etcd), each a parent and an enclave, on consecutive ports
+    /// from --listen: the first initializes (or unseals) the deployment, the others unseal with
+    /// the dev custodian; an enclave that dies is restarted and unsealed again.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub members: u16,
+}
+
+/// One member's pair of children and where it is reached.
+struct Member {
+    index: u16,
+    parent: tokio::process::Child,
+    enclave: tokio::process::Child,
+    enclave_address: String,
+    parent_address: String,
+    target: Target,
+    /// Restarts of its enclave, with when they happened.
+    restarts: Vec<std::time::Instant>,
+}
+
+/// Most restarts of one member's enclave in [`RESTART_WINDOW`] before `ekms dev` gives up.
+const MAX_RESTARTS: usize = 5;
+/// The window [`MAX_RESTARTS`] counts in.
+const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What every member's children are started from.
+struct Launch<'a> {
+    args: &'a DevArgs,
+    data_dir: &'a Path,
+    log_format: LogFormat,
+    host: String,
+    port: u16,
+    enclave_bin: PathBuf,
+    parent_bin: PathBuf,
+    ca_path: PathBuf,
+    say: Say,
+}
+
+impl Launch<'_> {
+    /// Member `index`'s own dir (its sockets): the data dir itself when there is one member.
+    fn member_dir(&self, index: u16) -> anyhow::Result<PathBuf> {
+        if self.args.members == 1 {
+            return Ok(self.data_dir.to_path_buf());
+        }
+        let dir = self.data_dir.join(format!("member-{index}"));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    fn listen(&self, index: u16) -> anyhow::Result<String> {
+        let port = self.port.checked_add(index).ok_or_else(|| {
+            anyhow!(
+                "--listen's port leaves no room for {} members",
+                self.args.members
+            )
+        })?;
+        Ok(if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        })
+    }
+
+    async fn start_parent(&self, index: u16) -> anyhow::Result<(tokio::process::Child, String)> {
+        let dir = self.member_dir(index)?;
+        let mut parent_cmd = Command::new(&self.parent_bin);
+        without_settings(&mut parent_cmd);
+        parent_cmd
+            .args(["--log-format", self.log_format.as_str()])
+            .args(["--listen", &format!("tcp://{}", self.listen(index)?)])
+            .arg("--enclave")
+            .arg(format!("unix:{}", dir.join("enclave.sock").display()))
+            .arg("--store-listen")
+            .arg(format!("unix:{}", dir.join("store.sock").display()));
+        match &self.args.store {
+            Some(url) => parent_cmd.args(["--store", url]),
+            None => parent_cmd
+                .arg("--data-dir")
+                .arg(self.data_dir.join("store")),
+        };
+        start("ekms-parent", parent_cmd, self.say.echo()).await
+    }
+
+    async fn start_enclave(&self, index: u16) -> anyhow::Result<(tokio::process::Child, String)> {
+        let dir = self.member_dir(index)?;
+        let args = self.args;
+        let mut enclave_cmd = Command::new(&self.enclave_bin);
+        without_settings(&mut enclave_cmd);
+        enclave_cmd
+            .args(["--log-format", self.log_format.as_str()])
+            .arg("--insecure-mock-enclave")
+            .arg("--listen")
+            .arg(format!("unix:{}", dir.join("enclave.sock").display()))
+            .arg("--store")
+            .arg(format!("unix:{}", dir.join("store.sock").display()))
+            .arg("--mock-ca")
+            .arg(self.data_dir.join("mock-ca"));
+        if args.members > 1 {
+            enclave_cmd.arg("--member");
+        }
+        if let Some(mib) = args.enclave_memory_mib {
+            enclave_cmd.args(["--enclave-memory-mib", &mib.to_string()]);
+        }
+        for quota in &args.quotas {
+            enclave_cmd.args(["--quota", quota]);
+        }
+        enclave_cmd.args(["--region", &args.region]);
+        if args.tls {
+            enclave_cmd
+                .arg("--tls")
+                .arg("--tls-ca-out")
+                .arg(&self.ca_path);
+            for name in ["localhost", "127.0.0.1", "::1", self.host.as_str()] {
+                enclave_cmd.args(["--tls-name", name]);
+            }
+        }
+        start("ekms-enclave", enclave_cmd, self.say.echo()).await
+    }
+
+    /// Starts member `index` (parent, then enclave).
+    async fn start_member(&self, index: u16) -> anyhow::Result<Member> {
+        let (mut parent, parent_address) = self.start_parent(index).await?;
+        let (enclave, enclave_address) = match self.start_enclave(index).await {
+            Ok(e) => e,
+            Err(e) => {
+                stop(&mut parent).await;
+                return Err(e);
+            }
+        };
+        let scheme = if self.args.tls { "https" } else { "http" };
+        Ok(Member {
+            index,
+            parent,
+            enclave,
+            enclave_address,
+            parent_address,
+            target: Target {
+                endpoint: format!("{scheme}://{}", self.listen(index)?),
+                ca: self.args.tls.then(|| self.ca_path.clone()),
+            },
+            restarts: Vec::new(),
+        })
+    }
+}
+
+async fn stop_all(members: &mut [Member]) {
+    for m in members {
+        stop(&mut m.parent).await;
+        stop(&mut m.enclave).await;
+    }
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -221,109 +379,95 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
         .rsplit_once(':')
         .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_owned())
         .ok_or_else(|| anyhow!("--listen must be HOST:PORT"))?;
-    let enclave_bin = sibling("ekms-enclave")?;
-    let parent_bin = sibling("ekms-parent")?;
+    let port: u16 = args
+        .listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .ok_or_else(|| anyhow!("--listen must be HOST:PORT"))?;
+    if args.members > 1
+        && !args
+            .store
+            .as_deref()
+            .is_some_and(|s| s.starts_with("etcd://"))
+    {
+        bail!("--members needs a shared store: --store etcd://HOST:PORT/PREFIX");
+    }
+    let launch = Launch {
+        args: &args,
+        data_dir: &data_dir,
+        log_format,
+        host: host.clone(),
+        port,
+        enclave_bin: sibling("ekms-enclave")?,
+        parent_bin: sibling("ekms-parent")?,
+        ca_path: data_dir.join("ca.pem"),
+        say,
+    };
 
     // The PCRs the mock attester will report for this enclave binary, in --expect-pcrs form.
     let pcrs_path = data_dir.join("pcrs.json");
-    write_mock_pcrs(&enclave_bin, &pcrs_path)?;
-
-    let enclave_socket = data_dir.join("enclave.sock");
-    let store_socket = data_dir.join("store.sock");
-    let mut parent_cmd = Command::new(parent_bin);
-    without_settings(&mut parent_cmd);
-    parent_cmd
-        .args(["--log-format", log_format.as_str()])
-        .args(["--listen", &format!("tcp://{}", args.listen)])
-        .arg("--enclave")
-        .arg(format!("unix:{}", enclave_socket.display()))
-        .arg("--store-listen")
-        .arg(format!("unix:{}", store_socket.display()));
+    write_mock_pcrs(&launch.enclave_bin, &pcrs_path)?;
     let store_at = match &args.store {
-        Some(url) => {
-            parent_cmd.args(["--store", url]);
-            url.clone()
-        }
-        None => {
-            parent_cmd.arg("--data-dir").arg(data_dir.join("store"));
-            data_dir.join("store").display().to_string()
-        }
-    };
-    let (mut parent, parent_address) = start("ekms-parent", parent_cmd, say.echo()).await?;
-
-    let mut enclave_cmd = Command::new(enclave_bin);
-    without_settings(&mut enclave_cmd);
-    enclave_cmd
-        .args(["--log-format", log_format.as_str()])
-        .arg("--insecure-mock-enclave")
-        .arg("--listen")
-        .arg(format!("unix:{}", enclave_socket.display()))
-        .arg("--store")
-        .arg(format!("unix:{}", store_socket.display()))
-        .arg("--mock-ca")
-        .arg(data_dir.join("mock-ca"));
-    if let Some(mib) = args.enclave_memory_mib {
-        enclave_cmd.args(["--enclave-memory-mib", &mib.to_string()]);
-    }
-    for quota in &args.quotas {
-        enclave_cmd.args(["--quota", quota]);
-    }
-    enclave_cmd.args(["--region", &args.region]);
-    let ca_path = data_dir.join("ca.pem");
-    if args.tls {
-        enclave_cmd.arg("--tls").arg("--tls-ca-out").arg(&ca_path);
-        for name in ["localhost", "127.0.0.1", "::1", host.as_str()] {
-            enclave_cmd.args(["--tls-name", name]);
-        }
-    }
-    let (mut enclave, enclave_address) = match start("ekms-enclave", enclave_cmd, say.echo()).await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            stop(&mut parent).await;
-            return Err(e);
-        }
-    };
-
-    let scheme = if args.tls { "https" } else { "http" };
-    let endpoint = format!("{scheme}://{}", args.listen);
-    let target = Target {
-        endpoint: endpoint.clone(),
-        ca: args.tls.then(|| ca_path.clone()),
+        Some(url) => url.clone(),
+        None => data_dir.join("store").display().to_string(),
     };
     let expect = Expectation {
         expect_pcrs: pcrs_path.clone(),
         root: Some(data_dir.join("mock-ca").join("root.pem")),
         allow_debug: false,
     };
-    if !args.manual_unseal {
-        if let Err(e) = init_or_unseal(&data_dir, &target, &expect, say).await {
-            stop(&mut parent).await;
-            stop(&mut enclave).await;
-            return Err(e);
+    // One after the other: the first makes the mock CA the others load, and initializes (or
+    // unseals) the deployment the others then unseal.
+    let mut members: Vec<Member> = Vec::with_capacity(usize::from(args.members));
+    for index in 0..args.members {
+        let started = async {
+            let member = launch.start_member(index).await?;
+            if !args.manual_unseal {
+                init_or_unseal(&data_dir, &member.target, &expect, say)
+                    .await
+                    .with_context(|| format!("member {index}"))?;
+            }
+            Ok::<_, anyhow::Error>(member)
+        };
+        match started.await {
+            Ok(member) => members.push(member),
+            Err(e) => {
+                stop_all(&mut members).await;
+                return Err(e);
+            }
         }
     }
 
     let credentials = data_dir.join("credentials");
     let ca_export = if args.tls {
-        format!(" AWS_CA_BUNDLE={}", ca_path.display())
+        format!(" AWS_CA_BUNDLE={}", launch.ca_path.display())
     } else {
         String::new()
     };
+    let endpoint = members[0].target.endpoint.clone();
+    let others: Vec<String> = members[1..]
+        .iter()
+        .map(|m| format!("member {}: {}", m.index, m.target.endpoint))
+        .collect();
     say.line(&format!(
         "\nekms dev is ready: mock enclave {} behind parent relay {}.\n\
          INSECURE development mode: no enclave isolation, mock attestation. Keys are sealed \
          into {} and survive restarts.\n\n\
-         endpoint:    {endpoint}\n\
+         endpoint:    {endpoint}{}\n\
          credentials: {} (profile ekms, principal dev)\n\
          custody:     {}\n\n\
          Try:\n  \
          export AWS_SHARED_CREDENTIALS_FILE={} AWS_PROFILE=ekms AWS_DEFAULT_REGION={region}{ca_export}\n  \
          aws kms create-key --endpoint-url {endpoint}\n\n\
-         Ctrl-C stops both processes.",
-        enclave_address,
-        parent_address,
+         Ctrl-C stops {}.",
+        members[0].enclave_address,
+        members[0].parent_address,
         store_at,
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (member 0; {})", others.join(", "))
+        },
         credentials.display(),
         if args.manual_unseal {
             "manual (ekms init / ekms unseal)".to_owned()
@@ -331,26 +475,78 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
             format!("1-of-1 dev custodian in {}", data_dir.join("custodian").display())
         },
         credentials.display(),
+        if members.len() == 1 { "both processes".to_owned() } else { format!("all {} members", members.len()) },
         region = args.region,
     ));
     let _ = std::io::stdout().flush();
 
-    let outcome = tokio::select! {
-        signal = shutdown_signal() => {
-            say.line(&format!("ekms dev: {signal}, stopping"));
-            Ok(())
-        }
-        status = enclave.wait() => Err(anyhow!("ekms-enclave exited unexpectedly ({})", describe(status))),
-        status = parent.wait() => Err(anyhow!("ekms-parent exited unexpectedly ({})", describe(status))),
-    };
-    stop(&mut parent).await;
-    stop(&mut enclave).await;
+    let outcome = supervise(&launch, &mut members, &data_dir, &expect).await;
+    stop_all(&mut members).await;
     outcome
 }
 
-fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(s) => s.to_string(),
-        Err(e) => e.to_string(),
+/// Waits for a signal or a child's death. One member: either child's death ends `ekms dev`.
+/// Several: an enclave that dies is restarted and unsealed (at most [`MAX_RESTARTS`] times in
+/// [`RESTART_WINDOW`]); a parent's death ends it.
+async fn supervise(
+    launch: &Launch<'_>,
+    members: &mut [Member],
+    data_dir: &Path,
+    expect: &Expectation,
+) -> anyhow::Result<()> {
+    let say = launch.say;
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            signal = &mut signal => {
+                say.line(&format!("ekms dev: {signal}, stopping"));
+                return Ok(());
+            }
+            _ = tick.tick() => {}
+        }
+        for m in members.iter_mut() {
+            let name = |what: &str| {
+                if launch.args.members == 1 {
+                    what.to_owned()
+                } else {
+                    format!("member {}'s {what}", m.index)
+                }
+            };
+            if let Some(status) = m.parent.try_wait()? {
+                bail!("{} exited unexpectedly ({status})", name("ekms-parent"));
+            }
+            let Some(status) = m.enclave.try_wait()? else {
+                continue;
+            };
+            if launch.args.members == 1 {
+                bail!("{} exited unexpectedly ({status})", name("ekms-enclave"));
+            }
+            let now = std::time::Instant::now();
+            m.restarts
+                .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+            if m.restarts.len() >= MAX_RESTARTS {
+                bail!(
+                    "{} exited ({status}) {} times within {RESTART_WINDOW:?}: giving up",
+                    name("ekms-enclave"),
+                    MAX_RESTARTS + 1
+                );
+            }
+            m.restarts.push(now);
+            say.line(&format!(
+                "ekms dev: {} exited ({status}); restarting it",
+                name("ekms-enclave")
+            ));
+            let (enclave, address) = launch.start_enclave(m.index).await?;
+            m.enclave = enclave;
+            m.enclave_address = address;
+            if !launch.args.manual_unseal {
+                init_or_unseal(data_dir, &m.target, expect, say)
+                    .await
+                    .with_context(|| format!("member {} after its restart", m.index))?;
+                say.line(&format!("ekms dev: member {} serves again", m.index));
+            }
+        }
     }
 }

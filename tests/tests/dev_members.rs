@@ -1,0 +1,125 @@
+//! `ekms dev --members N`: members on consecutive ports share one etcd store, each serves every
+//! key, and one whose enclave dies (kill -9) under load is restarted and serves again, while the
+//! others keep serving and lose nothing acknowledged.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use ekms_tests::etcd::EtcdServer;
+use ekms_tests::{DevOptions, Ekms};
+
+/// Longest a member takes to show another's change, or to come back after its enclave died
+/// (restart, then unseal): generous, for a loaded CI machine.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A loopback port `p` with `p + 1` free too.
+fn two_free_ports() -> u16 {
+    loop {
+        let port = ekms_tests::free_port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The pid of the `ekms-enclave` whose command line names `marker`.
+fn enclave_pid(marker: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let entry = entry.ok()?;
+        let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        (cmdline.contains("ekms-enclave") && cmdline.contains(marker)).then_some(pid)
+    })
+}
+
+async fn encrypts(client: &aws_sdk_kms::Client, key: &str) -> bool {
+    client
+        .encrypt()
+        .key_id(key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"members".to_vec()))
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_keys_and_a_killed_enclave_comes_back_while_the_others_serve() {
+    let etcd = EtcdServer::start();
+    let port = two_free_ports();
+    let ekms = Ekms::start_with(&DevOptions {
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        extra_args: vec![
+            "--store".to_owned(),
+            etcd.url("dev-members"),
+            "--members".to_owned(),
+            "2".to_owned(),
+        ],
+        ..DevOptions::default()
+    });
+    let first = ekms.client().await;
+    let second = ekms_tests::sdk_client(
+        &format!("http://127.0.0.1:{}", port + 1),
+        &ekms.access_key_id,
+        &ekms.secret,
+        None,
+    );
+    let key = ekms_tests::create_key(&first).await;
+    let start = Instant::now();
+    while !encrypts(&second, &key).await {
+        assert!(
+            start.elapsed() < WAIT,
+            "member 1 never served member 0's key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // kill -9 member 1's enclave while member 0 is under load: every answer member 0 gives is
+    // a success, and member 1 is restarted, unsealed, and serves the key again.
+    let marker = format!("member-1{}enclave.sock", std::path::MAIN_SEPARATOR);
+    let pid = enclave_pid(&marker).expect("member 1's enclave is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let start = Instant::now();
+    let mut served = 0u32;
+    loop {
+        assert!(
+            encrypts(&first, &key).await,
+            "member 0 failed while member 1 restarted"
+        );
+        served += 1;
+        if encrypts(&second, &key).await {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "member 1 did not come back; ekms dev's log:\n{}",
+            ekms.log()
+        );
+    }
+    println!(
+        "member 1 back after {:?}; member 0 answered {served} requests meanwhile",
+        start.elapsed()
+    );
+    assert_ne!(
+        enclave_pid(&marker),
+        Some(pid),
+        "a new enclave serves member 1"
+    );
+    let log = ekms.log();
+    assert!(log.contains("member 1's ekms-enclave exited"), "{log}");
+    assert!(log.contains("member 1 serves again"), "{log}");
+    // What member 0 acknowledged is in the store: a key made there shows on the new member 1.
+    let made = ekms_tests::create_key(&first).await;
+    let start = Instant::now();
+    while second.describe_key().key_id(&made).send().await.is_err() {
+        assert!(
+            start.elapsed() < WAIT,
+            "member 1 never showed a key made after its restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
