@@ -462,6 +462,60 @@ pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
 ///
 /// # Errors
 /// When the call fails.
+/// `ekms join` options.
+#[derive(Debug, clap::Args)]
+pub struct JoinArgs {
+    /// The sealed enclave that joins.
+    #[command(flatten)]
+    pub target: Target,
+    /// A running member of the same deployment, which releases the domain key to it.
+    #[arg(long)]
+    pub peer: String,
+    /// CA certificate (PEM) to trust for an https peer.
+    #[arg(long)]
+    pub peer_ca: Option<PathBuf>,
+}
+
+/// Carries an attested join ([`ekms_enclave`'s `custody::join`]): the joiner's boot-key
+/// document to the peer (`Ekms.Join`), the peer's sealed answer back (`Ekms.CompleteJoin`).
+/// This command only carries: each enclave verifies the other's attestation, and the domain
+/// key travels sealed to the joiner's attested key. The joiner's status is returned.
+///
+/// # Errors
+/// When a call fails or an enclave refuses.
+pub async fn join(args: &JoinArgs) -> anyhow::Result<Value> {
+    let peer = Target {
+        endpoint: args.peer.clone(),
+        ca: args.peer_ca.clone(),
+    };
+    let mut nonce = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| anyhow!("the OS random number generator failed"))?;
+    let attestation = call(
+        &args.target,
+        "GetAttestation",
+        json!({ "Nonce": B64.encode(nonce) }),
+    )
+    .await
+    .context("asking the joining enclave for its attestation")?;
+    let document = attestation["AttestationDocument"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the joining enclave answered no AttestationDocument"))?;
+    let answer = call(&peer, "Join", json!({ "AttestationDocument": document }))
+        .await
+        .with_context(|| format!("asking {} to let the enclave join", args.peer))?;
+    call(
+        &args.target,
+        "CompleteJoin",
+        json!({
+            "Envelope": answer["Envelope"],
+            "AttestationDocument": answer["AttestationDocument"],
+        }),
+    )
+    .await
+    .context("completing the join")
+}
+
 pub async fn status_at(target: &Target) -> anyhow::Result<Value> {
     call(target, "Status", json!({})).await
 }

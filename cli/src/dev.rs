@@ -6,9 +6,10 @@
 //! dies, `ekms dev` stops the other and exits with an error naming it.
 //!
 //! With `--members N` (and an etcd `--store`) it starts N such pairs on consecutive ports, the
-//! enclaves as members of one deployment (`--member`), and supervises them: an enclave that
-//! dies is restarted and unsealed again with the dev custodian (attested join, which needs no
-//! custodian, is not built yet); a parent that dies ends `ekms dev`.
+//! enclaves as members of one deployment (`--member`): the first initializes or unseals it, the
+//! others join from a running member by attestation (`ekms join`, no custodian). It supervises
+//! them: an enclave that dies is restarted and rejoins the same way (the dev custodian's share
+//! only when no member lets it join); a parent that dies ends `ekms dev`.
 //!
 //! Its options also come from `EKMS_<NAME>` and a config file (`--config FILE`,
 //! `ekms_shared::config_file`); the children get every setting on their command line, and
@@ -63,8 +64,8 @@ pub struct DevArgs {
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Members sharing the --store (etcd), each a parent and an enclave, on consecutive ports
-    /// from --listen: the first initializes (or unseals) the deployment, the others unseal with
-    /// the dev custodian; an enclave that dies is restarted and unsealed again.
+    /// from --listen: the first initializes (or unseals) the deployment, the others join from
+    /// it by attestation; an enclave that dies is restarted and rejoins.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub members: u16,
 }
@@ -289,6 +290,38 @@ async fn init_or_unseal(
     Ok(())
 }
 
+/// Brings a member's sealed enclave into the deployment: by attested join from the first of
+/// `peers` that lets it (no custodian), else with the dev custodian's share.
+async fn join_or_unseal(
+    data_dir: &Path,
+    target: &Target,
+    peers: &[Target],
+    expect: &Expectation,
+    say: Say,
+) -> anyhow::Result<()> {
+    for peer in peers {
+        let args = custody::JoinArgs {
+            target: target.clone(),
+            peer: peer.endpoint.clone(),
+            peer_ca: peer.ca.clone(),
+        };
+        match custody::join(&args).await {
+            Ok(_) => {
+                say.line(&format!(
+                    "ekms dev: {} joined from {} (attested, no custodian)",
+                    target.endpoint, peer.endpoint
+                ));
+                return Ok(());
+            }
+            Err(e) => say.line(&format!(
+                "ekms dev: {} could not join from {}: {e:#}",
+                target.endpoint, peer.endpoint
+            )),
+        }
+    }
+    init_or_unseal(data_dir, target, expect, say).await
+}
+
 /// Where `ekms dev`'s own messages go: stdout as they are, or (`--log-format json`) into its
 /// log as events, so that every line it writes is JSON.
 #[derive(Debug, Clone, Copy)]
@@ -423,7 +456,9 @@ pub async fn run(args: DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
         let started = async {
             let member = launch.start_member(index).await?;
             if !args.manual_unseal {
-                init_or_unseal(&data_dir, &member.target, &expect, say)
+                // The first member initializes or unseals; the others join from it.
+                let peers: Vec<Target> = members.iter().map(|m| m.target.clone()).collect();
+                join_or_unseal(&data_dir, &member.target, &peers, &expect, say)
                     .await
                     .with_context(|| format!("member {index}"))?;
             }
@@ -506,7 +541,13 @@ async fn supervise(
             }
             _ = tick.tick() => {}
         }
-        for m in members.iter_mut() {
+        for i in 0..members.len() {
+            let peers: Vec<Target> = members
+                .iter()
+                .filter(|p| p.index != members[i].index)
+                .map(|p| p.target.clone())
+                .collect();
+            let m = &mut members[i];
             let name = |what: &str| {
                 if launch.args.members == 1 {
                     what.to_owned()
@@ -542,7 +583,8 @@ async fn supervise(
             m.enclave = enclave;
             m.enclave_address = address;
             if !launch.args.manual_unseal {
-                init_or_unseal(data_dir, &m.target, expect, say)
+                // It rejoins from a running member, with no custodian.
+                join_or_unseal(data_dir, &m.target, &peers, expect, say)
                     .await
                     .with_context(|| format!("member {} after its restart", m.index))?;
                 say.line(&format!("ekms dev: member {} serves again", m.index));

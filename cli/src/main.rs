@@ -64,6 +64,9 @@ enum Command {
     Init(cli::custody::InitArgs),
     /// Submit one custodian's share to a sealed enclave.
     Unseal(cli::custody::UnsealArgs),
+    /// Let a sealed member join from a running one, with no custodian: the two enclaves
+    /// attest to each other, and the domain key goes sealed to the joiner's attested key.
+    Join(cli::custody::JoinArgs),
     /// Learn the deployment's TLS CA from the enclave, proven by attestation on the connection
     /// itself, and write it for clients to trust (AWS_CA_BUNDLE).
     Trust(cli::trust::TrustArgs),
@@ -139,6 +142,11 @@ fn main() -> anyhow::Result<()> {
                 args.out.join("credentials").display(),
                 admin.user_name
             );
+            Ok(())
+        }),
+        Command::Join(args) => runtime()?.block_on(async {
+            let status = cli::custody::join(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
             Ok(())
         }),
         Command::Unseal(args) => runtime()?.block_on(async {

@@ -1320,6 +1320,11 @@ impl Deployment {
         self.enclave_binary = Some(copy);
     }
 
+    /// Runs `binary` as the enclave from now on (another image, say); `None`: the built one.
+    pub fn use_enclave_binary(&mut self, binary: Option<PathBuf>) {
+        self.enclave_binary = binary;
+    }
+
     /// Starts `ekms-enclave --insecure-mock-enclave` with `--store STORE` (a proxy between
     /// it and the parent's store channel, say).
     ///

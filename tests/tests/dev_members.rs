@@ -112,6 +112,12 @@ async fn members_share_keys_and_a_killed_enclave_comes_back_while_the_others_ser
     let log = ekms.log();
     assert!(log.contains("member 1's ekms-enclave exited"), "{log}");
     assert!(log.contains("member 1 serves again"), "{log}");
+    // It came back by attested join from member 0, with no custodian; so did it at the start.
+    let joined = format!(
+        "http://127.0.0.1:{} joined from http://127.0.0.1:{port} (attested, no custodian)",
+        port + 1
+    );
+    assert_eq!(log.matches(&joined).count(), 2, "{log}");
     // What member 0 acknowledged is in the store: a key made there shows on the new member 1.
     let made = ekms_tests::create_key(&first).await;
     let start = Instant::now();

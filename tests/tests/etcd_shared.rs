@@ -405,3 +405,75 @@ async fn racing_members_end_with_one_alias_and_the_loser_recovers_in_place() {
     ]);
     assert!(out.success(), "audit verify: {out:?}");
 }
+
+/// Attested join: a sealed member of another image (other PCRs) is refused the domain key by a
+/// running member; one of the same image joins with no custodian, at the running member's last
+/// commit, and serves the deployment's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_enclave_of_the_same_image_joins_and_it_needs_no_custodian() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url("join");
+    let mut a = Deployment::new().with_store(url.clone()).as_member();
+    a.start();
+    let (id, secret) = a.init_1_of_1();
+    let key = ekms_tests::create_key(&a.client(&id, &secret)).await;
+
+    // B: no custodian, no share; the same mock CA (as the members of one deployment under
+    // one root); first another image: the same binary with bytes appended (other mock PCRs).
+    let mut b = Deployment::new().with_store(url.clone()).as_member();
+    copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
+    let other = b.dir().join("ekms-enclave-other");
+    let mut image = std::fs::read(ekms_tests::bin_dir().join("ekms-enclave")).expect("binary");
+    image.extend_from_slice(b"another image");
+    std::fs::write(&other, image).expect("writing the other image");
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    b.use_enclave_binary(Some(other));
+    b.start();
+    let join = |b: &Deployment| {
+        ekms_tests::ekms_cli([
+            "join",
+            "--endpoint",
+            b.endpoint.as_str(),
+            "--peer",
+            a.endpoint.as_str(),
+        ])
+    };
+    let refused = join(&b);
+    assert!(!refused.success(), "another image joined: {refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("Only an enclave running this image may join"),
+        "{refused:?}"
+    );
+    assert_eq!(ekms_status(&b.endpoint)["State"], "Sealed");
+
+    // The same image joins, and serves A's key at once: no custodian took part.
+    b.enclave.as_mut().expect("B's enclave").kill9();
+    b.use_enclave_binary(None);
+    b.start_enclave();
+    let joined = join(&b);
+    assert!(joined.success(), "the same image did not join: {joined:?}");
+    assert_eq!(ekms_status(&b.endpoint)["State"], "Unsealed");
+    b.client(&id, &secret)
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("B serves A's key after joining");
+    // A recorded the release in its audit chain.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = ekms_tests::ekms_cli([
+        "audit".into(),
+        "verify".into(),
+        std::ffi::OsString::from(&url),
+        "--root".into(),
+        a.root().into_os_string(),
+        "--expect-pcrs".into(),
+        a.pcrs().into_os_string(),
+    ]);
+    assert!(out.success(), "audit verify: {out:?}");
+    let export = ekms_tests::ekms_cli(["audit", "export", "--store", url.as_str()]);
+    assert_eq!(export.stdout.matches("\"eventName\":\"Join\"").count(), 1);
+}

@@ -29,6 +29,8 @@ enum Target {
     GetTlsAttestation,
     Initialize,
     Unseal,
+    Join,
+    CompleteJoin,
 }
 
 impl Target {
@@ -40,6 +42,8 @@ impl Target {
             "GetTlsAttestation" => Target::GetTlsAttestation,
             "Initialize" => Target::Initialize,
             "Unseal" => Target::Unseal,
+            "Join" => Target::Join,
+            "CompleteJoin" => Target::CompleteJoin,
             _ => return None,
         })
     }
@@ -52,6 +56,8 @@ impl Target {
             Target::GetTlsAttestation => "GetTlsAttestation",
             Target::Initialize => "Initialize",
             Target::Unseal => "Unseal",
+            Target::Join => "Join",
+            Target::CompleteJoin => "CompleteJoin",
         }
     }
 }
@@ -152,79 +158,180 @@ impl Service {
                 tracing::info!("initialized: domain key made and split; serving");
                 Ok(init.response)
             }
+            Target::Join => {
+                drop(custody);
+                self.join(body).await
+            }
+            Target::CompleteJoin => {
+                if !self.config.member {
+                    return Err(KmsError::InvalidState(
+                        "Only a member of a shared store (--member) joins; this enclave is unsealed by its custodians.".to_owned(),
+                    ));
+                }
+                let now = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+                let (domain, head) = custody.complete_join(
+                    body,
+                    self.env.attester.as_ref(),
+                    &self.config.recipient_anchors,
+                    now,
+                )?;
+                self.open_store(&mut custody, domain, Some(head)).await
+            }
             Target::Unseal => {
                 let (domain, response) = custody.unseal(body)?;
                 let Some(domain) = domain else {
                     return Ok(response);
                 };
-                let mut guard = self.store.lock().await;
-                let mut stream = guard.take().ok_or_else(|| {
-                    KmsError::InvalidState("ekms runs without a durable store.".to_owned())
-                })?;
-                let loaded = match persist::load(&mut stream, &domain, &self.config).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "loading the sealed store failed");
-                        *guard = Some(stream);
-                        return Err(KmsError::Internal("loading the sealed store failed"));
-                    }
-                };
-                if let Some(root) = loaded
-                    .refused
-                    .iter()
-                    .find(|r| matches!(r, Refusal::Root(_)))
-                {
-                    *guard = Some(stream);
-                    let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
-                    tracing::error!(?why, "the store's manifest cannot be trusted: load refused");
-                    return Err(KmsError::InvalidState(format!(
-                        "The store cannot be trusted, so nothing was loaded ({root}): the parent serves another, a damaged or a tampered store."
-                    )));
-                }
-                let refused: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
-                for r in &refused {
-                    tracing::warn!(refused = %r, "sealed record refused");
-                }
-                {
-                    let mut principals = self.state.principals_mut();
-                    for p in &loaded.principals {
-                        if let Err(why) = principals.insert_sealed(p, &self.config) {
-                            tracing::warn!(name = %p.name, why, "sealed principal not loaded");
-                        }
-                    }
-                }
-                let renames = loaded.renames();
-                let tls_ca = loaded.tls_ca;
-                if let Some(operator) = loaded.tls_operator {
-                    self.state.set_tls_operator(operator);
-                }
-                let keys = loaded.keys.key_count();
-                *self.state.write() = loaded.keys;
-                self.start_persister(stream, Arc::new(domain), loaded.manifest, loaded.audit_head)
-                    .await?;
-                // Records from when names were record ids move under their names' digests
-                // before anything is served.
-                if !renames.is_empty() {
-                    tracing::info!(
-                        records = renames.len() / 2,
-                        "sealing aliases and principals again under keyed record ids"
-                    );
-                    self.persist(renames, None).await?;
-                }
-                if !refused.is_empty() {
-                    // What was refused is on the record, not only in this process's log.
-                    self.persist(Vec::new(), Some(self.unseal_record(&refused)))
-                        .await?;
-                }
-                self.serve_deployment_tls(tls_ca).await?;
-                self.state.set_refused(refused.clone());
-                custody.unsealed(refused);
-                self.phase
-                    .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
-                tracing::info!(keys, "unsealed: every sealed record loaded");
-                custody.status_json()
+                self.open_store(&mut custody, domain, None).await
             }
         }
+    }
+
+    /// `Ekms.Join` on a running member: releases the domain key to the sealed enclave whose
+    /// boot-key document the body carries, if it runs this image ([`crate::custody::join`]);
+    /// recorded in this member's audit chain.
+    async fn join(&self, body: &[u8]) -> Result<Vec<u8>, KmsError> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct JoinRequest {
+            attestation_document: Option<crate::json::Blob>,
+        }
+        if !self.config.member || self.phase() != Phase::Unsealed {
+            return Err(KmsError::InvalidState(
+                "Only an unsealed member of a shared store lets enclaves join.".to_owned(),
+            ));
+        }
+        let req: JoinRequest = serde_json::from_slice(body)
+            .map_err(|_| KmsError::Serialization("The request body is not valid JSON.".to_owned()))?;
+        let document = crate::kms::validate::required("attestationDocument", req.attestation_document)?;
+        crate::kms::validate::blob_len("attestationDocument", &document.0, 1, 64 * 1024)?;
+        let persister = self
+            .persister()
+            .ok_or_else(|| KmsError::InvalidState("ekms is not serving a store.".to_owned()))?;
+        let domain = self
+            .domain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(KmsError::Internal("a member without its domain key"))?;
+        let now = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+        let head = persister.base();
+        let released = crate::custody::join::release(
+            &domain,
+            head,
+            &document.0,
+            self.env.attester.as_ref(),
+            &self.config.recipient_anchors,
+            now,
+        )?;
+        // Every release of the domain key is on the record, durably, before it goes out.
+        let record = crate::durability::audit::Record::from_value(&serde_json::json!({
+            "eventName": "Join",
+            "eventSource": "ekms.amazonaws.com",
+            "eventTime": crate::durability::audit::iso8601(self.env.now()),
+            "requestParameters": { "joinerPcr0": released.joiner_pcr0 },
+            "responseElements": { "head": head },
+        }));
+        persister.persist(Vec::new(), Some(record)).await?;
+        tracing::info!(joiner_pcr0 = %released.joiner_pcr0, head, "released the domain key to a joining enclave");
+        serde_json::to_vec(&serde_json::json!({
+            "Envelope": crate::json::b64(&released.envelope),
+            "AttestationDocument": crate::json::b64(&released.document),
+            "Head": head,
+        }))
+        .map_err(|_| KmsError::Internal("response encoding"))
+    }
+
+    /// Loads the store with `domain` (from custodians' shares, or a member that let this
+    /// enclave join: then `witness` is that member's last commit, and a store at any other is
+    /// refused) and starts serving it.
+    async fn open_store(
+        &self,
+        custody: &mut crate::custody::admin::Custody,
+        domain: crate::durability::seal::DomainKey,
+        witness: Option<u64>,
+    ) -> Result<Vec<u8>, KmsError> {
+        let mut guard = self.store.lock().await;
+        let mut stream = guard.take().ok_or_else(|| {
+            KmsError::InvalidState("ekms runs without a durable store.".to_owned())
+        })?;
+        let loaded = match persist::load(&mut stream, &domain, &self.config).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "loading the sealed store failed");
+                *guard = Some(stream);
+                return Err(KmsError::Internal("loading the sealed store failed"));
+            }
+        };
+        if let Some(root) = loaded
+            .refused
+            .iter()
+            .find(|r| matches!(r, Refusal::Root(_)))
+        {
+            *guard = Some(stream);
+            let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+            tracing::error!(?why, "the store's manifest cannot be trusted: load refused");
+            return Err(KmsError::InvalidState(format!(
+                "The store cannot be trusted, so nothing was loaded ({root}): the parent serves another, a damaged or a tampered store."
+            )));
+        }
+        if let Some(witness) = witness {
+            // The member that let this enclave join vouched for its last commit: a store at
+            // another is older (rolled back by the parent) or moved on since; either way not
+            // taken, and the join can be made again.
+            let seq = loaded.manifest.seq();
+            if seq != witness {
+                *guard = Some(stream);
+                tracing::warn!(seq, witness, "the store is not at the commit the member named");
+                return Err(KmsError::InvalidState(format!(
+                    "The store's last commit is {seq}, but the member that let this enclave join is at {witness}: the store moved on since (join again) or the parent serves an older one."
+                )));
+            }
+        }
+        let refused: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
+        for r in &refused {
+            tracing::warn!(refused = %r, "sealed record refused");
+        }
+        {
+            let mut principals = self.state.principals_mut();
+            for p in &loaded.principals {
+                if let Err(why) = principals.insert_sealed(p, &self.config) {
+                    tracing::warn!(name = %p.name, why, "sealed principal not loaded");
+                }
+            }
+        }
+        let renames = loaded.renames();
+        let tls_ca = loaded.tls_ca;
+        if let Some(operator) = loaded.tls_operator {
+            self.state.set_tls_operator(operator);
+        }
+        let keys = loaded.keys.key_count();
+        *self.state.write() = loaded.keys;
+        self.start_persister(stream, Arc::new(domain), loaded.manifest, loaded.audit_head)
+            .await?;
+        // Records from when names were record ids move under their names' digests
+        // before anything is served.
+        if !renames.is_empty() {
+            tracing::info!(
+                records = renames.len() / 2,
+                "sealing aliases and principals again under keyed record ids"
+            );
+            self.persist(renames, None).await?;
+        }
+        if !refused.is_empty() {
+            // What was refused is on the record, not only in this process's log.
+            self.persist(Vec::new(), Some(self.unseal_record(&refused)))
+                .await?;
+        }
+        self.serve_deployment_tls(tls_ca).await?;
+        self.state.set_refused(refused.clone());
+        custody.unsealed(refused);
+        self.phase
+            .store(phase_code(Phase::Unsealed), Ordering::SeqCst);
+        tracing::info!(keys, "unsealed: every sealed record loaded");
+        custody.status_json()
     }
 
     /// Recovers a member whose store session failed (its commit was refused because another

@@ -140,6 +140,14 @@ struct UnsealRequest {
     signature: Option<Blob>,
 }
 
+/// A member's answer to `Ekms.Join`, as `Ekms.CompleteJoin` takes it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct JoinAnswer {
+    envelope: Option<Blob>,
+    attestation_document: Option<Blob>,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct StatusResponse<'a> {
@@ -471,6 +479,48 @@ impl Custody {
             ));
         }
         Ok((Some(DomainKey::new(key)), self.status_json()?))
+    }
+
+    /// `Ekms.CompleteJoin`: opens the domain key a running member released to this enclave's
+    /// boot key ([`super::join::accept`]); with the member's last commit, which the store must
+    /// then be at.
+    ///
+    /// # Errors
+    /// `KMSInvalidStateException` unless sealed with a deployment record; `ValidationException`
+    /// when the answer does not verify or open.
+    pub fn complete_join(
+        &self,
+        body: &[u8],
+        attester: &dyn crate::env::Attester,
+        anchors: &[ekms_shared::attestation::TrustAnchor],
+        now: std::time::SystemTime,
+    ) -> KmsResult<(DomainKey, u64)> {
+        if self.phase != Phase::Sealed {
+            return Err(KmsError::InvalidState(format!(
+                "ekms is {}: CompleteJoin applies only while sealed.",
+                self.phase.as_str()
+            )));
+        }
+        let Some(deployment) = &self.deployment else {
+            return Err(KmsError::InvalidState(
+                "The store holds no deployment record: nothing to join.".to_owned(),
+            ));
+        };
+        let req: JoinAnswer = parse(body)?;
+        let sealed = validate::required("envelope", req.envelope)?;
+        let document = validate::required("attestationDocument", req.attestation_document)?;
+        validate::blob_len("envelope", &sealed.0, 1, 4096)?;
+        validate::blob_len("attestationDocument", &document.0, 1, 64 * 1024)?;
+        super::join::accept(
+            &self.boot_key,
+            &self.boot_spki,
+            &sealed.0,
+            &document.0,
+            &deployment.commitment,
+            attester,
+            anchors,
+            now,
+        )
     }
 
     /// `Ekms.Status`.

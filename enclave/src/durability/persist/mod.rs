@@ -498,6 +498,12 @@ impl Persister {
         Ok(())
     }
 
+    /// The last commit that changed records, made or adopted: what this member knows the
+    /// store's state to be.
+    pub fn base(&self) -> u64 {
+        self.follow.base.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Whether this session's store failed (nothing more becomes durable through it).
     pub fn failed(&self) -> bool {
         self.durable.borrow().failed
