@@ -92,6 +92,9 @@ ARG EKMS_STORE_PORT=5001
 ARG EKMS_TLS_NAMES="localhost 127.0.0.1 ::1"
 ARG EKMS_REGION=us-east-1
 ARG EKMS_ACCOUNT=111122223333
+# true: one member of several enclaves sharing an etcd store (ekms-enclave --member, read from
+# this variable). Part of the image, so of its PCRs: members of one deployment run one image.
+ARG EKMS_MEMBER=false
 
 ENV EKMS_LISTEN_CID=4294967295 \
     EKMS_API_PORT=${EKMS_API_PORT} \
@@ -100,6 +103,7 @@ ENV EKMS_LISTEN_CID=4294967295 \
     EKMS_TLS_NAMES="${EKMS_TLS_NAMES}" \
     EKMS_REGION=${EKMS_REGION} \
     EKMS_ACCOUNT=${EKMS_ACCOUNT} \
+    EKMS_MEMBER=${EKMS_MEMBER} \
     EKMS_LOG=info
 
 COPY --from=build /out/ /
