@@ -9,6 +9,7 @@ pub mod custodian;
 pub mod custody;
 pub mod dev;
 pub mod import_key;
+pub mod measurements;
 pub mod principal;
 pub mod signed_client;
 pub mod trust;

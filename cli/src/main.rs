@@ -67,6 +67,12 @@ enum Command {
     /// Let a sealed member join from a running one, with no custodian: the two enclaves
     /// attest to each other, and the domain key goes sealed to the joiner's attested key.
     Join(cli::custody::JoinArgs),
+    /// The measurements allowed to join besides the running image (a rolling upgrade), changed
+    /// with M of N custodians' signatures.
+    Measurements {
+        #[command(subcommand)]
+        command: cli::measurements::MeasurementsCommand,
+    },
     /// Learn the deployment's TLS CA from the enclave, proven by attestation on the connection
     /// itself, and write it for clients to trust (AWS_CA_BUNDLE).
     Trust(cli::trust::TrustArgs),
@@ -142,6 +148,10 @@ fn main() -> anyhow::Result<()> {
                 args.out.join("credentials").display(),
                 admin.user_name
             );
+            Ok(())
+        }),
+        Command::Measurements { command } => runtime()?.block_on(async {
+            println!("{}", cli::measurements::run(command).await?);
             Ok(())
         }),
         Command::Join(args) => runtime()?.block_on(async {

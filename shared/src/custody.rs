@@ -673,6 +673,29 @@ pub fn unseal_signed_message(boot_spki: &[u8], envelope: &[u8]) -> Vec<u8> {
     .concat()
 }
 
+/// What each custodian signs to change the measurements allowed to join a deployment: the
+/// deployment, the version the change applies to (so a signature counts for one change only),
+/// the operation (`add` or `remove`) and the PCR set, as canonical JSON (`{"PCR0":"hex",...}`,
+/// keys sorted).
+#[must_use]
+pub fn measurements_signed_message(
+    deployment_id: &str,
+    version: u64,
+    operation: &str,
+    pcrs_json: &str,
+) -> Vec<u8> {
+    [
+        b"ekms/v1/measurements".as_slice(),
+        &(deployment_id.len() as u64).to_be_bytes(),
+        deployment_id.as_bytes(),
+        &version.to_be_bytes(),
+        &(operation.len() as u64).to_be_bytes(),
+        operation.as_bytes(),
+        pcrs_json.as_bytes(),
+    ]
+    .concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

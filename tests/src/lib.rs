@@ -1042,7 +1042,7 @@ pub fn write_mock_pcrs(path: &Path) {
 }
 
 /// Writes the mock PCRs (PCR0..2) of the enclave binary `binary` to `path`.
-fn write_pcrs_of(binary: &Path, path: &Path) {
+pub fn write_pcrs_of(binary: &Path, path: &Path) {
     let binary = std::fs::read(binary).expect("reading the ekms-enclave binary");
     let json = ekms_shared::attestation::insecure::expected_pcrs_json(&binary);
     std::fs::write(path, serde_json::to_vec_pretty(&json).expect("JSON"))

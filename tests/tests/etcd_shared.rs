@@ -444,7 +444,7 @@ async fn only_an_enclave_of_the_same_image_joins_and_it_needs_no_custodian() {
     assert!(
         refused
             .stderr
-            .contains("Only an enclave running this image may join"),
+            .contains("Only an enclave running this image"),
         "{refused:?}"
     );
     assert_eq!(ekms_status(&b.endpoint)["State"], "Sealed");
@@ -476,4 +476,100 @@ async fn only_an_enclave_of_the_same_image_joins_and_it_needs_no_custodian() {
     assert!(out.success(), "audit verify: {out:?}");
     let export = ekms_tests::ekms_cli(["audit", "export", "--store", url.as_str()]);
     assert_eq!(export.stdout.matches("\"eventName\":\"Join\"").count(), 1);
+}
+
+/// A rolling upgrade: the custodians allow a new image (`ekms measurements add`, M of N
+/// signatures, for the current version only), and an enclave of that image then joins a member
+/// of the old one, with no custodian; fewer than M signatures, or a stranger's, change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custodians_allow_a_new_image_which_then_joins() {
+    let etcd = EtcdServer::start();
+    let url = etcd.url("upgrade");
+    let mut a = Deployment::new().with_store(url.clone()).as_member();
+    a.start();
+    let (id, secret) = a.init_1_of_1();
+    let key = ekms_tests::create_key(&a.client(&id, &secret)).await;
+
+    // The new image: the binary with bytes appended (other mock PCRs), and its pcrs.json.
+    let mut b = Deployment::new().with_store(url.clone()).as_member();
+    copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
+    let new_image = b.dir().join("ekms-enclave-v2");
+    let mut bytes = std::fs::read(ekms_tests::bin_dir().join("ekms-enclave")).expect("binary");
+    bytes.extend_from_slice(b"version 2");
+    std::fs::write(&new_image, bytes).expect("writing the new image");
+    std::fs::set_permissions(
+        &new_image,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let new_pcrs = b.dir().join("pcrs-v2.json");
+    ekms_tests::write_pcrs_of(&new_image, &new_pcrs);
+    b.use_enclave_binary(Some(new_image));
+    b.start();
+    let join = |b: &Deployment| {
+        ekms_tests::ekms_cli([
+            "join",
+            "--endpoint",
+            b.endpoint.as_str(),
+            "--peer",
+            a.endpoint.as_str(),
+        ])
+    };
+    assert!(
+        !join(&b).success(),
+        "the new image joined before it was allowed"
+    );
+
+    let add = |keys: &[std::path::PathBuf]| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "measurements".into(),
+            "add".into(),
+            "--endpoint".into(),
+            a.endpoint.clone().into(),
+            "--pcrs".into(),
+            new_pcrs.clone().into_os_string(),
+        ];
+        for k in keys {
+            args.push("--key".into());
+            args.push(k.clone().into_os_string());
+        }
+        ekms_tests::ekms_cli(args)
+    };
+    // No signature, and a stranger's: fewer than M (1 of 1) custodians.
+    let none = add(&[]);
+    assert!(
+        !none.success() && none.stderr.contains("needs the signatures of 1"),
+        "{none:?}"
+    );
+    let (_, stranger) = ekms_tests::custodian_keygen(&b.dir().join("stranger"));
+    let strange = add(&[stranger]);
+    assert!(
+        !strange.success() && strange.stderr.contains("0 valid signature"),
+        "{strange:?}"
+    );
+    // The custodian's: version 1, listing the running image and the new one.
+    let custodian = a.dir().join("custodian").join("custodian.key");
+    let added = add(&[custodian]);
+    assert!(added.success(), "{added:?}");
+    let listed = ekms_tests::ekms_cli(["measurements", "list", "--endpoint", a.endpoint.as_str()]);
+    let listed = listed.json();
+    assert_eq!(listed["Version"], 1, "{listed}");
+    assert_eq!(
+        listed["Measurements"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+
+    // Now the new image joins the old one's member, and serves the deployment's keys.
+    let joined = join(&b);
+    assert!(
+        joined.success(),
+        "the allowed new image did not join: {joined:?}"
+    );
+    b.client(&id, &secret)
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("the new image serves the deployment's key");
 }

@@ -31,6 +31,8 @@ enum Target {
     Unseal,
     Join,
     CompleteJoin,
+    ListMeasurements,
+    ChangeMeasurements,
 }
 
 impl Target {
@@ -44,6 +46,8 @@ impl Target {
             "Unseal" => Target::Unseal,
             "Join" => Target::Join,
             "CompleteJoin" => Target::CompleteJoin,
+            "ListMeasurements" => Target::ListMeasurements,
+            "ChangeMeasurements" => Target::ChangeMeasurements,
             _ => return None,
         })
     }
@@ -58,6 +62,8 @@ impl Target {
             Target::Unseal => "Unseal",
             Target::Join => "Join",
             Target::CompleteJoin => "CompleteJoin",
+            Target::ListMeasurements => "ListMeasurements",
+            Target::ChangeMeasurements => "ChangeMeasurements",
         }
     }
 }
@@ -162,6 +168,28 @@ impl Service {
                 drop(custody);
                 self.join(body).await
             }
+            Target::ListMeasurements => {
+                self.check_serving()?;
+                let now = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+                let own = crate::custody::join::own_pcrs(
+                    self.env.attester.as_ref(),
+                    &self.config.recipient_anchors,
+                    now,
+                )?;
+                let mut answer = self.state.measurements().to_json();
+                answer["RunningImage"] = ekms_shared::attestation::pcr_set_to_json(&own);
+                serde_json::to_vec(&answer).map_err(|_| KmsError::Internal("response encoding"))
+            }
+            Target::ChangeMeasurements => {
+                self.check_serving()?;
+                let deployment = custody
+                    .deployment()
+                    .cloned()
+                    .ok_or(KmsError::Internal("an unsealed enclave without a deployment record"))?;
+                drop(custody);
+                self.change_measurements(&deployment, body).await
+            }
             Target::CompleteJoin => {
                 if !self.config.member {
                     return Err(KmsError::InvalidState(
@@ -170,13 +198,13 @@ impl Service {
                 }
                 let now = std::time::UNIX_EPOCH
                     + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
-                let (domain, head) = custody.complete_join(
+                let (domain, head, member) = custody.complete_join(
                     body,
-                    self.env.attester.as_ref(),
                     &self.config.recipient_anchors,
                     now,
                 )?;
-                self.open_store(&mut custody, domain, Some(head)).await
+                self.open_store(&mut custody, domain, Some((head, member)))
+                    .await
             }
             Target::Unseal => {
                 let (domain, response) = custody.unseal(body)?;
@@ -218,10 +246,12 @@ impl Service {
         let now = std::time::UNIX_EPOCH
             + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
         let head = persister.base();
+        let allowed = self.state.measurements().sets;
         let released = crate::custody::join::release(
             &domain,
             head,
             &document.0,
+            &allowed,
             self.env.attester.as_ref(),
             &self.config.recipient_anchors,
             now,
@@ -244,6 +274,64 @@ impl Service {
         .map_err(|_| KmsError::Internal("response encoding"))
     }
 
+    /// Refuses unless unsealed with a store.
+    fn check_serving(&self) -> Result<(), KmsError> {
+        if self.phase() == Phase::Unsealed && self.persister().is_some() {
+            Ok(())
+        } else {
+            Err(KmsError::InvalidState(
+                "ekms is not serving a store: unseal it first.".to_owned(),
+            ))
+        }
+    }
+
+    /// `Ekms.ChangeMeasurements`: the change, if M custodians signed it for the current version
+    /// ([`crate::custody::measurements::change`]), checked and made under the keys write lock
+    /// (which a member's adoption of another's commit takes too, so no change is made on
+    /// measurements another member replaced), durable and on the record before the answer.
+    async fn change_measurements(
+        &self,
+        deployment: &crate::durability::persist::Deployment,
+        body: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let now = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+        let own = crate::custody::join::own_pcrs(
+            self.env.attester.as_ref(),
+            &self.config.recipient_anchors,
+            now,
+        )?;
+        let (hold, next, operation, set) = {
+            let _keys = self.state.write();
+            let current = self.state.measurements();
+            let (mut next, operation, set) =
+                crate::custody::measurements::change(&current, deployment, body)?;
+            // Once changed, the set lists every image that may be a member: the one running
+            // the deployment now goes in with the first addition, so that members of a new
+            // image trust those of this one during an upgrade.
+            if operation == "add" && !next.sets.contains(&own) && set != own {
+                next.sets.insert(0, own);
+            }
+            self.state.set_measurements(next.clone());
+            let hold = self.enqueue_locked(vec![Touched::Measurements])?;
+            (hold, next, operation, set)
+        };
+        let record = crate::durability::audit::Record::from_value(&serde_json::json!({
+            "eventName": "ChangeMeasurements",
+            "eventSource": "ekms.amazonaws.com",
+            "eventTime": crate::durability::audit::iso8601(self.env.now()),
+            "requestParameters": {
+                "operation": operation,
+                "pcrs": ekms_shared::attestation::pcr_set_to_json(&set),
+            },
+            "responseElements": { "version": next.version },
+        }));
+        self.persist(Vec::new(), Some(record)).await?;
+        self.wait_durable(hold).await?;
+        tracing::info!(operation, version = next.version, "the measurements allowed to join changed");
+        serde_json::to_vec(&next.to_json()).map_err(|_| KmsError::Internal("response encoding"))
+    }
+
     /// Loads the store with `domain` (from custodians' shares, or a member that let this
     /// enclave join: then `witness` is that member's last commit, and a store at any other is
     /// refused) and starts serving it.
@@ -251,7 +339,7 @@ impl Service {
         &self,
         custody: &mut crate::custody::admin::Custody,
         domain: crate::durability::seal::DomainKey,
-        witness: Option<u64>,
+        witness: Option<(u64, ekms_shared::attestation::PcrSet)>,
     ) -> Result<Vec<u8>, KmsError> {
         let mut guard = self.store.lock().await;
         let mut stream = guard.take().ok_or_else(|| {
@@ -277,7 +365,28 @@ impl Service {
                 "The store cannot be trusted, so nothing was loaded ({root}): the parent serves another, a damaged or a tampered store."
             )));
         }
-        if let Some(witness) = witness {
+        if let Some((witness, member)) = witness {
+            // The member must run this enclave's image or one the store allows (an upgrade):
+            // only the store, opened with the key, can say which.
+            let allowed = loaded
+                .measurements
+                .as_ref()
+                .map(|m| m.sets.clone())
+                .unwrap_or_default();
+            let now = std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+            if !crate::custody::join::member_allowed(
+                &member,
+                &allowed,
+                self.env.attester.as_ref(),
+                &self.config.recipient_anchors,
+                now,
+            )? {
+                *guard = Some(stream);
+                return Err(KmsError::Validation(
+                    "The member that let this enclave join runs an image that is neither this one nor one the custodians allowed: not trusted.".to_owned(),
+                ));
+            }
             // The member that let this enclave join vouched for its last commit: a store at
             // another is older (rolled back by the parent) or moved on since; either way not
             // taken, and the join can be made again.
@@ -307,6 +416,8 @@ impl Service {
         if let Some(operator) = loaded.tls_operator {
             self.state.set_tls_operator(operator);
         }
+        self.state
+            .set_measurements(loaded.measurements.unwrap_or_default());
         let keys = loaded.keys.key_count();
         *self.state.write() = loaded.keys;
         self.start_persister(stream, Arc::new(domain), loaded.manifest, loaded.audit_head)
@@ -411,6 +522,8 @@ impl Service {
             if let Some(operator) = loaded.tls_operator {
                 self.state.set_tls_operator(operator);
             }
+            self.state
+                .set_measurements(loaded.measurements.unwrap_or_default());
             *self
                 .persister
                 .write()

@@ -355,7 +355,7 @@ impl Service {
     ///
     /// # Errors
     /// `KMSInternalException` if the store failed; the service is then stopping.
-    fn enqueue_locked(&self, touched: Vec<Touched>) -> Result<Option<Hold>, KmsError> {
+    pub(super) fn enqueue_locked(&self, touched: Vec<Touched>) -> Result<Option<Hold>, KmsError> {
         if touched.is_empty() {
             return Ok(None);
         }
@@ -363,6 +363,11 @@ impl Service {
             Some(p) => Ok(Some(p.enqueue_change(touched, None)?.0)),
             None => Ok(None),
         }
+    }
+
+    /// Waits until `hold` is durable.
+    pub(super) async fn wait_durable(&self, hold: Option<Hold>) -> Result<(), KmsError> {
+        self.durable(hold).await
     }
 
     /// Waits until `hold` is durable.

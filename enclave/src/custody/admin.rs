@@ -491,10 +491,9 @@ impl Custody {
     pub fn complete_join(
         &self,
         body: &[u8],
-        attester: &dyn crate::env::Attester,
         anchors: &[ekms_shared::attestation::TrustAnchor],
         now: std::time::SystemTime,
-    ) -> KmsResult<(DomainKey, u64)> {
+    ) -> KmsResult<(DomainKey, u64, ekms_shared::attestation::PcrSet)> {
         if self.phase != Phase::Sealed {
             return Err(KmsError::InvalidState(format!(
                 "ekms is {}: CompleteJoin applies only while sealed.",
@@ -517,10 +516,14 @@ impl Custody {
             &sealed.0,
             &document.0,
             &deployment.commitment,
-            attester,
             anchors,
             now,
         )
+    }
+
+    /// The deployment record (public facts: custodians' keys, M of N), once there is one.
+    pub fn deployment(&self) -> Option<&Deployment> {
+        self.deployment.as_ref()
     }
 
     /// `Ekms.Status`.

@@ -84,9 +84,12 @@ fn verify_any(
     Err(refusal)
 }
 
-/// The policy a peer's document must meet: this enclave's PCRs, not debug mode, recent.
-fn peer_policy(own: attestation::PcrSet) -> Policy {
-    Policy::pinned(own).with_max_age(MAX_DOCUMENT_AGE)
+/// The policy a peer's document must meet: one of `allowed` (this enclave's own PCRs first),
+/// not debug mode, recent.
+fn peer_policy(allowed: Vec<attestation::PcrSet>) -> Policy {
+    let mut policy = Policy::accept_any_pcrs().with_max_age(MAX_DOCUMENT_AGE);
+    policy.allowed_pcrs = allowed;
+    policy
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
@@ -105,15 +108,17 @@ pub fn release(
     domain: &DomainKey,
     head: u64,
     joiner_document: &[u8],
+    allowed: &[attestation::PcrSet],
     attester: &dyn crate::env::Attester,
     anchors: &[TrustAnchor],
     now: SystemTime,
 ) -> KmsResult<Released> {
-    let own = own_pcrs(attester, anchors, now)?;
-    let joiner = verify_any(joiner_document, anchors, now, &peer_policy(own)).map_err(|why| {
+    let mut sets = vec![own_pcrs(attester, anchors, now)?];
+    sets.extend(allowed.iter().cloned());
+    let joiner = verify_any(joiner_document, anchors, now, &peer_policy(sets)).map_err(|why| {
         KmsError::Validation(format!(
             "The joining enclave's attestation document is refused: {why}. Only an enclave \
-             running this image may join."
+             running this image, or measurements the custodians allowed, may join."
         ))
     })?;
     if joiner.user_data() != Some(BOOT_KEY_USER_DATA) {
@@ -149,23 +154,23 @@ pub fn release(
 
 /// Joiner side: verifies the member's answer and opens the domain key and the member's last
 /// commit with this enclave's boot key; checks the key against the deployment's `commitment`.
+/// Also returns the member's PCRs: this enclave's own, or (an upgrade) measurements the store
+/// allows, which only the store, once opened, can say ([`member_allowed`]).
 ///
 /// # Errors
 /// `ValidationException` when the member's document does not verify, does not bind this
 /// envelope, the envelope does not open, or the key is not this deployment's.
-#[allow(clippy::too_many_arguments)]
 pub fn accept(
     boot_key: &p384::SecretKey,
     boot_spki: &[u8],
     sealed: &[u8],
     member_document: &[u8],
     commitment: &[u8],
-    attester: &dyn crate::env::Attester,
     anchors: &[TrustAnchor],
     now: SystemTime,
-) -> KmsResult<(DomainKey, u64)> {
-    let own = own_pcrs(attester, anchors, now)?;
-    let policy = peer_policy(own).with_nonce(sha256(sealed));
+) -> KmsResult<(DomainKey, u64, attestation::PcrSet)> {
+    // Any PCRs here (not debug mode): which are allowed is checked once the store is open.
+    let policy = peer_policy(Vec::new()).with_nonce(sha256(sealed));
     let member = verify_any(member_document, anchors, now, &policy).map_err(|why| {
         KmsError::Validation(format!(
             "The member's attestation document is refused: {why}. Only a member running this \
@@ -203,7 +208,28 @@ pub fn accept(
                 .to_owned(),
         )
     })?;
-    Ok((DomainKey::new(Zeroizing::new(key)), u64::from_be_bytes(head)))
+    Ok((
+        DomainKey::new(Zeroizing::new(key)),
+        u64::from_be_bytes(head),
+        member.pcrs().clone(),
+    ))
+}
+
+/// Whether the member that let this enclave join runs this enclave's own image or
+/// measurements the store allows (`allowed`, read from the store the member's key opened).
+///
+/// # Errors
+/// `KMSInternalException` when this enclave's own attestation fails.
+pub fn member_allowed(
+    member: &attestation::PcrSet,
+    allowed: &[attestation::PcrSet],
+    attester: &dyn crate::env::Attester,
+    anchors: &[TrustAnchor],
+    now: SystemTime,
+) -> KmsResult<bool> {
+    let own = own_pcrs(attester, anchors, now)?;
+    let matches = |set: &attestation::PcrSet| set.iter().all(|(i, v)| member.get(i) == Some(v));
+    Ok(matches(&own) || allowed.iter().any(matches))
 }
 
 #[cfg(test)]
@@ -249,55 +275,65 @@ mod tests {
             .attest(Some(BOOT_KEY_USER_DATA), Some(b"n"), Some(&boot_spki))
             .unwrap();
 
-        let released = release(&domain, 42, &joiner_doc, &member, &anchors, now).unwrap();
-        let (key, head) = accept(
+        let released = release(&domain, 42, &joiner_doc, &[], &member, &anchors, now).unwrap();
+        let (key, head, member_pcrs) = accept(
             &boot_key,
             &boot_spki,
             &released.envelope,
             &released.document,
             &commitment,
-            &joiner,
             &anchors,
             now,
         )
         .unwrap();
         assert_eq!(key.expose_secret(), domain.expose_secret());
         assert_eq!(head, 42);
+        assert!(member_allowed(&member_pcrs, &[], &joiner, &anchors, now).unwrap());
 
         // Another image may not join.
         let other = attester_for(ca.path(), b"another image");
         let other_doc = other
             .attest(Some(BOOT_KEY_USER_DATA), None, Some(&boot_spki))
             .unwrap();
-        let e = release(&domain, 42, &other_doc, &member, &anchors, now).unwrap_err();
+        let e = release(&domain, 42, &other_doc, &[], &member, &anchors, now).unwrap_err();
         assert!(e.to_string().contains("Only an enclave running this image"), "{e}");
+        // Unless the custodians allowed its measurements (an upgrade); and the joiner of the
+        // other image accepts this member only once its store allows the member's image.
+        let allowed = [other.0.pcr_set()];
+        let upgrade = release(&domain, 42, &other_doc, &allowed, &member, &anchors, now).unwrap();
+        let (_, _, old_image) = accept(
+            &boot_key, &boot_spki, &upgrade.envelope, &upgrade.document, &commitment, &anchors,
+            now,
+        )
+        .unwrap();
+        assert!(!member_allowed(&old_image, &[], &other, &anchors, now).unwrap());
+        let store_allows = [member.0.pcr_set()];
+        assert!(member_allowed(&old_image, &store_allows, &other, &anchors, now).unwrap());
         // Nor a document for another purpose, nor one from another root.
         let wrong = joiner.attest(Some(b"ekms/v1/audit-key"), None, Some(&boot_spki)).unwrap();
-        assert!(release(&domain, 42, &wrong, &member, &anchors, now).is_err());
+        assert!(release(&domain, 42, &wrong, &[], &member, &anchors, now).is_err());
         let (stranger_ca, _) = new_ca(now);
         let stranger = attester_for(stranger_ca.path(), b"ekms image");
         let foreign = stranger
             .attest(Some(BOOT_KEY_USER_DATA), None, Some(&boot_spki))
             .unwrap();
-        assert!(release(&domain, 42, &foreign, &member, &anchors, now).is_err());
+        assert!(release(&domain, 42, &foreign, &[], &member, &anchors, now).is_err());
         // A stale document is refused.
         let later = now + MAX_DOCUMENT_AGE + Duration::from_secs(60);
-        assert!(release(&domain, 42, &joiner_doc, &member, &anchors, later).is_err());
+        assert!(release(&domain, 42, &joiner_doc, &[], &member, &anchors, later).is_err());
 
         // The joiner refuses an answer its document does not bind (a courier's swap), one
         // sealed to another key, and a key that is not the deployment's.
-        let swapped = release(&domain, 43, &joiner_doc, &member, &anchors, now).unwrap();
+        let swapped = release(&domain, 43, &joiner_doc, &[], &member, &anchors, now).unwrap();
         let accept_with = |sealed: &[u8], doc: &[u8], commitment: &[u8]| {
-            accept(
-                &boot_key, &boot_spki, sealed, doc, commitment, &joiner, &anchors, now,
-            )
+            accept(&boot_key, &boot_spki, sealed, doc, commitment, &anchors, now)
         };
         assert!(accept_with(&swapped.envelope, &released.document, &commitment).is_err());
         let (_, other_spki) = boot();
         let to_other = joiner
             .attest(Some(BOOT_KEY_USER_DATA), None, Some(&other_spki))
             .unwrap();
-        let misdirected = release(&domain, 42, &to_other, &member, &anchors, now).unwrap();
+        let misdirected = release(&domain, 42, &to_other, &[], &member, &anchors, now).unwrap();
         let e = accept_with(&misdirected.envelope, &misdirected.document, &commitment)
             .unwrap_err();
         assert!(e.to_string().contains("does not open"), "{e}");
@@ -307,7 +343,17 @@ mod tests {
         assert!(e.to_string().contains("not this deployment's"), "{e}");
         // A member of another image is not trusted either.
         let imposter = attester_for(ca.path(), b"another image");
-        let fake = release(&domain, 42, &joiner_doc, &imposter, &anchors, now);
+        let fake = release(&domain, 42, &joiner_doc, &[], &imposter, &anchors, now);
         assert!(fake.is_err(), "the imposter refuses the joiner: other PCRs than its own");
+        // And a joiner checks a member of another image against what its store allows.
+        let imposter_doc = imposter.attest(Some(BOOT_KEY_USER_DATA), None, Some(&boot_spki)).unwrap();
+        let from_imposter =
+            release(&domain, 42, &imposter_doc, &[], &imposter, &anchors, now).unwrap();
+        let (_, _, imposter_pcrs) = accept(
+            &boot_key, &boot_spki, &from_imposter.envelope, &from_imposter.document, &commitment,
+            &anchors, now,
+        )
+        .unwrap();
+        assert!(!member_allowed(&imposter_pcrs, &[], &joiner, &anchors, now).unwrap());
     }
 }

@@ -3,3 +3,4 @@
 pub mod admin;
 pub mod attest;
 pub mod join;
+pub mod measurements;

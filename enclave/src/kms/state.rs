@@ -36,6 +36,8 @@ pub enum Touched {
     TlsOperator,
     /// A grant: its key and its grant id.
     Grant(Uuid, String),
+    /// The measurements allowed to join ([`crate::custody::measurements`], a setting).
+    Measurements,
 }
 
 /// Everything the enclave keeps in memory.
@@ -52,6 +54,8 @@ pub struct State {
     tls_ca: RwLock<Option<std::sync::Arc<crate::keys::tls::DeploymentCa>>>,
     /// An operator-issued TLS certificate (its key waiting for a chain, or installed).
     tls_operator: RwLock<Option<std::sync::Arc<crate::keys::tls::OperatorCert>>>,
+    /// The measurements allowed to join, besides this enclave's own.
+    measurements: RwLock<crate::access::measurements::Measurements>,
 }
 
 impl State {
@@ -65,7 +69,24 @@ impl State {
             refused: RwLock::default(),
             tls_ca: RwLock::default(),
             tls_operator: RwLock::default(),
+            measurements: RwLock::default(),
         }
+    }
+
+    /// The measurements allowed to join, besides this enclave's own.
+    pub fn measurements(&self) -> crate::access::measurements::Measurements {
+        self.measurements
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the measurements allowed to join.
+    pub fn set_measurements(&self, measurements: crate::access::measurements::Measurements) {
+        *self
+            .measurements
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = measurements;
     }
 
     /// The default key policy of this account, parsed once.

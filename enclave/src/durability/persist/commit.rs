@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use ekms_shared::wire::v1::{Record, RecordKey, Request};
 
-use super::{PersistError, Touched, TLS_CA_ID, TLS_OPERATOR_ID};
+use super::{PersistError, Touched, MEASUREMENTS_ID, TLS_CA_ID, TLS_OPERATOR_ID};
 use crate::durability::audit::{AuditChain, Head};
 use crate::durability::seal::codec;
 use crate::durability::seal::manifest::Manifest;
@@ -161,6 +161,16 @@ pub(super) fn build_commit(
                         .map(|ca| ca.encode())
                         .transpose()
                         .map_err(|_| PersistError::Seal("TLS CA encoding"))?,
+                ),
+                Touched::Measurements => (
+                    RecordKind::Setting,
+                    MEASUREMENTS_ID.to_vec(),
+                    Some(zeroize::Zeroizing::new(
+                        state
+                            .measurements()
+                            .encode()
+                            .map_err(|_| PersistError::Seal("measurements encoding"))?,
+                    )),
                 ),
                 Touched::Principal(name) => (
                     RecordKind::Principal,

@@ -142,6 +142,7 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
             keys: loaded.keys,
             principals: loaded.principals,
             tls_operator: loaded.tls_operator,
+            measurements: loaded.measurements.unwrap_or_default(),
             manifest: loaded.manifest,
         };
         match persister.adopt(base, newer, &config).await {

@@ -9,7 +9,7 @@ use ekms_shared::wire::v1::{self, Record, Request, Response};
 
 use super::commit::{decode_head, AUDIT_HEAD_ID};
 use super::deployment::DEPLOYMENT_KIND;
-use super::{PersistError, Touched, TLS_CA_ID, TLS_OPERATOR_ID};
+use super::{PersistError, Touched, MEASUREMENTS_ID, TLS_CA_ID, TLS_OPERATOR_ID};
 use crate::access::principals::Principals;
 use crate::durability::audit::Head;
 use crate::durability::seal::codec::{self, PrincipalRecord};
@@ -43,6 +43,8 @@ pub struct Loaded {
     pub tls_ca: Option<crate::keys::tls::DeploymentCa>,
     /// An operator-issued TLS certificate, if one was requested.
     pub tls_operator: Option<crate::keys::tls::OperatorCert>,
+    /// The measurements allowed to join (absent until first changed).
+    pub measurements: Option<crate::access::measurements::Measurements>,
 }
 
 impl Loaded {
@@ -85,6 +87,7 @@ pub struct Loading<'a> {
     legacy_grants: Vec<(Uuid, Vec<String>)>,
     tls_ca: Option<crate::keys::tls::DeploymentCa>,
     tls_operator: Option<crate::keys::tls::OperatorCert>,
+    measurements: Option<crate::access::measurements::Measurements>,
     keys: KeyStore,
     aliases: Vec<(String, crate::keys::Alias)>,
     principals: Vec<PrincipalRecord>,
@@ -103,6 +106,7 @@ impl<'a> Loading<'a> {
             legacy_grants: Vec::new(),
             tls_ca: None,
             tls_operator: None,
+            measurements: None,
             keys: KeyStore::default(),
             aliases: Vec::new(),
             principals: Vec::new(),
@@ -202,6 +206,12 @@ impl<'a> Loading<'a> {
                     Err(e) => self.loader.refused.push(malformed(e.to_string())),
                 }
             }
+            RecordKind::Setting if r.key.id == MEASUREMENTS_ID => {
+                match crate::access::measurements::Measurements::decode(&plain) {
+                    Ok(m) => self.measurements = Some(m),
+                    Err(e) => self.loader.refused.push(malformed(e)),
+                }
+            }
             RecordKind::Setting => {
                 self.loader.refused.push(malformed("unknown setting".to_owned()));
             }
@@ -259,6 +269,7 @@ impl<'a> Loading<'a> {
             legacy_grants: self.legacy_grants,
             tls_ca: self.tls_ca,
             tls_operator: self.tls_operator,
+            measurements: self.measurements,
         }
     }
 }

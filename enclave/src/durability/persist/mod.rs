@@ -48,6 +48,9 @@ pub const TLS_OPERATOR_ID: &[u8] = b"tls-operator";
 /// The id of the setting that holds the deployment's TLS CA.
 pub const TLS_CA_ID: &[u8] = b"tls-ca";
 
+/// The id of the setting that holds the measurements allowed to join.
+pub const MEASUREMENTS_ID: &[u8] = b"measurements";
+
 /// The store could not make a change durable.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
@@ -207,6 +210,8 @@ pub struct Newer {
     pub principals: Vec<crate::durability::seal::codec::PrincipalRecord>,
     /// Its operator TLS certificate, if any.
     pub tls_operator: Option<crate::keys::tls::OperatorCert>,
+    /// Its measurements allowed to join.
+    pub measurements: crate::access::measurements::Measurements,
     /// Its manifest.
     pub manifest: Manifest,
 }
@@ -487,6 +492,7 @@ impl Persister {
         if let Some(operator) = newer.tls_operator {
             state.set_tls_operator(operator);
         }
+        state.set_measurements(newer.measurements);
         self.follow
             .base
             .store(newer.manifest.seq(), std::sync::atomic::Ordering::SeqCst);
