@@ -865,7 +865,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
             }
         )
     };
-    Ok(json!({
+    let mut report = json!({
         "ok": true,
         "file": args.file.display().to_string(),
         "records": summary.records,
@@ -876,13 +876,17 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
         "attestation": attestation_note,
         "pcrsPinned": trust.pcrs_pinned,
         "root": hex::encode(trust.anchor.fingerprint_sha256()),
-        "members": (!members.is_empty()).then_some(members),
         "enclaveHead": head.as_ref().map(|h| json!({
             "seq": h.seq,
             "hash": hex::encode(h.hash),
             "reached": true,
         })),
-    }))
+    });
+    if !members.is_empty() {
+        // A shared store's log: each member's chain.
+        report["members"] = Value::Array(members);
+    }
+    Ok(report)
 }
 
 /// Replaces control characters (terminal escapes, newlines) with `?`.

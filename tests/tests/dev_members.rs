@@ -1,6 +1,7 @@
 //! `ekms dev --members N`: members on consecutive ports share one etcd store, each serves every
-//! key, and one whose enclave dies (kill -9) under load is restarted and serves again, while the
-//! others keep serving and lose nothing acknowledged.
+//! key (made on A, encrypted on B, decrypted on C), and one whose enclave dies (kill -9) under
+//! load is restarted and rejoins with no custodian, while the others keep serving and lose
+//! nothing acknowledged.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -12,11 +13,14 @@ use ekms_tests::{DevOptions, Ekms};
 /// (restart, then unseal): generous, for a loaded CI machine.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A loopback port `p` with `p + 1` free too.
-fn two_free_ports() -> u16 {
+/// A loopback port `p` with `p + 1` and `p + 2` free too.
+fn three_free_ports() -> u16 {
     loop {
         let port = ekms_tests::free_port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        if port < u16::MAX - 2
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 2)).is_ok()
+        {
             return port;
         }
     }
@@ -46,36 +50,78 @@ async fn encrypts(client: &aws_sdk_kms::Client, key: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_share_keys_and_a_killed_enclave_comes_back_while_the_others_serve() {
     let etcd = EtcdServer::start();
-    let port = two_free_ports();
+    let port = three_free_ports();
     let ekms = Ekms::start_with(&DevOptions {
         listen: Some(SocketAddr::from(([127, 0, 0, 1], port))),
         extra_args: vec![
             "--store".to_owned(),
             etcd.url("dev-members"),
             "--members".to_owned(),
-            "2".to_owned(),
+            "3".to_owned(),
         ],
         ..DevOptions::default()
     });
     let first = ekms.client().await;
-    let second = ekms_tests::sdk_client(
-        &format!("http://127.0.0.1:{}", port + 1),
-        &ekms.access_key_id,
-        &ekms.secret,
-        None,
-    );
+    let member = |n: u16| {
+        ekms_tests::sdk_client(
+            &format!("http://127.0.0.1:{}", port + n),
+            &ekms.access_key_id,
+            &ekms.secret,
+            None,
+        )
+    };
+    let (second, third) = (member(1), member(2));
+    // A key made on member 0 encrypts on member 1, and that ciphertext decrypts on member 2.
     let key = ekms_tests::create_key(&first).await;
     let start = Instant::now();
-    while !encrypts(&second, &key).await {
+    let blob = loop {
+        let sent = second
+            .encrypt()
+            .key_id(&key)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(
+                b"across members".to_vec(),
+            ))
+            .send()
+            .await;
+        if let Ok(out) = sent {
+            break out.ciphertext_blob.expect("a ciphertext");
+        }
         assert!(
             start.elapsed() < WAIT,
             "member 1 never served member 0's key"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    let plain = loop {
+        if let Ok(out) = third.decrypt().ciphertext_blob(blob.clone()).send().await {
+            break out.plaintext.expect("a plaintext");
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "member 2 never decrypted member 1's ciphertext"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(plain.into_inner(), b"across members");
 
-    // kill -9 member 1's enclave while member 0 is under load: every answer member 0 gives is
-    // a success, and member 1 is restarted, unsealed, and serves the key again.
+    // kill -9 member 1's enclave while member 0 is under load (a task of its own): every
+    // answer member 0 gives is a success, and member 1 is restarted, rejoins, and serves.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (first, key, stop) = (first.clone(), key.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if encrypts(&first, &key).await {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let marker = format!("member-1{}enclave.sock", std::path::MAIN_SEPARATOR);
     let pid = enclave_pid(&marker).expect("member 1's enclave is running");
     nix::sys::signal::kill(
@@ -84,25 +130,27 @@ async fn members_share_keys_and_a_killed_enclave_comes_back_while_the_others_ser
     )
     .expect("kill -9");
     let start = Instant::now();
-    let mut served = 0u32;
-    loop {
-        assert!(
-            encrypts(&first, &key).await,
-            "member 0 failed while member 1 restarted"
-        );
-        served += 1;
-        if encrypts(&second, &key).await {
-            break;
-        }
+    while !encrypts(&second, &key).await {
         assert!(
             start.elapsed() < WAIT,
             "member 1 did not come back; ekms dev's log:\n{}",
             ekms.log()
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (served, failed) = load.await.expect("the load task");
     println!(
         "member 1 back after {:?}; member 0 answered {served} requests meanwhile",
         start.elapsed()
+    );
+    assert_eq!(
+        failed, 0,
+        "member 0 failed requests while member 1 restarted"
+    );
+    assert!(
+        served > 0,
+        "member 0 answered nothing while member 1 restarted"
     );
     assert_ne!(
         enclave_pid(&marker),
