@@ -16,12 +16,10 @@
 //! historical: no nonce, no age limit, and each is verified at its own timestamp (the leaf
 //! certificates of real Nitro documents live for hours).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::io::{BufRead, Read as _};
+use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use clap::{Args, Subcommand};
@@ -36,10 +34,13 @@ use ekms_shared::audit_format::{
 
 use super::custody::{call, Target};
 
+mod set;
+mod tail;
+pub use set::{LogSet, SetIndex};
+pub use tail::tail;
+
 /// Longest line accepted (a record is a few KiB; a policy inside one at most 32 KiB).
 pub const MAX_LINE: usize = 1024 * 1024;
-/// How often `tail --follow` looks for new lines.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// `ekms audit` subcommands.
 #[derive(Debug, Subcommand)]
@@ -67,7 +68,9 @@ pub struct ExportArgs {
 /// `ekms audit verify` options.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The log (`<data-dir>/audit.jsonl`), or an etcd store's (etcd://HOST:PORT/PREFIX).
+    /// The log: a data directory (its rotated `audit-*.jsonl.gz` files and `audit.jsonl`, read
+    /// in order as one log), one file (`.gz` or not), or an etcd store's
+    /// (etcd://HOST:PORT/PREFIX).
     pub file: PathBuf,
     /// The ekms endpoint: also check that the file reaches the enclave's durable head.
     #[arg(long)]
@@ -75,10 +78,12 @@ pub struct VerifyArgs {
     /// CA certificate (PEM) to trust for an https endpoint.
     #[arg(long, requires = "endpoint")]
     pub ca: Option<PathBuf>,
-    /// The PCRs the enclave image must have had (`pcrs.json`). Without it, any image the root
-    /// vouches for is accepted (and the output says so).
-    #[arg(long)]
-    pub expect_pcrs: Option<PathBuf>,
+    /// The PCRs the enclave image must have had (`pcrs.json`); several files (repeated, or
+    /// separated by commas) for a log that spans image upgrades: each attestation must match one
+    /// of them (the last is the current image's, for an https --endpoint). Without it, any
+    /// image the root vouches for is accepted (and the output says so).
+    #[arg(long, value_delimiter = ',')]
+    pub expect_pcrs: Vec<PathBuf>,
     /// Root certificate (PEM) to verify against; default: the AWS Nitro Enclaves root.
     #[arg(long)]
     pub root: Option<PathBuf>,
@@ -90,11 +95,19 @@ pub struct VerifyArgs {
 /// `ekms audit tail` options.
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// The log (`<data-dir>/audit.jsonl`).
+    /// The log: a data directory (its rotated files, then `audit.jsonl`, followed across
+    /// rotations), or one file.
     pub file: PathBuf,
     /// Keep following: print records as they are appended (until interrupted).
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Start at the first record whose seq is at least this (the lines before it skipped).
+    #[arg(long, value_name = "SEQ")]
+    pub from: Option<u64>,
+    /// Print the log's lines as they are (one JSON object each: records, checkpoints and
+    /// attestations), for a log shipper, instead of one summary per record.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs an `ekms audit` subcommand.
@@ -140,8 +153,9 @@ fn etcd_audit(url: &ekms_parent::store::EtcdUrl) -> anyhow::Result<Vec<u8>> {
 pub struct Trust {
     /// The root the documents' chains must end at.
     pub anchor: TrustAnchor,
-    /// PCRs, debug mode (no nonce, no age).
-    pub policy: Policy,
+    /// PCRs, debug mode (no nonce, no age): a document must satisfy one of them, each named
+    /// by the file it came from (one unnamed policy when the PCRs are not pinned).
+    pub policies: Vec<(Option<String>, Policy)>,
     /// Whether the PCRs are pinned.
     pub pcrs_pinned: bool,
 }
@@ -157,23 +171,56 @@ impl Trust {
             }
             None => TrustAnchor::aws_nitro_root(),
         };
-        let (mut policy, pcrs_pinned) = match &args.expect_pcrs {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let pcrs = attestation::pcr_set_from_json(&text)
-                    .with_context(|| format!("{} is not a PCR file", path.display()))?;
-                (Policy::pinned(pcrs), true)
-            }
-            None => (Policy::accept_any_pcrs(), false),
-        };
+        let mut policies = Vec::with_capacity(args.expect_pcrs.len().max(1));
+        for path in &args.expect_pcrs {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let pcrs = attestation::pcr_set_from_json(&text)
+                .with_context(|| format!("{} is not a PCR file", path.display()))?;
+            policies.push((Some(path.display().to_string()), Policy::pinned(pcrs)));
+        }
+        let pcrs_pinned = !policies.is_empty();
+        if !pcrs_pinned {
+            policies.push((None, Policy::accept_any_pcrs()));
+        }
         if args.allow_debug {
-            policy = policy.allowing_debug();
+            policies = policies
+                .into_iter()
+                .map(|(name, policy)| (name, policy.allowing_debug()))
+                .collect();
         }
         Ok(Trust {
             anchor,
-            policy,
+            policies,
             pcrs_pinned,
+        })
+    }
+
+    /// Verifies a document against the root and one of the PCR policies: the first that
+    /// accepts it, or every policy's refusal.
+    fn verify(
+        &self,
+        document: &[u8],
+        at: std::time::SystemTime,
+    ) -> Result<attestation::VerifiedAttestation, String> {
+        let mut refusals = Vec::with_capacity(self.policies.len());
+        for (name, policy) in &self.policies {
+            match attestation::verify(document, &self.anchor, at, policy) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => refusals.push(match name {
+                    Some(name) if self.policies.len() > 1 => format!("{name}: {e}"),
+                    _ => e.to_string(),
+                }),
+            }
+        }
+        Err(if refusals.len() > 1 {
+            format!(
+                "it matches none of the {} PCR files ({})",
+                refusals.len(),
+                refusals.join("; ")
+            )
+        } else {
+            refusals.concat()
         })
     }
 }
@@ -560,7 +607,8 @@ pub fn verify_chain<R: BufRead>(
             } => {
                 let at = attestation::unverified_timestamp(&document)
                     .map_err(|e| format!("line {n}: attestation document malformed: {e}"))?;
-                let verified = attestation::verify(&document, &trust.anchor, at, &trust.policy)
+                let verified = trust
+                    .verify(&document, at)
                     .map_err(|e| format!("line {n}: attestation document does not verify: {e}"))?;
                 if verified.public_key() != Some(&public_key[..]) {
                     return Err(format!(
@@ -701,9 +749,9 @@ impl SignedHead {
 pub fn check_head(head: &SignedHead, nonce: &[u8], trust: &Trust) -> Result<(), String> {
     let at = attestation::unverified_timestamp(&head.attestation_document)
         .map_err(|e| format!("the enclave's head attestation is malformed: {e}"))?;
-    let verified =
-        attestation::verify(&head.attestation_document, &trust.anchor, at, &trust.policy)
-            .map_err(|e| format!("the enclave's head attestation does not verify: {e}"))?;
+    let verified = trust
+        .verify(&head.attestation_document, at)
+        .map_err(|e| format!("the enclave's head attestation does not verify: {e}"))?;
     // Public values.
     if verified.public_key() != Some(&head.public_key[..])
         || verified.user_data() != Some(ATTESTATION_USER_DATA)
@@ -770,7 +818,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
                 .enable_all()
                 .build()?;
             let https_unpinned = endpoint.starts_with("https://") && args.ca.is_none();
-            let answer = match (&args.expect_pcrs, https_unpinned) {
+            let answer = match (args.expect_pcrs.last(), https_unpinned) {
                 // Over https with pinned PCRs and no CA: the certificate is proven by
                 // attestation on the connection the head is asked on.
                 (Some(pcrs), true) => {
@@ -802,16 +850,33 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
         }
         None => None,
     };
-    let open = || -> Result<Box<dyn BufRead + '_>, String> {
-        match &etcd_lines {
-            Some(lines) => Ok(Box::new(std::io::Cursor::new(lines.as_slice()))),
-            None => File::open(&args.file)
-                .map(|f| Box::new(BufReader::new(f)) as Box<dyn BufRead>)
-                .map_err(|e| format!("cannot be opened: {e}")),
+    let set = match etcd_lines {
+        Some(_) => None,
+        None => {
+            Some(LogSet::at(&args.file).map_err(|why| anyhow!("{}: {why}", args.file.display()))?)
         }
     };
-    let chains =
-        verify_chains(open, &trust).map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
+    // A directory's files: first what their names and record numbers say about a missing one.
+    let index = match &set {
+        Some(set) if set.is_dir => {
+            Some(SetIndex::build(set).map_err(|why| anyhow!("{}: {why}", args.file.display()))?)
+        }
+        _ => None,
+    };
+    let open = || -> Result<Box<dyn BufRead + '_>, String> {
+        match (&etcd_lines, &set) {
+            (Some(lines), _) => Ok(Box::new(std::io::Cursor::new(lines.as_slice()))),
+            (None, Some(set)) => set.reader().map(|r| r as Box<dyn BufRead>),
+            (None, None) => Err("nothing to read".to_owned()),
+        }
+    };
+    let chains = verify_chains(open, &trust).map_err(|why| {
+        let why = match &index {
+            Some(index) => index.name_lines(&why),
+            None => why,
+        };
+        anyhow!("{}: {why}", args.file.display())
+    })?;
     if let Some(head) = &head {
         let chain = chains
             .iter()
@@ -868,6 +933,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
     Ok(json!({
         "ok": true,
         "file": args.file.display().to_string(),
+        "files": set.as_ref().filter(|s| s.is_dir).map(|s| s.files.iter().map(|f| f.name()).collect::<Vec<_>>()),
         "records": summary.records,
         "checkpoints": summary.checkpoints,
         "attestations": summary.attestations,
@@ -931,63 +997,6 @@ pub fn summarize(line: &[u8]) -> Option<String> {
     ))
 }
 
-/// `ekms audit tail`: prints every record's summary; with `--follow`, keeps polling.
-///
-/// # Errors
-/// When the file cannot be read, a line is longer than [`MAX_LINE`], or `out` fails.
-pub fn tail(args: &TailArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let path: &Path = &args.file;
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut pos = 0u64;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        loop {
-            let n = file
-                .read(&mut chunk)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            pos += n as u64;
-            let mut rest = &chunk[..n];
-            while let Some(i) = rest.iter().position(|b| *b == b'\n') {
-                pending.extend_from_slice(&rest[..i]);
-                if pending.len() > MAX_LINE {
-                    bail!("{}: a line is longer than {MAX_LINE} bytes", path.display());
-                }
-                if let Some(summary) = summarize(&pending) {
-                    writeln!(out, "{summary}")?;
-                }
-                pending.clear();
-                rest = &rest[i + 1..];
-            }
-            pending.extend_from_slice(rest);
-            if pending.len() > MAX_LINE {
-                bail!("{}: a line is longer than {MAX_LINE} bytes", path.display());
-            }
-        }
-        out.flush()?;
-        if !args.follow {
-            return Ok(());
-        }
-        std::thread::sleep(FOLLOW_INTERVAL);
-        let len = std::fs::metadata(path)
-            .with_context(|| format!("{}", path.display()))?
-            .len();
-        if len < pos {
-            // An unacknowledged append was undone (or the file was cut): go on from its end.
-            eprintln!(
-                "{}: the file shrank from {pos} to {len} bytes; following from there",
-                path.display()
-            );
-            file.seek(SeekFrom::Start(len))?;
-            pos = len;
-            pending.clear();
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1011,7 +1020,7 @@ mod tests {
     fn trust_any() -> Trust {
         Trust {
             anchor: TrustAnchor::aws_nitro_root(),
-            policy: Policy::accept_any_pcrs(),
+            policies: vec![(None, Policy::accept_any_pcrs())],
             pcrs_pinned: false,
         }
     }

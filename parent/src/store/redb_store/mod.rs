@@ -1432,6 +1432,7 @@ mod tests {
             let store = open_with_manual(dir.path(), settings);
             store.commit(&[batch(1, vec![], vec![], &["a"])]).unwrap();
             store.commit(&[batch(2, vec![], vec![], &["b"])]).unwrap();
+            compress_rotated(&store.shared);
         }
         // Stopped before compressing the first rotated file (plain, and a partial `.tmp`), and
         // before removing the second's plain file once its `.gz` was in place.
