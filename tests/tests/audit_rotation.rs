@@ -2,7 +2,7 @@
 //! `--audit-max-bytes` a run writes several gzip files that `ekms audit verify DIR` checks as
 //! one log (and a removed middle file is named); `--expect-pcrs` takes several images;
 //! `ekms audit tail DIR --follow --from SEQ --json` streams every line from SEQ on across
-//! rotations; and a full audit disk (a small tmpfs) refuses commits without losing anything
+//! rotations; `ekms audit prune` removes only verified old files and leaves what verifies; and a full audit disk (a small tmpfs) refuses commits without losing anything
 //! acknowledged, and serves again once space is freed.
 
 use std::collections::BTreeSet;
@@ -147,6 +147,70 @@ async fn a_rotated_log_verifies_whole_and_a_missing_file_is_named() {
         "expected the refusal to name {removed}: {}",
         out.stderr
     );
+
+    // Retention refuses a set that does not verify, and removes nothing from it.
+    let before = rotated(&copy);
+    let out = prune(&deployment, &copy, &[]);
+    assert!(
+        !out.success() && out.stderr.contains("missing between"),
+        "{out:?}"
+    );
+    assert_eq!(rotated(&copy), before);
+
+    // Retention on the live directory: a dry run removes nothing; then every rotated file but
+    // the newest goes, the rest verifies from the marker (only when told), and the parent
+    // goes on rotating.
+    let dry = prune(&deployment, &dir, &["--dry-run"]).ok().json();
+    assert_eq!(
+        dry["removed"].as_array().map(Vec::len),
+        Some(files.len() - 1),
+        "{dry}"
+    );
+    assert_eq!(rotated(&dir), files);
+    let report = prune(&deployment, &dir, &[]).ok().json();
+    assert_eq!(
+        report["firstKept"],
+        files[files.len() - 1].as_str(),
+        "{report}"
+    );
+    assert_eq!(rotated(&dir), files[files.len() - 1..]);
+    let out = verify(&deployment, &dir, &[deployment.pcrs()]);
+    assert!(
+        !out.success() && out.stderr.contains("--allow-pruned"),
+        "{out:?}"
+    );
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["audit".into(), "verify".into(), dir.clone().into()];
+    args.extend([
+        "--allow-pruned".into(),
+        "--expect-pcrs".into(),
+        deployment.pcrs().into_os_string(),
+        "--root".into(),
+        deployment.root().into_os_string(),
+    ]);
+    let report = ekms_cli(args.clone()).ok().json();
+    assert!(
+        report["pruned"]["chains"][0]["seq"].as_u64() > Some(1),
+        "{report}"
+    );
+    traffic(&client, &key, 30).await;
+    assert!(rotated(&dir).len() > 1, "rotation goes on after a prune");
+    ekms_cli(args).ok();
+}
+
+/// `ekms audit prune DIR --older-than 0 --expect-pcrs ... --root ...`, plus `extra`.
+fn prune(deployment: &Deployment, dir: &Path, extra: &[&str]) -> CliOutput {
+    let mut args: Vec<std::ffi::OsString> = vec!["audit".into(), "prune".into(), dir.into()];
+    args.extend([
+        "--older-than".into(),
+        "0".into(),
+        "--expect-pcrs".into(),
+        deployment.pcrs().into_os_string(),
+        "--root".into(),
+        deployment.root().into_os_string(),
+    ]);
+    args.extend(extra.iter().map(Into::into));
+    ekms_cli(args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@ use std::path::Path;
 use ekms_parent::store::audit_files::{self, AuditFile};
 use serde_json::Value;
 
+use super::prune::PruneMarker;
 use super::{member_of, parse_value, read_line};
 
 /// The files of one log, in order.
@@ -18,6 +19,8 @@ pub struct LogSet {
     pub files: Vec<AuditFile>,
     /// Whether the log was named as a directory (messages then name files).
     pub is_dir: bool,
+    /// The directory's `audit-pruned.json`: its beginning was removed by `ekms audit prune`.
+    pub marker: Option<PruneMarker>,
 }
 
 impl LogSet {
@@ -28,13 +31,20 @@ impl LogSet {
     /// When the directory cannot be read or holds no audit file.
     pub fn at(path: &Path) -> Result<LogSet, String> {
         if path.is_dir() {
-            let files = audit_files::list(path).map_err(|e| format!("cannot be read: {e}"))?;
+            let mut files = audit_files::list(path).map_err(|e| format!("cannot be read: {e}"))?;
+            let marker = PruneMarker::read(path)?;
+            if let Some(marker) = &marker {
+                // Files before the first kept: left by an interrupted prune, already accounted
+                // for by the marker.
+                files.retain(|f| f.start.is_none_or(|start| start >= marker.first_kept));
+            }
             if files.is_empty() {
                 return Err("holds no audit file (audit.jsonl, audit-*.jsonl.gz)".to_owned());
             }
             return Ok(LogSet {
                 files,
                 is_dir: true,
+                marker,
             });
         }
         let compressed = path.extension().is_some_and(|e| e == "gz");
@@ -45,6 +55,7 @@ impl LogSet {
                 compressed,
             }],
             is_dir: false,
+            marker: None,
         })
     }
 
