@@ -16,10 +16,8 @@
 //! historical: no nonce, no age limit, and each is verified at its own timestamp (the leaf
 //! certificates of real Nitro documents live for hours).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::io::{BufRead, Read as _};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context as _};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -36,10 +34,15 @@ use ekms_shared::audit_format::{
 
 use super::custody::{call, Target};
 
+mod prune;
+mod set;
+mod tail;
+pub use prune::{prune, PruneArgs, PruneMarker};
+pub use set::{LogSet, SetIndex};
+pub use tail::tail;
+
 /// Longest line accepted (a record is a few KiB; a policy inside one at most 32 KiB).
 pub const MAX_LINE: usize = 1024 * 1024;
-/// How often `tail --follow` looks for new lines.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// `ekms audit` subcommands.
 #[derive(Debug, Subcommand)]
@@ -51,6 +54,9 @@ pub enum AuditCommand {
     Tail(TailArgs),
     /// Write the audit log held in an etcd store to a file, as `audit.jsonl` is.
     Export(ExportArgs),
+    /// Retention: verify a data directory's rotated files, then remove the oldest ones older
+    /// than a limit (leaving `audit-pruned.json`, from which the rest still verifies).
+    Prune(PruneArgs),
 }
 
 /// `ekms audit export` options.
@@ -67,7 +73,9 @@ pub struct ExportArgs {
 /// `ekms audit verify` options.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The log (`<data-dir>/audit.jsonl`), or an etcd store's (etcd://HOST:PORT/PREFIX).
+    /// The log: a data directory (its rotated `audit-*.jsonl.gz` files and `audit.jsonl`, read
+    /// in order as one log), one file (`.gz` or not), or an etcd store's
+    /// (etcd://HOST:PORT/PREFIX).
     pub file: PathBuf,
     /// The ekms endpoint: also check that the file reaches the enclave's durable head.
     #[arg(long)]
@@ -75,26 +83,40 @@ pub struct VerifyArgs {
     /// CA certificate (PEM) to trust for an https endpoint.
     #[arg(long, requires = "endpoint")]
     pub ca: Option<PathBuf>,
-    /// The PCRs the enclave image must have had (`pcrs.json`). Without it, any image the root
-    /// vouches for is accepted (and the output says so).
-    #[arg(long)]
-    pub expect_pcrs: Option<PathBuf>,
+    /// The PCRs the enclave image must have had (`pcrs.json`); several files (repeated, or
+    /// separated by commas) for a log that spans image upgrades: each attestation must match one
+    /// of them (the last is the current image's, for an https --endpoint). Without it, any
+    /// image the root vouches for is accepted (and the output says so).
+    #[arg(long, value_delimiter = ',')]
+    pub expect_pcrs: Vec<PathBuf>,
     /// Root certificate (PEM) to verify against; default: the AWS Nitro Enclaves root.
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Accept debug-mode enclaves (PCR0 all zero), whose memory the parent can read.
     #[arg(long)]
     pub allow_debug: bool,
+    /// Accept a directory whose beginning `ekms audit prune` removed: verify from where its
+    /// `audit-pruned.json` says the chains go on (the removed records are not re-checked).
+    #[arg(long)]
+    pub allow_pruned: bool,
 }
 
 /// `ekms audit tail` options.
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// The log (`<data-dir>/audit.jsonl`).
+    /// The log: a data directory (its rotated files, then `audit.jsonl`, followed across
+    /// rotations), or one file.
     pub file: PathBuf,
     /// Keep following: print records as they are appended (until interrupted).
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Start at the first record whose seq is at least this (the lines before it skipped).
+    #[arg(long, value_name = "SEQ")]
+    pub from: Option<u64>,
+    /// Print the log's lines as they are (one JSON object each: records, checkpoints and
+    /// attestations), for a log shipper, instead of one summary per record.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs an `ekms audit` subcommand.
@@ -109,6 +131,10 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Tail(args) => tail(&args, &mut std::io::stdout().lock()),
+        AuditCommand::Prune(args) => {
+            println!("{:#}", prune(&args)?);
+            Ok(())
+        }
         AuditCommand::Export(args) => {
             let lines = etcd_audit(&args.store)?;
             match &args.out {
@@ -140,15 +166,29 @@ fn etcd_audit(url: &ekms_parent::store::EtcdUrl) -> anyhow::Result<Vec<u8>> {
 pub struct Trust {
     /// The root the documents' chains must end at.
     pub anchor: TrustAnchor,
-    /// PCRs, debug mode (no nonce, no age).
-    pub policy: Policy,
+    /// PCRs, debug mode (no nonce, no age): a document must satisfy one of them, each named
+    /// by the file it came from (one unnamed policy when the PCRs are not pinned).
+    pub policies: Vec<(Option<String>, Policy)>,
     /// Whether the PCRs are pinned.
     pub pcrs_pinned: bool,
 }
 
 impl Trust {
     fn from_args(args: &VerifyArgs) -> anyhow::Result<Self> {
-        let anchor = match &args.root {
+        Self::new(args.root.as_deref(), &args.expect_pcrs, args.allow_debug)
+    }
+
+    /// The root (`None`: the AWS Nitro Enclaves root), the images' PCR files (none: any image
+    /// the root vouches for) and whether debug-mode enclaves are accepted.
+    ///
+    /// # Errors
+    /// When a file cannot be read or parsed.
+    pub fn new(
+        root: Option<&std::path::Path>,
+        expect_pcrs: &[PathBuf],
+        allow_debug: bool,
+    ) -> anyhow::Result<Self> {
+        let anchor = match root {
             Some(path) => {
                 let pem = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -157,23 +197,56 @@ impl Trust {
             }
             None => TrustAnchor::aws_nitro_root(),
         };
-        let (mut policy, pcrs_pinned) = match &args.expect_pcrs {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let pcrs = attestation::pcr_set_from_json(&text)
-                    .with_context(|| format!("{} is not a PCR file", path.display()))?;
-                (Policy::pinned(pcrs), true)
-            }
-            None => (Policy::accept_any_pcrs(), false),
-        };
-        if args.allow_debug {
-            policy = policy.allowing_debug();
+        let mut policies = Vec::with_capacity(expect_pcrs.len().max(1));
+        for path in expect_pcrs {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let pcrs = attestation::pcr_set_from_json(&text)
+                .with_context(|| format!("{} is not a PCR file", path.display()))?;
+            policies.push((Some(path.display().to_string()), Policy::pinned(pcrs)));
+        }
+        let pcrs_pinned = !policies.is_empty();
+        if !pcrs_pinned {
+            policies.push((None, Policy::accept_any_pcrs()));
+        }
+        if allow_debug {
+            policies = policies
+                .into_iter()
+                .map(|(name, policy)| (name, policy.allowing_debug()))
+                .collect();
         }
         Ok(Trust {
             anchor,
-            policy,
+            policies,
             pcrs_pinned,
+        })
+    }
+
+    /// Verifies a document against the root and one of the PCR policies: the first that
+    /// accepts it, or every policy's refusal.
+    fn verify(
+        &self,
+        document: &[u8],
+        at: std::time::SystemTime,
+    ) -> Result<attestation::VerifiedAttestation, String> {
+        let mut refusals = Vec::with_capacity(self.policies.len());
+        for (name, policy) in &self.policies {
+            match attestation::verify(document, &self.anchor, at, policy) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => refusals.push(match name {
+                    Some(name) if self.policies.len() > 1 => format!("{name}: {e}"),
+                    _ => e.to_string(),
+                }),
+            }
+        }
+        Err(if refusals.len() > 1 {
+            format!(
+                "it matches none of the {} PCR files ({})",
+                refusals.len(),
+                refusals.join("; ")
+            )
+        } else {
+            refusals.concat()
         })
     }
 }
@@ -200,21 +273,86 @@ pub struct Summary {
     /// Records at the end of a member's chain that no signed checkpoint covers (the member
     /// stopped first): hash-chained but not signed, so not verified.
     pub unverified_tail: u64,
-    /// Every record's hash, by seq - 1.
+    /// The seq the log starts after (0; or where `ekms audit prune` cut it) and its hash.
+    base: (u64, [u8; 32]),
+    /// Every record's hash, by seq - 1 - base.
     hashes: Vec<[u8; 32]>,
-    /// Every record's line number, by seq - 1.
+    /// Every record's line number, by seq - 1 - base.
     line_of: Vec<u64>,
 }
 
 impl Summary {
     /// The hash of record `seq` (zeros for seq 0), if the log has it.
     pub fn hash_at(&self, seq: u64) -> Option<[u8; 32]> {
-        if seq == 0 {
-            return Some([0; 32]);
+        if seq == self.base.0 {
+            return Some(self.base.1);
         }
-        let index = usize::try_from(seq - 1).ok()?;
+        let index = usize::try_from(seq.checked_sub(self.base.0 + 1)?).ok()?;
         self.hashes.get(index).copied()
     }
+
+    /// The line of record `seq` (0 if the log does not have it).
+    fn line_at(&self, seq: u64) -> u64 {
+        seq.checked_sub(self.base.0 + 1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.line_of.get(i).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// Where a chain starts when the log's beginning was removed by `ekms audit prune` (which
+/// verified it first): the last removed record, and the last attestation line before it (whose
+/// key signs the checkpoints that cover the first records kept).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainStart {
+    /// The last removed record's seq.
+    pub seq: u64,
+    /// Its hash, hex.
+    pub hash: String,
+    /// The last attestation line before it: `publicKey` and `document`, base64, as in the log.
+    pub attestation: Option<AttestationLine>,
+}
+
+/// An attestation line's fields.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationLine {
+    /// The checkpoint key (SPKI DER), base64.
+    pub public_key: String,
+    /// The attestation document, base64.
+    pub document: String,
+}
+
+/// Checks an attestation line: the document verifies (root, PCRs) and binds the checkpoint
+/// key; returns the key and the document's PCR0, hex.
+fn check_attestation(
+    trust: &Trust,
+    public_key: &[u8],
+    document: &[u8],
+) -> Result<(p384::ecdsa::VerifyingKey, String), String> {
+    let at = attestation::unverified_timestamp(document)
+        .map_err(|e| format!("attestation document malformed: {e}"))?;
+    let verified = trust
+        .verify(document, at)
+        .map_err(|e| format!("attestation document does not verify: {e}"))?;
+    if verified.public_key() != Some(public_key) {
+        return Err(
+            "attestation does not bind its publicKey (the document attests another key)".to_owned(),
+        );
+    }
+    if verified.user_data() != Some(ATTESTATION_USER_DATA) {
+        return Err(format!(
+            "attestation document is not for an audit checkpoint key (user_data is not {:?})",
+            String::from_utf8_lossy(ATTESTATION_USER_DATA)
+        ));
+    }
+    let key = verifying_key(public_key)
+        .ok_or_else(|| "attested publicKey is not a P-384 public key".to_owned())?;
+    Ok((
+        key,
+        hex::encode(verified.pcrs().get(&0).cloned().unwrap_or_default()),
+    ))
 }
 
 /// One line, parsed enough to check.
@@ -393,12 +531,47 @@ pub fn verify_log<R: BufRead>(reader: R, trust: &Trust) -> Result<Summary, Strin
 /// # Errors
 /// The first problem, named, as a message.
 pub fn verify_chain<R: BufRead>(
-    mut reader: R,
+    reader: R,
     trust: &Trust,
     chain: Chain<'_>,
 ) -> Result<Summary, String> {
+    verify_chain_from(reader, trust, chain, None, false)
+}
+
+/// [`verify_chain`] of a log whose beginning was pruned: the chain goes on from `start`. With
+/// `open_end` (the log goes on past what is read: a live set's rotated files), records at the
+/// end that no checkpoint covers yet are counted in [`Summary::unverified_tail`] rather than
+/// refused.
+///
+/// # Errors
+/// The first problem, named, as a message; a `start` whose attestation does not verify.
+pub fn verify_chain_from<R: BufRead>(
+    mut reader: R,
+    trust: &Trust,
+    chain: Chain<'_>,
+    start: Option<&ChainStart>,
+    open_end: bool,
+) -> Result<Summary, String> {
     let mut s = Summary::default();
     let mut key: Option<p384::ecdsa::VerifyingKey> = None;
+    if let Some(start) = start {
+        let hash: [u8; 32] = hex::decode(&start.hash)
+            .ok()
+            .and_then(|h| h.try_into().ok())
+            .ok_or("the pruned start's hash is not 32 bytes of hex")?;
+        s.base = (start.seq, hash);
+        s.last_seq = start.seq;
+        s.last_hash = hash;
+        if let Some(line) = &start.attestation {
+            let decode = |text: &str| B64.decode(text).map_err(|_| "not base64".to_owned());
+            let public_key = decode(&line.public_key)?;
+            let (k, pcr0) = check_attestation(trust, &public_key, &decode(&line.document)?)
+                .map_err(|why| format!("the pruned start's {why}"))?;
+            key = Some(k);
+            s.last_key = Some(public_key);
+            s.pcr0.push(pcr0);
+        }
+    }
     // The seq the last signed checkpoint covers, and the line of the first record after it.
     let mut covered = 0u64;
     let mut first_uncovered: Option<u64> = None;
@@ -460,10 +633,7 @@ pub fn verify_chain<R: BufRead>(
                 }
                 if seq < expected {
                     let earlier = s.hash_at(seq);
-                    let earlier_line = usize::try_from(seq.saturating_sub(1))
-                        .ok()
-                        .and_then(|i| s.line_of.get(i).copied())
-                        .unwrap_or(0);
+                    let earlier_line = s.line_at(seq);
                     if earlier == Some(hash) {
                         return Err(format!(
                             "line {n}: record seq {seq} inserted or reordered (expected seq \
@@ -558,36 +728,19 @@ pub fn verify_chain<R: BufRead>(
                 public_key,
                 document,
             } => {
-                let at = attestation::unverified_timestamp(&document)
-                    .map_err(|e| format!("line {n}: attestation document malformed: {e}"))?;
-                let verified = attestation::verify(&document, &trust.anchor, at, &trust.policy)
-                    .map_err(|e| format!("line {n}: attestation document does not verify: {e}"))?;
-                if verified.public_key() != Some(&public_key[..]) {
-                    return Err(format!(
-                        "line {n}: attestation does not bind its publicKey (the document attests \
-                         another key)"
-                    ));
-                }
-                if verified.user_data() != Some(ATTESTATION_USER_DATA) {
-                    return Err(format!(
-                        "line {n}: attestation document is not for an audit checkpoint key \
-                         (user_data is not {:?})",
-                        String::from_utf8_lossy(ATTESTATION_USER_DATA)
-                    ));
-                }
-                key = Some(verifying_key(&public_key).ok_or_else(|| {
-                    format!("line {n}: attested publicKey is not a P-384 public key")
-                })?);
+                let (k, pcr0) = check_attestation(trust, &public_key, &document)
+                    .map_err(|why| format!("line {n}: {why}"))?;
+                key = Some(k);
                 s.attestations += 1;
                 s.last_key = Some(public_key);
-                s.pcr0.push(hex::encode(
-                    verified.pcrs().get(&0).cloned().unwrap_or_default(),
-                ));
+                s.pcr0.push(pcr0);
                 last_attestation_line = Some(n);
             }
         }
     }
-    if let (Some(_), Chain::Member(Some(_))) = (first_uncovered, chain) {
+    if let (Some(_), Chain::Member(Some(_)), _) | (Some(_), _, true) =
+        (first_uncovered, chain, open_end)
+    {
         s.unverified_tail = s.last_seq - covered;
     } else if let Some(line) = first_uncovered {
         return Err(format!(
@@ -611,6 +764,21 @@ pub fn verify_chains<'a>(
     open: impl Fn() -> Result<Box<dyn BufRead + 'a>, String>,
     trust: &Trust,
 ) -> Result<Vec<(Option<String>, Summary)>, String> {
+    verify_chains_from(open, trust, &std::collections::BTreeMap::new(), false)
+}
+
+/// [`verify_chains`] of a log whose beginning was pruned: each chain named in `starts` goes
+/// on from there (`None`: the lines without a member, or a lone enclave's); `open_end` as for
+/// [`verify_chain_from`].
+///
+/// # Errors
+/// The first problem, naming its member.
+pub fn verify_chains_from<'a>(
+    open: impl Fn() -> Result<Box<dyn BufRead + 'a>, String>,
+    trust: &Trust,
+    starts: &std::collections::BTreeMap<Option<String>, ChainStart>,
+    open_end: bool,
+) -> Result<Vec<(Option<String>, Summary)>, String> {
     let mut members = std::collections::BTreeSet::new();
     let mut unmembered = false;
     {
@@ -631,17 +799,34 @@ pub fn verify_chains<'a>(
         }
     }
     if members.is_empty() {
-        return Ok(vec![(None, verify_chain(open()?, trust, Chain::All)?)]);
+        let start = starts.get(&None);
+        return Ok(vec![(
+            None,
+            verify_chain_from(open()?, trust, Chain::All, start, open_end)?,
+        )]);
     }
     let mut chains = Vec::with_capacity(members.len() + 1);
     if unmembered {
-        let summary = verify_chain(open()?, trust, Chain::Member(None))
-            .map_err(|why| format!("the lines without a member: {why}"))?;
+        let summary = verify_chain_from(
+            open()?,
+            trust,
+            Chain::Member(None),
+            starts.get(&None),
+            open_end,
+        )
+        .map_err(|why| format!("the lines without a member: {why}"))?;
         chains.push((None, summary));
     }
     for member in members {
-        let summary = verify_chain(open()?, trust, Chain::Member(Some(&member)))
-            .map_err(|why| format!("member {}: {why}", clean(&member)))?;
+        let start = starts.get(&Some(member.clone()));
+        let summary = verify_chain_from(
+            open()?,
+            trust,
+            Chain::Member(Some(&member)),
+            start,
+            open_end,
+        )
+        .map_err(|why| format!("member {}: {why}", clean(&member)))?;
         chains.push((Some(member), summary));
     }
     Ok(chains)
@@ -701,9 +886,9 @@ impl SignedHead {
 pub fn check_head(head: &SignedHead, nonce: &[u8], trust: &Trust) -> Result<(), String> {
     let at = attestation::unverified_timestamp(&head.attestation_document)
         .map_err(|e| format!("the enclave's head attestation is malformed: {e}"))?;
-    let verified =
-        attestation::verify(&head.attestation_document, &trust.anchor, at, &trust.policy)
-            .map_err(|e| format!("the enclave's head attestation does not verify: {e}"))?;
+    let verified = trust
+        .verify(&head.attestation_document, at)
+        .map_err(|e| format!("the enclave's head attestation does not verify: {e}"))?;
     // Public values.
     if verified.public_key() != Some(&head.public_key[..])
         || verified.user_data() != Some(ATTESTATION_USER_DATA)
@@ -770,7 +955,7 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
                 .enable_all()
                 .build()?;
             let https_unpinned = endpoint.starts_with("https://") && args.ca.is_none();
-            let answer = match (&args.expect_pcrs, https_unpinned) {
+            let answer = match (args.expect_pcrs.last(), https_unpinned) {
                 // Over https with pinned PCRs and no CA: the certificate is proven by
                 // attestation on the connection the head is asked on.
                 (Some(pcrs), true) => {
@@ -802,16 +987,49 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
         }
         None => None,
     };
-    let open = || -> Result<Box<dyn BufRead + '_>, String> {
-        match &etcd_lines {
-            Some(lines) => Ok(Box::new(std::io::Cursor::new(lines.as_slice()))),
-            None => File::open(&args.file)
-                .map(|f| Box::new(BufReader::new(f)) as Box<dyn BufRead>)
-                .map_err(|e| format!("cannot be opened: {e}")),
+    let set = match etcd_lines {
+        Some(_) => None,
+        None => {
+            Some(LogSet::at(&args.file).map_err(|why| anyhow!("{}: {why}", args.file.display()))?)
         }
     };
-    let chains =
-        verify_chains(open, &trust).map_err(|why| anyhow!("{}: {why}", args.file.display()))?;
+    // A directory's files: first what their names and record numbers say about a missing one.
+    let index = match &set {
+        Some(set) if set.is_dir => {
+            Some(SetIndex::build(set).map_err(|why| anyhow!("{}: {why}", args.file.display()))?)
+        }
+        _ => None,
+    };
+    let open = || -> Result<Box<dyn BufRead + '_>, String> {
+        match (&etcd_lines, &set) {
+            (Some(lines), _) => Ok(Box::new(std::io::Cursor::new(lines.as_slice()))),
+            (None, Some(set)) => set.reader().map(|r| r as Box<dyn BufRead>),
+            (None, None) => Err("nothing to read".to_owned()),
+        }
+    };
+    let marker = set.as_ref().and_then(|s| s.marker.as_ref());
+    if let (Some(marker), false) = (marker, args.allow_pruned) {
+        bail!(
+            "{}: its beginning was pruned ({} says records up to {} were removed by `ekms audit \
+             prune`): pass --allow-pruned to verify from there",
+            args.file.display(),
+            prune::MARKER,
+            marker
+                .chains
+                .iter()
+                .map(|c| format!("seq {}", c.start.seq))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let starts = marker.map(PruneMarker::starts).unwrap_or_default();
+    let chains = verify_chains_from(open, &trust, &starts, false).map_err(|why| {
+        let why = match &index {
+            Some(index) => index.name_lines(&why),
+            None => why,
+        };
+        anyhow!("{}: {why}", args.file.display())
+    })?;
     if let Some(head) = &head {
         let chain = chains
             .iter()
@@ -868,6 +1086,12 @@ pub fn verify_command(args: &VerifyArgs) -> anyhow::Result<Value> {
     let mut report = json!({
         "ok": true,
         "file": args.file.display().to_string(),
+        "pruned": marker.map(|m| json!({
+            "firstKept": ekms_parent::store::audit_files::rotated_name(m.first_kept, true),
+            "prunedAt": m.pruned_at,
+            "chains": m.chains,
+        })),
+        "files": set.as_ref().filter(|s| s.is_dir).map(|s| s.files.iter().map(|f| f.name()).collect::<Vec<_>>()),
         "records": summary.records,
         "checkpoints": summary.checkpoints,
         "attestations": summary.attestations,
@@ -935,63 +1159,6 @@ pub fn summarize(line: &[u8]) -> Option<String> {
     ))
 }
 
-/// `ekms audit tail`: prints every record's summary; with `--follow`, keeps polling.
-///
-/// # Errors
-/// When the file cannot be read, a line is longer than [`MAX_LINE`], or `out` fails.
-pub fn tail(args: &TailArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let path: &Path = &args.file;
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut pos = 0u64;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        loop {
-            let n = file
-                .read(&mut chunk)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            pos += n as u64;
-            let mut rest = &chunk[..n];
-            while let Some(i) = rest.iter().position(|b| *b == b'\n') {
-                pending.extend_from_slice(&rest[..i]);
-                if pending.len() > MAX_LINE {
-                    bail!("{}: a line is longer than {MAX_LINE} bytes", path.display());
-                }
-                if let Some(summary) = summarize(&pending) {
-                    writeln!(out, "{summary}")?;
-                }
-                pending.clear();
-                rest = &rest[i + 1..];
-            }
-            pending.extend_from_slice(rest);
-            if pending.len() > MAX_LINE {
-                bail!("{}: a line is longer than {MAX_LINE} bytes", path.display());
-            }
-        }
-        out.flush()?;
-        if !args.follow {
-            return Ok(());
-        }
-        std::thread::sleep(FOLLOW_INTERVAL);
-        let len = std::fs::metadata(path)
-            .with_context(|| format!("{}", path.display()))?
-            .len();
-        if len < pos {
-            // An unacknowledged append was undone (or the file was cut): go on from its end.
-            eprintln!(
-                "{}: the file shrank from {pos} to {len} bytes; following from there",
-                path.display()
-            );
-            file.seek(SeekFrom::Start(len))?;
-            pos = len;
-            pending.clear();
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1015,7 +1182,7 @@ mod tests {
     fn trust_any() -> Trust {
         Trust {
             anchor: TrustAnchor::aws_nitro_root(),
-            policy: Policy::accept_any_pcrs(),
+            policies: vec![(None, Policy::accept_any_pcrs())],
             pcrs_pinned: false,
         }
     }

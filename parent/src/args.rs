@@ -4,12 +4,14 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ekms_shared::logging::LogFormat;
 use ekms_shared::transport::Address;
 
 use crate::relay;
-use crate::store::EtcdUrl;
+use crate::store::audit_files::{parse_age, parse_bytes};
+use crate::store::{AuditSettings, EtcdUrl};
 
 /// Relays client connections, byte for byte, to the ekms enclave, and stores its sealed
 /// records.
@@ -59,6 +61,23 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub store: Option<EtcdUrl>,
 
+    /// Rotate the embedded store's audit log (`audit.jsonl`) once it holds this much (bytes, or
+    /// with K, M, G: powers of 1024), between two commits. Rotated files are gzip-compressed as
+    /// `audit-<offset>.jsonl.gz` (`ekms audit verify DIR` reads the whole set).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub audit_max_bytes: Option<u64>,
+
+    /// Rotate the embedded store's audit log once its current file is this old (seconds, or
+    /// with s, m, h, d: `1d`), checked at each commit.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub audit_max_age: Option<Duration>,
+
+    /// Refuse commits (the enclave then stops, losing nothing acknowledged) while the data
+    /// directory's file system has less than this free; a warning is logged below four times it.
+    /// 0 turns the check off.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, default_value = "64M")]
+    pub audit_min_free_bytes: u64,
+
     /// Log lines as text (colours on a terminal only) or as JSON objects, one per line.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -89,6 +108,15 @@ pub enum ArgsError {
 }
 
 impl Args {
+    /// The embedded store's audit log settings.
+    pub fn audit_settings(&self) -> AuditSettings {
+        AuditSettings {
+            max_bytes: self.audit_max_bytes,
+            max_age: self.audit_max_age,
+            min_free_bytes: self.audit_min_free_bytes,
+        }
+    }
+
     /// Where the store is served and what keeps it, if this parent runs one.
     ///
     /// # Errors

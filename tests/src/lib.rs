@@ -1200,6 +1200,8 @@ pub struct Deployment {
     store: Option<String>,
     /// The enclave runs with `--member` (one of several sharing the store).
     member: bool,
+    /// More options for `ekms-parent` ([`Deployment::with_parent_args`]).
+    parent_args: Vec<String>,
     starts: u32,
     dir: tempfile::TempDir,
 }
@@ -1225,6 +1227,7 @@ impl Deployment {
             enclave_binary: None,
             store: None,
             member: false,
+            parent_args: Vec::new(),
             starts: 0,
             dir,
         }
@@ -1234,6 +1237,20 @@ impl Deployment {
     pub fn with_store(mut self, url: String) -> Deployment {
         self.store = Some(url);
         self
+    }
+
+    /// `ekms-parent` also gets `args` (`--audit-max-bytes 16K`, say).
+    pub fn with_parent_args<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        args: I,
+    ) -> Deployment {
+        self.parent_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The embedded store's data directory, `DIR/store`.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir().join("store")
     }
 
     /// The enclave serves as one member of several sharing the store (`--member`).
@@ -1281,8 +1298,9 @@ impl Deployment {
             .arg(self.store_address());
         match &self.store {
             Some(url) => command.args(["--store", url]),
-            None => command.arg("--data-dir").arg(self.dir().join("store")),
+            None => command.arg("--data-dir").arg(self.store_dir()),
         };
+        command.args(&self.parent_args);
         let log = self.next_log("parent");
         self.parent = Some(Daemon::spawn(
             "ekms-parent",

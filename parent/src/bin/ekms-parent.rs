@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Args = ekms_shared::config_file::parse()?;
     ekms_shared::logging::init(args.log_format)?;
     let store_options = args.store()?;
+    let audit_settings = args.audit_settings();
 
     // Install the handlers before announcing readiness, so a signal sent right after the
     // ready line is not lost.
@@ -57,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Some((address, backing)) => {
             let (store, at): (Arc<dyn Store>, String) = match backing {
                 Backing::Dir(dir) => {
-                    let store = RedbStore::open(&dir)
+                    let store = RedbStore::open_with(&dir, audit_settings)
                         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
                     (Arc::new(store), dir.display().to_string())
                 }

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use ekms_shared::wire::v1::{Record, RecordKey};
 use thiserror::Error;
 
+pub mod audit_files;
 mod etcd;
 mod failing;
 mod journal;
@@ -23,7 +24,7 @@ mod service;
 
 pub use etcd::{EtcdStore, EtcdUrl, GatewayError};
 pub use failing::FailingStore;
-pub use redb_store::RedbStore;
+pub use redb_store::{AuditSettings, RedbStore};
 pub use service::{serve_store, serve_store_with, StoreServiceConfig};
 
 /// One `Commit` request of the store channel, as the store applies it.
@@ -181,6 +182,21 @@ pub enum StoreError {
         base: u64,
         /// The store's last commit.
         head: u64,
+    },
+    /// The audit log's disk has less free space than the store keeps in reserve: the commit
+    /// was refused before anything of it was written (nothing is lost, and commits are taken
+    /// again once space is freed).
+    #[error(
+        "the audit log's disk ({dir}) has {free} bytes free, under the {reserve}-byte reserve: \
+         commit refused; free space (or rotate and prune the audit log) to resume"
+    )]
+    AuditDiskFull {
+        /// The data directory.
+        dir: PathBuf,
+        /// Bytes free.
+        free: u64,
+        /// The reserve ([`AuditSettings::min_free_bytes`]).
+        reserve: u64,
     },
     /// A failure injected by [`FailingStore`].
     #[error("injected failure (FailingStore, commit call {call})")]

@@ -17,6 +17,7 @@ mod audit_log;
 mod journal_file;
 
 use audit_log::AuditLog;
+pub use audit_log::AuditSettings;
 use journal_file::{reset, Journal};
 
 use super::journal::{self, Op};
@@ -25,8 +26,9 @@ use super::{validate_batch, CommitBatch, Store, StoreError};
 /// The records file inside the data directory.
 pub const DB_FILE: &str = "store.redb";
 
-/// The audit log inside the data directory: one opaque line per audit entry.
-pub const AUDIT_FILE: &str = "audit.jsonl";
+/// The audit log inside the data directory (`store::audit_files`).
+#[cfg(test)]
+const AUDIT_FILE: &str = super::audit_files::CURRENT;
 
 /// The two journal files inside the data directory: commits append to one while a checkpoint
 /// applies the other's entries to redb.
@@ -100,9 +102,10 @@ struct Shared {
     room: Condvar,
     /// Held for a whole checkpoint: one at a time.
     checkpointing: Mutex<()>,
-    /// A second handle on the audit log, synced by checkpoints outside the state lock.
-    audit_sync: File,
     tuning: Tuning,
+    /// The data directory.
+    dir: PathBuf,
+    audit_settings: AuditSettings,
 }
 
 /// A record key as the in-memory map orders it: (kind, id), as redb does.
@@ -118,6 +121,12 @@ struct State {
     /// The next journal entry's generation.
     next_gen: u64,
     audit: AuditLog,
+    /// Rotated audit files the checkpointer is to compress.
+    to_compress: Vec<PathBuf>,
+    /// When compressing last failed (it is retried a while later).
+    compress_failed: Option<Instant>,
+    /// When low free space was last warned about.
+    low_space_warned: Option<Instant>,
     /// A write or sync of this file failed, so its contents are unknown: no commit is
     /// accepted and no journal emptied until the store is reopened, which replays the journals.
     poisoned: Option<PathBuf>,
@@ -153,13 +162,35 @@ impl RedbStore {
     /// open in another process: redb locks the file), or the audit log or a journal cannot be
     /// read, repaired or synced.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_tuned(dir, Tuning::DEFAULT)
+        Self::open_with(dir, AuditSettings::default())
     }
 
-    fn open_tuned(dir: &Path, tuning: Tuning) -> Result<Self, StoreError> {
+    /// [`RedbStore::open`], with the audit log rotated and its disk's space kept as `audit`
+    /// says.
+    ///
+    /// # Errors
+    /// As [`RedbStore::open`]; also when a rotated audit file cannot be read.
+    pub fn open_with(dir: &Path, audit: AuditSettings) -> Result<Self, StoreError> {
+        Self::open_tuned(dir, Tuning::DEFAULT, audit)
+    }
+
+    /// Bytes free on the data directory's file system (the audit log's disk): commits are
+    /// refused below [`AuditSettings::min_free_bytes`].
+    ///
+    /// # Errors
+    /// When `statvfs` fails.
+    pub fn audit_disk_free_bytes(&self) -> Result<u64, StoreError> {
+        audit_log::free_bytes(&self.shared.dir)
+    }
+
+    fn open_tuned(
+        dir: &Path,
+        tuning: Tuning,
+        audit_settings: AuditSettings,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_error("cannot create", dir))?;
         let db = Database::create(dir.join(DB_FILE)).map_err(redb_error("open the database"))?;
-        let mut audit = AuditLog::open(dir.join(AUDIT_FILE))?;
+        let (mut audit, to_compress) = AuditLog::open(dir)?;
         restore_legacy_lines(&db, &mut audit)?;
         let mut journals = [
             Journal::open(dir.join(JOURNAL_FILES[0]), tuning.direct)?,
@@ -179,10 +210,6 @@ impl RedbStore {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error("cannot sync", dir))?;
-        let audit_sync = audit
-            .file
-            .try_clone()
-            .map_err(io_error("cannot open", &audit.path))?;
         let [active, standby] = journals;
         let shared = Arc::new(Shared {
             db,
@@ -192,14 +219,18 @@ impl RedbStore {
                 pending: BTreeMap::new(),
                 next_gen: last_gen.map_or(0, |gen| gen + 1),
                 audit,
+                to_compress,
+                compress_failed: None,
+                low_space_warned: None,
                 poisoned: None,
                 closing: false,
             }),
             wake: Condvar::new(),
             room: Condvar::new(),
             checkpointing: Mutex::new(()),
-            audit_sync,
             tuning,
+            dir: dir.to_owned(),
+            audit_settings,
         });
         let thread_shared = Arc::clone(&shared);
         let checkpointer = std::thread::Builder::new()
@@ -235,6 +266,38 @@ impl Shared {
         self.state.lock().map_err(|poisoned| StoreError::Poisoned {
             path: poisoned.get_ref().audit.path.clone(),
         })
+    }
+
+    /// Refuses a commit, before anything of it is written, while the data directory's file
+    /// system has less than the reserve free; warns (once a minute) below four times it.
+    fn check_free_space(&self, state: &mut State) -> Result<(), StoreError> {
+        let reserve = self.audit_settings.min_free_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let free = audit_log::free_bytes(&self.dir)?;
+        if free < reserve.saturating_mul(4) {
+            let due = state
+                .low_space_warned
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(60));
+            if due {
+                state.low_space_warned = Some(Instant::now());
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    free_bytes = free,
+                    reserve_bytes = reserve,
+                    "the audit log's disk is nearly full: commits are refused below the reserve"
+                );
+            }
+        }
+        if free < reserve {
+            return Err(StoreError::AuditDiskFull {
+                dir: self.dir.clone(),
+                free,
+                reserve,
+            });
+        }
+        Ok(())
     }
 
     /// Marks the store unusable until reopened, and wakes commits waiting for room.
@@ -275,7 +338,8 @@ impl Store for RedbStore {
         if let Some(path) = &state.poisoned {
             return Err(StoreError::Poisoned { path: path.clone() });
         }
-        let encoded = journal::encode(state.next_gen, state.audit.len, batches)?;
+        shared.check_free_space(&mut state)?;
+        let encoded = journal::encode(state.next_gen, state.audit.end(), batches)?;
         if let Err(e) = state.active.append(&encoded.entry) {
             let path = state.active.path.clone();
             shared.poison(&mut state, &path);
@@ -304,6 +368,27 @@ impl Store for RedbStore {
                 return Ok(());
             }
             state.audit.len += lines.len() as u64;
+            if state
+                .audit
+                .rotation_due(&shared.audit_settings, std::time::SystemTime::now())
+            {
+                // Between commits: every line of this one is in the file it rotates.
+                match state.audit.rotate(&shared.dir) {
+                    Ok(rotated) => {
+                        tracing::info!(rotated = %rotated.display(), "rotated the audit log");
+                        state.to_compress.push(rotated);
+                        shared.wake.notify_all();
+                    }
+                    Err(e) => {
+                        // The commit is durable (journal); the files' state is for a reopen
+                        // to sort out.
+                        tracing::error!(error = %super::error_chain(&e), "cannot rotate the audit log; refusing further commits until reopened");
+                        let path = state.audit.path.clone();
+                        shared.poison(&mut state, &path);
+                        return Ok(());
+                    }
+                }
+            }
         }
         if state.active.len >= shared.tuning.checkpoint_bytes {
             shared.wake.notify_all();
@@ -377,6 +462,48 @@ fn run_checkpointer(shared: &Shared) {
         if let Err(e) = checkpoint(shared) {
             tracing::error!(error = %super::error_chain(&e), "store checkpoint failed; refusing further commits until reopened");
         }
+        compress_rotated(shared);
+    }
+}
+
+/// How long compressing waits after a failure (a full disk, say) before it tries again.
+const COMPRESS_RETRY: Duration = Duration::from_secs(30);
+
+/// Compresses the rotated audit files waiting for it, outside the state lock. A failure keeps
+/// the plain file (whole, and part of the log as it is) and is retried later.
+fn compress_rotated(shared: &Shared) {
+    let waiting = {
+        let Ok(mut state) = shared.state.lock() else {
+            return;
+        };
+        if state
+            .compress_failed
+            .is_some_and(|at| at.elapsed() < COMPRESS_RETRY)
+        {
+            return;
+        }
+        std::mem::take(&mut state.to_compress)
+    };
+    let mut failed = Vec::new();
+    for plain in waiting {
+        if !failed.is_empty() {
+            failed.push(plain);
+            continue;
+        }
+        match audit_log::compress(&plain) {
+            Ok(gz) => tracing::info!(file = %gz.display(), "compressed a rotated audit file"),
+            Err(e) => {
+                tracing::warn!(error = %super::error_chain(&e), "cannot compress a rotated audit file; trying again later");
+                failed.push(plain);
+            }
+        }
+    }
+    if let Ok(mut state) = shared.state.lock() {
+        if !failed.is_empty() {
+            state.compress_failed = Some(Instant::now());
+            failed.append(&mut state.to_compress);
+            state.to_compress = failed;
+        }
     }
 }
 
@@ -395,7 +522,7 @@ fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
         .map_err(|_| StoreError::Poisoned {
             path: PathBuf::from(JOURNAL_FILES[0]),
         })?;
-    let (records, old, old_path, audit_path) = {
+    let (records, old, old_path, audit_sync, audit_path) = {
         let mut state = shared.lock_state()?;
         if state.poisoned.is_some() || state.active.len == 0 {
             return Ok(());
@@ -408,16 +535,25 @@ fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
         let old = state.standby.file.try_clone();
         let old_path = state.standby.path.clone();
         shared.room.notify_all();
-        match old {
-            Ok(old) => (records, old, old_path, state.audit.path.clone()),
-            Err(e) => {
+        // The audit file the journal's lines went to (rotation syncs a file before it moves it
+        // aside, so this one is the only one that may have unsynced lines).
+        let audit_sync = state.audit.file.try_clone();
+        match (old, audit_sync) {
+            (Ok(old), Ok(audit_sync)) => {
+                (records, old, old_path, audit_sync, state.audit.path.clone())
+            }
+            (Err(e), _) => {
                 shared.poison(&mut state, &old_path);
                 return Err(io_error("cannot open", &old_path)(e));
             }
+            (_, Err(e)) => {
+                let path = state.audit.path.clone();
+                shared.poison(&mut state, &path);
+                return Err(io_error("cannot open", &path)(e));
+            }
         }
     };
-    let applied = shared
-        .audit_sync
+    let applied = audit_sync
         .sync_data()
         .map_err(io_error("cannot sync", &audit_path))
         .and_then(|()| apply(&shared.db, &records))
@@ -760,6 +896,7 @@ mod tests {
                 interval: Duration::from_secs(3600),
                 ..Tuning::DEFAULT
             },
+            AuditSettings::default(),
         )
         .unwrap()
     }
@@ -1083,6 +1220,7 @@ mod tests {
                 wait: Duration::from_secs(30),
                 direct: true,
             },
+            AuditSettings::default(),
         )
         .unwrap();
         for i in 0..20 {
@@ -1109,6 +1247,7 @@ mod tests {
                 wait: Duration::from_millis(100),
                 direct: true,
             },
+            AuditSettings::default(),
         )
         .unwrap();
         store.commit(&[batch(30, vec![], vec![], &["a"])]).unwrap();
@@ -1140,7 +1279,7 @@ mod tests {
             direct: false,
             ..Tuning::DEFAULT
         };
-        let store = RedbStore::open_tuned(dir.path(), tuning).unwrap();
+        let store = RedbStore::open_tuned(dir.path(), tuning, AuditSettings::default()).unwrap();
         assert!(!store.shared.state.lock().unwrap().active.direct);
         store
             .commit(&[batch(1, vec![put(1, "a", "v1")], vec![], &["one"])])
@@ -1151,7 +1290,7 @@ mod tests {
             .unwrap();
         drop(store);
         std::fs::write(dir.path().join(AUDIT_FILE), b"").unwrap();
-        let store = RedbStore::open_tuned(dir.path(), tuning).unwrap();
+        let store = RedbStore::open_tuned(dir.path(), tuning, AuditSettings::default()).unwrap();
         assert_eq!(
             load_all(&store, 10),
             vec![put(1, "a", "v1"), put(1, "b", "v2")]
@@ -1209,6 +1348,151 @@ mod tests {
         std::fs::write(&path, vec![b'x'; 200_000]).unwrap();
         drop(open_manual(dir.path()));
         assert_eq!(std::fs::read(&path).unwrap(), b"next\n");
+    }
+
+    /// Every line of the audit log in `dir`, across its files in order.
+    fn all_audit_lines(dir: &Path) -> (Vec<String>, Vec<String>) {
+        let files = crate::store::audit_files::list(dir).unwrap();
+        let mut text = String::new();
+        for file in &files {
+            std::io::Read::read_to_string(
+                &mut crate::store::audit_files::open(file).unwrap(),
+                &mut text,
+            )
+            .unwrap();
+        }
+        (
+            text.lines().map(str::to_owned).collect(),
+            files.iter().map(|f| f.name()).collect(),
+        )
+    }
+
+    /// Rotation by size: between commits, each rotated file compressed by the checkpointer,
+    /// the log read across files whole; a replay after rotations (the lines still in the
+    /// journal) adds nothing twice, and a reopen continues at the right offset.
+    #[test]
+    fn the_audit_log_rotates_between_commits_and_replays_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            max_bytes: Some(10),
+            max_age: None,
+            min_free_bytes: 0,
+        };
+        let tuning = Tuning {
+            interval: Duration::from_secs(3600),
+            ..Tuning::DEFAULT
+        };
+        let expected: Vec<String> = (0..8).map(|i| format!("line-{i}")).collect();
+        {
+            let store = RedbStore::open_tuned(dir.path(), tuning, settings).unwrap();
+            for (i, pair) in expected.chunks(2).enumerate() {
+                let pair: Vec<&str> = pair.iter().map(String::as_str).collect();
+                store
+                    .commit(&[batch(i as u64, vec![], vec![], &pair)])
+                    .unwrap();
+            }
+            // No checkpoint ran: the journal holds every line, and no file is compressed yet.
+            compress_rotated(&store.shared);
+        }
+        let (lines, names) = all_audit_lines(dir.path());
+        assert_eq!(lines, expected);
+        assert_eq!(
+            names,
+            [
+                "audit-00000000000000000000.jsonl.gz",
+                "audit-00000000000000000014.jsonl.gz",
+                "audit-00000000000000000028.jsonl.gz",
+                "audit-00000000000000000042.jsonl.gz",
+                "audit.jsonl"
+            ]
+        );
+        // Reopen: the journal replays (its lines are all in rotated files) and the log goes on.
+        let store = RedbStore::open_tuned(dir.path(), tuning, settings).unwrap();
+        assert_eq!(store.shared.state.lock().unwrap().audit.end(), 56);
+        store
+            .commit(&[batch(9, vec![], vec![], &["after"])])
+            .unwrap();
+        drop(store);
+        let (lines, _) = all_audit_lines(dir.path());
+        assert_eq!(lines.len(), 9);
+        assert_eq!(lines[8], "after");
+    }
+
+    /// A parent that stopped between a rotation and its compression, or in the middle of the
+    /// compression: the plain file is compressed (or its whole `.gz` kept) after the next open.
+    #[test]
+    fn an_interrupted_compression_is_finished_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            max_bytes: Some(1),
+            max_age: None,
+            min_free_bytes: 0,
+        };
+        {
+            let store = open_with_manual(dir.path(), settings);
+            store.commit(&[batch(1, vec![], vec![], &["a"])]).unwrap();
+            store.commit(&[batch(2, vec![], vec![], &["b"])]).unwrap();
+            compress_rotated(&store.shared);
+        }
+        // Stopped before compressing the first rotated file (plain, and a partial `.tmp`), and
+        // before removing the second's plain file once its `.gz` was in place.
+        let first = dir.path().join("audit-00000000000000000000.jsonl");
+        std::fs::remove_file(first.with_extension("jsonl.gz")).unwrap();
+        std::fs::write(&first, b"a\n").unwrap();
+        std::fs::write(first.with_extension("jsonl.gz.tmp"), b"partial").unwrap();
+        std::fs::write(dir.path().join("audit-00000000000000000002.jsonl"), b"b\n").unwrap();
+        let store = open_with_manual(dir.path(), settings);
+        assert_eq!(store.shared.state.lock().unwrap().to_compress, [first]);
+        compress_rotated(&store.shared);
+        drop(store);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("audit"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "audit-00000000000000000000.jsonl.gz",
+                "audit-00000000000000000002.jsonl.gz",
+                "audit.jsonl"
+            ]
+        );
+        assert_eq!(all_audit_lines(dir.path()).0, ["a", "b"]);
+    }
+
+    /// Below the free-space reserve a commit is refused before anything is written: nothing
+    /// reaches the journal or the audit log, and the store is not poisoned.
+    #[test]
+    fn a_commit_is_refused_whole_below_the_free_space_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            min_free_bytes: u64::MAX,
+            ..AuditSettings::default()
+        };
+        let store = open_with_manual(dir.path(), settings);
+        assert!(store.audit_disk_free_bytes().unwrap() > 0);
+        let err = store
+            .commit(&[batch(1, vec![put(1, "a", "v")], vec![], &["x"])])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AuditDiskFull { .. }), "{err}");
+        assert_eq!(journal_lens(&store), [0, 0]);
+        assert!(store.shared.state.lock().unwrap().poisoned.is_none());
+        assert_eq!(std::fs::read(dir.path().join(AUDIT_FILE)).unwrap(), b"");
+    }
+
+    fn open_with_manual(dir: &Path, settings: AuditSettings) -> RedbStore {
+        RedbStore::open_tuned(
+            dir,
+            Tuning {
+                interval: Duration::from_secs(3600),
+                ..Tuning::DEFAULT
+            },
+            settings,
+        )
+        .unwrap()
     }
 
     #[test]
