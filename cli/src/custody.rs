@@ -469,8 +469,12 @@ pub struct JoinArgs {
     #[command(flatten)]
     pub target: Target,
     /// A running member of the same deployment, which releases the domain key to it.
-    #[arg(long)]
-    pub peer: String,
+    #[arg(long, required_unless_present = "store")]
+    pub peer: Option<String>,
+    /// Instead of --peer: the shared store (etcd://HOST:PORT/PREFIX) whose members advertise
+    /// their endpoints (ekms-parent --advertise); each is tried until one lets it join.
+    #[arg(long, value_name = "URL", conflicts_with = "peer")]
+    pub store: Option<String>,
     /// CA certificate (PEM) to trust for an https peer.
     #[arg(long)]
     pub peer_ca: Option<PathBuf>,
@@ -484,8 +488,37 @@ pub struct JoinArgs {
 /// # Errors
 /// When a call fails or an enclave refuses.
 pub async fn join(args: &JoinArgs) -> anyhow::Result<Value> {
+    let peers: Vec<String> = match (&args.peer, &args.store) {
+        (Some(peer), _) => vec![peer.clone()],
+        (None, Some(url)) => {
+            let url: ekms_parent::store::EtcdUrl =
+                url.parse().map_err(|why: String| anyhow!(why))?;
+            let at = url.to_string();
+            let members = tokio::task::spawn_blocking(move || {
+                ekms_parent::store::EtcdStore::open(&url)?.members()
+            })
+            .await?
+            .with_context(|| format!("reading the members advertised in {at}"))?;
+            members
+                .into_iter()
+                .filter(|m| *m != args.target.endpoint)
+                .collect()
+        }
+        (None, None) => bail!("give --peer or --store"),
+    };
+    let mut last = anyhow!("no member is advertised to join from");
+    for peer in peers {
+        match join_from(args, &peer).await {
+            Ok(status) => return Ok(status),
+            Err(e) => last = e.context(format!("joining from {peer}")),
+        }
+    }
+    Err(last)
+}
+
+async fn join_from(args: &JoinArgs, peer: &str) -> anyhow::Result<Value> {
     let peer = Target {
-        endpoint: args.peer.clone(),
+        endpoint: peer.to_owned(),
         ca: args.peer_ca.clone(),
     };
     let mut nonce = [0u8; 32];
@@ -503,7 +536,7 @@ pub async fn join(args: &JoinArgs) -> anyhow::Result<Value> {
         .ok_or_else(|| anyhow!("the joining enclave answered no AttestationDocument"))?;
     let answer = call(&peer, "Join", json!({ "AttestationDocument": document }))
         .await
-        .with_context(|| format!("asking {} to let the enclave join", args.peer))?;
+        .with_context(|| format!("asking {} to let the enclave join", peer.endpoint))?;
     call(
         &args.target,
         "CompleteJoin",

@@ -141,11 +141,23 @@ impl Launch<'_> {
             .arg("--store-listen")
             .arg(format!("unix:{}", dir.join("store.sock").display()));
         match &self.args.store {
-            Some(url) => parent_cmd.args(["--store", url]),
-            None => parent_cmd
-                .arg("--data-dir")
-                .arg(self.data_dir.join("store")),
-        };
+            Some(url) => {
+                parent_cmd.args(["--store", url]);
+                if self.args.members > 1 {
+                    // Members find each other in etcd (`ekms join --store`).
+                    let scheme = if self.args.tls { "https" } else { "http" };
+                    parent_cmd.args([
+                        "--advertise",
+                        &format!("{scheme}://{}", self.listen(index)?),
+                    ]);
+                }
+            }
+            None => {
+                parent_cmd
+                    .arg("--data-dir")
+                    .arg(self.data_dir.join("store"));
+            }
+        }
         start("ekms-parent", parent_cmd, self.say.echo()).await
     }
 
@@ -302,7 +314,8 @@ async fn join_or_unseal(
     for peer in peers {
         let args = custody::JoinArgs {
             target: target.clone(),
-            peer: peer.endpoint.clone(),
+            peer: Some(peer.endpoint.clone()),
+            store: None,
             peer_ca: peer.ca.clone(),
         };
         match custody::join(&args).await {

@@ -61,6 +61,12 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub store: Option<EtcdUrl>,
 
+    /// With an etcd --store: this member's API as clients and other members reach it (for
+    /// example https://10.0.1.5:4599), advertised in etcd under a lease while this parent
+    /// runs, so that members find each other (`ekms join --store`).
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
+
     /// Rotate the embedded store's audit log (`audit.jsonl`) once it holds this much (bytes, or
     /// with K, M, G: powers of 1024), between two commits. Rotated files are gzip-compressed as
     /// `audit-<offset>.jsonl.gz` (`ekms audit verify DIR` reads the whole set).
@@ -105,6 +111,9 @@ pub enum ArgsError {
     /// A store and nowhere to serve it.
     #[error("--data-dir and --store need --store-listen")]
     NoStoreListen,
+    /// An endpoint to advertise with no shared store to advertise it in.
+    #[error("--advertise needs an etcd --store (members find each other there)")]
+    AdvertiseWithoutEtcd,
 }
 
 impl Args {
@@ -122,6 +131,9 @@ impl Args {
     /// # Errors
     /// When the three store options do not go together ([`ArgsError`]).
     pub fn store(&self) -> Result<Option<(&Address, Backing)>, ArgsError> {
+        if self.advertise.is_some() && self.store.is_none() {
+            return Err(ArgsError::AdvertiseWithoutEtcd);
+        }
         let backing = match (&self.data_dir, &self.store) {
             (Some(_), Some(_)) => return Err(ArgsError::TwoBackings),
             (Some(dir), None) => Some(Backing::Dir(dir.clone())),
@@ -134,5 +146,57 @@ impl Args {
             (None, Some(_)) => Err(ArgsError::NoStoreListen),
             (None, None) => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Args {
+        let base = [
+            "ekms-parent",
+            "--listen",
+            "tcp://127.0.0.1:1",
+            "--enclave",
+            "tcp://127.0.0.1:2",
+        ];
+        Args::try_parse_from(base.iter().chain(args)).unwrap()
+    }
+
+    #[test]
+    fn store_options_go_together_and_advertise_needs_etcd() {
+        let listen = ["--store-listen", "tcp://127.0.0.1:3"];
+        assert_eq!(parse(&listen).store().unwrap_err(), ArgsError::NoBacking);
+        assert_eq!(
+            parse(&["--data-dir", "/tmp/x"]).store().unwrap_err(),
+            ArgsError::NoStoreListen
+        );
+        let advertise = [
+            "--store-listen",
+            "tcp://127.0.0.1:3",
+            "--data-dir",
+            "/tmp/x",
+            "--advertise",
+            "http://a:1",
+        ];
+        assert_eq!(
+            parse(&advertise).store().unwrap_err(),
+            ArgsError::AdvertiseWithoutEtcd
+        );
+        let etcd = [
+            "--store-listen",
+            "tcp://127.0.0.1:3",
+            "--store",
+            "etcd://127.0.0.1:2379/p",
+            "--advertise",
+            "http://a:1",
+        ];
+        assert!(matches!(
+            parse(&etcd).store(),
+            Ok(Some((_, Backing::Etcd(_))))
+        ));
     }
 }

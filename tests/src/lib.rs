@@ -1300,6 +1300,10 @@ impl Deployment {
             Some(url) => command.args(["--store", url]),
             None => command.arg("--data-dir").arg(self.store_dir()),
         };
+        if self.member && self.store.is_some() {
+            // Members advertise their endpoints in etcd (`ekms join --store`).
+            command.args(["--advertise", &self.endpoint]);
+        }
         command.args(&self.parent_args);
         let log = self.next_log("parent");
         self.parent = Some(Daemon::spawn(

@@ -64,11 +64,18 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Backing::Etcd(url) => {
                     let at = url.to_string();
+                    let advertise = args.advertise.clone();
                     // Opening reads etcd through a runtime of the store's own.
-                    let store = tokio::task::spawn_blocking(move || EtcdStore::open(&url))
-                        .await
-                        .context("the etcd store's opening panicked")?
-                        .with_context(|| format!("cannot open the store in {at}"))?;
+                    let store = tokio::task::spawn_blocking(move || {
+                        let store = EtcdStore::open(&url)?;
+                        if let Some(endpoint) = &advertise {
+                            store.advertise(endpoint)?;
+                        }
+                        Ok::<_, ekms_parent::store::StoreError>(store)
+                    })
+                    .await
+                    .context("the etcd store's opening panicked")?
+                    .with_context(|| format!("cannot open the store in {at}"))?;
                     (Arc::new(store), at)
                 }
             };

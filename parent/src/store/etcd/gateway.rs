@@ -305,6 +305,37 @@ impl Gateway {
         Ok((answer.succeeded, answer.header.revision))
     }
 
+    /// A lease of `ttl` seconds; its id.
+    ///
+    /// # Errors
+    /// [`GatewayError`] if etcd cannot be reached or refuses.
+    pub async fn lease_grant(&self, ttl: i64) -> Result<i64, GatewayError> {
+        #[derive(serde::Deserialize)]
+        struct Granted {
+            #[serde(rename = "ID", deserialize_with = "i64_string")]
+            id: i64,
+        }
+        let answer: Granted = self
+            .call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }))
+            .await?;
+        Ok(answer.id)
+    }
+
+    /// Sets `key` to `value` under `lease`: the key goes when the lease expires.
+    ///
+    /// # Errors
+    /// [`GatewayError`] if etcd cannot be reached or refuses.
+    pub async fn put_leased(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<(), GatewayError> {
+        let body = json!({ "key": b64(key), "value": b64(value), "lease": lease.to_string() });
+        let _: Value = self.call("/v3/kv/put", &body).await?;
+        Ok(())
+    }
+
     /// Posts `body` to `path` on the first endpoint that answers.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,

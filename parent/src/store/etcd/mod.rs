@@ -61,6 +61,9 @@ const WINDOWED_LOAD: i64 = 50_000;
 /// Tries a load makes to find a revision at which the log is fully applied.
 const LOAD_TRIES: usize = 50;
 
+/// Seconds a member's advertised endpoint outlives its last renewal.
+pub const MEMBER_TTL: i64 = 10;
+
 /// Where the store lives: `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdUrl {
@@ -276,6 +279,67 @@ impl EtcdStore {
     /// Where the store lives.
     pub fn url(&self) -> &EtcdUrl {
         &self.url
+    }
+
+    /// Advertises `endpoint` (a member's API, as clients and other members reach it) under
+    /// `PREFIX/members/<id>` while this store lives: under a lease of [`MEMBER_TTL`] seconds,
+    /// taken again every third of it, so a member that stops is gone within the TTL. Members
+    /// find each other there (`ekms join --store`); an advertised endpoint is only a hint,
+    /// since the join itself is attested.
+    ///
+    /// # Errors
+    /// [`StoreError::Etcd`] if the first registration fails.
+    pub fn advertise(&self, endpoint: &str) -> Result<(), StoreError> {
+        let mut id = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| layout(b"members", "no randomness for a member id"))?;
+        let key = self.key(&[b"members", hex(&id).as_bytes()]);
+        let value = endpoint.as_bytes().to_vec();
+        let gateway = Gateway::new(self.url.endpoints.clone());
+        self.block_on(async {
+            let lease = gateway.lease_grant(MEMBER_TTL).await?;
+            gateway.put_leased(&key, &value, lease).await
+        })
+        .map_err(etcd("advertise this member"))?;
+        let Some(runtime) = &self.runtime else {
+            return Ok(());
+        };
+        let endpoint = endpoint.to_owned();
+        runtime.spawn(async move {
+            let every = std::time::Duration::from_secs(u64::try_from(MEMBER_TTL / 3).unwrap_or(3));
+            loop {
+                tokio::time::sleep(every).await;
+                let lease = match gateway.lease_grant(MEMBER_TTL).await {
+                    Ok(lease) => lease,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %endpoint, "cannot renew this member's registration");
+                        continue;
+                    }
+                };
+                if let Err(e) = gateway.put_leased(&key, &value, lease).await {
+                    tracing::warn!(error = %e, %endpoint, "cannot renew this member's registration");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The endpoints members advertise on this store ([`EtcdStore::advertise`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Etcd`] if the cluster cannot be read.
+    pub fn members(&self) -> Result<Vec<String>, StoreError> {
+        let mut prefix = self.key(&[b"members"]);
+        prefix.push(b'/');
+        let end = prefix_end(&prefix);
+        let range = self
+            .block_on(self.gateway.range(&prefix, &end, 1000, 0))
+            .map_err(etcd("read the members"))?;
+        Ok(range
+            .kvs
+            .into_iter()
+            .filter_map(|kv| String::from_utf8(kv.value).ok())
+            .collect())
     }
 
     fn key(&self, parts: &[&[u8]]) -> Vec<u8> {
