@@ -104,6 +104,12 @@ async fn members_share_keys_and_a_killed_enclave_comes_back_while_the_others_ser
     };
     assert_eq!(plain.into_inner(), b"across members");
 
+    // Writes member 1 acknowledged before it dies: each must survive it.
+    let mut on_second = Vec::new();
+    for _ in 0..5 {
+        on_second.push(ekms_tests::create_key(&second).await);
+    }
+
     // kill -9 member 1's enclave while member 0 is under load (a task of its own): every
     // answer member 0 gives is a success, and member 1 is restarted, rejoins, and serves.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -166,6 +172,23 @@ async fn members_share_keys_and_a_killed_enclave_comes_back_while_the_others_ser
         port + 1
     );
     assert_eq!(log.matches(&joined).count(), 2, "{log}");
+    // What member 1 acknowledged before it died is served by every member, itself included.
+    for key in &on_second {
+        for (name, client) in [
+            ("member 0", &first),
+            ("member 1", &second),
+            ("member 2", &third),
+        ] {
+            let start = Instant::now();
+            while client.describe_key().key_id(key).send().await.is_err() {
+                assert!(
+                    start.elapsed() < WAIT,
+                    "{name} lost {key}, acknowledged by member 1"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
     // What member 0 acknowledged is in the store: a key made there shows on the new member 1.
     let made = ekms_tests::create_key(&first).await;
     let start = Instant::now();
