@@ -509,6 +509,66 @@ pub mod v1 {
         use super::*;
         use serde_bytes::ByteBuf;
 
+        fn aggregates() -> EnclaveMetrics {
+            EnclaveMetrics {
+                requests: vec![RequestCount {
+                    operation: "Encrypt".to_owned(),
+                    code: "NotFoundException".to_owned(),
+                    count: 2,
+                }],
+                duration_bounds: vec![0.001, 0.01],
+                durations: vec![DurationHistogram {
+                    operation: "Encrypt".to_owned(),
+                    buckets: vec![1, 1, 0],
+                    sum_seconds: 0.006,
+                }],
+                ..EnclaveMetrics::default()
+            }
+        }
+
+        #[test]
+        fn metrics_round_trip_and_their_bounds_are_checked() {
+            let metrics = aggregates();
+            assert_eq!(metrics.check(), Ok(()));
+            let frame = encode_frame(&Request::Metrics(metrics.clone())).unwrap();
+            assert_eq!(
+                decode_frame::<Request>(&frame).unwrap(),
+                Request::Metrics(metrics)
+            );
+
+            let mut bad = aggregates();
+            bad.requests[0].code = "a\"b".to_owned();
+            assert_eq!(
+                bad.check(),
+                Err(MetricsError::BadLabel { what: "requests" })
+            );
+            let mut bad = aggregates();
+            bad.requests[0].operation = "x".repeat(MAX_METRIC_LABEL_LEN + 1);
+            assert!(bad.check().is_err());
+            let mut bad = aggregates();
+            bad.durations[0].buckets.pop();
+            assert_eq!(bad.check(), Err(MetricsError::BadHistogram));
+            let mut bad = aggregates();
+            bad.duration_bounds = vec![0.01, 0.001];
+            assert_eq!(bad.check(), Err(MetricsError::BadHistogram));
+            let mut bad = aggregates();
+            bad.keys = vec![
+                KeyCount {
+                    spec: "SYMMETRIC_DEFAULT".to_owned(),
+                    state: "Enabled".to_owned(),
+                    count: 1,
+                };
+                MAX_METRIC_SERIES + 1
+            ];
+            assert_eq!(
+                bad.check(),
+                Err(MetricsError::TooMany {
+                    what: "keys",
+                    count: MAX_METRIC_SERIES + 1
+                })
+            );
+        }
+
         fn key(kind: u8, id: &[u8]) -> RecordKey {
             RecordKey {
                 kind,

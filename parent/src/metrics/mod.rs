@@ -443,3 +443,70 @@ impl Collector for EnclaveCollector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ekms_shared::wire::v1::RequestCount;
+
+    fn metrics() -> Metrics {
+        Metrics::new(RelayStats::default(), Arc::new(Holds::default()), None)
+    }
+
+    fn report(sealed: bool) -> EnclaveMetrics {
+        EnclaveMetrics {
+            sealed,
+            requests: vec![RequestCount {
+                operation: "Encrypt".to_owned(),
+                code: "200".to_owned(),
+                count: 7,
+            }],
+            ..EnclaveMetrics::default()
+        }
+    }
+
+    #[test]
+    fn ready_only_once_an_unsealed_enclave_reported() {
+        let metrics = metrics();
+        assert_eq!(metrics.ready(), Err(NotReady::EnclaveNotAnswering));
+        metrics.take_enclave(report(true)).unwrap();
+        assert_eq!(metrics.ready(), Err(NotReady::Sealed));
+        metrics.take_enclave(report(false)).unwrap();
+        assert_eq!(metrics.ready(), Ok(()));
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("ekms_requests_total{operation=\"Encrypt\",code=\"200\"} 7"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_store_that_does_not_answer_is_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::RedbStore::open(dir.path()).unwrap());
+        let metrics = Metrics::new(
+            RelayStats::default(),
+            Arc::new(Holds::default()),
+            Some(store),
+        );
+        metrics.take_enclave(report(false)).unwrap();
+        // No probe has succeeded yet.
+        assert_eq!(metrics.ready(), Err(NotReady::StoreUnreachable));
+        metrics.set_store_reachable(true);
+        assert_eq!(metrics.ready(), Ok(()));
+    }
+
+    /// A label value that is not a short name from a fixed set (a key id would be one, an
+    /// injection of a new series another) is refused, and the previous report stays.
+    #[test]
+    fn an_out_of_bounds_report_is_refused_and_the_last_one_kept() {
+        let metrics = metrics();
+        metrics.take_enclave(report(false)).unwrap();
+        let mut bad = report(true);
+        bad.requests[0].operation = "Encrypt\"} 1\nekms_evil{x=\"".to_owned();
+        assert!(metrics.take_enclave(bad).is_err());
+        assert_eq!(metrics.ready(), Ok(()));
+        assert!(!metrics.encode().unwrap().contains("evil"));
+    }
+}
