@@ -68,6 +68,22 @@ pub struct DevArgs {
     /// it by attestation; an enclave that dies is restarted and rejoins.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub members: u16,
+    /// Serve each parent's `/metrics` (Prometheus), `/healthz` and `/readyz` on HOST:PORT;
+    /// with --members, member i on PORT+i.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+}
+
+/// `HOST:PORT` with the port moved on by `index` (member `index`'s).
+fn member_address(address: &str, index: u16) -> anyhow::Result<String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| anyhow!("--metrics-listen must be HOST:PORT, not {address:?}"))?;
+    let port = port
+        .checked_add(index)
+        .ok_or_else(|| anyhow!("--metrics-listen's port leaves no room for member {index}"))?;
+    Ok(format!("{host}:{port}"))
 }
 
 /// One member's pair of children and where it is reached.
@@ -140,6 +156,11 @@ impl Launch<'_> {
             .arg(format!("unix:{}", dir.join("enclave.sock").display()))
             .arg("--store-listen")
             .arg(format!("unix:{}", dir.join("store.sock").display()));
+        if let Some(metrics) = &self.args.metrics_listen {
+            parent_cmd
+                .arg("--metrics-listen")
+                .arg(member_address(metrics, index)?);
+        }
         match &self.args.store {
             Some(url) => {
                 parent_cmd.args(["--store", url]);

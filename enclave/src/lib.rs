@@ -22,6 +22,7 @@ modules!(access, api, args, config, custody, durability, env, error, hexfmt, jso
 
 // What the `ekms-enclave` binary needs.
 pub use access::principals::Principals;
+pub use api::metrics::report as report_metrics;
 pub use api::server::{serve, Service};
 pub use args::Args;
 pub use config::{Config, DEFAULT_ACCOUNT, DEFAULT_REGION};

@@ -223,6 +223,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     };
+    // The aggregates for the parent's /metrics and /readyz, on a store connection of their own.
+    let reporter = args
+        .store
+        .clone()
+        .map(|address| tokio::spawn(ekms_enclave::report_metrics(service.clone(), address)));
     let fatal = service.fatal.clone();
     let failed = tokio::select! {
         served = serve(listener, service, acceptor, shutdown_signal()) => { served?; false }
@@ -230,6 +235,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     sweeper.abort();
     supervisor.abort();
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
     if failed {
         bail!("the durable store failed: stopping so that a restart reloads what is durable");
     }

@@ -84,9 +84,27 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes, default_value = "64M")]
     pub audit_min_free_bytes: u64,
 
+    /// Serve HTTP `/metrics` (Prometheus), `/healthz` and `/readyz` on this address
+    /// (HOST:PORT, e.g. 127.0.0.1:9464; port 0 picks one, printed as `ekms-parent metrics on
+    /// ADDRESS`). Plain HTTP with no authentication: the metrics name no key, alias or
+    /// principal, but keep the port off the internet.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<Address>,
+
     /// Log lines as text (colours on a terminal only) or as JSON objects, one per line.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
+}
+
+/// `--metrics-listen`: `HOST:PORT`, or `tcp://HOST:PORT`.
+fn parse_metrics_listen(text: &str) -> Result<Address, ArgsError> {
+    let host_port = text.strip_prefix("tcp://").unwrap_or(text);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(Address::Tcp(host_port.to_owned()))
+        }
+        _ => Err(ArgsError::MetricsListen),
+    }
 }
 
 /// The store the options ask for.
@@ -114,6 +132,9 @@ pub enum ArgsError {
     /// An endpoint to advertise with no shared store to advertise it in.
     #[error("--advertise needs an etcd --store (members find each other there)")]
     AdvertiseWithoutEtcd,
+    /// `--metrics-listen` is not `HOST:PORT`.
+    #[error("--metrics-listen must be HOST:PORT (a TCP address)")]
+    MetricsListen,
 }
 
 impl Args {

@@ -7,14 +7,28 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use ekms_shared::release::Hold;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::oneshot;
 
 /// The store's side of held answers: one session at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Holds {
     state: Mutex<State>,
+    /// How long released answers waited (metrics).
+    waits: Histogram,
+}
+
+impl Default for Holds {
+    fn default() -> Self {
+        Holds {
+            state: Mutex::default(),
+            // 100 µs to about 3.3 s.
+            waits: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -24,7 +38,7 @@ struct State {
     /// Its last durable commit.
     durable: u64,
     /// Relayed answers waiting, by the commit they wait for.
-    waiting: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    waiting: BTreeMap<u64, Vec<(Instant, oneshot::Sender<()>)>>,
 }
 
 /// When a held answer may go to the client.
@@ -62,7 +76,8 @@ impl Holds {
             let later = state.waiting.split_off(&(seq + 1));
             std::mem::replace(&mut state.waiting, later)
         };
-        for sender in released.into_values().flatten() {
+        for (since, sender) in released.into_values().flatten() {
+            self.waits.observe(since.elapsed().as_secs_f64());
             let _ = sender.send(());
         }
     }
@@ -88,8 +103,22 @@ impl Holds {
             return Release::Now;
         }
         let (sender, receiver) = oneshot::channel();
-        state.waiting.entry(hold.seq).or_default().push(sender);
+        state
+            .waiting
+            .entry(hold.seq)
+            .or_default()
+            .push((Instant::now(), sender));
         Release::Later(receiver)
+    }
+
+    /// Answers waiting now.
+    pub fn held(&self) -> usize {
+        self.lock().waiting.values().map(Vec::len).sum()
+    }
+
+    /// The histogram of how long released answers waited, for the metrics registry.
+    pub fn answer_waits(&self) -> Histogram {
+        self.waits.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

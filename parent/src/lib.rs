@@ -5,6 +5,8 @@
 //!   holding the enclave's answers until what they depend on is durable. It never parses a
 //!   request: TLS and authentication end inside the enclave.
 //! - [`holds`]: where the enclave's answers wait until the commit they depend on is durable.
+//! - [`metrics`]: `/metrics` (the parent's counters and the enclave's aggregates), `/healthz`
+//!   and `/readyz`.
 //! - [`store`]: the enclave's sealed records and audit log on disk (a group-commit journal in
 //!   front of redb), served over the store channel.
 //!
@@ -15,5 +17,6 @@
 mod accept;
 pub mod args;
 pub mod holds;
+pub mod metrics;
 pub mod relay;
 pub mod store;

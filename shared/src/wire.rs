@@ -96,6 +96,164 @@ pub mod v1 {
         /// as this parent last wrote it): a member polls it to learn of other members'
         /// commits. Answered with `Head`.
         Head,
+        /// The enclave's aggregates for the parent's `/metrics` and `/readyz`, sent every few
+        /// seconds on a store connection of their own (never the committer's, whose answers
+        /// come in order). Answered with `MetricsTaken`, or `Error` when the parent finds them
+        /// out of bounds ([`EnclaveMetrics::check`]).
+        Metrics(EnclaveMetrics),
+    }
+
+    /// The most series (label combinations) an [`EnclaveMetrics`] may carry in each of its
+    /// lists: operations, error codes, key specs and states are all fixed sets in the enclave.
+    pub const MAX_METRIC_SERIES: usize = 1024;
+
+    /// The longest label value (an operation name, an AWS error code, a key spec or state).
+    pub const MAX_METRIC_LABEL_LEN: usize = 64;
+
+    /// The most histogram buckets per operation.
+    pub const MAX_METRIC_BUCKETS: usize = 32;
+
+    /// What an enclave tells its parent about itself: counts only, labelled by names from
+    /// fixed sets (operation names from its operation table, AWS error codes from its error
+    /// enum, key specs and states), never a key id, alias or principal. Counters run from the
+    /// enclave's start (a restart resets them, as Prometheus expects of a counter).
+    #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+    pub struct EnclaveMetrics {
+        /// No domain key: not initialized, or not unsealed yet.
+        pub sealed: bool,
+        /// Requests answered, by operation and code.
+        pub requests: Vec<RequestCount>,
+        /// Upper bounds (seconds) of the duration histograms' buckets, increasing; the last
+        /// bucket (+Inf) is implied.
+        pub duration_bounds: Vec<f64>,
+        /// Request durations by operation.
+        pub durations: Vec<DurationHistogram>,
+        /// Keys held, by spec and state.
+        pub keys: Vec<KeyCount>,
+        /// Bytes of the memory budget in use (keys, aliases, grants, principals).
+        pub memory_used_bytes: u64,
+        /// The memory budget.
+        pub memory_budget_bytes: u64,
+        /// The `seq` of the last commit the store acknowledged, if any this boot.
+        pub last_durable_commit: Option<u64>,
+    }
+
+    /// One `ekms_requests_total` series.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct RequestCount {
+        /// The operation (`Encrypt`, `Ekms.Unseal`, `-` when none was recognised).
+        pub operation: String,
+        /// `200`, or the AWS error code (`NotFoundException`).
+        pub code: String,
+        /// Requests since the enclave started.
+        pub count: u64,
+    }
+
+    /// One operation's duration histogram.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct DurationHistogram {
+        /// The operation.
+        pub operation: String,
+        /// Requests per bucket (not cumulative), one more than `duration_bounds` (+Inf last).
+        pub buckets: Vec<u64>,
+        /// The sum of the durations, seconds.
+        pub sum_seconds: f64,
+    }
+
+    /// Keys of one spec in one state.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct KeyCount {
+        /// `SYMMETRIC_DEFAULT`, `RSA_2048`, ...
+        pub spec: String,
+        /// `Enabled`, `Disabled`, `PendingDeletion`, ...
+        pub state: String,
+        /// How many.
+        pub count: u64,
+    }
+
+    /// Why an [`EnclaveMetrics`] was refused.
+    #[derive(Debug, Error, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum MetricsError {
+        /// A list holds more than [`MAX_METRIC_SERIES`] entries, or the bounds more than
+        /// [`MAX_METRIC_BUCKETS`].
+        #[error("too many {what}: {count}")]
+        TooMany {
+            /// Which list.
+            what: &'static str,
+            /// Its length.
+            count: usize,
+        },
+        /// A label value is empty, too long, or not of `[A-Za-z0-9_.-]`.
+        #[error("bad label value in {what}")]
+        BadLabel {
+            /// Which list.
+            what: &'static str,
+        },
+        /// Bounds not finite and increasing, or a histogram whose bucket count does not match.
+        #[error("malformed duration histogram")]
+        BadHistogram,
+    }
+
+    impl EnclaveMetrics {
+        /// Checks the bounds a parent relies on before exporting these: list lengths, label
+        /// values (so that nothing but a short name can reach a label), histogram shapes.
+        ///
+        /// # Errors
+        /// The first bound broken ([`MetricsError`]).
+        pub fn check(&self) -> Result<(), MetricsError> {
+            fn label(value: &str, what: &'static str) -> Result<(), MetricsError> {
+                let fine = !value.is_empty()
+                    && value.len() <= MAX_METRIC_LABEL_LEN
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                if fine {
+                    Ok(())
+                } else {
+                    Err(MetricsError::BadLabel { what })
+                }
+            }
+            fn count(what: &'static str, count: usize, max: usize) -> Result<(), MetricsError> {
+                if count > max {
+                    Err(MetricsError::TooMany { what, count })
+                } else {
+                    Ok(())
+                }
+            }
+            count("requests", self.requests.len(), MAX_METRIC_SERIES)?;
+            count("durations", self.durations.len(), MAX_METRIC_SERIES)?;
+            count("keys", self.keys.len(), MAX_METRIC_SERIES)?;
+            count(
+                "duration bounds",
+                self.duration_bounds.len(),
+                MAX_METRIC_BUCKETS,
+            )?;
+            for request in &self.requests {
+                label(&request.operation, "requests")?;
+                label(&request.code, "requests")?;
+            }
+            for key in &self.keys {
+                label(&key.spec, "keys")?;
+                label(&key.state, "keys")?;
+            }
+            let increasing = self
+                .duration_bounds
+                .windows(2)
+                .all(|pair| pair[0] < pair[1]);
+            if !increasing || !self.duration_bounds.iter().all(|b| b.is_finite()) {
+                return Err(MetricsError::BadHistogram);
+            }
+            for histogram in &self.durations {
+                label(&histogram.operation, "durations")?;
+                if histogram.buckets.len() != self.duration_bounds.len() + 1
+                    || !histogram.sum_seconds.is_finite()
+                {
+                    return Err(MetricsError::BadHistogram);
+                }
+            }
+            Ok(())
+        }
     }
 
     /// What the parent answers, one per request, in request order.
@@ -124,6 +282,8 @@ pub mod v1 {
             /// that does not track it (the embedded store, which has one writer).
             seq: Option<u64>,
         },
+        /// The answer to `Metrics`: the parent took them.
+        MetricsTaken,
         /// The request failed; for a `Commit`, nothing of it was applied.
         Error {
             /// Why, for logs.
@@ -348,6 +508,66 @@ pub mod v1 {
     mod tests {
         use super::*;
         use serde_bytes::ByteBuf;
+
+        fn aggregates() -> EnclaveMetrics {
+            EnclaveMetrics {
+                requests: vec![RequestCount {
+                    operation: "Encrypt".to_owned(),
+                    code: "NotFoundException".to_owned(),
+                    count: 2,
+                }],
+                duration_bounds: vec![0.001, 0.01],
+                durations: vec![DurationHistogram {
+                    operation: "Encrypt".to_owned(),
+                    buckets: vec![1, 1, 0],
+                    sum_seconds: 0.006,
+                }],
+                ..EnclaveMetrics::default()
+            }
+        }
+
+        #[test]
+        fn metrics_round_trip_and_their_bounds_are_checked() {
+            let metrics = aggregates();
+            assert_eq!(metrics.check(), Ok(()));
+            let frame = encode_frame(&Request::Metrics(metrics.clone())).unwrap();
+            assert_eq!(
+                decode_frame::<Request>(&frame).unwrap(),
+                Request::Metrics(metrics)
+            );
+
+            let mut bad = aggregates();
+            bad.requests[0].code = "a\"b".to_owned();
+            assert_eq!(
+                bad.check(),
+                Err(MetricsError::BadLabel { what: "requests" })
+            );
+            let mut bad = aggregates();
+            bad.requests[0].operation = "x".repeat(MAX_METRIC_LABEL_LEN + 1);
+            assert!(bad.check().is_err());
+            let mut bad = aggregates();
+            bad.durations[0].buckets.pop();
+            assert_eq!(bad.check(), Err(MetricsError::BadHistogram));
+            let mut bad = aggregates();
+            bad.duration_bounds = vec![0.01, 0.001];
+            assert_eq!(bad.check(), Err(MetricsError::BadHistogram));
+            let mut bad = aggregates();
+            bad.keys = vec![
+                KeyCount {
+                    spec: "SYMMETRIC_DEFAULT".to_owned(),
+                    state: "Enabled".to_owned(),
+                    count: 1,
+                };
+                MAX_METRIC_SERIES + 1
+            ];
+            assert_eq!(
+                bad.check(),
+                Err(MetricsError::TooMany {
+                    what: "keys",
+                    count: MAX_METRIC_SERIES + 1
+                })
+            );
+        }
 
         fn key(kind: u8, id: &[u8]) -> RecordKey {
             RecordKey {

@@ -421,21 +421,31 @@ impl HostileProxy {
                     };
                     let accept = async {
                         loop {
-                            let Ok((down, _peer)) = listener.accept().await else {
+                            let Ok((mut down, _peer)) = listener.accept().await else {
                                 continue;
-                            };
-                            let id = {
-                                let mut s = lock(&thread_shared);
-                                let id = s.sessions.len();
-                                s.sessions.push(SessionReport {
-                                    id,
-                                    ..SessionReport::default()
-                                });
-                                id
                             };
                             let shared = thread_shared.clone();
                             let upstream = upstream.clone();
                             tokio::spawn(async move {
+                                // The enclave's metrics connection is passed through and is no
+                                // session: the sessions are the channels that load and commit.
+                                let first = match v1::read_frame::<_, Request>(&mut down).await {
+                                    Ok(Some(request)) => request,
+                                    Ok(None) | Err(_) => return,
+                                };
+                                if matches!(first, Request::Metrics(_)) {
+                                    pass_metrics(down, first, &upstream).await;
+                                    return;
+                                }
+                                let id = {
+                                    let mut s = lock(&shared);
+                                    let id = s.sessions.len();
+                                    s.sessions.push(SessionReport {
+                                        id,
+                                        ..SessionReport::default()
+                                    });
+                                    id
+                                };
                                 let mut session = Session {
                                     id,
                                     shared: shared.clone(),
@@ -443,7 +453,7 @@ impl HostileProxy {
                                     held: None,
                                     crafted: None,
                                 };
-                                let why = session.run(down, &upstream).await;
+                                let why = session.run(down, &upstream, Some(first)).await;
                                 let mut s = lock(&shared);
                                 let report = s.session(id);
                                 if let Some((_, Request::Commit { seq, .. })) = session.held {
@@ -676,6 +686,30 @@ async fn answer(down: &mut Stream, response: &Response) -> Result<(), String> {
         .map_err(|e| format!("writing to the enclave: {e}"))
 }
 
+/// Passes the enclave's metrics connection (its first request `first`) through to the parent
+/// unchanged, until either side closes.
+async fn pass_metrics(mut down: Stream, first: Request, upstream: &Address) {
+    let Ok(mut up) = transport::connect(upstream).await else {
+        return;
+    };
+    let mut next = Some(first);
+    loop {
+        let request = match next.take() {
+            Some(request) => request,
+            None => match v1::read_frame::<_, Request>(&mut down).await {
+                Ok(Some(request)) => request,
+                Ok(None) | Err(_) => return,
+            },
+        };
+        let Ok(response) = forward(&mut up, &request).await else {
+            return;
+        };
+        if answer(&mut down, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Session {
     fn shared(&self) -> MutexGuard<'_, Shared> {
         lock(&self.shared)
@@ -685,13 +719,18 @@ impl Session {
         self.shared().session(self.id).events.push(text);
     }
 
-    async fn run(&mut self, mut down: Stream, upstream: &Address) -> Ended {
+    async fn run(&mut self, mut down: Stream, upstream: &Address, first: Option<Request>) -> Ended {
         let mut up = match transport::connect(upstream).await {
             Ok(up) => up,
             Err(e) => return format!("connecting to the parent: {e}"),
         };
+        let mut first = first;
         loop {
-            let request = match v1::read_frame::<_, Request>(&mut down).await {
+            let read = match first.take() {
+                Some(request) => Ok(Some(request)),
+                None => v1::read_frame::<_, Request>(&mut down).await,
+            };
+            let request = match read {
                 Ok(Some(r)) => r,
                 Ok(None) => return "the enclave closed the store channel".to_owned(),
                 Err(e) => return format!("reading from the enclave: {e}"),

@@ -37,8 +37,10 @@ quota = ["grants-per-key=2", "keys-per-principal=50"]
 region = "eu-west-1"
 store = "{store}"
 log-format = "json"
+metrics-listen = "127.0.0.1:{metrics}"
 "#,
             data = data_dir.display(),
+            metrics = free_port(),
             store = etcd.url("config-test"),
         ),
     );

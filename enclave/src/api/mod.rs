@@ -4,5 +4,7 @@
 
 mod admin;
 mod audit;
+pub mod metrics;
+mod request_counts;
 pub mod server;
 mod sts;

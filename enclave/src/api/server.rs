@@ -78,6 +78,8 @@ pub struct Service {
     pub(super) tls: Option<Arc<crate::keys::tls::TlsIdentity>>,
     /// Where the CA certificate is written for clients (mock mode).
     pub(super) tls_ca_out: Option<std::path::PathBuf>,
+    /// Request counts and durations for the parent's metrics (`api::metrics`).
+    pub request_metrics: super::request_counts::RequestMetrics,
 }
 
 pub(super) fn phase_code(phase: Phase) -> u8 {
@@ -184,6 +186,7 @@ impl Service {
             fatal: Arc::new(Notify::new()),
             tls: None,
             tls_ca_out: None,
+            request_metrics: super::request_counts::RequestMetrics::default(),
         })
     }
 
@@ -626,6 +629,8 @@ impl Service {
             Err(e) => (e.http_status(), Some(e.aws_code())),
         };
         let duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.request_metrics
+            .record(operation, error_code.unwrap_or("200"), elapsed);
         if self.env.attester.is_secure() {
             tracing::info!(
                 target: "ekms::request",

@@ -832,6 +832,17 @@ impl KeyStore {
             .ok_or_else(|| Self::not_found(&reference, config))
     }
 
+    /// How many keys there are of each spec in each state (metrics: names from fixed sets).
+    pub fn census(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        let mut counts = BTreeMap::new();
+        for key in self.keys.values() {
+            *counts
+                .entry((key.spec.as_str(), key.state.as_str()))
+                .or_default() += 1;
+        }
+        counts
+    }
+
     /// Every key, for a change that concerns all of them (a deleted principal's references).
     pub fn all_mut(&mut self) -> impl Iterator<Item = &mut Key> {
         self.keys.values_mut().map(|k| &mut **k)

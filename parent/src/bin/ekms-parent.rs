@@ -5,7 +5,9 @@
 //! with code 0 on SIGTERM or SIGINT. With `--store-listen` and `--data-dir` it also opens
 //! the store in `DATA_DIR` and serves the store channel there. Once every listener is bound it
 //! prints `ekms-parent store on <address>` (with a store) and then `ekms-parent listening on
-//! <address>` on stdout: other programs wait for the last line. Logs go to stderr, as text or
+//! <address>` on stdout: other programs wait for the last line. With `--metrics-listen` it
+//! serves `/metrics`, `/healthz` and `/readyz` there, and first prints `ekms-parent metrics on
+//! <address>`. Logs go to stderr, as text or
 //! JSON (`--log-format`), filtered by `EKMS_LOG` (default `info`). Every option can also come
 //! from `EKMS_<NAME>` or a config file (`--config FILE`; [`ekms_parent::args`]).
 
@@ -16,7 +18,8 @@ use std::time::Duration;
 use anyhow::Context;
 use ekms_parent::args::{Args, Backing};
 use ekms_parent::holds::Holds;
-use ekms_parent::relay::{self, RelayConfig};
+use ekms_parent::metrics::{serve_metrics, Metrics};
+use ekms_parent::relay::{self, RelayConfig, RelayStats};
 use ekms_parent::store::{serve_store_with, EtcdStore, RedbStore, Store, StoreServiceConfig};
 use ekms_shared::transport::Listener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -89,6 +92,18 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let metrics_listener = match &args.metrics_listen {
+        Some(address) => {
+            let listener = Listener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for metrics"))?;
+            let bound = listener
+                .local_addr()
+                .context("cannot read the bound metrics address")?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
 
     let listener = Listener::bind(&args.listen)
         .await
@@ -98,6 +113,10 @@ async fn main() -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
     {
         let mut stdout = std::io::stdout().lock();
+        if let Some((_, metrics_bound)) = &metrics_listener {
+            writeln!(stdout, "ekms-parent metrics on {metrics_bound}")
+                .context("cannot write the metrics line to stdout")?;
+        }
         if let Some((_, store_bound, _, _)) = &store {
             writeln!(stdout, "ekms-parent store on {store_bound}")
                 .context("cannot write the store line to stdout")?;
@@ -111,9 +130,29 @@ async fn main() -> anyhow::Result<()> {
     // service, delivered by the relay. Without a store in this process, no answer that waits
     // for one is ever delivered.
     let holds = Arc::new(Holds::default());
+    let relay_stats = RelayStats::default();
+    let metrics = Arc::new(Metrics::new(
+        relay_stats.clone(),
+        Arc::clone(&holds),
+        store.as_ref().map(|(_, _, store, _)| Arc::clone(store)),
+    ));
     let store_config = StoreServiceConfig {
         holds: Some(Arc::clone(&holds)),
+        metrics: Some(Arc::clone(&metrics)),
         ..StoreServiceConfig::default()
+    };
+    if let Some((_, _, store, _)) = &store {
+        tokio::spawn(Arc::clone(&metrics).probe_store(Arc::clone(store)));
+    }
+    let metrics_service = async {
+        let Some((listener, bound)) = metrics_listener else {
+            return Ok(());
+        };
+        tracing::info!(metrics = %bound, "metrics started");
+        serve_metrics(listener, metrics, shutdown())
+            .await
+            .context("metrics service failed")?;
+        Ok::<(), anyhow::Error>(())
     };
     let store_service = async {
         let Some((listener, store_bound, store, dir)) = store else {
@@ -135,12 +174,12 @@ async fn main() -> anyhow::Result<()> {
         holds,
     };
     let relay_service = async {
-        relay::serve(listener, config, shutdown())
+        relay::serve_with_stats(listener, config, relay_stats, shutdown())
             .await
             .context("relay failed")?;
         tracing::info!("relay stopped");
         Ok::<(), anyhow::Error>(())
     };
-    tokio::try_join!(relay_service, store_service)?;
+    tokio::try_join!(relay_service, store_service, metrics_service)?;
     Ok(())
 }

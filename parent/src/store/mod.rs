@@ -103,6 +103,24 @@ pub trait Store: Send + Sync + 'static {
     fn head(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+
+    /// The sizes of the store's parts, for metrics; what a store cannot tell is `None`.
+    fn usage(&self) -> StoreUsage {
+        StoreUsage::default()
+    }
+}
+
+/// Sizes of a store's parts (metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// The records' database file.
+    pub records_bytes: Option<u64>,
+    /// The group-commit journal files.
+    pub journal_bytes: Option<u64>,
+    /// The audit log's files, rotated ones included.
+    pub audit_bytes: Option<u64>,
+    /// Free space on the audit log's file system.
+    pub audit_disk_free_bytes: Option<u64>,
 }
 
 /// Why a store operation failed.

@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::accept;
 use crate::holds::Holds;
+use crate::metrics::Metrics;
 
 use super::{error_chain, validate_batch, CommitBatch, Store};
 
@@ -56,6 +57,9 @@ pub struct StoreServiceConfig {
     /// Where the relay's held answers wait for commits (`Request::Hold`); without it, `Hold`
     /// is refused.
     pub holds: Option<Arc<Holds>>,
+    /// Where commit latencies, group sizes and the enclave's aggregates (`Request::Metrics`)
+    /// go; without it, `Metrics` is answered `MetricsTaken` and dropped.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for StoreServiceConfig {
@@ -68,6 +72,7 @@ impl Default for StoreServiceConfig {
             max_in_flight_per_connection: 256,
             max_load_records: 1024,
             holds: None,
+            metrics: None,
         }
     }
 }
@@ -122,10 +127,11 @@ pub async fn serve_store_with(
     let writer = {
         let store = Arc::clone(&store);
         let holds = config.holds.clone();
+        let metrics = config.metrics.clone();
         let (max_commits, max_bytes) = (config.max_group_commits, config.max_group_bytes);
         std::thread::Builder::new()
             .name("ekms-store-writer".to_owned())
-            .spawn(move || group_writer(store, holds, queue, max_commits, max_bytes))?
+            .spawn(move || group_writer(store, holds, metrics, queue, max_commits, max_bytes))?
     };
     let config = Arc::new(config);
     let mut tasks = JoinSet::new();
@@ -210,6 +216,7 @@ fn check_config(config: &StoreServiceConfig) -> io::Result<()> {
 fn group_writer(
     store: Arc<dyn Store>,
     holds: Option<Arc<Holds>>,
+    metrics: Option<Arc<Metrics>>,
     mut queue: mpsc::Receiver<PendingCommit>,
     max_commits: usize,
     max_bytes: usize,
@@ -244,8 +251,12 @@ fn group_writer(
         let seqs: Vec<u64> = batches.iter().map(|batch| batch.seq).collect();
         // A panic fails this group, as an error would, and leaves the writer serving: the
         // store's lock is then poisoned, so later commits fail too, each with its reason.
+        let started = std::time::Instant::now();
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.commit(&batches)));
+        if let Some(metrics) = &metrics {
+            metrics.observe_group(batches.len(), started.elapsed());
+        }
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(format!("commit failed: {}", error_chain(&e))),
@@ -448,6 +459,18 @@ impl Connection {
                         message: "commit refused: the store service is shutting down".to_owned(),
                     });
                 }
+            }
+            Request::Metrics(aggregates) => {
+                let response = match &self.config.metrics {
+                    None => Response::MetricsTaken,
+                    Some(metrics) => match metrics.take_enclave(aggregates) {
+                        Ok(()) => Response::MetricsTaken,
+                        Err(e) => Response::Error {
+                            message: format!("metrics refused: {e}"),
+                        },
+                    },
+                };
+                let _ = reply.send(response);
             }
             // A request this parent does not know (a newer enclave): answered, not fatal.
             _ => {

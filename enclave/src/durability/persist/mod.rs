@@ -510,6 +510,11 @@ impl Persister {
         self.follow.base.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// The last commit the store acknowledged in this session (metrics).
+    pub fn durable_seq(&self) -> u64 {
+        self.durable.borrow().seq
+    }
+
     /// Whether this session's store failed (nothing more becomes durable through it).
     pub fn failed(&self) -> bool {
         self.durable.borrow().failed

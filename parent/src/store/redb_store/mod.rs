@@ -396,6 +396,28 @@ impl Store for RedbStore {
         Ok(())
     }
 
+    fn usage(&self) -> super::StoreUsage {
+        let dir = &self.shared.dir;
+        let size = |name: &str| std::fs::metadata(dir.join(name)).ok().map(|m| m.len());
+        let journal = JOURNAL_FILES
+            .iter()
+            .filter_map(|name| size(name))
+            .fold(None, |sum: Option<u64>, len| Some(sum.unwrap_or(0) + len));
+        let audit = super::audit_files::list(dir).ok().map(|files| {
+            files
+                .iter()
+                .filter_map(|file| std::fs::metadata(&file.path).ok())
+                .map(|m| m.len())
+                .sum()
+        });
+        super::StoreUsage {
+            records_bytes: size(DB_FILE),
+            journal_bytes: journal,
+            audit_bytes: audit,
+            audit_disk_free_bytes: self.audit_disk_free_bytes().ok(),
+        }
+    }
+
     fn load(
         &self,
         after: Option<&RecordKey>,
