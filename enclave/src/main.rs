@@ -161,7 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // A member follows the store on a second channel of its own (polls answer in order, and
     // the first channel carries the commits).
     let follow_channel = match (&args.store, args.member) {
-        (Some(address), true) => Some(connect_store(address).await?),
+        (Some(address), true) => Some((connect_store(address).await?, address.clone())),
         (None, true) => bail!("--member needs --store: members share a store"),
         _ => None,
     };
@@ -177,10 +177,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("starting the service: {e}"))?
     .with_tls(identity, args.tls_ca_out.clone());
     let service = Arc::new(match follow_channel {
-        Some(channel) => match &args.store {
-            Some(address) => service.with_follow_channel(channel, address.clone()),
-            None => service,
-        },
+        Some((channel, address)) => service.with_follow_channel(channel, address),
         None => service,
     });
     let listener = Listener::bind(&args.listen)

@@ -154,15 +154,7 @@ async fn members_read_together_without_conflict_and_each_keeps_a_verified_chain(
     }
     // Give both an idle checkpoint, then verify the whole log: two chains, both covered.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let out = ekms_tests::ekms_cli([
-        "audit".into(),
-        "verify".into(),
-        std::ffi::OsString::from(&url),
-        "--root".into(),
-        a.root().into_os_string(),
-        "--expect-pcrs".into(),
-        a.pcrs().into_os_string(),
-    ]);
+    let out = verify_store_log(&url, &a);
     assert!(out.success(), "audit verify: {out:?}");
     let report = out.json();
     let members = report["members"].as_array().expect("members in the report");
@@ -394,15 +386,7 @@ async fn racing_members_end_with_one_alias_and_the_loser_recovers_in_place() {
     );
     // Every acknowledged change is in the store: the log verifies, member by member.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let out = ekms_tests::ekms_cli([
-        "audit".into(),
-        "verify".into(),
-        std::ffi::OsString::from(&url),
-        "--root".into(),
-        a.root().into_os_string(),
-        "--expect-pcrs".into(),
-        a.pcrs().into_os_string(),
-    ]);
+    let out = verify_store_log(&url, &a);
     assert!(out.success(), "audit verify: {out:?}");
 }
 
@@ -422,12 +406,7 @@ async fn only_an_enclave_of_the_same_image_joins_and_it_needs_no_custodian() {
     // one root); first another image: the same binary with bytes appended (other mock PCRs).
     let mut b = Deployment::new().with_store(url.clone()).as_member();
     copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
-    let other = b.dir().join("ekms-enclave-other");
-    let mut image = std::fs::read(ekms_tests::bin_dir().join("ekms-enclave")).expect("binary");
-    image.extend_from_slice(b"another image");
-    std::fs::write(&other, image).expect("writing the other image");
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let other = other_image(b.dir(), "other");
     b.use_enclave_binary(Some(other));
     b.start();
     let join = |b: &Deployment| {
@@ -471,15 +450,7 @@ async fn only_an_enclave_of_the_same_image_joins_and_it_needs_no_custodian() {
         .expect("B serves A's key after joining");
     // A recorded the release in its audit chain.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = ekms_tests::ekms_cli([
-        "audit".into(),
-        "verify".into(),
-        std::ffi::OsString::from(&url),
-        "--root".into(),
-        a.root().into_os_string(),
-        "--expect-pcrs".into(),
-        a.pcrs().into_os_string(),
-    ]);
+    let out = verify_store_log(&url, &a);
     assert!(out.success(), "audit verify: {out:?}");
     let export = ekms_tests::ekms_cli(["audit", "export", "--store", url.as_str()]);
     assert_eq!(export.stdout.matches("\"eventName\":\"Join\"").count(), 1);
@@ -500,15 +471,7 @@ async fn custodians_allow_a_new_image_which_then_joins() {
     // The new image: the binary with bytes appended (other mock PCRs), and its pcrs.json.
     let mut b = Deployment::new().with_store(url.clone()).as_member();
     copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
-    let new_image = b.dir().join("ekms-enclave-v2");
-    let mut bytes = std::fs::read(ekms_tests::bin_dir().join("ekms-enclave")).expect("binary");
-    bytes.extend_from_slice(b"version 2");
-    std::fs::write(&new_image, bytes).expect("writing the new image");
-    std::fs::set_permissions(
-        &new_image,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    let new_image = other_image(b.dir(), "v2");
     let new_pcrs = b.dir().join("pcrs-v2.json");
     ekms_tests::write_pcrs_of(&new_image, &new_pcrs);
     b.use_enclave_binary(Some(new_image));
@@ -579,4 +542,28 @@ async fn custodians_allow_a_new_image_which_then_joins() {
         .send()
         .await
         .expect("the new image serves the deployment's key");
+}
+
+/// Another enclave image in `dir`: the built binary with `tag` appended (other mock PCRs).
+fn other_image(dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("ekms-enclave-{tag}"));
+    let mut image = std::fs::read(ekms_tests::bin_dir().join("ekms-enclave")).expect("binary");
+    image.extend_from_slice(tag.as_bytes());
+    std::fs::write(&path, image).expect("writing the other image");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    path
+}
+
+/// `ekms audit verify` of the shared store at `url`, against `a`'s mock root and PCRs.
+fn verify_store_log(url: &str, a: &Deployment) -> ekms_tests::CliOutput {
+    ekms_tests::ekms_cli([
+        "audit".into(),
+        "verify".into(),
+        std::ffi::OsString::from(url),
+        "--root".into(),
+        a.root().into_os_string(),
+        "--expect-pcrs".into(),
+        a.pcrs().into_os_string(),
+    ])
 }

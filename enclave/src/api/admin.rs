@@ -170,8 +170,7 @@ impl Service {
             }
             Target::ListMeasurements => {
                 self.check_serving()?;
-                let now = std::time::UNIX_EPOCH
-                    + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+                let now = self.system_now();
                 let own = crate::custody::join::own_pcrs(
                     self.env.attester.as_ref(),
                     &self.config.recipient_anchors,
@@ -196,8 +195,7 @@ impl Service {
                         "Only a member of a shared store (--member) joins; this enclave is unsealed by its custodians.".to_owned(),
                     ));
                 }
-                let now = std::time::UNIX_EPOCH
-                    + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+                let now = self.system_now();
                 let (domain, head, member) = custody.complete_join(
                     body,
                     &self.config.recipient_anchors,
@@ -243,8 +241,7 @@ impl Service {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .ok_or(KmsError::Internal("a member without its domain key"))?;
-        let now = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+        let now = self.system_now();
         let head = persister.base();
         let allowed = self.state.measurements().sets;
         let released = crate::custody::join::release(
@@ -274,6 +271,12 @@ impl Service {
         .map_err(|_| KmsError::Internal("response encoding"))
     }
 
+    /// The enclave clock as a `SystemTime`, for attestation documents' validity.
+    fn system_now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0))
+    }
+
     /// Refuses unless unsealed with a store.
     fn check_serving(&self) -> Result<(), KmsError> {
         if self.phase() == Phase::Unsealed && self.persister().is_some() {
@@ -294,8 +297,7 @@ impl Service {
         deployment: &crate::durability::persist::Deployment,
         body: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
-        let now = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+        let now = self.system_now();
         let own = crate::custody::join::own_pcrs(
             self.env.attester.as_ref(),
             &self.config.recipient_anchors,
@@ -373,8 +375,7 @@ impl Service {
                 .as_ref()
                 .map(|m| m.sets.clone())
                 .unwrap_or_default();
-            let now = std::time::UNIX_EPOCH
-                + std::time::Duration::from_millis(u64::try_from(self.env.now()).unwrap_or(0));
+            let now = self.system_now();
             if !crate::custody::join::member_allowed(
                 &member,
                 &allowed,
@@ -403,14 +404,9 @@ impl Service {
         for r in &refused {
             tracing::warn!(refused = %r, "sealed record refused");
         }
-        {
-            let mut principals = self.state.principals_mut();
-            for p in &loaded.principals {
-                if let Err(why) = principals.insert_sealed(p, &self.config) {
-                    tracing::warn!(name = %p.name, why, "sealed principal not loaded");
-                }
-            }
-        }
+        self.state
+            .principals_mut()
+            .replace_sealed(&loaded.principals, &self.config);
         let renames = loaded.renames();
         let tls_ca = loaded.tls_ca;
         if let Some(operator) = loaded.tls_operator {
@@ -513,12 +509,7 @@ impl Service {
             let mut store = self.state.write();
             let mut principals = self.state.principals_mut();
             *store = loaded.keys;
-            principals.remove_sealed();
-            for p in &loaded.principals {
-                if let Err(why) = principals.insert_sealed(p, &self.config) {
-                    tracing::warn!(name = %p.name, why, "sealed principal not taken from the store");
-                }
-            }
+            principals.replace_sealed(&loaded.principals, &self.config);
             if let Some(operator) = loaded.tls_operator {
                 self.state.set_tls_operator(operator);
             }

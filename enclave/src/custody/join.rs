@@ -192,9 +192,12 @@ pub fn accept(
     let (key, head) = plain.split_at_checked(32).ok_or_else(|| {
         KmsError::Validation("The join answer is malformed.".to_owned())
     })?;
-    let key: [u8; 32] = key
-        .try_into()
-        .map_err(|_| KmsError::Validation("The join answer is malformed.".to_owned()))?;
+    if key.len() != 32 {
+        return Err(KmsError::Validation("The join answer is malformed.".to_owned()));
+    }
+    // Straight into its zeroizing home: no copy of the key left on the stack.
+    let mut domain = Zeroizing::new([0u8; 32]);
+    domain.copy_from_slice(key);
     let head: [u8; 8] = head
         .try_into()
         .map_err(|_| KmsError::Validation("The join answer is malformed.".to_owned()))?;
@@ -202,14 +205,14 @@ pub fn accept(
         commitment.try_into().map_err(|_| {
             KmsError::Internal("the deployment record's commitment is malformed")
         })?;
-    ekms_shared::custody::verify_commitment(&key, &expected).map_err(|_| {
+    ekms_shared::custody::verify_commitment(&domain, &expected).map_err(|_| {
         KmsError::Validation(
             "The released domain key is not this deployment's (the member serves another)."
                 .to_owned(),
         )
     })?;
     Ok((
-        DomainKey::new(Zeroizing::new(key)),
+        DomainKey::new(domain),
         u64::from_be_bytes(head),
         member.pcrs().clone(),
     ))

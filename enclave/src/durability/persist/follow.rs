@@ -70,26 +70,18 @@ impl Freshness {
     }
 }
 
-/// Why following the store stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum FollowError {
-    /// The store channel failed.
-    #[error(transparent)]
-    Persist(#[from] PersistError),
-}
-
 /// Polls the store's head on `stream` every [`POLL_INTERVAL`] and adopts newer states, until
 /// the channel or the store fails. Confirms `freshness` each time the state is the store's.
 ///
 /// # Errors
-/// [`FollowError`] when the channel breaks or the store failed: the member is then stopping.
+/// [`PersistError`] when the channel breaks or the store failed: the session is then over.
 pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     persister: Persister,
     domain: Arc<DomainKey>,
     config: Arc<crate::config::Config>,
     freshness: Arc<Freshness>,
-) -> Result<(), FollowError> {
+) -> Result<(), PersistError> {
     #[allow(clippy::disallowed_methods)] // the follower is the shell: it reads the clock
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -153,7 +145,7 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
             // A change of this member's went first, or waits: built on the old state, its
             // commit is refused, and the member stops.
             Err(NotAdopted::Moved | NotAdopted::LocalChanges) => {}
-            Err(NotAdopted::Unavailable) => return Err(PersistError::Unavailable.into()),
+            Err(NotAdopted::Unavailable) => return Err(PersistError::Unavailable),
         }
     }
 }

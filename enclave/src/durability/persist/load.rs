@@ -332,6 +332,17 @@ impl Principals {
         })
     }
 
+    /// Takes the sealed principals of a store's state in place of the ones held (those from a
+    /// principals file stay); a record that is not a valid principal is left out, and logged.
+    pub fn replace_sealed(&mut self, records: &[PrincipalRecord], config: &crate::config::Config) {
+        self.remove_sealed();
+        for p in records {
+            if let Err(why) = self.insert_sealed(p, config) {
+                tracing::warn!(name = %p.name, why, "sealed principal not loaded");
+            }
+        }
+    }
+
     /// Adds a principal loaded from its sealed record.
     ///
     /// # Errors

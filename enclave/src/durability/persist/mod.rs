@@ -483,12 +483,7 @@ impl Persister {
             return Err(NotAdopted::LocalChanges);
         }
         *keys = newer.keys;
-        principals.remove_sealed();
-        for p in &newer.principals {
-            if let Err(why) = principals.insert_sealed(p, config) {
-                tracing::warn!(name = %p.name, why, "sealed principal not taken from the store");
-            }
-        }
+        principals.replace_sealed(&newer.principals, config);
         if let Some(operator) = newer.tls_operator {
             state.set_tls_operator(operator);
         }
