@@ -267,6 +267,34 @@ async fn tail_follows_the_log_across_rotations_from_a_seq() {
     assert_eq!(seqs, (5..=last).collect::<Vec<u64>>());
 }
 
+/// `ekms dev --audit-max-bytes` passes the setting on to its parent: a short run rotates.
+#[tokio::test(flavor = "multi_thread")]
+async fn ekms_dev_rotates_with_audit_max_bytes() {
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let data_dir = work.path().join("data");
+    let ekms = ekms_tests::Ekms::start_with(&ekms_tests::DevOptions {
+        data_dir: Some(data_dir.clone()),
+        extra_args: vec!["--audit-max-bytes".to_owned(), "8K".to_owned()],
+        ..ekms_tests::DevOptions::default()
+    });
+    let client = ekms.client().await;
+    let key = create_key(&client).await;
+    traffic(&client, &key, 30).await;
+    // About 1 KiB per request: several rotations, compressed by the parent's checkpointer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let files = rotated(&data_dir.join("store"));
+        if files.len() >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotated files: {files:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A size-limited tmpfs mounted for the store, unmounted (and its mount point removed) when
 /// dropped: declared before the deployment, so that it outlives the processes.
 struct SmallFs {
