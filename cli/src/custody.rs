@@ -478,6 +478,55 @@ pub struct JoinArgs {
     /// CA certificate (PEM) to trust for an https peer.
     #[arg(long)]
     pub peer_ca: Option<PathBuf>,
+    /// Keep watching instead of joining once: every --interval, ask the enclave's status and
+    /// join it whenever it is sealed (a member that restarted), printing one JSON line per
+    /// join; a failed try is reported on stderr and tried again. For a supervisor on each
+    /// member's host (scripts/ekms-join.service): custodians are then needed only when no
+    /// member runs.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to ask (seconds, or with s, m, h).
+    #[arg(long, value_name = "AGE", default_value = "5s", value_parser = watch_interval)]
+    pub interval: std::time::Duration,
+}
+
+/// `--interval`: at least a second, at most an hour.
+fn watch_interval(text: &str) -> Result<std::time::Duration, String> {
+    let every = ekms_parent::store::audit_files::parse_age(text).map_err(|e| e.to_string())?;
+    if every < std::time::Duration::from_secs(1) || every > std::time::Duration::from_secs(3600) {
+        return Err("the interval must be between 1s and 1h".to_owned());
+    }
+    Ok(every)
+}
+
+/// `ekms join --watch`: joins the enclave whenever its status says `Sealed`, until stopped.
+/// Each join's status goes to stdout as one JSON line; failures to stderr. Never returns but
+/// on a signal (the caller's runtime ends it).
+pub async fn watch_and_join(args: &JoinArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut tick = tokio::time::interval(args.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let state = match status_at(&args.target).await {
+            Ok(status) => status["State"].as_str().unwrap_or_default().to_owned(),
+            Err(e) => {
+                eprintln!("ekms join --watch: {}: status: {e:#}", args.target.endpoint);
+                continue;
+            }
+        };
+        if state != "Sealed" {
+            continue;
+        }
+        match join(args).await {
+            Ok(status) => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", serde_json::to_string(&status)?)?;
+                out.flush()?;
+            }
+            Err(e) => eprintln!("ekms join --watch: {}: {e:#}", args.target.endpoint),
+        }
+    }
 }
 
 /// Carries an attested join ([`ekms_enclave`'s `custody::join`]): the joiner's boot-key

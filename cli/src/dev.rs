@@ -374,6 +374,8 @@ async fn join_or_unseal(
             peer: Some(peer.endpoint.clone()),
             store: None,
             peer_ca: peer.ca.clone(),
+            watch: false,
+            interval: std::time::Duration::from_secs(5),
         };
         match custody::join(&args).await {
             Ok(_) => {
