@@ -21,6 +21,7 @@ use ekms_shared::custody::{self as shares, ShareFile};
 use ekms_shared::envelope::{self, Purpose};
 
 use super::bench::client::{self, Connector, Endpoint};
+use super::progress;
 
 /// How old an attestation document may be when a custodian acts on it.
 const MAX_DOCUMENT_AGE: Duration = Duration::from_secs(300);
@@ -447,15 +448,71 @@ pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
     let signing = p384::ecdsa::SigningKey::from(&secret);
     let signature: p384::ecdsa::Signature =
         p384::ecdsa::signature::Signer::sign(&signing, &message);
-    session
-        .call(
-            "Unseal",
-            json!({
-                "Envelope": B64.encode(sealed.as_bytes()),
-                "Signature": B64.encode(signature.to_der().as_bytes()),
-            }),
-        )
-        .await
+    let body = json!({
+        "Envelope": B64.encode(sealed.as_bytes()),
+        "Signature": B64.encode(signature.to_der().as_bytes()),
+    });
+    if !progress::shown() {
+        return session.call("Unseal", body).await;
+    }
+    // A session of its own for the Status polls: this one waits for the Unseal's answer. Opened
+    // now, since proving a certificate asks the enclave for a document, which it does not give
+    // while it loads. Without it the Unseal goes ahead, with no figures.
+    let poll = Session::open(&args.target, &args.expect).await.ok();
+    unseal_showing_load(&mut session, poll, body).await
+}
+
+/// How often `ekms unseal` asks the enclave how far its load has come.
+const STATUS_POLL: Duration = Duration::from_millis(500);
+
+/// Sends the Unseal on `session`; until it is answered (the last share's answer waits for the
+/// whole store to load), a spinner shows the records loaded so far and their rate, as
+/// `Ekms.Status` on `poll` reports them (`RecordsLoaded`, a count only).
+async fn unseal_showing_load(
+    session: &mut Session,
+    poll: Option<Session>,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let bar = progress::spinner(true, "submitting the share");
+    let answer = tokio::select! {
+        answer = session.call("Unseal", body) => answer,
+        never = show_load(poll, &bar) => match never {},
+    };
+    bar.finish_and_clear();
+    answer
+}
+
+/// Polls `Ekms.Status` on `poll` and shows `RecordsLoaded` on `bar`, for as long as it is let
+/// run. A poll that fails only leaves the figures as they were.
+async fn show_load(
+    poll: Option<Session>,
+    bar: &indicatif::ProgressBar,
+) -> std::convert::Infallible {
+    let Some(mut poll) = poll else {
+        return std::future::pending().await;
+    };
+    let mut before: Option<(u64, std::time::Instant)> = None;
+    loop {
+        tokio::time::sleep(STATUS_POLL).await;
+        let Ok(status) = poll.call("Status", json!({})).await else {
+            continue;
+        };
+        let Some(records) = status["RecordsLoaded"].as_u64() else {
+            continue;
+        };
+        let now = std::time::Instant::now();
+        let rate = before
+            .map(|(n, at)| {
+                records.saturating_sub(n) as f64 / now.duration_since(at).as_secs_f64().max(1e-3)
+            })
+            .unwrap_or(0.0);
+        before = Some((records, now));
+        bar.set_message(format!(
+            "the enclave is loading the sealed store: {} records, {} records/s",
+            progress::thousands(records),
+            progress::thousands(rate.round() as u64),
+        ));
+    }
 }
 
 /// `Ekms.Status` at `target`, trusting its `--ca` (or plain http).

@@ -82,6 +82,9 @@ impl Service {
         };
         // For the request's log line only: custody operations are not audited.
         pending.custody_op = Some(target.name());
+        if target == Target::Status {
+            return self.status().await;
+        }
         let mut custody = self.custody.lock().await;
         match target {
             Target::GetAttestation => custody.attestation(body, self.env.attester.as_ref()),
@@ -118,14 +121,7 @@ impl Service {
                 }
                 serde_json::to_vec(&answer).map_err(|_| KmsError::Internal("response encoding"))
             }
-            Target::Status => {
-                // Use against the memory budget: counts only.
-                let mut status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
-                    .map_err(|_| KmsError::Internal("status encoding"))?;
-                status["MemoryUsedBytes"] = self.state.read().bytes().into();
-                status["MemoryBudgetBytes"] = self.config.memory_budget.into();
-                serde_json::to_vec(&status).map_err(|_| KmsError::Internal("status encoding"))
-            }
+            Target::Status => self.status_of(&custody),
             Target::GetTlsAttestation => self.tls_attestation(body),
             Target::Initialize => {
                 let init = custody.initialize(
@@ -212,6 +208,39 @@ impl Service {
                 self.open_store(&mut custody, domain, None).await
             }
         }
+    }
+
+    /// `Ekms.Status`. While an unseal or a join loads the store (under the custody lock, for
+    /// as long as the store takes), the status from before the load with `RecordsLoaded`, the
+    /// stored records received so far ([`super::loading`]); otherwise the custody state's.
+    async fn status(&self) -> Result<Vec<u8>, KmsError> {
+        loop {
+            // Made before the check, so a load that begins in between wakes it.
+            let began = self.loading.began();
+            if let Some(status) = self.loading.status() {
+                return serde_json::to_vec(&self.with_memory(status))
+                    .map_err(|_| KmsError::Internal("status encoding"));
+            }
+            tokio::select! {
+                custody = self.custody.lock() => return self.status_of(&custody),
+                () = began => {}
+            }
+        }
+    }
+
+    /// The custody state's status, with the use of the memory budget.
+    fn status_of(&self, custody: &crate::custody::admin::Custody) -> Result<Vec<u8>, KmsError> {
+        let status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
+            .map_err(|_| KmsError::Internal("status encoding"))?;
+        serde_json::to_vec(&self.with_memory(status))
+            .map_err(|_| KmsError::Internal("status encoding"))
+    }
+
+    /// `status` with the use against the memory budget: counts only.
+    fn with_memory(&self, mut status: serde_json::Value) -> serde_json::Value {
+        status["MemoryUsedBytes"] = self.state.read().bytes().into();
+        status["MemoryBudgetBytes"] = self.config.memory_budget.into();
+        status
     }
 
     /// `Ekms.Join` on a running member: releases the domain key to the sealed enclave whose
@@ -347,7 +376,13 @@ impl Service {
         let mut stream = guard.take().ok_or_else(|| {
             KmsError::InvalidState("ekms runs without a durable store.".to_owned())
         })?;
-        let loaded = match persist::load(&mut stream, &domain, &self.config).await {
+        // Until this returns, `Ekms.Status` shows the status from now and the records loaded.
+        let before = serde_json::from_slice(&custody.status_json()?)
+            .map_err(|_| KmsError::Internal("status encoding"))?;
+        let progress = self.loading.begin(before);
+        let loading =
+            persist::load_counting(&mut stream, &domain, &self.config, &progress.records);
+        let loaded = match loading.await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "loading the sealed store failed");

@@ -87,6 +87,8 @@ pub struct Service {
     pub(super) tls_ca_out: Option<std::path::PathBuf>,
     /// Request counts and durations for the parent's metrics (`api::metrics`).
     pub request_metrics: super::request_counts::RequestMetrics,
+    /// The unseal's or join's load in progress, for `Ekms.Status` meanwhile.
+    pub(super) loading: super::loading::LoadWatch,
 }
 
 pub(super) fn phase_code(phase: Phase) -> u8 {
@@ -196,6 +198,7 @@ impl Service {
             tls: None,
             tls_ca_out: None,
             request_metrics: super::request_counts::RequestMetrics::default(),
+            loading: super::loading::LoadWatch::default(),
         })
     }
 

@@ -40,7 +40,7 @@ pub use deployment::{store_state, write_deployment, Deployment, StoreState};
 #[cfg(any(feature = "bench", fuzzing))]
 pub use deployment::DEPLOYMENT_KIND;
 pub use follow::{follow, Freshness};
-pub use load::load;
+pub use load::{load, load_counting};
 #[cfg(test)]
 use load::{Loaded, Loading};
 
