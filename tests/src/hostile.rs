@@ -103,9 +103,10 @@ pub struct CommitPlan {
     pub unavailable: u32,
     /// Answer `Committed` without forwarding.
     pub fake_ack: u32,
-    /// Drop the frame and close the channel (the enclave must stop).
+    /// Drop the frame and close the channel (the enclave recovers on a new connection).
     pub drop_close: u32,
-    /// Answer with the first bytes of the frame, then close (the enclave must stop).
+    /// Answer with the first bytes of the frame, then close (the enclave recovers on a new
+    /// connection).
     pub truncate: u32,
     /// Answer with a frame whose magic is altered (the enclave must stop).
     pub garble: u32,
@@ -306,6 +307,9 @@ pub struct SessionReport {
     pub load: Option<LoadReport>,
     /// Misbehaviours after which the enclave must stop (fail-stop).
     pub fatal: Vec<String>,
+    /// Channels closed on the enclave (as a parent that stops does): it takes the store's
+    /// state again on a new connection.
+    pub lost: Vec<String>,
     /// Commits acknowledged and never forwarded, by seq.
     pub faked: Vec<u64>,
     /// Commits the enclave sent.
@@ -854,6 +858,7 @@ impl Session {
             self.shared().session(self.id).altered += 1;
         }
         let mut fatal = None;
+        let mut lost = None;
         let keep_open = match action {
             CommitAction::Fail => {
                 fatal = Some(format!("commit {seq} answered Error, not forwarded"));
@@ -884,7 +889,7 @@ impl Session {
                 true
             }
             CommitAction::DropClose => {
-                fatal = Some(format!("commit {seq} dropped, channel closed"));
+                lost = Some(format!("commit {seq} dropped, channel closed"));
                 false
             }
             CommitAction::Truncate => {
@@ -895,7 +900,7 @@ impl Session {
                     .await
                     .map_err(|e| format!("writing to the enclave: {e}"))?;
                 let _ = down.flush().await;
-                fatal = Some(format!(
+                lost = Some(format!(
                     "commit {seq} answered with {cut} of {} bytes, channel closed",
                     frame.len()
                 ));
@@ -1035,6 +1040,10 @@ impl Session {
         if let Some(why) = fatal {
             self.event(why.clone());
             self.shared().session(self.id).fatal.push(why);
+        }
+        if let Some(why) = lost {
+            self.event(why.clone());
+            self.shared().session(self.id).lost.push(why);
         }
         Ok(keep_open)
     }

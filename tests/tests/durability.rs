@@ -1,7 +1,8 @@
 //! Durability under `kill -9`: while concurrent clients run CreateKey + Encrypt in a loop,
 //! the enclave (or the parent) is killed with SIGKILL; after a restart and an unseal with the
-//! first init's share, every key whose CreateKey was acknowledged exists, and every
-//! acknowledged ciphertext decrypts to its plaintext.
+//! first init's share (or, the parent killed, once the parent alone is back and the enclave
+//! took the store's state again by itself), every key whose CreateKey was acknowledged exists,
+//! and every acknowledged ciphertext decrypts to its plaintext.
 //!
 //! The parent (relay + store) and the mock enclave are started directly (not through
 //! `ekms dev`), so that either can be killed alone; each case runs on the embedded store and on
@@ -142,6 +143,12 @@ async fn assert_everything_acknowledged_is_back(
     secret: &str,
     acked: &Acknowledged,
 ) {
+    unseal_after_a_restart(deployment);
+    assert_everything_acknowledged_is_served(deployment, id, secret, acked).await;
+}
+
+/// `ekms unseal` of a restarted (sealed) enclave, which refuses no record.
+fn unseal_after_a_restart(deployment: &Deployment) {
     let status = ekms_status(&deployment.endpoint);
     assert_eq!(status["State"], "Sealed", "{status}");
     let out = deployment.unseal();
@@ -167,7 +174,15 @@ async fn assert_everything_acknowledged_is_back(
         Some(0),
         "records refused after the kill: {status}"
     );
+}
 
+/// Every key and ciphertext acknowledged is served, and the store takes writes.
+async fn assert_everything_acknowledged_is_served(
+    deployment: &Deployment,
+    id: &str,
+    secret: &str,
+    acked: &Acknowledged,
+) {
     let client = deployment.client(id, secret);
     let mut missing = Vec::new();
     for key in &acked.created {
@@ -236,8 +251,9 @@ async fn kill_9_of_the_enclave(mut deployment: Deployment) {
     assert_everything_acknowledged_is_back(&deployment, &id, &secret, &acked).await;
 }
 
-/// Kills the parent (relay and store) with SIGKILL under load, restarts both, and checks
-/// everything acknowledged.
+/// Kills the parent (relay and store) with SIGKILL under load and restarts it alone: the
+/// enclave, whose store channel closed, takes the store's state again by itself when the parent
+/// is back (no restart, no custodian); everything acknowledged is served.
 async fn kill_9_of_the_parent(mut deployment: Deployment) {
     deployment.start();
     let (id, secret) = deployment.init_1_of_1();
@@ -253,17 +269,28 @@ async fn kill_9_of_the_parent(mut deployment: Deployment) {
         acked.encrypted.len()
     );
 
-    // The enclave lost its store: it may have stopped by itself; it is killed too (no graceful
-    // anything) and both are restarted.
-    let enclave = deployment.enclave.as_mut().expect("an enclave");
-    match enclave.wait_exit(Duration::from_secs(2)) {
-        Some(status) => eprintln!("the enclave stopped by itself: {status}"),
-        None => {
-            enclave.stop_with(Signal::SIGKILL);
-        }
+    // The enclave lost its store channel: it waits for the parent, which comes back alone.
+    let pid = deployment.enclave.as_ref().expect("an enclave").pid();
+    deployment.start_parent();
+    let client = deployment.client(&id, &secret);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client.list_keys().send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the enclave did not serve again after the parent came back; its log:\n{}",
+            deployment
+                .enclave
+                .as_ref()
+                .map(|e| e.log_tail(30))
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    deployment.start();
-    assert_everything_acknowledged_is_back(&deployment, &id, &secret, &acked).await;
+    let enclave = deployment.enclave.as_mut().expect("an enclave");
+    assert!(enclave.running(), "the enclave kept running");
+    assert_eq!(enclave.pid(), pid, "the same enclave process serves");
+    assert_eq!(ekms_status(&deployment.endpoint)["State"], "Unsealed");
+    assert_everything_acknowledged_is_served(&deployment, &id, &secret, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

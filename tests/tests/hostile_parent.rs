@@ -16,9 +16,10 @@
 //!    authenticate, deleted aliases do not resolve, revoked grants do not allow, disabled keys
 //!    stay disabled, schedule-deleted keys stay pending deletion) unless the whole store was
 //!    rolled back, which the audit chain must then show;
-//! 4. a commit the parent fails, drops or garbles stops the enclave, which names why; one it
-//!    answers `Unavailable` (a full audit disk) makes the enclave take the store's state again
-//!    in place, never an older state than it knows durable;
+//! 4. a commit the parent fails or garbles stops the enclave, which names why; one it answers
+//!    `Unavailable` (a full audit disk), or a channel it closes (a parent restarting), makes the
+//!    enclave take the store's state again in place, and stop rather than take an older state
+//!    than it knows durable;
 //! 5. the enclave never panics, and its resident memory stays bounded.
 //!
 //! Seeds are fixed here; `scripts/hostile-campaign.sh` runs the ignored campaign test with
@@ -39,6 +40,8 @@ use serde_json::{json, Value};
 const RSS_LIMIT_KIB: u64 = 400 * 1024;
 /// How long an enclave whose store failed may take to stop.
 const FAIL_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an enclave whose store channel closed may take to serve again on a new one.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(40);
 /// Time for the enclave's idle checkpoint to cover the last audit records.
 const SETTLE: Duration = Duration::from_millis(250);
 
@@ -176,6 +179,18 @@ struct Stack {
     witness_failed: Option<String>,
     /// The audit log verified at the last check.
     audit_ok: bool,
+    /// The proxy's first session of this boot of the enclave (a boot spans several when the
+    /// enclave recovers on a new connection).
+    boot_from: usize,
+}
+
+/// What the proxy did over one boot of the enclave (its sessions together).
+#[derive(Debug, Default)]
+struct Boot {
+    altered: usize,
+    faked: usize,
+    fatal: Vec<String>,
+    lost: Vec<String>,
 }
 
 /// The first line of a command's error output (without any backtrace after it).
@@ -211,6 +226,48 @@ impl Stack {
             peak_rss_kib: 0,
             witness_failed: None,
             audit_ok: true,
+            boot_from: 0,
+        }
+    }
+
+    /// The proxy's sessions of this boot, together.
+    fn boot(&self) -> Boot {
+        let mut boot = Boot::default();
+        for s in self.proxy.sessions().into_iter().skip(self.boot_from) {
+            boot.altered += s.altered;
+            boot.faked += s.faked.len();
+            boot.fatal.extend(s.fatal);
+            boot.lost.extend(s.lost);
+        }
+        boot
+    }
+
+    /// A channel the proxy closed (as a parent that restarts does): the enclave takes the
+    /// store's state again on a new connection, and serves. Waits for that (or for it to
+    /// stop: a store older than what it knows durable), commits forwarded honestly.
+    async fn await_recovery(&mut self) {
+        let deadline = Instant::now() + RECOVERY_TIMEOUT;
+        loop {
+            if !self.enclave_running() {
+                return;
+            }
+            let last = self.proxy.last_session();
+            if last.lost.is_empty() {
+                let out = ekms_cli(["status", "--endpoint", &self.d.endpoint]);
+                let serving = out.success()
+                    && out.json()["State"] == "Unsealed"
+                    && self.admin().list_keys().send().await.is_ok();
+                if serving {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the enclave neither recovered nor stopped after {:?}{}",
+                last.lost,
+                self.context()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -684,9 +741,12 @@ impl Stack {
     /// why.
     async fn end_boot(&mut self) {
         self.proxy.set_commit_plan(CommitPlan::honest());
-        let session = self.proxy.last_session();
+        if !self.boot().lost.is_empty() {
+            self.await_recovery().await;
+        }
+        let session = self.boot();
         let running = self.enclave_running();
-        if session.altered > 0 || !session.faked.is_empty() || !session.fatal.is_empty() {
+        if session.altered > 0 || session.faked > 0 || !session.fatal.is_empty() {
             // Commits reordered, duplicated, altered or never written: the log may no longer
             // verify, and need not.
             self.audit_ok = false;
@@ -701,7 +761,7 @@ impl Stack {
                 self.context()
             );
         }
-        if self.enclave_running() && (session.altered > 0 || !session.faked.is_empty()) {
+        if self.enclave_running() && (session.altered > 0 || session.faked > 0) {
             // A commit acknowledged and not written holds every later answer until a later
             // commit is durable: one audited request, forwarded honestly, releases them.
             let _ = self.admin().list_keys().send().await;
@@ -736,7 +796,8 @@ impl Stack {
             // The witness, where it can tell something: after commits the proxy altered or
             // acknowledged without forwarding, or (one boot in four) to show that it passes
             // otherwise.
-            if session.altered == 0 && session.fatal.is_empty() && !session.id.is_multiple_of(4) {
+            let id = self.proxy.last_session().id;
+            if session.altered == 0 && session.fatal.is_empty() && !id.is_multiple_of(4) {
                 self.witness_failed = None;
                 self.d
                     .enclave
@@ -796,6 +857,7 @@ impl Stack {
         self.proxy.set_commit_plan(CommitPlan::honest());
         self.proxy.set_load_plan(load);
         let via = self.proxy.address().to_owned();
+        self.boot_from = self.proxy.sessions().len();
         self.d.start_enclave_via(&via);
         let out = self.d.unseal();
         self.proxy.set_load_plan(LoadPlan::Honest);
@@ -1595,72 +1657,40 @@ async fn a_refused_commits_records_do_not_replace_those_of_the_commit_that_reuse
     stack.end_boot().await;
 }
 
-/// A parent that answers a commit `Unavailable` (as a store with a full audit disk does) makes
-/// the enclave take the store's state again in a new session, in place. A hostile parent that
-/// then serves an older state (a whole-store rollback, which a fresh unseal cannot tell) is
-/// refused: the enclave knows its last durable commit. Served the current state, the same
-/// process serves again, with every acknowledged change.
+/// A store channel the parent closes (as a parent that stops or restarts does) is recovered in
+/// place: the same enclave process takes the store's state again on a new connection, with
+/// every acknowledged change, and serves; no custodian takes part.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recovery_refuses_an_older_store_and_takes_the_current_one() {
-    let mut stack = Stack::start("recovery", 0x2EC0);
-    stack.workload(10).await;
-    let mark = stack.proxy.mark();
-    stack.workload(15).await;
+async fn a_closed_store_channel_is_recovered_in_place() {
+    let mut stack = Stack::start("channel closed", 0xC705);
+    stack.workload(20).await;
     assert_eq!(stack.model.failed, 0, "an honest parent{}", stack.context());
     let pid = stack.d.enclave.as_ref().expect("an enclave").pid();
 
-    stack.proxy.set_load_plan(LoadPlan::Rollback { to: mark });
     stack.proxy.set_commit_plan(CommitPlan {
-        unavailable: 1000,
+        drop_close: 1000,
         ..CommitPlan::honest()
     });
-    let refused = stack.admin().list_keys().send().await;
-    assert!(refused.is_err(), "answered without a durable audit record");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = || {
-        stack
-            .d
-            .enclave
-            .as_ref()
-            .map(ekms_tests::Daemon::log_text)
-            .unwrap_or_default()
-    };
-    while !log().contains("older than what this enclave knows durable") {
-        assert!(
-            Instant::now() < deadline,
-            "the rolled-back store was not refused{}",
-            stack.context()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Meanwhile the enclave answers, with the AWS error that says to retry.
-    let code = error_code(
-        stack
-            .admin()
-            .list_keys()
-            .send()
-            .await
-            .expect_err("refused while recovering"),
+    let dropped = stack.admin().list_keys().send().await;
+    assert!(dropped.is_err(), "answered without a durable audit record");
+    assert!(
+        !stack.boot().lost.is_empty(),
+        "the proxy closed the channel"
     );
-    assert_eq!(code, "DependencyTimeoutException");
-
-    stack.proxy.set_load_plan(LoadPlan::Honest);
     stack.proxy.set_commit_plan(CommitPlan::honest());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stack.admin().list_keys().send().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "did not serve again{}",
-            stack.context()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    stack.await_recovery().await;
     assert_eq!(
         stack.d.enclave.as_ref().expect("an enclave").pid(),
         pid,
         "the same process serves again"
     );
-    assert!(log().contains("recovered"), "{}", stack.context());
+    let log = stack
+        .d
+        .enclave
+        .as_ref()
+        .map(ekms_tests::Daemon::log_text)
+        .unwrap_or_default();
+    assert!(log.contains("recovered"), "{}", stack.context());
     let (found, _) = stack.findings().await;
     assert!(
         found.lost.is_empty() && found.back.is_empty(),
@@ -1669,7 +1699,57 @@ async fn a_recovery_refuses_an_older_store_and_takes_the_current_one() {
         found.back,
         stack.context()
     );
-    stack.workload(5).await;
+    stack.workload(10).await;
     assert_eq!(stack.model.failed, 0, "serving again{}", stack.context());
+    // The chain went on across the sessions: the log verifies to the enclave's head.
+    let witness = stack.audit_verify(true);
+    assert!(witness.success(), "{witness:?}{}", stack.context());
+    stack.end_boot().await;
+}
+
+/// A parent that answers a commit `Unavailable` (as a store with a full audit disk does), then
+/// serves an older state (a whole-store rollback, which a fresh unseal cannot tell): the
+/// enclave, which knows its last durable commit, refuses it and stops rather than serve it.
+/// Restarted and unsealed on the current store, nothing acknowledged is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_stops_rather_than_take_an_older_store() {
+    let mut stack = Stack::start("recovery rollback", 0x2EC0);
+    stack.workload(10).await;
+    let mark = stack.proxy.mark();
+    stack.workload(15).await;
+    assert_eq!(stack.model.failed, 0, "an honest parent{}", stack.context());
+
+    stack.proxy.set_load_plan(LoadPlan::Rollback { to: mark });
+    stack.proxy.set_commit_plan(CommitPlan {
+        unavailable: 1000,
+        ..CommitPlan::honest()
+    });
+    let refused = stack.admin().list_keys().send().await;
+    assert!(refused.is_err(), "answered without a durable audit record");
+    let enclave = stack.d.enclave.as_mut().expect("an enclave");
+    let stopped = tokio::task::block_in_place(|| enclave.wait_exit(FAIL_STOP_TIMEOUT));
+    assert!(
+        stopped.is_some(),
+        "the enclave did not stop{}",
+        stack.context()
+    );
+    let log = stack
+        .d
+        .enclave
+        .as_ref()
+        .map(ekms_tests::Daemon::log_text)
+        .unwrap_or_default();
+    assert!(
+        log.contains("older than what this enclave knows durable"),
+        "{}",
+        stack.context()
+    );
+    let outcome = stack.restart(LoadPlan::Honest).await;
+    assert!(
+        matches!(outcome, Unsealed::Loaded { refused: 0 }),
+        "{outcome:?}{}",
+        stack.context()
+    );
+    assert!(stack.check(&outcome).await);
     stack.end_boot().await;
 }

@@ -18,6 +18,17 @@ use super::audit::request_ids;
 
 /// Tries a member makes to recover its store session before it stops.
 pub const RECOVERY_TRIES: u32 = 10;
+
+/// Why one try of [`Service::recover`] failed.
+enum TryFailed {
+    /// Try again, not counting it: no store channel opened (the parent is away), or the store
+    /// refused the recovery's commit for now or closed the channel again.
+    Wait(KmsError),
+    /// Try again, counting it against [`RECOVERY_TRIES`].
+    Retry(KmsError),
+    /// Stop: the store is older than what this enclave knows durable.
+    Stop(KmsError),
+}
 use super::server::{phase_code, Service};
 
 /// A custody target, `Ekms.<name>`.
@@ -478,20 +489,24 @@ impl Service {
 
     /// Recovers a service whose store session failed, in place: a member (its commit was
     /// refused because another member committed first, or the store could not be reached), or
-    /// a lone enclave whose store refused a commit for now (its audit disk is full). Answers
+    /// a lone enclave whose store refused a commit for now (its audit disk is full) or whose
+    /// store channel closed (its parent restarted). Answers
     /// `DependencyTimeout` meanwhile; opens new store channels, loads and verifies the store as
     /// an unseal does (with the domain key it kept) and, under the state's write locks, takes
     /// that state and a new session together; then writes a `Recover` audit record through the
     /// new session, and serves again only once the store acknowledged it. The failed
     /// session's answers are never released (the parent drops them with it).
     ///
-    /// A lone enclave refuses a store older than the last commit it knows durable, or at that
-    /// commit with another audit head (a parent replaying an earlier state). A try the store
-    /// refused for now does not count against [`RECOVERY_TRIES`]: service resumes by itself
-    /// whenever the store takes commits again. Waits between tries double up to 5 s.
+    /// A lone enclave stops rather than take a store older than the last commit it knows
+    /// durable, or at that commit with another audit head: no honest parent serves one (it is a
+    /// replay of an earlier state, or commits acknowledged and never written). Tries that found
+    /// no store channel (the parent is away) or a store that refused for now do not count
+    /// against [`RECOVERY_TRIES`]: service resumes by itself whenever the parent is back and
+    /// takes commits. Waits between tries double up to 5 s.
     ///
     /// # Errors
-    /// After [`RECOVERY_TRIES`] other failures: the service then stops (fail-stop).
+    /// An older store, or [`RECOVERY_TRIES`] other failures: the service then stops
+    /// (fail-stop).
     pub async fn recover(&self) -> Result<(), KmsError> {
         self.recovering.store(true, Ordering::SeqCst);
         self.freshness.reset();
@@ -521,25 +536,30 @@ impl Service {
         let mut attempt = 0u64;
         loop {
             attempt += 1;
-            match self.reload_session(&address, &domain, floor).await {
+            let counted = match self.reload_session(&address, &domain, floor).await {
                 Ok(keys) => {
                     self.recovering.store(false, Ordering::SeqCst);
                     tracing::info!(attempt, keys, "recovered: took the store's state in a new session");
                     return Ok(());
                 }
-                Err(e) => {
-                    let for_now = self.persister().is_some_and(|p| p.failed_for_now());
-                    if !for_now {
-                        failures += 1;
-                    }
-                    tracing::warn!(attempt, for_now, error = %e, "recovering from the store failed");
-                    if failures >= RECOVERY_TRIES {
-                        return Err(KmsError::Internal("could not recover from the store"));
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                Err(TryFailed::Stop(e)) => return Err(e),
+                Err(TryFailed::Wait(e)) => {
+                    tracing::warn!(attempt, error = %e, "recovering: the store is not taking commits yet");
+                    false
+                }
+                Err(TryFailed::Retry(e)) => {
+                    tracing::warn!(attempt, error = %e, "recovering from the store failed");
+                    true
+                }
+            };
+            if counted {
+                failures += 1;
+                if failures >= RECOVERY_TRIES {
+                    return Err(KmsError::Internal("could not recover from the store"));
                 }
             }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(5));
         }
     }
 
@@ -549,24 +569,28 @@ impl Service {
         address: &ekms_shared::transport::Address,
         domain: &Arc<crate::durability::seal::DomainKey>,
         floor: Option<(u64, crate::durability::audit::Head)>,
-    ) -> Result<usize, KmsError> {
+    ) -> Result<usize, TryFailed> {
         let connect = || async {
             ekms_shared::transport::connect(address).await.map_err(|e| {
                 tracing::warn!(error = %e, %address, "cannot open a store channel");
                 KmsError::Internal("cannot open a store channel")
             })
         };
-        let mut stream = connect().await?;
+        let mut stream = connect().await.map_err(TryFailed::Wait)?;
         let follow = if self.config.member {
-            Some(connect().await?)
+            Some(connect().await.map_err(TryFailed::Wait)?)
         } else {
             None
         };
-        let loaded = persist::load(&mut stream, domain, &self.config).await?;
+        let loaded = persist::load(&mut stream, domain, &self.config)
+            .await
+            .map_err(|e| TryFailed::Retry(e.into()))?;
         if !loaded.refused.is_empty() {
             let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
             tracing::error!(?why, "the store's state did not verify: not taken");
-            return Err(KmsError::Internal("the store's state did not verify"));
+            return Err(TryFailed::Retry(KmsError::Internal(
+                "the store's state did not verify",
+            )));
         }
         if let Some((seq, head)) = floor {
             let at = loaded.manifest.seq();
@@ -574,17 +598,18 @@ impl Service {
                 tracing::error!(
                     store = at,
                     durable = seq,
-                    "the store is older than what this enclave knows durable: not taken"
+                    "the store is older than what this enclave knows durable: not taken; stopping"
                 );
-                return Err(KmsError::Internal(
+                return Err(TryFailed::Stop(KmsError::Internal(
                     "the store is older than what this enclave knows durable",
-                ));
+                )));
             }
         }
         let keys = loaded.keys.key_count();
         let persister = self
             .open_session(stream, domain.clone(), loaded.manifest, loaded.audit_head)
-            .await?;
+            .await
+            .map_err(TryFailed::Retry)?;
         {
             // Changes are queued under these locks to the session looked up under them: every
             // change from now on is made on this state and goes to this session.
@@ -605,11 +630,16 @@ impl Service {
         if let Some(follow) = follow {
             *self.follow_channel.lock().await = Some(follow);
         }
-        self.watch_session(persister, domain.clone()).await;
+        self.watch_session(persister.clone(), domain.clone()).await;
         // Serve again only once the store takes commits: this record is the proof.
-        self.persist(Vec::new(), Some(self.recover_record(keys)))
-            .await?;
-        Ok(keys)
+        match self
+            .persist(Vec::new(), Some(self.recover_record(keys)))
+            .await
+        {
+            Ok(()) => Ok(keys),
+            Err(e) if persister.recoverable() => Err(TryFailed::Wait(e)),
+            Err(e) => Err(TryFailed::Retry(e)),
+        }
     }
 
     /// The audit record of a recovery: the service took the store's state again, in a new

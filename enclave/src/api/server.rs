@@ -526,10 +526,12 @@ impl Service {
         ))
     }
 
-    /// Watches the service's new session: when it fails, the supervisor recovers a member, or
-    /// a lone enclave whose store refused a commit for now ([`Persister::failed_for_now`]: its
-    /// audit disk is full), in place ([`Service::recover`]); a lone enclave stops on any other
-    /// failure (fail-stop). A member also follows the store on its second channel.
+    /// Watches the service's new session: when it fails, the supervisor recovers it in place
+    /// ([`Service::recover`]) if it is a member, or if the store refused a commit for now (its
+    /// audit disk is full) or the channel closed (the parent restarted)
+    /// ([`Persister::recoverable`]); a lone enclave stops on any other failure (fail-stop: the
+    /// parent refused a commit or broke the protocol). A member also follows the store on its
+    /// second channel.
     pub(super) async fn watch_session(&self, persister: Persister, domain: Arc<DomainKey>) {
         *self
             .domain
@@ -564,7 +566,7 @@ impl Service {
         #[allow(clippy::disallowed_methods)] // the server is the shell
         tokio::spawn(async move {
             persister.fatal().await;
-            if member || persister.failed_for_now() {
+            if member || persister.recoverable() {
                 lost.notify_one();
             } else {
                 fatal.notify_one();

@@ -11,10 +11,10 @@
 //! Failure is fail-stop: if the store channel breaks or the parent refuses a commit, the
 //! answers held for it are never released (the parent closes their connections), callers
 //! waiting in [`Persister::persist`] fail, every later change fails, and [`Persister::fatal`]
-//! fires. The service then either stops, to restart from what is durable, or (a member, or a
-//! store that refused a commit for a reason it expects to clear: [`Persister::failed_for_now`])
-//! takes the store's state again in a new session, in place; it never serves a state the disk
-//! does not have.
+//! fires. The service then either stops, to restart from what is durable, or (a member; or a
+//! store that refused a commit for a reason it expects to clear, or a channel that closed:
+//! [`Persister::recoverable`]) takes the store's state again in a new session, in place; it
+//! never serves a state the disk does not have.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -166,12 +166,24 @@ struct Durable {
     head: Head,
     /// The store failed: nothing more becomes durable.
     failed: bool,
-    /// It failed by refusing a commit before applying any of it, for a reason it expects to
-    /// clear ([`Response::Unavailable`]: its audit disk is full).
-    retry: bool,
+    /// How, once it failed.
+    ended: Ended,
     /// Whether `seq` and `head` are a commit the store acknowledged in this session (rather
     /// than where the session started).
     acked: bool,
+}
+
+/// How a store session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The parent refused a commit, answered out of protocol, or sealing failed: the enclave
+    /// stops (fail-stop) unless it is a member.
+    Refused,
+    /// The store refused a commit before applying any of it, for a reason it expects to clear
+    /// ([`Response::Unavailable`]: its audit disk is full).
+    ForNow,
+    /// The store channel closed or broke (the parent stopped or restarted).
+    Lost,
 }
 
 /// Hands changes to the committer and waits until they are durable.
@@ -523,12 +535,17 @@ impl Persister {
         self.durable.borrow().failed
     }
 
-    /// Whether the session failed because the store refused a commit it will take again once
-    /// what stops it clears (its audit disk is full): the enclave may then take the store's
-    /// state again in a new session instead of stopping.
-    pub fn failed_for_now(&self) -> bool {
+    /// How the session ended; `None` while it runs.
+    pub fn ended(&self) -> Option<Ended> {
         let durable = self.durable.borrow();
-        durable.failed && durable.retry
+        durable.failed.then_some(durable.ended)
+    }
+
+    /// Whether the session ended in a way any enclave may recover from in place, taking the
+    /// store's state again in a new session: the store refused a commit for now (its audit
+    /// disk is full), or the channel closed (the parent restarted).
+    pub fn recoverable(&self) -> bool {
+        matches!(self.ended(), Some(Ended::ForNow | Ended::Lost))
     }
 
     /// The last commit the store acknowledged in this session and the audit head it made
@@ -564,7 +581,7 @@ impl Persister {
             seq: manifest.seq(),
             head: chain.head(),
             failed: false,
-            retry: false,
+            ended: Ended::Refused,
             acked: false,
         });
         let durable_tx = Arc::new(durable_tx);
@@ -592,16 +609,16 @@ impl Persister {
             let fatal = fatal.clone();
             let durable_tx = durable_tx.clone();
             let queue = queue.clone();
-            move |why: &str, retry: bool| {
+            move |why: &str, ended: Ended| {
                 let first = durable_tx.send_if_modified(|d| {
                     let first = !std::mem::replace(&mut d.failed, true);
                     if first {
-                        d.retry = retry;
+                        d.ended = ended;
                     }
                     first
                 });
                 if first {
-                    tracing::error!(why, retry, "durable store failed: this session is over");
+                    tracing::error!(why, ?ended, "durable store failed: this session is over");
                 }
                 queue.space.notify_waiters();
                 fatal.notify_one();
@@ -638,7 +655,7 @@ impl Persister {
                 },
             );
             tokio::select! {
-                why = committing => fail(&why, false),
+                (why, ended) = committing => fail(&why, ended),
                 _ = committer_stop.wait_for(|d| d.failed) => {}
             }
         });
@@ -646,7 +663,7 @@ impl Persister {
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             tokio::select! {
-                (why, retry) = acknowledger(reader, in_flight_rx, &acked) => fail2(&why, retry),
+                (why, ended) = acknowledger(reader, in_flight_rx, &acked) => fail2(&why, ended),
                 _ = acknowledger_stop.wait_for(|d| d.failed) => {}
             }
         });
@@ -735,7 +752,7 @@ async fn committer<W: AsyncWrite + Unpin>(
     room: Arc<tokio::sync::Semaphore>,
     follow: &Follow,
     mut sealing: Sealing,
-) -> String {
+) -> (String, Ended) {
     loop {
         let (queued, riding) = {
             let pending = queue.lock();
@@ -766,7 +783,7 @@ async fn committer<W: AsyncWrite + Unpin>(
         // Wait for room in flight before gathering the batch: whatever arrives while the
         // store is busy joins this commit instead of queueing as commits of its own.
         let Ok(permit) = room.clone().acquire_owned().await else {
-            return "acknowledger stopped".to_owned();
+            return ("acknowledger stopped".to_owned(), Ended::Refused);
         };
         // A newer state adopted while this waited: go on from its manifest, with this
         // session's own numbering (answers are held by it) and its last commit as the base.
@@ -806,7 +823,10 @@ async fn committer<W: AsyncWrite + Unpin>(
             (Some(base), next)
         };
         if next != seq {
-            return format!("commit {seq} is out of step with the manifest");
+            return (
+                format!("commit {seq} is out of step with the manifest"),
+                Ended::Refused,
+            );
         }
         // The committer is the shell: it reads the clock, and commit building gets the time.
         #[allow(clippy::disallowed_methods)]
@@ -828,28 +848,53 @@ async fn committer<W: AsyncWrite + Unpin>(
         };
         let (commit, head) = match built {
             Ok(c) => c,
-            Err(e) => return e.to_string(),
+            Err(e) => return (e.to_string(), Ended::Refused),
         };
-        if let Err(e) = v1::write_frame(&mut writer, &commit).await {
-            return format!("writing commit {seq}: {e}");
-        }
-        // The channel holds as many commits as there are permits: this never waits.
+        // In flight before it is written, so that the acknowledger expects its answer before
+        // the parent can send it. The channel holds as many commits as there are permits:
+        // this never waits.
         if in_flight.send((seq, head, permit)).await.is_err() {
-            return "acknowledger stopped".to_owned();
+            return ("acknowledger stopped".to_owned(), Ended::Refused);
+        }
+        if let Err(e) = v1::write_frame(&mut writer, &commit).await {
+            let ended = match e {
+                v1::WireError::Io(_) => Ended::Lost,
+                _ => Ended::Refused,
+            };
+            return (format!("writing commit {seq}: {e}"), ended);
         }
     }
 }
 
 /// Reads acknowledgements in order and publishes how far commits are durable, until one
-/// fails: then why, and whether the store expects to take commits again
-/// ([`Response::Unavailable`]).
+/// fails: then why, and how the session ended. With nothing in flight it watches the channel,
+/// so that a parent that stopped is noticed before the next commit.
 async fn acknowledger<R: AsyncRead + Unpin>(
     mut reader: R,
     mut in_flight: mpsc::Receiver<InFlight>,
     durable: &watch::Sender<Durable>,
-) -> (String, bool) {
-    // Each commit's permit is dropped once its answer is read, making room for the next.
-    while let Some((seq, head, _permit)) = in_flight.recv().await {
+) -> (String, Ended) {
+    use tokio::io::AsyncReadExt as _;
+    loop {
+        // A commit is in flight before it is written, so whatever the parent sends while none
+        // is was not asked for. (`read` is cancel-safe: a byte is taken only if it completes.)
+        let mut idle = [0u8; 1];
+        let next = tokio::select! {
+            biased;
+            next = in_flight.recv() => next,
+            read = reader.read(&mut idle) => return match read {
+                Ok(0) => ("the store channel closed".to_owned(), Ended::Lost),
+                Ok(_) => (
+                    "the parent sent a frame nothing asked for".to_owned(),
+                    Ended::Refused,
+                ),
+                Err(e) => (format!("the store channel broke: {e}"), Ended::Lost),
+            },
+        };
+        // Each commit's permit is dropped once its answer is read, making room for the next.
+        let Some((seq, head, _permit)) = next else {
+            return ("committer stopped".to_owned(), Ended::Refused);
+        };
         match v1::read_frame::<_, Response>(&mut reader).await {
             Ok(Some(Response::Committed { seq: acked })) if acked == seq => {
                 durable.send_modify(|d| {
@@ -861,27 +906,41 @@ async fn acknowledger<R: AsyncRead + Unpin>(
             Ok(Some(Response::Unavailable { message })) => {
                 return (
                     format!("the store cannot take commit {seq} for now: {message}"),
-                    true,
+                    Ended::ForNow,
                 );
             }
             Ok(Some(Response::Error { message })) => {
-                return (format!("the parent refused commit {seq}: {message}"), false);
+                return (
+                    format!("the parent refused commit {seq}: {message}"),
+                    Ended::Refused,
+                );
+            }
+            Ok(None) => {
+                return (
+                    format!("the store channel closed before commit {seq} was acknowledged"),
+                    Ended::Lost,
+                );
             }
             Ok(other) => {
                 return (
                     format!("unexpected answer to commit {seq}: {other:?}"),
-                    false,
+                    Ended::Refused,
+                );
+            }
+            Err(e @ (v1::WireError::Io(_) | v1::WireError::Truncated { .. })) => {
+                return (
+                    format!("the store channel broke before commit {seq} was acknowledged: {e}"),
+                    Ended::Lost,
                 );
             }
             Err(e) => {
                 return (
                     format!("reading the acknowledgement of commit {seq}: {e}"),
-                    false,
+                    Ended::Refused,
                 );
             }
         }
     }
-    ("committer stopped".to_owned(), false)
 }
 
 mod commit;
