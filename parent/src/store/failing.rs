@@ -64,6 +64,14 @@ impl Store for FailingStore {
     ) -> Result<(Vec<Record>, bool), StoreError> {
         self.inner.load(after, limit)
     }
+
+    fn fetch(
+        &self,
+        at: Option<u64>,
+        keys: &[RecordKey],
+    ) -> Result<(u64, Vec<Option<Vec<u8>>>), StoreError> {
+        self.inner.fetch(at, keys)
+    }
 }
 
 #[cfg(test)]
