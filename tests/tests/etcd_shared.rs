@@ -282,6 +282,15 @@ async fn members_serve_each_others_changes_and_stop_answering_when_cut_off() {
     .await;
     assert_eq!(code, "DisabledException");
 
+    // B took each of A's commits by difference (the pieces that changed), never by loading
+    // the store whole.
+    let log = b.enclave.as_ref().expect("B runs").log_text();
+    assert!(
+        log.contains("took another member's changes"),
+        "B's log:\n{log}"
+    );
+    assert!(!log.contains("loading the store"), "B's log:\n{log}");
+
     // etcd stops answering: within the bound, B refuses every request as stale.
     etcd.pause();
     tokio::time::sleep(Duration::from_millis(1500)).await;
