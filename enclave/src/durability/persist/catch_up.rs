@@ -1,8 +1,7 @@
 //! Catching up by difference: a member that learns of another member's commit reads the newer
 //! root, then only the pages, buckets and records whose generations differ from its own
 //! manifest's, all from one snapshot of the store (`Request::Fetch`), and verifies each against
-//! the level above as a load does: the root sealed under the domain key at the commit the
-//! store's head names, each changed page at the generation the root lists, each changed bucket
+//! the level above as a load does: the root sealed under the domain key, each changed page at the generation the root lists, each changed bucket
 //! at the generation its page lists, each changed record at the generation its bucket lists.
 //! What it read is then taken under the keys and principals write locks
 //! ([`super::Persister::take_caught`]): records upserted and removed, each key's grants kept
@@ -294,9 +293,17 @@ fn present(value: Option<Vec<u8>>, what: impl FnOnce() -> String) -> Result<Vec<
     value.ok_or_else(|| Fallback::Refused(format!("{} is missing from the store", what())))
 }
 
-/// Catches this member's state up with the store's commit `head` by difference, from its
-/// state at commit `base` (see the module documentation): what it read, verified, to be taken
-/// with [`super::Persister::take_caught`].
+/// Catches this member's state up with the store's by difference, from its state at commit
+/// `base` (see the module documentation): what it read, verified, to be taken with
+/// [`super::Persister::take_caught`]. The root read may be newer than the head that made the
+/// member ask (another member committed in between): it is taken all the same, since every
+/// piece is verified against it.
+///
+/// Which whole state the parent serves is, as for a full load, the parent's to choose (commit
+/// numbers are not ordered across members, so a member cannot tell an older root from a newer
+/// one; see DESIGN.md, what a member trusts its parent for). What it cannot do is mix: a piece
+/// of another state does not carry the generation the level above lists. A root that is this
+/// member's own state while the head moved is refused.
 ///
 /// # Errors
 /// [`PersistError`] when the channel breaks; `Ok(Err(Fallback))` when the member must load the
@@ -305,7 +312,6 @@ pub async fn catch_up<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     persister: &Persister,
     base: u64,
-    head: u64,
     domain: &DomainKey,
     names: &NameKey,
 ) -> Result<Result<(Caught, ManifestChanges), Fallback>, PersistError> {
@@ -318,7 +324,7 @@ pub async fn catch_up<S: AsyncRead + AsyncWrite + Unpin>(
         None => return Ok(Err(Fallback::Moved)),
     };
     let mut at = None;
-    // The root, at the commit the head names.
+    // The root.
     let root_key = RecordKey {
         kind: RecordKind::Root as u8,
         id: ROOT_ID.to_vec(),
@@ -328,14 +334,14 @@ pub async fn catch_up<S: AsyncRead + AsyncWrite + Unpin>(
         Err(fallback) => return Ok(Err(fallback)),
     };
     let root = match present(root, || "the root".to_owned())
-        .and_then(|sealed| manifest::open_root(domain, &sealed, head).map_err(Fallback::Refused))
+        .and_then(|sealed| manifest::open_root(domain, &sealed).map_err(Fallback::Refused))
     {
         Ok(root) => root,
         Err(fallback) => return Ok(Err(fallback)),
     };
     if root.seq() == current.base {
         return Ok(Err(Fallback::Refused(format!(
-            "the store's root is commit {base}'s, this member's own, but its head moved"
+            "the store's root is commit {base}'s, this member's own, but its head moved (an older root replayed?)"
         ))));
     }
     // The pages that changed, each at the generation the root lists.

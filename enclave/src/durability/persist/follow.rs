@@ -124,7 +124,9 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // Another member committed: read what changed and take it; failing that, load the
         // store whole.
-        match catch_up(&mut stream, &persister, base, head, &domain, &names).await? {
+        #[allow(clippy::disallowed_methods)] // the follower is the shell: it reads the clock
+        let seen = Instant::now();
+        match catch_up(&mut stream, &persister, base, &domain, &names).await? {
             Ok((caught, changes)) => {
                 let (seq, records) = (changes.seq(), caught.count());
                 match persister
@@ -132,7 +134,13 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
                     .await
                 {
                     Ok(Ok(())) => {
-                        tracing::info!(from = base, to = seq, records, "took another member's changes");
+                        tracing::info!(
+                            from = base,
+                            to = seq,
+                            records,
+                            took_us = seen.elapsed().as_micros(),
+                            "took another member's changes by difference"
+                        );
                         freshness.confirm(asked);
                         continue;
                     }
@@ -171,7 +179,12 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match persister.adopt(base, newer, &config).await {
             Ok(()) => {
-                tracing::info!(from = base, to = seq, "took another member's changes");
+                tracing::info!(
+                    from = base,
+                    to = seq,
+                    took_us = seen.elapsed().as_micros(),
+                    "took another member's changes by loading the store"
+                );
                 freshness.confirm(asked);
             }
             // A change of this member's went first, or waits: built on the old state, its

@@ -504,22 +504,17 @@ impl Generations {
     }
 }
 
-/// Opens a newer root read from the store: sealed under `domain` as the root, at its own
-/// sequence number, which must be `head` (the commit the store's head names), with pages.
+/// Opens a root read from the store: sealed under `domain` as the root, at its own sequence
+/// number, with pages.
 ///
 /// # Errors
 /// Why it is refused.
-pub fn open_root(domain: &DomainKey, sealed: &[u8], head: u64) -> Result<NewRoot, String> {
+pub fn open_root(domain: &DomainKey, sealed: &[u8]) -> Result<NewRoot, String> {
     let (generation, plain) =
         record::open(domain, RecordKind::Root, ROOT_ID, sealed).map_err(|e| e.to_string())?;
     let root = RootPlain::decode(&plain)?;
     if root.seq != generation {
         return Err("malformed root manifest".to_owned());
-    }
-    if generation != head {
-        return Err(format!(
-            "the root is commit {generation}'s, but the store's head is {head} (an older root replayed?)"
-        ));
     }
     match root.gens {
         RootGens::Pages(page_gens) => Ok(NewRoot {
