@@ -68,6 +68,10 @@ impl CommitBatch {
     }
 }
 
+/// What [`Store::fetch`] read: the snapshot, and each record's sealed bytes in the order asked
+/// (`None` for one absent there).
+pub type Fetched = (u64, Vec<Option<Vec<u8>>>);
+
 /// Durable storage of sealed records: the seam between the store channel and the disk.
 ///
 /// Methods block (they sync to disk); async callers run them with `spawn_blocking`.
@@ -114,11 +118,7 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Any failure to read the store, a snapshot it no longer has (etcd compacted it), or
     /// [`StoreError::Unsupported`].
-    fn fetch(
-        &self,
-        at: Option<u64>,
-        keys: &[RecordKey],
-    ) -> Result<(u64, Vec<Option<Vec<u8>>>), StoreError> {
+    fn fetch(&self, at: Option<u64>, keys: &[RecordKey]) -> Result<Fetched, StoreError> {
         let _ = (at, keys);
         Err(StoreError::Unsupported {
             what: "reading records at a snapshot (Fetch): only a shared store answers it",

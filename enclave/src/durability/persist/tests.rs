@@ -1384,7 +1384,10 @@ async fn catch_up_over(
 
 /// What a member holds, comparably: each key's description, policy, state and grant ids, and
 /// each alias's target.
-fn held(state: &State) -> (Vec<(Uuid, String, Option<String>, String, Vec<String>)>, Vec<(String, Uuid)>) {
+/// A key as [`held`] shows it: id, description, policy, state, grant ids.
+type HeldKey = (Uuid, String, Option<String>, String, Vec<String>);
+
+fn held(state: &State) -> (Vec<HeldKey>, Vec<(String, Uuid)>) {
     let keys = state.read();
     let (all, _) = keys.list(None, 1000, 0);
     let all = all

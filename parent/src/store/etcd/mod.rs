@@ -36,7 +36,7 @@ use std::sync::Mutex;
 use ekms_shared::wire::v1::{Record, RecordKey};
 use serde::{Deserialize, Serialize};
 
-use super::{CommitBatch, Store, StoreError};
+use super::{CommitBatch, Fetched, Store, StoreError};
 
 mod gateway;
 
@@ -937,7 +937,7 @@ impl EtcdStore {
         &self,
         at: Option<u64>,
         keys: &[RecordKey],
-    ) -> Result<(u64, Vec<Option<Vec<u8>>>), StoreError> {
+    ) -> Result<Fetched, StoreError> {
         let revision = match at {
             Some(at) => i64::try_from(at).map_err(|_| StoreError::EtcdLayout {
                 key: "revision".to_owned(),
@@ -1129,11 +1129,7 @@ impl Store for EtcdStore {
         self.block_on(self.read_head()).map(|head| Some(head.seq))
     }
 
-    fn fetch(
-        &self,
-        at: Option<u64>,
-        keys: &[RecordKey],
-    ) -> Result<(u64, Vec<Option<Vec<u8>>>), StoreError> {
+    fn fetch(&self, at: Option<u64>, keys: &[RecordKey]) -> Result<Fetched, StoreError> {
         self.block_on(self.fetch_async(at, keys))
     }
 }
