@@ -1672,3 +1672,75 @@ async fn member_follows_one_change_full_load_against_difference() {
         "{n} keys, one foreign change: full load {full_load:?}, by difference {difference:?}"
     );
 }
+
+/// Principals and a setting follow too: A creates bob and carol, B loads; A then deletes carol,
+/// gives bob a policy, creates dave under carol's old access key, and changes the measurements
+/// allowed to join. B catches up by difference: carol gone (found by her name's digest), bob's
+/// policy, dave signing with the key that was carol's, the measurements.
+#[tokio::test]
+async fn principals_and_settings_follow_by_difference() {
+    let disk: Disk = Arc::default();
+    let config = Config::default();
+    let (a, pa) = start_on(&disk, KeyStore::default(), Manifest::empty());
+    let create = |name: &str, unique: &str, key: &str| {
+        a.principals_mut()
+            .create(
+                name,
+                unique.to_owned(),
+                key.to_owned(),
+                format!("{name}secret{name}secret"),
+                None,
+                &config,
+            )
+            .map(|_| ())
+            .unwrap();
+    };
+    create("bob", "AIDABOBBOBBOBBOBBOBB", "AKIABOBBOBBOBBOBBOB1");
+    create("carol", "AIDACAROLCAROLCAROLC", "AKIACAROLCAROLCARO1");
+    pa.persist(
+        vec![
+            Touched::Principal("bob".to_owned()),
+            Touched::Principal("carol".to_owned()),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let (b, pb) = member_of(&disk).await;
+    assert!(b.principals().sealed("carol").is_some());
+
+    a.principals_mut().delete("carol").unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}"#;
+    a.principals_mut()
+        .put_policy("bob", policy.to_owned())
+        .unwrap();
+    create("dave", "AIDADAVEDAVEDAVEDAVE", "AKIACAROLCAROLCARO1");
+    let measurements = crate::access::measurements::Measurements {
+        version: 3,
+        sets: Vec::new(),
+    };
+    a.set_measurements(measurements.clone());
+    pa.persist(
+        vec![
+            Touched::Principal("bob".to_owned()),
+            Touched::Principal("carol".to_owned()),
+            Touched::Principal("dave".to_owned()),
+            Touched::Measurements,
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+
+    catch_up_over(&disk, Overrides::new(), &pb).await.unwrap();
+    let principals = b.principals();
+    assert!(principals.sealed("carol").is_none());
+    assert_eq!(principals.sealed("bob").unwrap().policy_text(), Some(policy));
+    assert_eq!(
+        principals
+            .by_access_key("AKIACAROLCAROLCARO1")
+            .map(|p| p.id.clone()),
+        Some("AIDADAVEDAVEDAVEDAVE".to_owned())
+    );
+    assert_eq!(b.measurements(), measurements);
+}
