@@ -783,6 +783,11 @@ impl KeyStore {
         Some(key)
     }
 
+    /// Number of aliases held.
+    pub fn alias_count(&self) -> usize {
+        self.aliases.len()
+    }
+
     /// Every alias name, in order.
     pub fn alias_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.aliases.keys().map(String::as_str)

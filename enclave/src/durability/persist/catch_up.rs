@@ -158,7 +158,7 @@ impl Caught {
             .iter()
             .filter(|(name, _)| keys.alias(name).is_none())
             .count();
-        if keys.alias_names().count() + new_aliases > config.max_aliases + removed_aliases.len() {
+        if keys.alias_count() + new_aliases > config.max_aliases + removed_aliases.len() {
             return Err(refused("more aliases than this service holds"));
         }
         let removed_principals: Vec<String> = if self.removed_principals.is_empty() {
