@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Nitro deployment files without Docker, nitro-cli or a Nitro instance:
 #   1. bash -n and shellcheck on the scripts (the deployment ones must be clean);
-#   2. systemd-analyze verify on ekms-parent.service (when systemd-analyze exists);
+#   2. systemd-analyze verify on ekms-parent.service and ekms-join.service (when
+#      systemd-analyze exists);
 #   3. the enclave entrypoint that scripts/enclave.Dockerfile generates: extracted, run
 #      with the image's ENV against a stand-in binary, its flags compared;
 #   4. build-eif.sh and run-enclave.sh against stand-in docker and nitro-cli commands:
@@ -52,6 +53,10 @@ if command -v systemd-analyze >/dev/null 2>&1; then
         >"$tmp/ekms-parent.service"
     systemd-analyze verify "$tmp/ekms-parent.service" || fail "systemd-analyze verify"
     ok "systemd-analyze verify scripts/ekms-parent.service"
+    sed "s#/usr/local/bin/ekms #$(command -v true) #" scripts/ekms-join.service \
+        >"$tmp/ekms-join.service"
+    systemd-analyze verify "$tmp/ekms-join.service" || fail "systemd-analyze verify"
+    ok "systemd-analyze verify scripts/ekms-join.service"
 else
     printf 'check-scripts: skipped: systemd-analyze not found\n'
 fi

@@ -16,6 +16,7 @@
 pub mod baseline;
 pub(crate) mod client;
 pub(crate) mod credentials;
+mod live;
 mod load;
 mod report;
 mod unseal;
@@ -220,9 +221,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut base_outcome: Option<load::Outcome> = None;
     // Started after the first ekms slice, which tells the size of ekms's answers.
     let mut base: Option<(baseline::Baseline, Connector)> = None;
+    let slices = if args.baseline { 2 * rounds } else { rounds };
+    let live = live::Live::start((slice.warmup + slice.duration) * slices);
     for _ in 0..rounds {
-        let slice_outcome =
-            bounded(load::run(&connector, &signer, &workload, slice), slice).await?;
+        live.loading("ekms");
+        let slice_outcome = bounded(
+            load::run(&connector, &signer, &workload, slice, live.counts()),
+            slice,
+        )
+        .await?;
         let ekms = load::Outcome::accumulate(&mut ekms, slice_outcome);
         if !args.baseline {
             continue;
@@ -238,11 +245,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             base = Some((server, base_connector));
         }
         if let Some((_, base_connector)) = &base {
-            let slice_outcome =
-                bounded(load::run(base_connector, &signer, &workload, slice), slice).await?;
+            live.loading("baseline");
+            let slice_outcome = bounded(
+                load::run(base_connector, &signer, &workload, slice, live.counts()),
+                slice,
+            )
+            .await?;
             load::Outcome::accumulate(&mut base_outcome, slice_outcome);
         }
     }
+    live.finish();
     if let Some((server, _)) = base {
         server.stop().await;
     }
@@ -470,6 +482,7 @@ fn typical_response_len(op: BenchOp, size: usize) -> usize {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn typical_sizes_follow_the_base64_of_the_blob() {
@@ -539,9 +552,13 @@ mod tests {
                 duration: Duration::from_millis(400),
                 request_timeout: Duration::from_secs(5),
             };
-            let outcome = load::run(&connector, &signer, &workload, plan).await;
+            let counts = Arc::new(load::Counts::default());
+            let outcome = load::run(&connector, &signer, &workload, plan, Some(&counts)).await;
             assert_eq!(outcome.errors, 0, "{:?}", outcome.first_error);
             assert!(outcome.histogram.len() > 10, "tls={tls}");
+            // The progress counts see every answer, the warm-up's too.
+            assert!(counts.ok.load(Ordering::Relaxed) >= outcome.histogram.len());
+            assert_eq!(counts.failed.load(Ordering::Relaxed), 0);
             assert_eq!(outcome.response_len, Some(1000));
             let summary = Summary::new(&outcome.histogram, outcome.errors, outcome.window);
             assert!(summary.requests_per_sec > 0.0);
@@ -572,9 +589,12 @@ mod tests {
             request_timeout: Duration::from_secs(1),
         };
         let started = std::time::Instant::now();
-        let outcome = load::run(&connector, &signer, &workload, plan).await;
+        let counts = Arc::new(load::Counts::default());
+        let outcome = load::run(&connector, &signer, &workload, plan, Some(&counts)).await;
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(outcome.errors > 0);
+        assert_eq!(counts.ok.load(Ordering::Relaxed), 0);
+        assert!(counts.failed.load(Ordering::Relaxed) >= outcome.errors);
         assert_eq!(outcome.histogram.len(), 0);
         assert!(outcome.first_error.unwrap().contains("connecting"));
     }

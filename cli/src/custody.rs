@@ -21,6 +21,7 @@ use ekms_shared::custody::{self as shares, ShareFile};
 use ekms_shared::envelope::{self, Purpose};
 
 use super::bench::client::{self, Connector, Endpoint};
+use super::progress;
 
 /// How old an attestation document may be when a custodian acts on it.
 const MAX_DOCUMENT_AGE: Duration = Duration::from_secs(300);
@@ -447,15 +448,71 @@ pub async fn unseal(args: &UnsealArgs) -> anyhow::Result<Value> {
     let signing = p384::ecdsa::SigningKey::from(&secret);
     let signature: p384::ecdsa::Signature =
         p384::ecdsa::signature::Signer::sign(&signing, &message);
-    session
-        .call(
-            "Unseal",
-            json!({
-                "Envelope": B64.encode(sealed.as_bytes()),
-                "Signature": B64.encode(signature.to_der().as_bytes()),
-            }),
-        )
-        .await
+    let body = json!({
+        "Envelope": B64.encode(sealed.as_bytes()),
+        "Signature": B64.encode(signature.to_der().as_bytes()),
+    });
+    if !progress::shown() {
+        return session.call("Unseal", body).await;
+    }
+    // A session of its own for the Status polls: this one waits for the Unseal's answer. Opened
+    // now, since proving a certificate asks the enclave for a document, which it does not give
+    // while it loads. Without it the Unseal goes ahead, with no figures.
+    let poll = Session::open(&args.target, &args.expect).await.ok();
+    unseal_showing_load(&mut session, poll, body).await
+}
+
+/// How often `ekms unseal` asks the enclave how far its load has come.
+const STATUS_POLL: Duration = Duration::from_millis(500);
+
+/// Sends the Unseal on `session`; until it is answered (the last share's answer waits for the
+/// whole store to load), a spinner shows the records loaded so far and their rate, as
+/// `Ekms.Status` on `poll` reports them (`RecordsLoaded`, a count only).
+async fn unseal_showing_load(
+    session: &mut Session,
+    poll: Option<Session>,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let bar = progress::spinner(true, "submitting the share");
+    let answer = tokio::select! {
+        answer = session.call("Unseal", body) => answer,
+        never = show_load(poll, &bar) => match never {},
+    };
+    bar.finish_and_clear();
+    answer
+}
+
+/// Polls `Ekms.Status` on `poll` and shows `RecordsLoaded` on `bar`, for as long as it is let
+/// run. A poll that fails only leaves the figures as they were.
+async fn show_load(
+    poll: Option<Session>,
+    bar: &indicatif::ProgressBar,
+) -> std::convert::Infallible {
+    let Some(mut poll) = poll else {
+        return std::future::pending().await;
+    };
+    let mut before: Option<(u64, std::time::Instant)> = None;
+    loop {
+        tokio::time::sleep(STATUS_POLL).await;
+        let Ok(status) = poll.call("Status", json!({})).await else {
+            continue;
+        };
+        let Some(records) = status["RecordsLoaded"].as_u64() else {
+            continue;
+        };
+        let now = std::time::Instant::now();
+        let rate = before
+            .map(|(n, at)| {
+                records.saturating_sub(n) as f64 / now.duration_since(at).as_secs_f64().max(1e-3)
+            })
+            .unwrap_or(0.0);
+        before = Some((records, now));
+        bar.set_message(format!(
+            "the enclave is loading the sealed store: {} records, {} records/s",
+            progress::thousands(records),
+            progress::thousands(rate.round() as u64),
+        ));
+    }
 }
 
 /// `Ekms.Status` at `target`, trusting its `--ca` (or plain http).
@@ -478,6 +535,55 @@ pub struct JoinArgs {
     /// CA certificate (PEM) to trust for an https peer.
     #[arg(long)]
     pub peer_ca: Option<PathBuf>,
+    /// Keep watching instead of joining once: every --interval, ask the enclave's status and
+    /// join it whenever it is sealed (a member that restarted), printing one JSON line per
+    /// join; a failed try is reported on stderr and tried again. For a supervisor on each
+    /// member's host (scripts/ekms-join.service): custodians are then needed only when no
+    /// member runs.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to ask (seconds, or with s, m, h).
+    #[arg(long, value_name = "AGE", default_value = "5s", value_parser = watch_interval)]
+    pub interval: std::time::Duration,
+}
+
+/// `--interval`: at least a second, at most an hour.
+fn watch_interval(text: &str) -> Result<std::time::Duration, String> {
+    let every = ekms_parent::store::audit_files::parse_age(text).map_err(|e| e.to_string())?;
+    if every < std::time::Duration::from_secs(1) || every > std::time::Duration::from_secs(3600) {
+        return Err("the interval must be between 1s and 1h".to_owned());
+    }
+    Ok(every)
+}
+
+/// `ekms join --watch`: joins the enclave whenever its status says `Sealed`, until stopped.
+/// Each join's status goes to stdout as one JSON line; failures to stderr. Never returns but
+/// on a signal (the caller's runtime ends it).
+pub async fn watch_and_join(args: &JoinArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut tick = tokio::time::interval(args.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let state = match status_at(&args.target).await {
+            Ok(status) => status["State"].as_str().unwrap_or_default().to_owned(),
+            Err(e) => {
+                eprintln!("ekms join --watch: {}: status: {e:#}", args.target.endpoint);
+                continue;
+            }
+        };
+        if state != "Sealed" {
+            continue;
+        }
+        match join(args).await {
+            Ok(status) => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", serde_json::to_string(&status)?)?;
+                out.flush()?;
+            }
+            Err(e) => eprintln!("ekms join --watch: {}: {e:#}", args.target.endpoint),
+        }
+    }
 }
 
 /// Carries an attested join ([`ekms_enclave`'s `custody::join`]): the joiner's boot-key

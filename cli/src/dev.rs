@@ -72,6 +72,33 @@ pub struct DevArgs {
     /// with --members, member i on PORT+i.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
+    /// Rotate the audit log once it holds this much (bytes, or with K, M, G), into gzip files
+    /// (`ekms audit verify DATA_DIR/store` reads the whole set). The embedded store only.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub audit_max_bytes: Option<String>,
+    /// Rotate the audit log once its current file is this old (seconds, or with s, m, h, d).
+    /// The embedded store only.
+    #[arg(long, value_name = "AGE", value_parser = age)]
+    pub audit_max_age: Option<String>,
+    /// Refuse commits while the data directory's file system has less than this free (the
+    /// enclave answers DependencyTimeoutException, and serves again by itself once space is
+    /// freed); 0 turns the check off. The embedded store only. [default: 64M]
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub audit_min_free_bytes: Option<String>,
+}
+
+/// A size as `ekms-parent` takes it (checked here, passed on as written).
+fn size(text: &str) -> Result<String, String> {
+    ekms_parent::store::audit_files::parse_bytes(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// An age as `ekms-parent` takes it (checked here, passed on as written).
+fn age(text: &str) -> Result<String, String> {
+    ekms_parent::store::audit_files::parse_age(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// `HOST:PORT` with the port moved on by `index` (member `index`'s).
@@ -160,6 +187,15 @@ impl Launch<'_> {
             parent_cmd
                 .arg("--metrics-listen")
                 .arg(member_address(metrics, index)?);
+        }
+        for (flag, value) in [
+            ("--audit-max-bytes", &self.args.audit_max_bytes),
+            ("--audit-max-age", &self.args.audit_max_age),
+            ("--audit-min-free-bytes", &self.args.audit_min_free_bytes),
+        ] {
+            if let Some(value) = value {
+                parent_cmd.args([flag, value.as_str()]);
+            }
         }
         match &self.args.store {
             Some(url) => {
@@ -338,6 +374,8 @@ async fn join_or_unseal(
             peer: Some(peer.endpoint.clone()),
             store: None,
             peer_ca: peer.ca.clone(),
+            watch: false,
+            interval: std::time::Duration::from_secs(5),
         };
         match custody::join(&args).await {
             Ok(_) => {

@@ -31,6 +31,7 @@ use zeroize::Zeroizing;
 use ekms_shared::attestation::{self, Policy, TrustAnchor};
 
 use super::custody::{Expectation, Target};
+use super::progress;
 use super::signed_client::SignedClient;
 
 /// How old the wrapping key's attestation document may be when material is wrapped to it.
@@ -187,6 +188,8 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
                 .with_context(|| format!("--valid-to {text}: not RFC 3339"))
         })
         .transpose()?;
+    // On a terminal only: stderr shows each step (an RSA_4096 wrapping key takes seconds).
+    let bar = progress::spinner(progress::shown(), "asking for a wrapping key");
     // Without --ca over https, the connection's certificate is proven by attestation too.
     let client = SignedClient::proving(
         &args.target.endpoint,
@@ -210,7 +213,9 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
     let token = blob(&parameters, "ImportToken")?;
     let document = blob(&parameters, "AttestationDocument")
         .context("the service sent no attestation of its wrapping key: refusing to wrap")?;
+    bar.set_message("verifying the wrapping key's attestation");
     let pcrs = verify_wrapping_key(&document, &public_key, &args.expect, SystemTime::now())?;
+    bar.set_message("wrapping the key material");
 
     let wrapped = match args.wrapping_algorithm {
         WrappingAlgorithm::RsaesOaepSha256 => wrap_oaep_sha256(&public_key, &material)?,
@@ -228,9 +233,11 @@ pub async fn run(args: &ImportKeyArgs) -> anyhow::Result<Value> {
         import["ExpirationModel"] = json!("KEY_MATERIAL_EXPIRES");
         import["ValidTo"] = json!(valid_to.unix_timestamp());
     }
+    bar.set_message("importing the wrapped key material");
     client
         .call("TrentService.ImportKeyMaterial", &import)
         .await?;
+    bar.finish_and_clear();
     Ok(json!({
         "KeyId": parameters["KeyId"],
         "WrappingAlgorithm": args.wrapping_algorithm.as_str(),

@@ -11,5 +11,6 @@ pub mod dev;
 pub mod import_key;
 pub mod measurements;
 pub mod principal;
+pub mod progress;
 pub mod signed_client;
 pub mod trust;

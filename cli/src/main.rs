@@ -154,6 +154,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", cli::measurements::run(command).await?);
             Ok(())
         }),
+        Command::Join(args) if args.watch => runtime()?.block_on(async {
+            tokio::select! {
+                watched = cli::custody::watch_and_join(&args) => watched,
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
+        }),
         Command::Join(args) => runtime()?.block_on(async {
             let status = cli::custody::join(&args).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);

@@ -176,6 +176,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("starting the service: {e}"))?
     .with_tls(identity, args.tls_ca_out.clone());
+    let service = match &args.store {
+        Some(address) => service.with_store_address(address.clone()),
+        None => service,
+    };
     let service = Arc::new(match follow_channel {
         Some((channel, address)) => service.with_follow_channel(channel, address),
         None => service,
@@ -203,7 +207,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     };
-    // A member whose store session failed recovers in place; one that cannot stops.
+    // A store session that failed in a way the service may recover from (a member's, or one
+    // whose store refused a commit for now) is recovered in place; one that cannot stops.
     let supervisor = {
         let service = service.clone();
         tokio::spawn(async move {
@@ -213,7 +218,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     continue; // an earlier session's, already replaced
                 }
                 if let Err(e) = service.recover().await {
-                    tracing::error!(error = %e, "the member could not recover: stopping");
+                    tracing::error!(error = %e, "could not recover from the store: stopping");
                     service.fatal.notify_one();
                     return;
                 }

@@ -74,13 +74,14 @@ pub struct Args {
     pub audit_max_bytes: Option<u64>,
 
     /// Rotate the embedded store's audit log once its current file is this old (seconds, or
-    /// with s, m, h, d: `1d`), checked at each commit.
+    /// with s, m, h, d: `1d`), checked at each commit and every second while idle.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub audit_max_age: Option<Duration>,
 
-    /// Refuse commits (the enclave then stops, losing nothing acknowledged) while the data
-    /// directory's file system has less than this free; a warning is logged below four times it.
-    /// 0 turns the check off.
+    /// Refuse commits while the data directory's file system has less than this free (nothing
+    /// acknowledged is lost; the enclave answers DependencyTimeoutException meanwhile and serves
+    /// again by itself once space is freed); a warning is logged below four times it. 0 turns
+    /// the check off.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes, default_value = "64M")]
     pub audit_min_free_bytes: u64,
 

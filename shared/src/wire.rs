@@ -151,6 +151,10 @@ pub mod v1 {
         pub memory_budget_bytes: u64,
         /// The `seq` of the last commit the store acknowledged, if any this boot.
         pub last_durable_commit: Option<u64>,
+        /// Taking the store's state again after a failed session (a full audit disk, say):
+        /// requests are refused meanwhile. Absent from older enclaves' reports.
+        #[serde(default)]
+        pub recovering: bool,
     }
 
     /// One `ekms_requests_total` series.
@@ -313,6 +317,13 @@ pub mod v1 {
         },
         /// The request failed; for a `Commit`, nothing of it was applied.
         Error {
+            /// Why, for logs.
+            message: String,
+        },
+        /// The `Commit` was refused before any of it was applied, for a reason the store
+        /// expects to clear (its audit log's disk is under the reserve): the enclave may take
+        /// the store's state again and retry, rather than stop.
+        Unavailable {
             /// Why, for logs.
             message: String,
         },
@@ -680,6 +691,9 @@ pub mod v1 {
                 },
                 Response::Error {
                     message: "disk full \u{1f4be}".to_owned(),
+                },
+                Response::Unavailable {
+                    message: "the audit disk is full".to_owned(),
                 },
             ]
         }

@@ -98,6 +98,9 @@ impl Rng {
 pub struct CommitPlan {
     /// Answer `Error` without forwarding (the enclave must stop).
     pub fail: u32,
+    /// Answer `Unavailable` without forwarding, as a store whose audit disk is full does (the
+    /// enclave takes the store's state again in a new session).
+    pub unavailable: u32,
     /// Answer `Committed` without forwarding.
     pub fake_ack: u32,
     /// Drop the frame and close the channel (the enclave must stop).
@@ -570,6 +573,7 @@ impl Drop for HostileProxy {
 #[derive(Debug)]
 enum CommitAction {
     Fail,
+    Unavailable,
     FakeAck,
     DropClose,
     Truncate,
@@ -604,6 +608,7 @@ fn choose_commit(s: &mut Shared) -> CommitAction {
     let p = s.plan.commits.clone();
     let exclusive = [
         (p.fail, CommitAction::Fail),
+        (p.unavailable, CommitAction::Unavailable),
         (p.fake_ack, CommitAction::FakeAck),
         (p.drop_close, CommitAction::DropClose),
         (p.truncate, CommitAction::Truncate),
@@ -856,6 +861,17 @@ impl Session {
                     down,
                     &Response::Error {
                         message: "hostile parent: commit refused".to_owned(),
+                    },
+                )
+                .await?;
+                true
+            }
+            CommitAction::Unavailable => {
+                self.event(format!("commit {seq} answered Unavailable, not forwarded"));
+                answer(
+                    down,
+                    &Response::Unavailable {
+                        message: "hostile parent: the audit disk is full".to_owned(),
                     },
                 )
                 .await?;

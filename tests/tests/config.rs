@@ -38,6 +38,9 @@ region = "eu-west-1"
 store = "{store}"
 log-format = "json"
 metrics-listen = "127.0.0.1:{metrics}"
+audit-max-bytes = "64M"
+audit-max-age = "1d"
+audit-min-free-bytes = "16M"
 "#,
             data = data_dir.display(),
             metrics = free_port(),

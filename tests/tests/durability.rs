@@ -154,6 +154,12 @@ async fn assert_everything_acknowledged_is_back(
             .map(|e| e.log_tail(30))
             .unwrap_or_default()
     );
+    // Through a pipe, `ekms unseal` draws no progress (it does on a terminal only).
+    assert!(
+        !out.stderr.contains("loading the sealed store") && !out.stderr.contains('\r'),
+        "progress drawn on a stderr that is not a terminal: {:?}",
+        out.stderr
+    );
     let status = ekms_status(&deployment.endpoint);
     assert_eq!(status["State"], "Unsealed", "{status}");
     assert_eq!(

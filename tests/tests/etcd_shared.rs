@@ -662,3 +662,80 @@ async fn a_member_follows_one_change_in_a_large_store() {
     let loads = log.matches("by loading the store").count();
     println!("B loaded the store whole {loads} times while following the build");
 }
+
+/// B's state as `ekms status` reports it, or `None` while it does not answer.
+fn state_of(b: &Deployment) -> Option<String> {
+    let out = ekms_tests::ekms_cli(["status", "--endpoint", b.endpoint.as_str()]);
+    out.success()
+        .then(|| out.json()["State"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+/// `ekms join --watch` on a member's host joins it whenever it is sealed: when it first starts,
+/// and again after its enclave was killed and restarted; no custodian takes part, and each join
+/// is one JSON line on the watcher's stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_joins_a_member_whenever_it_starts_sealed() {
+    use std::io::BufRead as _;
+    let etcd = EtcdServer::start();
+    let url = etcd.url("watch");
+    let mut a = Deployment::new().with_store(url.clone()).as_member();
+    a.start();
+    let (id, secret) = a.init_1_of_1();
+    let key = ekms_tests::create_key(&a.client(&id, &secret)).await;
+    let mut b = Deployment::new().with_store(url.clone()).as_member();
+    copy_dir(&a.dir().join("mock-ca"), &b.dir().join("mock-ca"));
+    b.start();
+    assert_eq!(state_of(&b).as_deref(), Some("Sealed"));
+
+    let mut watcher = std::process::Command::new(ekms_tests::bin_dir().join("ekms"))
+        .args(["join", "--watch", "--interval", "1s", "--endpoint"])
+        .arg(&b.endpoint)
+        .args(["--store", url.as_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting ekms join --watch");
+    let joins = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = {
+        let stdout = watcher.stdout.take().expect("the watcher's stdout");
+        let joins = joins.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.expect("a line");
+                let status: serde_json::Value =
+                    serde_json::from_str(&line).expect("each line is JSON");
+                assert_eq!(status["State"], "Unsealed", "{line}");
+                joins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let wait_unsealed = |b: &Deployment, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while state_of(b).as_deref() != Some("Unsealed") {
+            assert!(std::time::Instant::now() < deadline, "{what}: B not joined");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    tokio::task::block_in_place(|| wait_unsealed(&b, "at start"));
+    b.client(&id, &secret)
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("B serves A's key");
+
+    b.enclave.as_mut().expect("B's enclave").kill9();
+    b.start_enclave();
+    tokio::task::block_in_place(|| wait_unsealed(&b, "after a restart"));
+    b.client(&id, &secret)
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .expect("B serves A's key after rejoining");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    reader.join().expect("the reader");
+    assert_eq!(joins.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -16,7 +16,9 @@
 //!    authenticate, deleted aliases do not resolve, revoked grants do not allow, disabled keys
 //!    stay disabled, schedule-deleted keys stay pending deletion) unless the whole store was
 //!    rolled back, which the audit chain must then show;
-//! 4. a commit the parent fails, drops or garbles stops the enclave, which names why;
+//! 4. a commit the parent fails, drops or garbles stops the enclave, which names why; one it
+//!    answers `Unavailable` (a full audit disk) makes the enclave take the store's state again
+//!    in place, never an older state than it knows durable;
 //! 5. the enclave never panics, and its resident memory stays bounded.
 //!
 //! Seeds are fixed here; `scripts/hostile-campaign.sh` runs the ignored campaign test with
@@ -1590,5 +1592,84 @@ async fn a_refused_commits_records_do_not_replace_those_of_the_commit_that_reuse
         stack.context()
     );
     stack.check(&outcome).await;
+    stack.end_boot().await;
+}
+
+/// A parent that answers a commit `Unavailable` (as a store with a full audit disk does) makes
+/// the enclave take the store's state again in a new session, in place. A hostile parent that
+/// then serves an older state (a whole-store rollback, which a fresh unseal cannot tell) is
+/// refused: the enclave knows its last durable commit. Served the current state, the same
+/// process serves again, with every acknowledged change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_refuses_an_older_store_and_takes_the_current_one() {
+    let mut stack = Stack::start("recovery", 0x2EC0);
+    stack.workload(10).await;
+    let mark = stack.proxy.mark();
+    stack.workload(15).await;
+    assert_eq!(stack.model.failed, 0, "an honest parent{}", stack.context());
+    let pid = stack.d.enclave.as_ref().expect("an enclave").pid();
+
+    stack.proxy.set_load_plan(LoadPlan::Rollback { to: mark });
+    stack.proxy.set_commit_plan(CommitPlan {
+        unavailable: 1000,
+        ..CommitPlan::honest()
+    });
+    let refused = stack.admin().list_keys().send().await;
+    assert!(refused.is_err(), "answered without a durable audit record");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = || {
+        stack
+            .d
+            .enclave
+            .as_ref()
+            .map(ekms_tests::Daemon::log_text)
+            .unwrap_or_default()
+    };
+    while !log().contains("older than what this enclave knows durable") {
+        assert!(
+            Instant::now() < deadline,
+            "the rolled-back store was not refused{}",
+            stack.context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Meanwhile the enclave answers, with the AWS error that says to retry.
+    let code = error_code(
+        stack
+            .admin()
+            .list_keys()
+            .send()
+            .await
+            .expect_err("refused while recovering"),
+    );
+    assert_eq!(code, "DependencyTimeoutException");
+
+    stack.proxy.set_load_plan(LoadPlan::Honest);
+    stack.proxy.set_commit_plan(CommitPlan::honest());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stack.admin().list_keys().send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "did not serve again{}",
+            stack.context()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        stack.d.enclave.as_ref().expect("an enclave").pid(),
+        pid,
+        "the same process serves again"
+    );
+    assert!(log().contains("recovered"), "{}", stack.context());
+    let (found, _) = stack.findings().await;
+    assert!(
+        found.lost.is_empty() && found.back.is_empty(),
+        "lost {:?}, back {:?}{}",
+        found.lost,
+        found.back,
+        stack.context()
+    );
+    stack.workload(5).await;
+    assert_eq!(stack.model.failed, 0, "serving again{}", stack.context());
     stack.end_boot().await;
 }

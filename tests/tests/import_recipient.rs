@@ -204,6 +204,12 @@ async fn material_wrapped_by_a_verifying_client_encrypts_and_decrypts() {
     let report: serde_json::Value =
         serde_json::from_slice(&imported.stdout).expect("import-key prints JSON");
     assert!(report["VerifiedPcrs"]["PCR0"].is_string(), "{report}");
+    // Its steps are shown on a terminal only: through a pipe, stderr has none of them.
+    let stderr = String::from_utf8_lossy(&imported.stderr);
+    assert!(
+        !stderr.contains("wrapping key") && !stderr.contains('\r'),
+        "progress drawn on a stderr that is not a terminal: {stderr:?}"
+    );
     assert_eq!(key_state(&client, &key_id).await, KeyState::Enabled);
     let before = round_trip(&client, &key_id, b"imported material works").await;
 

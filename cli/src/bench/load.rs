@@ -4,6 +4,7 @@
 //! Everything is bounded: workers stop issuing at the end of the window, and each request
 //! (connect included) has its own timeout, so a run ends at most one timeout after the window.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,15 @@ impl Outcome {
     }
 }
 
+/// Requests answered so far, warm-up included, for a progress bar (`ekms bench` on a terminal).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Answered with success.
+    pub ok: AtomicU64,
+    /// Failed (an error answer, a transport failure, a timeout).
+    pub failed: AtomicU64,
+}
+
 /// What one worker measured.
 struct WorkerOutcome {
     histogram: Histogram<u64>,
@@ -112,12 +122,14 @@ impl Failure {
     }
 }
 
-/// Runs `plan` against `connector`'s endpoint and merges what the workers measured.
+/// Runs `plan` against `connector`'s endpoint and merges what the workers measured; every
+/// answer is also counted in `counts`, when given (a progress bar reads them).
 pub async fn run(
     connector: &Connector,
     signer: &Arc<Signer>,
     workload: &Arc<Workload>,
     plan: Plan,
+    counts: Option<&Arc<Counts>>,
 ) -> Outcome {
     let measure_start = Instant::now() + plan.warmup;
     let measure_end = measure_start + plan.duration;
@@ -126,14 +138,15 @@ pub async fn run(
         let connector = connector.clone();
         let signer = Arc::clone(signer);
         let workload = Arc::clone(workload);
+        let counts = counts.cloned();
         workers.spawn(async move {
             worker(
                 &connector,
                 &signer,
                 &workload,
                 plan.request_timeout,
-                measure_start,
-                measure_end,
+                (measure_start, measure_end),
+                counts.as_deref(),
             )
             .await
         });
@@ -170,8 +183,8 @@ async fn worker(
     signer: &Signer,
     workload: &Workload,
     request_timeout: Duration,
-    measure_start: Instant,
-    measure_end: Instant,
+    (measure_start, measure_end): (Instant, Instant),
+    counts: Option<&Counts>,
 ) -> WorkerOutcome {
     let mut out = WorkerOutcome {
         histogram: report::new_histogram(),
@@ -201,6 +214,14 @@ async fn worker(
             };
         let ended = Instant::now();
         let counted = began >= measure_start && began < measure_end;
+        if let Some(counts) = counts {
+            let which = if result.is_ok() {
+                &counts.ok
+            } else {
+                &counts.failed
+            };
+            which.fetch_add(1, Ordering::Relaxed);
+        }
         match result {
             Ok(len) => {
                 out.response_len = Some(len);

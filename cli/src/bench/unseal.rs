@@ -511,7 +511,15 @@ async fn encrypt_load(
         duration: lookup.duration,
         request_timeout: super::REQUEST_TIMEOUT,
     };
-    let outcome = super::bounded(load::run(&connector, &signer, &workload, plan), plan).await?;
+    let live = super::live::Live::start(plan.warmup + plan.duration);
+    live.loading("encrypt after unseal");
+    let outcome = super::bounded(
+        load::run(&connector, &signer, &workload, plan, live.counts()),
+        plan,
+    )
+    .await;
+    live.finish();
+    let outcome = outcome?;
     if let Some(e) = &outcome.first_error {
         eprintln!("ekms bench: encrypt after unseal: first error: {e}");
     }

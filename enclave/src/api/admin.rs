@@ -82,6 +82,9 @@ impl Service {
         };
         // For the request's log line only: custody operations are not audited.
         pending.custody_op = Some(target.name());
+        if target == Target::Status {
+            return self.status().await;
+        }
         let mut custody = self.custody.lock().await;
         match target {
             Target::GetAttestation => custody.attestation(body, self.env.attester.as_ref()),
@@ -118,14 +121,7 @@ impl Service {
                 }
                 serde_json::to_vec(&answer).map_err(|_| KmsError::Internal("response encoding"))
             }
-            Target::Status => {
-                // Use against the memory budget: counts only.
-                let mut status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
-                    .map_err(|_| KmsError::Internal("status encoding"))?;
-                status["MemoryUsedBytes"] = self.state.read().bytes().into();
-                status["MemoryBudgetBytes"] = self.config.memory_budget.into();
-                serde_json::to_vec(&status).map_err(|_| KmsError::Internal("status encoding"))
-            }
+            Target::Status => self.status_of(&custody),
             Target::GetTlsAttestation => self.tls_attestation(body),
             Target::Initialize => {
                 let init = custody.initialize(
@@ -212,6 +208,39 @@ impl Service {
                 self.open_store(&mut custody, domain, None).await
             }
         }
+    }
+
+    /// `Ekms.Status`. While an unseal or a join loads the store (under the custody lock, for
+    /// as long as the store takes), the status from before the load with `RecordsLoaded`, the
+    /// stored records received so far ([`super::loading`]); otherwise the custody state's.
+    async fn status(&self) -> Result<Vec<u8>, KmsError> {
+        loop {
+            // Made before the check, so a load that begins in between wakes it.
+            let began = self.loading.began();
+            if let Some(status) = self.loading.status() {
+                return serde_json::to_vec(&self.with_memory(status))
+                    .map_err(|_| KmsError::Internal("status encoding"));
+            }
+            tokio::select! {
+                custody = self.custody.lock() => return self.status_of(&custody),
+                () = began => {}
+            }
+        }
+    }
+
+    /// The custody state's status, with the use of the memory budget.
+    fn status_of(&self, custody: &crate::custody::admin::Custody) -> Result<Vec<u8>, KmsError> {
+        let status: serde_json::Value = serde_json::from_slice(&custody.status_json()?)
+            .map_err(|_| KmsError::Internal("status encoding"))?;
+        serde_json::to_vec(&self.with_memory(status))
+            .map_err(|_| KmsError::Internal("status encoding"))
+    }
+
+    /// `status` with the use against the memory budget: counts only.
+    fn with_memory(&self, mut status: serde_json::Value) -> serde_json::Value {
+        status["MemoryUsedBytes"] = self.state.read().bytes().into();
+        status["MemoryBudgetBytes"] = self.config.memory_budget.into();
+        status
     }
 
     /// `Ekms.Join` on a running member: releases the domain key to the sealed enclave whose
@@ -347,7 +376,13 @@ impl Service {
         let mut stream = guard.take().ok_or_else(|| {
             KmsError::InvalidState("ekms runs without a durable store.".to_owned())
         })?;
-        let loaded = match persist::load(&mut stream, &domain, &self.config).await {
+        // Until this returns, `Ekms.Status` shows the status from now and the records loaded.
+        let before = serde_json::from_slice(&custody.status_json()?)
+            .map_err(|_| KmsError::Internal("status encoding"))?;
+        let progress = self.loading.begin(before);
+        let loading =
+            persist::load_counting(&mut stream, &domain, &self.config, &progress.records);
+        let loaded = match loading.await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "loading the sealed store failed");
@@ -441,42 +476,71 @@ impl Service {
         custody.status_json()
     }
 
-    /// Recovers a member whose store session failed (its commit was refused because another
-    /// member committed first, or the store could not be reached): answers `DependencyTimeout`
-    /// meanwhile, then opens new store channels, loads and verifies the store as an unseal does
-    /// (with the domain key it kept), and, under the state's write locks, takes that state and
-    /// a new session together. The failed session's answers are never released (the parent
-    /// drops them with it). Tries [`RECOVERY_TRIES`] times, waiting longer each time.
+    /// Recovers a service whose store session failed, in place: a member (its commit was
+    /// refused because another member committed first, or the store could not be reached), or
+    /// a lone enclave whose store refused a commit for now (its audit disk is full). Answers
+    /// `DependencyTimeout` meanwhile; opens new store channels, loads and verifies the store as
+    /// an unseal does (with the domain key it kept) and, under the state's write locks, takes
+    /// that state and a new session together; then writes a `Recover` audit record through the
+    /// new session, and serves again only once the store acknowledged it. The failed
+    /// session's answers are never released (the parent drops them with it).
+    ///
+    /// A lone enclave refuses a store older than the last commit it knows durable, or at that
+    /// commit with another audit head (a parent replaying an earlier state). A try the store
+    /// refused for now does not count against [`RECOVERY_TRIES`]: service resumes by itself
+    /// whenever the store takes commits again. Waits between tries double up to 5 s.
     ///
     /// # Errors
-    /// When every try failed: the member then stops (fail-stop), as a lone enclave does.
+    /// After [`RECOVERY_TRIES`] other failures: the service then stops (fail-stop).
     pub async fn recover(&self) -> Result<(), KmsError> {
+        self.recovering.store(true, Ordering::SeqCst);
         self.freshness.reset();
         let address = self
             .store_address
             .clone()
-            .ok_or(KmsError::Internal("a member without a store address"))?;
+            .ok_or(KmsError::Internal("a service without a store address"))?;
         let domain = self
             .domain
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-            .ok_or(KmsError::Internal("a member without its domain key"))?;
+            .ok_or(KmsError::Internal("a service without its domain key"))?;
+        // What this enclave knows durable: the failed session's last acknowledged commit, or
+        // where it started. (A member's own commits are not the store's sequence: others
+        // commit too, so it has no such floor.)
+        let floor = if self.config.member {
+            None
+        } else {
+            self.persister().and_then(|p| p.acknowledged()).or(*self
+                .floor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
+        };
         let mut wait = std::time::Duration::from_millis(100);
-        for attempt in 1..=RECOVERY_TRIES {
-            match self.reload_session(&address, &domain).await {
+        let mut failures = 0;
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            match self.reload_session(&address, &domain, floor).await {
                 Ok(keys) => {
+                    self.recovering.store(false, Ordering::SeqCst);
                     tracing::info!(attempt, keys, "recovered: took the store's state in a new session");
                     return Ok(());
                 }
                 Err(e) => {
-                    tracing::warn!(attempt, error = %e, "recovering from the store failed");
+                    let for_now = self.persister().is_some_and(|p| p.failed_for_now());
+                    if !for_now {
+                        failures += 1;
+                    }
+                    tracing::warn!(attempt, for_now, error = %e, "recovering from the store failed");
+                    if failures >= RECOVERY_TRIES {
+                        return Err(KmsError::Internal("could not recover from the store"));
+                    }
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
             }
         }
-        Err(KmsError::Internal("could not recover from the shared store"))
     }
 
     /// One try of [`Service::recover`]; the number of keys taken.
@@ -484,6 +548,7 @@ impl Service {
         &self,
         address: &ekms_shared::transport::Address,
         domain: &Arc<crate::durability::seal::DomainKey>,
+        floor: Option<(u64, crate::durability::audit::Head)>,
     ) -> Result<usize, KmsError> {
         let connect = || async {
             ekms_shared::transport::connect(address).await.map_err(|e| {
@@ -492,12 +557,29 @@ impl Service {
             })
         };
         let mut stream = connect().await?;
-        let follow = connect().await?;
+        let follow = if self.config.member {
+            Some(connect().await?)
+        } else {
+            None
+        };
         let loaded = persist::load(&mut stream, domain, &self.config).await?;
         if !loaded.refused.is_empty() {
             let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
             tracing::error!(?why, "the store's state did not verify: not taken");
             return Err(KmsError::Internal("the store's state did not verify"));
+        }
+        if let Some((seq, head)) = floor {
+            let at = loaded.manifest.seq();
+            if at < seq || (at == seq && loaded.audit_head != head) {
+                tracing::error!(
+                    store = at,
+                    durable = seq,
+                    "the store is older than what this enclave knows durable: not taken"
+                );
+                return Err(KmsError::Internal(
+                    "the store is older than what this enclave knows durable",
+                ));
+            }
         }
         let keys = loaded.keys.key_count();
         let persister = self
@@ -520,9 +602,36 @@ impl Service {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(persister.clone());
         }
-        *self.follow_channel.lock().await = Some(follow);
+        if let Some(follow) = follow {
+            *self.follow_channel.lock().await = Some(follow);
+        }
         self.watch_session(persister, domain.clone()).await;
+        // Serve again only once the store takes commits: this record is the proof.
+        self.persist(Vec::new(), Some(self.recover_record(keys)))
+            .await?;
         Ok(keys)
+    }
+
+    /// The audit record of a recovery: the service took the store's state again, in a new
+    /// session, with this many keys.
+    fn recover_record(&self, keys: usize) -> crate::durability::audit::Record {
+        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
+        Event {
+            request_id: &request_id.to_string(),
+            event_id,
+            event_name: "Recover",
+            time_millis: self.env.now(),
+            identity: &Identity::Unknown {
+                access_key_id: None,
+            },
+            config: &self.config,
+            request_parameters: serde_json::Value::Null,
+            response: serde_json::json!({ "keyCount": keys }),
+            error: None,
+            resources: Vec::new(),
+            user_agent: None,
+        }
+        .record()
     }
 
     /// The audit record of an unseal that refused records: how many, and which (their ids are

@@ -157,6 +157,9 @@ pub struct Pending {
     pub(super) touched: Vec<Touched>,
     /// The answer's `KeyId`, where the operation noted it (see [`Ctx::answer_key`]).
     pub(super) answer_key: Option<String>,
+    /// Refused before it read any state (the service is not serving: sealed, or recovering):
+    /// its answer depends on no change, so it is not held for one.
+    pub(super) unserved: bool,
 }
 
 /// The access key id a request's Authorization header claims (for the audit of a refusal).

@@ -28,6 +28,7 @@ pub fn snapshot(service: &Service) -> EnclaveMetrics {
         sealed: matches!(service.phase(), Phase::Sealed | Phase::Uninitialized),
         memory_budget_bytes: u64::try_from(service.config.memory_budget).unwrap_or(u64::MAX),
         last_durable_commit: service.persister().map(|p| p.durable_seq()),
+        recovering: service.recovering(),
         ..EnclaveMetrics::default()
     };
     service.request_metrics.fill(&mut metrics);

@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod loading;
 pub mod metrics;
 mod request_counts;
 pub mod server;

@@ -66,11 +66,18 @@ pub struct Service {
     pub(super) freshness: Arc<persist::Freshness>,
     /// The committer of the current store session; a member that recovers replaces it.
     pub(super) persister: std::sync::RwLock<Option<Persister>>,
-    /// Where the store channel is, to open new ones (a member recovering).
+    /// Where the store channel is, to open new ones (recovering).
     pub(super) store_address: Option<ekms_shared::transport::Address>,
-    /// A member's domain key, kept to reload the store when it recovers.
+    /// The domain key, kept to reload the store when the service recovers.
     pub(super) domain: std::sync::Mutex<Option<Arc<crate::durability::seal::DomainKey>>>,
-    /// Fires when a member's store session failed: its supervisor recovers it.
+    /// Set while the service takes the store's state again ([`Service::recover`]): requests
+    /// are refused meanwhile.
+    pub(super) recovering: std::sync::atomic::AtomicBool,
+    /// Where the state loaded into the current session stood: the store's commit and audit
+    /// head, a floor no recovery may go below.
+    pub(super) floor: std::sync::Mutex<Option<(u64, crate::durability::audit::Head)>>,
+    /// Fires when the store session failed and the service may recover in place (a member,
+    /// or a store that refused a commit for now): its supervisor recovers it.
     pub lost: Arc<Notify>,
     /// Fires when the service must stop (the durable store failed).
     pub fatal: Arc<Notify>,
@@ -80,6 +87,8 @@ pub struct Service {
     pub(super) tls_ca_out: Option<std::path::PathBuf>,
     /// Request counts and durations for the parent's metrics (`api::metrics`).
     pub request_metrics: super::request_counts::RequestMetrics,
+    /// The unseal's or join's load in progress, for `Ekms.Status` meanwhile.
+    pub(super) loading: super::loading::LoadWatch,
 }
 
 pub(super) fn phase_code(phase: Phase) -> u8 {
@@ -182,12 +191,22 @@ impl Service {
             persister: std::sync::RwLock::new(None),
             store_address: None,
             domain: std::sync::Mutex::new(None),
+            recovering: std::sync::atomic::AtomicBool::new(false),
+            floor: std::sync::Mutex::new(None),
             lost: Arc::new(Notify::new()),
             fatal: Arc::new(Notify::new()),
             tls: None,
             tls_ca_out: None,
             request_metrics: super::request_counts::RequestMetrics::default(),
+            loading: super::loading::LoadWatch::default(),
         })
+    }
+
+    /// This service, opening new store channels at `address` when it recovers.
+    #[must_use]
+    pub fn with_store_address(mut self, address: ekms_shared::transport::Address) -> Self {
+        self.store_address = Some(address);
+        self
     }
 
     /// This service, a member of several sharing the store, following it on `channel` (a
@@ -209,6 +228,11 @@ impl Service {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Whether the service is taking the store's state again ([`Service::recover`]).
+    pub fn recovering(&self) -> bool {
+        self.recovering.load(Ordering::SeqCst)
     }
 
     /// Whether the current store session failed (a member then recovers).
@@ -480,6 +504,10 @@ impl Service {
         self.env.entropy.fill(&mut session)?;
         let session = u64::from_be_bytes(session);
         persist::announce(&mut stream, session).await?;
+        *self
+            .floor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((manifest.seq(), audit_head));
         // Commits start at a random distance past the root loaded, so that no refused commit
         // of an earlier session (kept by the parent) shares their numbers.
         let mut manifest = manifest;
@@ -498,20 +526,16 @@ impl Service {
         ))
     }
 
-    /// Watches the service's new session: when it fails, a lone enclave stops (fail-stop) and
-    /// a member's supervisor recovers it ([`Service::recover`]). A member also follows the
-    /// store on its second channel.
+    /// Watches the service's new session: when it fails, the supervisor recovers a member, or
+    /// a lone enclave whose store refused a commit for now ([`Persister::failed_for_now`]: its
+    /// audit disk is full), in place ([`Service::recover`]); a lone enclave stops on any other
+    /// failure (fail-stop). A member also follows the store on its second channel.
     pub(super) async fn watch_session(&self, persister: Persister, domain: Arc<DomainKey>) {
-        let stop = if self.config.member {
-            self.lost.clone()
-        } else {
-            self.fatal.clone()
-        };
+        *self
+            .domain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(domain.clone());
         if self.config.member {
-            *self
-                .domain
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(domain.clone());
             // Just loaded: the state is the store's as of now.
             #[allow(clippy::disallowed_methods)] // the server is the shell
             self.freshness.confirm(std::time::Instant::now());
@@ -520,7 +544,7 @@ impl Service {
                     let follower = persister.clone();
                     let freshness = self.freshness.clone();
                     let config = Arc::new(self.config.clone());
-                    let stop = stop.clone();
+                    let stop = self.lost.clone();
                     #[allow(clippy::disallowed_methods)] // the server is the shell
                     tokio::spawn(async move {
                         if let Err(e) =
@@ -536,10 +560,15 @@ impl Service {
                 ),
             }
         }
+        let (lost, fatal, member) = (self.lost.clone(), self.fatal.clone(), self.config.member);
         #[allow(clippy::disallowed_methods)] // the server is the shell
         tokio::spawn(async move {
             persister.fatal().await;
-            stop.notify_one();
+            if member || persister.failed_for_now() {
+                lost.notify_one();
+            } else {
+                fatal.notify_one();
+            }
         });
     }
 
@@ -556,6 +585,7 @@ impl Service {
         };
         let query = sts::is_query_request(request.method(), request.uri(), request.headers());
         let mut result = self.answer(request, query, &mut pending).await;
+        let unserved = pending.unserved;
         // Noted before the audit record takes it (mock mode only: see `log_request`).
         let answer_key = if self.env.attester.is_secure() {
             None
@@ -601,6 +631,9 @@ impl Service {
             response
                 .headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if unserved {
+            response.extensions_mut().insert(Unheld);
         }
         response
     }
@@ -664,8 +697,23 @@ impl Service {
     ///
     /// # Errors
     /// `KMSInvalidStateException` while uninitialized or sealed.
+    /// [`Service::check_unsealed`] for a request: one it refuses is marked as reading no
+    /// state ([`Pending::unserved`]), so its answer is not held (a recovering service's last
+    /// change may never become durable).
+    fn check_answering(&self, pending: &mut Pending) -> Result<(), KmsError> {
+        self.check_unsealed().inspect_err(|_| pending.unserved = true)
+    }
+
     fn check_unsealed(&self) -> Result<(), KmsError> {
         match self.phase() {
+            Phase::Unsealed if self.recovering.load(Ordering::SeqCst) => {
+                Err(KmsError::DependencyTimeout(
+                    "ekms cannot make requests durable now: its store refused a commit (for \
+                     example, its audit log's disk is full) and it is taking the store's state \
+                     again; it resumes by itself once the store takes commits. Retry the request."
+                        .to_owned(),
+                ))
+            }
             // A member answers only while its state is known to be the store's.
             #[allow(clippy::disallowed_methods)] // the server is the shell
             Phase::Unsealed if self.config.member => {
@@ -762,7 +810,7 @@ impl Service {
         pending: &mut Pending,
     ) -> Result<Vec<u8>, KmsError> {
         let action = sts::action(parts.uri.query(), body)?;
-        self.check_unsealed()?;
+        self.check_answering(pending)?;
         pending.op = Some(action);
         let (caller, user_id) = self.authenticate(parts, body, "sts", pending)?;
         Ok(sts::get_caller_identity_response(
@@ -833,7 +881,7 @@ impl Service {
                 return self.admin(admin, &body, pending).await;
             }
         }
-        self.check_unsealed()?;
+        self.check_answering(pending)?;
         let op = match principal_op {
             Some(_) => None,
             None => Some(dispatch::parse_target(target)?),
@@ -980,6 +1028,10 @@ async fn connection(
     }
 }
 
+/// Marks an answer that read no state (a refusal while not serving): not held.
+#[derive(Debug, Clone, Copy)]
+struct Unheld;
+
 /// Serves HTTP/1.1 on `io` until either side closes. When the server closes first (an
 /// answer with `Connection: close`, such as to a body over [`MAX_BODY`]), the client may
 /// still be sending: the write side is shut down, and what arrives is read and dropped for
@@ -1000,8 +1052,10 @@ where
         async move {
             let response = service.serve_request(request).await;
             // The answer goes out in frames the parent holds until what it depends on is
-            // durable.
-            hold.raise(service.release_point());
+            // durable (an answer that read no state depends on nothing).
+            if response.extensions().get::<Unheld>().is_none() {
+                hold.raise(service.release_point());
+            }
             Ok::<_, Infallible>(response)
         }
     });

@@ -25,8 +25,8 @@ pub const MIN_PERIOD_DAYS: u32 = 90;
 pub const MAX_PERIOD_DAYS: u32 = 2560;
 /// The period when EnableKeyRotation names none.
 pub const DEFAULT_PERIOD_DAYS: u32 = 365;
-/// On-demand rotations AWS allows per key.
-pub const MAX_ON_DEMAND: usize = 10;
+/// On-demand rotations AWS allows per key (a quota it does not adjust).
+pub const MAX_ON_DEMAND: usize = 25;
 
 /// Checks that `key` is a key whose material this service rotates: a symmetric encryption key
 /// with material generated here (AWS: no rotation of asymmetric, HMAC or imported keys; custom

@@ -79,6 +79,8 @@ pub enum NotReady {
     EnclaveNotAnswering,
     /// The enclave holds no domain key.
     Sealed,
+    /// The enclave is taking the store's state again (its store refused a commit).
+    Recovering,
     /// The store's last probe failed.
     StoreUnreachable,
 }
@@ -89,6 +91,9 @@ impl NotReady {
         match self {
             NotReady::EnclaveNotAnswering => "the enclave is not answering",
             NotReady::Sealed => "the enclave is sealed",
+            NotReady::Recovering => {
+                "the enclave is taking its store's state again (the store refused a commit)"
+            }
             NotReady::StoreUnreachable => "the store is unreachable",
         }
     }
@@ -174,6 +179,8 @@ impl Metrics {
             Some(report) if report.at.elapsed() <= ENCLAVE_REPORT_MAX_AGE => {
                 if report.metrics.sealed {
                     Err(NotReady::Sealed)
+                } else if report.metrics.recovering {
+                    Err(NotReady::Recovering)
                 } else {
                     Ok(())
                 }
@@ -372,6 +379,12 @@ impl Collector for EnclaveCollector {
         )?;
         gauge(
             &mut encoder,
+            "ekms_enclave_recovering",
+            "1 while the enclave takes its store's state again (its store refused a commit, as a full audit disk does); requests are refused meanwhile",
+            i64::from(metrics.recovering),
+        )?;
+        gauge(
+            &mut encoder,
             "ekms_enclave_memory_used_bytes",
             "Bytes of the enclave's memory budget in use",
             as_gauge(metrics.memory_used_bytes),
@@ -472,6 +485,17 @@ mod tests {
         assert_eq!(metrics.ready(), Err(NotReady::EnclaveNotAnswering));
         metrics.take_enclave(report(true)).unwrap();
         assert_eq!(metrics.ready(), Err(NotReady::Sealed));
+        metrics
+            .take_enclave(EnclaveMetrics {
+                recovering: true,
+                ..report(false)
+            })
+            .unwrap();
+        assert_eq!(metrics.ready(), Err(NotReady::Recovering));
+        assert!(metrics
+            .encode()
+            .unwrap()
+            .contains("ekms_enclave_recovering 1"));
         metrics.take_enclave(report(false)).unwrap();
         assert_eq!(metrics.ready(), Ok(()));
         let text = metrics.encode().unwrap();

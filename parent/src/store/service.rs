@@ -30,7 +30,7 @@ use crate::accept;
 use crate::holds::Holds;
 use crate::metrics::Metrics;
 
-use super::{error_chain, validate_batch, CommitBatch, Store};
+use super::{error_chain, validate_batch, CommitBatch, Store, StoreError};
 
 /// Room left in a `Records` frame for the CBOR around the records.
 const RECORDS_FRAME_SLACK: usize = 4096;
@@ -257,12 +257,18 @@ fn group_writer(
         if let Some(metrics) = &metrics {
             metrics.observe_group(batches.len(), started.elapsed());
         }
+        // A full audit disk refuses the group before any of it is written, and clears once
+        // space is freed: the enclave is told so, and takes the store's state again rather
+        // than stop.
         let failure = match outcome {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("commit failed: {}", error_chain(&e))),
-            Err(_panic) => Some("commit failed: the store panicked".to_owned()),
+            Ok(Err(e)) => Some((
+                format!("commit failed: {}", error_chain(&e)),
+                matches!(e, StoreError::AuditDiskFull { .. }),
+            )),
+            Err(_panic) => Some(("commit failed: the store panicked".to_owned(), false)),
         };
-        if let Some(message) = &failure {
+        if let Some((message, _)) = &failure {
             warn!(commits = seqs.len(), error = %message, "group commit failed");
         } else {
             debug!(commits = seqs.len(), bytes, "group committed");
@@ -281,7 +287,10 @@ fn group_writer(
         for (seq, reply) in seqs.into_iter().zip(replies) {
             let response = match &failure {
                 None => Response::Committed { seq },
-                Some(message) => Response::Error {
+                Some((message, true)) => Response::Unavailable {
+                    message: message.clone(),
+                },
+                Some((message, false)) => Response::Error {
                     message: message.clone(),
                 },
             };

@@ -2,6 +2,8 @@
 //! `seal::manifest`), decoded into the state. [`Loading`] is pure over records; [`load`] is the
 //! shell that pages through the store channel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
 
@@ -285,6 +287,21 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
     domain: &DomainKey,
     config: &crate::config::Config,
 ) -> Result<Loaded, PersistError> {
+    load_counting(stream, domain, config, &AtomicU64::new(0)).await
+}
+
+/// [`load`], adding to `counted` the number of stored records received after each page, so
+/// that another task can show how far a long load has come. A count only, which the parent
+/// that sends the records knows anyway: nothing of what they hold.
+///
+/// # Errors
+/// As [`load`].
+pub async fn load_counting<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    domain: &DomainKey,
+    config: &crate::config::Config,
+    counted: &AtomicU64,
+) -> Result<Loaded, PersistError> {
     let mut loading = Loading::new(domain, config);
     let mut after = None;
     loop {
@@ -296,7 +313,7 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
             },
         )
         .await?;
-        let (records, done) = match v1::read_frame::<_, Response>(stream).await? {
+        let (page, done) = match v1::read_frame::<_, Response>(stream).await? {
             Some(Response::Records { records, done }) => (records, done),
             Some(Response::Error { message }) => return Err(PersistError::Refused(message)),
             other => {
@@ -305,11 +322,12 @@ pub async fn load<S: AsyncRead + AsyncWrite + Unpin>(
                 )))
             }
         };
-        if let Some(last) = records.last() {
+        if let Some(last) = page.last() {
             after = Some(last.key.clone());
         }
-        loading.feed(&records);
-        if done || records.is_empty() {
+        loading.feed(&page);
+        counted.fetch_add(page.len() as u64, Ordering::Relaxed);
+        if done || page.is_empty() {
             break;
         }
     }

@@ -11,8 +11,10 @@
 //! Failure is fail-stop: if the store channel breaks or the parent refuses a commit, the
 //! answers held for it are never released (the parent closes their connections), callers
 //! waiting in [`Persister::persist`] fail, every later change fails, and [`Persister::fatal`]
-//! fires so that the process exits and restarts from what is durable, rather than serving a
-//! state the disk does not have.
+//! fires. The service then either stops, to restart from what is durable, or (a member, or a
+//! store that refused a commit for a reason it expects to clear: [`Persister::failed_for_now`])
+//! takes the store's state again in a new session, in place; it never serves a state the disk
+//! does not have.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -38,7 +40,7 @@ pub use deployment::{store_state, write_deployment, Deployment, StoreState};
 #[cfg(any(feature = "bench", fuzzing))]
 pub use deployment::DEPLOYMENT_KIND;
 pub use follow::{follow, Freshness};
-pub use load::load;
+pub use load::{load, load_counting};
 #[cfg(test)]
 use load::{Loaded, Loading};
 
@@ -164,6 +166,12 @@ struct Durable {
     head: Head,
     /// The store failed: nothing more becomes durable.
     failed: bool,
+    /// It failed by refusing a commit before applying any of it, for a reason it expects to
+    /// clear ([`Response::Unavailable`]: its audit disk is full).
+    retry: bool,
+    /// Whether `seq` and `head` are a commit the store acknowledged in this session (rather
+    /// than where the session started).
+    acked: bool,
 }
 
 /// Hands changes to the committer and waits until they are durable.
@@ -600,6 +608,21 @@ impl Persister {
         self.durable.borrow().failed
     }
 
+    /// Whether the session failed because the store refused a commit it will take again once
+    /// what stops it clears (its audit disk is full): the enclave may then take the store's
+    /// state again in a new session instead of stopping.
+    pub fn failed_for_now(&self) -> bool {
+        let durable = self.durable.borrow();
+        durable.failed && durable.retry
+    }
+
+    /// The last commit the store acknowledged in this session and the audit head it made
+    /// durable; `None` before the first.
+    pub fn acknowledged(&self) -> Option<(u64, Head)> {
+        let durable = self.durable.borrow();
+        durable.acked.then_some((durable.seq, durable.head))
+    }
+
     /// Resolves once the store failed for good: the process should exit.
     pub async fn fatal(&self) {
         self.fatal.notified().await;
@@ -628,6 +651,8 @@ impl Persister {
             seq,
             head: chain.head(),
             failed: false,
+            retry: false,
+            acked: false,
         });
         let durable_tx = Arc::new(durable_tx);
         let chain = Arc::new(Mutex::new(chain));
@@ -654,11 +679,16 @@ impl Persister {
             let fatal = fatal.clone();
             let durable_tx = durable_tx.clone();
             let queue = queue.clone();
-            move |why: &str| {
-                let first =
-                    durable_tx.send_if_modified(|d| !std::mem::replace(&mut d.failed, true));
+            move |why: &str, retry: bool| {
+                let first = durable_tx.send_if_modified(|d| {
+                    let first = !std::mem::replace(&mut d.failed, true);
+                    if first {
+                        d.retry = retry;
+                    }
+                    first
+                });
                 if first {
-                    tracing::error!(why, "durable store failed: stopping (fail-stop)");
+                    tracing::error!(why, retry, "durable store failed: this session is over");
                 }
                 queue.space.notify_waiters();
                 fatal.notify_one();
@@ -695,7 +725,7 @@ impl Persister {
                 },
             );
             tokio::select! {
-                why = committing => fail(&why),
+                why = committing => fail(&why, false),
                 _ = committer_stop.wait_for(|d| d.failed) => {}
             }
         });
@@ -703,7 +733,7 @@ impl Persister {
         #[allow(clippy::disallowed_methods)]
         tokio::spawn(async move {
             tokio::select! {
-                why = acknowledger(reader, in_flight_rx, &acked) => fail2(&why),
+                (why, retry) = acknowledger(reader, in_flight_rx, &acked) => fail2(&why, retry),
                 _ = acknowledger_stop.wait_for(|d| d.failed) => {}
             }
         });
@@ -888,12 +918,14 @@ async fn committer<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Reads acknowledgements in order and publishes how far commits are durable.
+/// Reads acknowledgements in order and publishes how far commits are durable, until one
+/// fails: then why, and whether the store expects to take commits again
+/// ([`Response::Unavailable`]).
 async fn acknowledger<R: AsyncRead + Unpin>(
     mut reader: R,
     mut in_flight: mpsc::Receiver<InFlight>,
     durable: &watch::Sender<Durable>,
-) -> String {
+) -> (String, bool) {
     // Each commit's permit is dropped once its answer is read, making room for the next.
     while let Some((seq, head, _permit)) = in_flight.recv().await {
         match v1::read_frame::<_, Response>(&mut reader).await {
@@ -901,20 +933,33 @@ async fn acknowledger<R: AsyncRead + Unpin>(
                 durable.send_modify(|d| {
                     d.seq = seq;
                     d.head = head;
+                    d.acked = true;
                 });
             }
+            Ok(Some(Response::Unavailable { message })) => {
+                return (
+                    format!("the store cannot take commit {seq} for now: {message}"),
+                    true,
+                );
+            }
             Ok(Some(Response::Error { message })) => {
-                return format!("the parent refused commit {seq}: {message}");
+                return (format!("the parent refused commit {seq}: {message}"), false);
             }
             Ok(other) => {
-                return format!("unexpected answer to commit {seq}: {other:?}");
+                return (
+                    format!("unexpected answer to commit {seq}: {other:?}"),
+                    false,
+                );
             }
             Err(e) => {
-                return format!("reading the acknowledgement of commit {seq}: {e}");
+                return (
+                    format!("reading the acknowledgement of commit {seq}: {e}"),
+                    false,
+                );
             }
         }
     }
-    "committer stopped".to_owned()
+    ("committer stopped".to_owned(), false)
 }
 
 pub mod catch_up;

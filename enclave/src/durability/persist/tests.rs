@@ -1744,3 +1744,64 @@ async fn principals_and_settings_follow_by_difference() {
     );
     assert_eq!(b.measurements(), measurements);
 }
+
+/// `ekms unseal` shows how far a long load has come (`RecordsLoaded` in `Ekms.Status`): the
+/// count grows page by page while the load still runs, and ends at every record the store
+/// sent. The parent here answers the first Load with one page and holds the rest back until
+/// the count has been read.
+#[tokio::test]
+async fn a_load_counts_the_records_of_each_page_as_it_comes() {
+    let (_, disk) = store_before_and_after_a_deletion().await;
+    let current = disk.lock().unwrap().clone();
+    let all = as_records(
+        &current,
+        &[RecordKind::Root, RecordKind::Bucket, RecordKind::Key],
+    );
+    let total = all.len() as u64;
+    let (first, rest) = all.split_at(2);
+    let (first, rest) = (first.to_vec(), rest.to_vec());
+    let (mut enclave_end, mut parent_end) = tokio::io::duplex(1 << 20);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let parent_release = Arc::clone(&release);
+    tokio::spawn(async move {
+        let mut pages = vec![(rest, true), (first, false)];
+        while let Ok(Some(request)) = v1::read_frame::<_, Request>(&mut parent_end).await {
+            let Request::Load { .. } = request else {
+                return;
+            };
+            let (records, done) = pages.pop().unwrap_or_default();
+            if done {
+                parent_release.notified().await;
+            }
+            if v1::write_frame(&mut parent_end, &Response::Records { records, done })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = Arc::clone(&counted);
+    let loading = tokio::spawn(async move {
+        let config = Config::default();
+        super::load_counting(&mut enclave_end, &domain(), &config, &counter)
+            .await
+            .unwrap()
+    });
+    let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while read(&counted) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first page is counted while the load waits for the next");
+    assert_eq!(read(&counted), 2);
+    assert!(!loading.is_finished());
+    release.notify_one();
+    let loaded = loading.await.unwrap();
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(read(&counted), total);
+    assert_eq!(loaded.keys.key_count(), 2);
+}

@@ -30,11 +30,13 @@ pub struct Response {
 }
 
 /// Reports the rotation status. As AWS, a key pending deletion reports rotation disabled (its
-/// setting comes back if the deletion is cancelled); a disabled key reports its setting.
+/// setting comes back if the deletion is cancelled); a disabled key reports its setting. A
+/// symmetric key of imported material (which rotates on demand only, to material imported for
+/// it) reports automatic rotation off, as AWS's is always false for it.
 ///
 /// # Errors
-/// `ValidationException`, `NotFoundException`, `UnsupportedOperationException` for keys that do
-/// not rotate.
+/// `ValidationException`, `NotFoundException`, `UnsupportedOperationException` for keys whose
+/// material never rotates (asymmetric, HMAC).
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let store = ctx.keys();
@@ -44,7 +46,7 @@ pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
         "GetKeyRotationStatus",
         &crate::kms::authz::Conditions::default(),
     )?;
-    rotation::check_rotatable(key, ctx.config)?;
+    rotation::check_rotates_on_demand(key, ctx.config)?;
     let rotation = key
         .rotation
         .filter(|_| key.state != KeyState::PendingDeletion);

@@ -1,4 +1,4 @@
-//! RotateKeyOnDemand: a new version of the key's material now, at most 10 times per key: fresh
+//! RotateKeyOnDemand: a new version of the key's material now, at most 25 times per key: fresh
 //! material for an AWS_KMS key; for a symmetric EXTERNAL key, the material imported for it
 //! (ImportType NEW_KEY_MATERIAL, PENDING_ROTATION), which becomes current.
 
@@ -39,7 +39,7 @@ fn check_limit(key: &crate::keys::Key, ctx: &Ctx<'_>) -> KmsResult<()> {
 /// # Errors
 /// `ValidationException`, `NotFoundException`, `UnsupportedOperationException` for keys that do
 /// not rotate, `DisabledException`, `KMSInvalidStateException` (also for an EXTERNAL key with no
-/// new material pending), `LimitExceededException` after 10 on-demand rotations.
+/// new material pending), `LimitExceededException` after 25 on-demand rotations.
 pub fn handle(ctx: &Ctx<'_>, req: Request) -> KmsResult<Response> {
     let key_id = validate::required("keyId", req.key_id)?;
     let now = ctx.env.now();

@@ -541,3 +541,25 @@ fn materials_expire_one_by_one() {
     core.ok("Decrypt", json!({"CiphertextBlob": blob}));
     assert!(core.expire().is_empty());
 }
+
+/// GetKeyRotationStatus on a symmetric key of imported material: automatic rotation is always
+/// off (it rotates on demand only), so it answers `false` rather than refusing; EnableKeyRotation
+/// still refuses, and an HMAC key of imported material never rotates at all.
+#[test]
+fn imported_symmetric_keys_report_automatic_rotation_off() {
+    let core = Core::new();
+    let key = core.external("SYMMETRIC_DEFAULT");
+    let status = core.ok("GetKeyRotationStatus", json!({"KeyId": key}));
+    assert_eq!(status["KeyRotationEnabled"], json!(false));
+    assert_eq!(status["KeyId"], json!(key));
+    assert!(status.get("RotationPeriodInDays").is_none());
+    assert_eq!(
+        error(core.call("EnableKeyRotation", json!({"KeyId": key}))).0,
+        "UnsupportedOperationException"
+    );
+    let hmac = core.external("HMAC_256");
+    assert_eq!(
+        error(core.call("GetKeyRotationStatus", json!({"KeyId": hmac}))).0,
+        "UnsupportedOperationException"
+    );
+}

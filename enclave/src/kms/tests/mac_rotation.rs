@@ -531,10 +531,10 @@ fn rotation_period_bounds() {
 }
 
 #[test]
-fn on_demand_rotation_is_limited_to_ten_per_key() {
+fn on_demand_rotation_is_limited_to_twenty_five_per_key() {
     let core = Core::new();
     let id = core.create(json!({}));
-    for _ in 0..10 {
+    for _ in 0..25 {
         core.call("RotateKeyOnDemand", json!({"KeyId": id}))
             .unwrap();
     }
@@ -551,7 +551,7 @@ fn on_demand_rotation_is_limited_to_ten_per_key() {
     core.clock.advance(90 * DAY_MS);
     assert_eq!(core.tick().len(), 1);
     let blob = core.encrypt(&id, b"x");
-    assert_eq!(version_of(&blob), 11);
+    assert_eq!(version_of(&blob), 26);
 }
 
 #[test]

@@ -300,6 +300,31 @@ impl Shared {
         Ok(())
     }
 
+    /// Rotates `audit.jsonl` if it is due (by size or age), between commits (the state lock is
+    /// held); the rotated file waits for compression. A failed rotation poisons the store: the
+    /// files' state is for a reopen to sort out.
+    fn rotate_if_due(&self, state: &mut State) {
+        if state.poisoned.is_some()
+            || !state
+                .audit
+                .rotation_due(&self.audit_settings, std::time::SystemTime::now())
+        {
+            return;
+        }
+        match state.audit.rotate(&self.dir) {
+            Ok(rotated) => {
+                tracing::info!(rotated = %rotated.display(), "rotated the audit log");
+                state.to_compress.push(rotated);
+                self.wake.notify_all();
+            }
+            Err(e) => {
+                tracing::error!(error = %super::error_chain(&e), "cannot rotate the audit log; refusing further commits until reopened");
+                let path = state.audit.path.clone();
+                self.poison(state, &path);
+            }
+        }
+    }
+
     /// Marks the store unusable until reopened, and wakes commits waiting for room.
     fn poison(&self, state: &mut State, path: &Path) {
         if state.poisoned.is_none() {
@@ -368,27 +393,9 @@ impl Store for RedbStore {
                 return Ok(());
             }
             state.audit.len += lines.len() as u64;
-            if state
-                .audit
-                .rotation_due(&shared.audit_settings, std::time::SystemTime::now())
-            {
-                // Between commits: every line of this one is in the file it rotates.
-                match state.audit.rotate(&shared.dir) {
-                    Ok(rotated) => {
-                        tracing::info!(rotated = %rotated.display(), "rotated the audit log");
-                        state.to_compress.push(rotated);
-                        shared.wake.notify_all();
-                    }
-                    Err(e) => {
-                        // The commit is durable (journal); the files' state is for a reopen
-                        // to sort out.
-                        tracing::error!(error = %super::error_chain(&e), "cannot rotate the audit log; refusing further commits until reopened");
-                        let path = state.audit.path.clone();
-                        shared.poison(&mut state, &path);
-                        return Ok(());
-                    }
-                }
-            }
+            // Between commits: every line of this one is in the file it rotates. (The commit
+            // is durable in the journal whatever happens to the rotation.)
+            shared.rotate_if_due(&mut state);
         }
         if state.active.len >= shared.tuning.checkpoint_bytes {
             shared.wake.notify_all();
@@ -480,6 +487,9 @@ fn run_checkpointer(shared: &Shared) {
             if state.closing {
                 return;
             }
+            // An idle log rotates by age too, so that a quiet deployment's records still
+            // reach a rotated (shippable, prunable) file within `--audit-max-age`.
+            shared.rotate_if_due(&mut state);
         }
         if let Err(e) = checkpoint(shared) {
             tracing::error!(error = %super::error_chain(&e), "store checkpoint failed; refusing further commits until reopened");
@@ -1438,6 +1448,44 @@ mod tests {
         let (lines, _) = all_audit_lines(dir.path());
         assert_eq!(lines.len(), 9);
         assert_eq!(lines[8], "after");
+    }
+
+    /// Rotation by age with no commit after the one that started the file: the checkpointer
+    /// rotates the idle log (and compresses it), so a quiet deployment's records still reach a
+    /// rotated file within `--audit-max-age`.
+    #[test]
+    fn an_idle_audit_log_rotates_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            max_bytes: None,
+            max_age: Some(Duration::from_millis(300)),
+            min_free_bytes: 0,
+        };
+        let tuning = Tuning {
+            interval: Duration::from_millis(50),
+            ..Tuning::DEFAULT
+        };
+        let store = RedbStore::open_tuned(dir.path(), tuning, settings).unwrap();
+        store
+            .commit(&[batch(1, vec![], vec![], &["quiet"])])
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let names = loop {
+            let (lines, names) = all_audit_lines(dir.path());
+            if names.iter().any(|n| n.ends_with(".jsonl.gz")) {
+                assert_eq!(lines, ["quiet"]);
+                break names;
+            }
+            assert!(Instant::now() < deadline, "not rotated: {names:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(
+            names,
+            ["audit-00000000000000000000.jsonl.gz", "audit.jsonl"]
+        );
+        // An empty log is never rotated, however old.
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(all_audit_lines(dir.path()).1, names);
     }
 
     /// A parent that stopped between a rotation and its compression, or in the middle of the
