@@ -521,3 +521,127 @@ async fn a_hold_session_follows_its_connections_commits() {
     assert!(matches!(answers[0], Response::Error { .. }));
     service.stop().await;
 }
+
+/// A store that answers `fetch` from a fixed snapshot (number 5): `big` bytes for keys of kind
+/// 3, nothing for the others.
+struct SnapshotStore {
+    big: usize,
+}
+
+impl Store for SnapshotStore {
+    fn commit(&self, _: &[CommitBatch]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn load(&self, _: Option<&RecordKey>, _: usize) -> Result<(Vec<Record>, bool), StoreError> {
+        Ok((Vec::new(), true))
+    }
+
+    fn fetch(
+        &self,
+        _: Option<u64>,
+        keys: &[RecordKey],
+    ) -> Result<ekms_parent::store::Fetched, StoreError> {
+        let values = keys
+            .iter()
+            .map(|k| (k.kind == 3).then(|| vec![k.id[0]; self.big]))
+            .collect();
+        Ok((5, values))
+    }
+}
+
+/// `Fetch`: the records that exist, in the order asked, with the snapshot; an answer that
+/// would outgrow a frame is cut (`through` says how far it got, never zero); more keys than
+/// a `Fetch` may name are refused; the embedded store (one writer, never followed) says it
+/// does not answer it.
+#[tokio::test]
+async fn fetch_answers_in_order_within_a_frame_and_its_bounds() {
+    let key = |kind: u8, n: u8| RecordKey {
+        kind,
+        id: vec![n, 0],
+    };
+    let small = Arc::new(SnapshotStore { big: 10 });
+    let service = Service::start("unix", small, tempfile::tempdir().unwrap()).await;
+    let asked = vec![key(3, 9), key(4, 1), key(3, 2)];
+    let answers = pipeline(
+        &service.address,
+        vec![
+            Request::Fetch {
+                at: None,
+                keys: asked.clone(),
+            },
+            Request::Fetch {
+                at: Some(5),
+                keys: (0..=1024u16).map(|n| key(3, n as u8)).collect(),
+            },
+        ],
+    )
+    .await;
+    assert_eq!(
+        answers[0],
+        Response::Fetched {
+            at: 5,
+            records: vec![
+                Record {
+                    key: key(3, 9),
+                    sealed: vec![9; 10],
+                },
+                Record {
+                    key: key(3, 2),
+                    sealed: vec![2; 10],
+                },
+            ],
+            through: 3,
+        }
+    );
+    assert!(
+        matches!(&answers[1], Response::Error { message } if message.contains("at most 1024")),
+        "{:?}",
+        answers[1]
+    );
+    service.stop().await;
+
+    // 1 MiB each: 100 of them do not fit one 64 MiB frame.
+    let big = Arc::new(SnapshotStore { big: 1 << 20 });
+    let service = Service::start("unix", big, tempfile::tempdir().unwrap()).await;
+    let asked: Vec<RecordKey> = (0..100).map(|n| key(3, n)).collect();
+    let answers = pipeline(
+        &service.address,
+        vec![Request::Fetch {
+            at: None,
+            keys: asked,
+        }],
+    )
+    .await;
+    let Response::Fetched {
+        records, through, ..
+    } = &answers[0]
+    else {
+        panic!("{:?}", answers[0]);
+    };
+    assert!(*through > 0 && *through < 100, "{through}");
+    assert_eq!(records.len(), *through as usize);
+    assert!(records
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.key == key(3, i as u8)));
+    service.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Arc::new(RedbStore::open(dir.path()).unwrap());
+    let service = Service::start("unix", embedded, dir).await;
+    let answers = pipeline(
+        &service.address,
+        vec![Request::Fetch {
+            at: None,
+            keys: vec![key(1, 0)],
+        }],
+    )
+    .await;
+    assert!(
+        matches!(&answers[0], Response::Error { message } if message.contains("does not support")),
+        "{:?}",
+        answers[0]
+    );
+    service.stop().await;
+}

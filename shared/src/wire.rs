@@ -101,7 +101,22 @@ pub mod v1 {
         /// come in order). Answered with `MetricsTaken`, or `Error` when the parent finds them
         /// out of bounds ([`EnclaveMetrics::check`]).
         Metrics(EnclaveMetrics),
+        /// The named records as they stand in one snapshot of the store: a member that learns
+        /// of another member's commit reads the new root, then only the pages, buckets and
+        /// records whose generations moved, all in the snapshot its first `Fetch` was answered
+        /// from. Answered with `Fetched`. The enclave verifies every record it is given, and
+        /// takes nothing on the parent's word: neither the snapshot nor that a record is absent.
+        Fetch {
+            /// The snapshot a previous `Fetched` named; `None`: the store's newest state in
+            /// which no commit is half applied.
+            at: Option<u64>,
+            /// The records wanted, at most [`MAX_FETCH_KEYS`].
+            keys: Vec<RecordKey>,
+        },
     }
+
+    /// The most records one `Fetch` may name.
+    pub const MAX_FETCH_KEYS: usize = 1024;
 
     /// The most series (label combinations) an [`EnclaveMetrics`] may carry in each of its
     /// lists: operations, error codes, key specs and states are all fixed sets in the enclave.
@@ -288,6 +303,18 @@ pub mod v1 {
         },
         /// The answer to `Metrics`: the parent took them.
         MetricsTaken,
+        /// The answer to `Fetch`.
+        Fetched {
+            /// The snapshot read: pass it to the next `Fetch` of the same catch-up.
+            at: u64,
+            /// Those of the request's first `through` keys that exist in the snapshot, in the
+            /// order asked.
+            records: Vec<Record>,
+            /// How many of the request's keys this answers: all of them, or fewer (at least
+            /// one) when their records would not fit one frame; the enclave asks again for
+            /// the rest.
+            through: u32,
+        },
         /// The request failed; for a `Commit`, nothing of it was applied.
         Error {
             /// Why, for logs.
@@ -623,6 +650,14 @@ pub mod v1 {
                 Request::Ping,
                 Request::Hold { session: u64::MAX },
                 Request::Head,
+                Request::Fetch {
+                    at: None,
+                    keys: vec![key(1, b"root")],
+                },
+                Request::Fetch {
+                    at: Some(u64::MAX),
+                    keys: Vec::new(),
+                },
             ]
         }
 
@@ -646,6 +681,14 @@ pub mod v1 {
                     seq: Some(u64::MAX),
                 },
                 Response::Head { seq: None },
+                Response::Fetched {
+                    at: 42,
+                    records: vec![Record {
+                        key: key(2, &[0, 7]),
+                        sealed: vec![1; 300],
+                    }],
+                    through: 3,
+                },
                 Response::Error {
                     message: "disk full \u{1f4be}".to_owned(),
                 },

@@ -316,6 +316,14 @@ impl Principals {
         self.by_access_key.retain(|_, name| by_name.contains_key(name));
     }
 
+    /// The names of the sealed principals (not those from the principals file).
+    pub fn sealed_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.by_name
+            .iter()
+            .filter(|(_, p)| p.sealed)
+            .map(|(name, _)| name.as_str())
+    }
+
     /// A sealed principal (not one from the principals file).
     pub fn sealed(&self, name: &str) -> Option<&Principal> {
         self.by_name.get(name).filter(|p| p.sealed)

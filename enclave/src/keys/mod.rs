@@ -752,6 +752,47 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Takes `key` (a newer record of it, from a shared store) in place of the key with its
+    /// id, keeping that key's grants (records of their own, caught up apart), or adds it.
+    ///
+    /// # Errors
+    /// `LimitExceededException` at the configured bound for a new key.
+    pub fn replace(&mut self, mut key: Key, config: &Config) -> KmsResult<()> {
+        if let Some(old) = self.remove(&key.id) {
+            key.grants = old.grants;
+        }
+        self.insert(key, config)
+    }
+
+    /// Removes key `id`, with its grants, from the store and every index (another member
+    /// destroyed it); returns it.
+    pub fn remove(&mut self, id: &Uuid) -> Option<Box<Key>> {
+        let key = self.keys.remove(id)?;
+        self.order.remove(id);
+        if let Some(date) = key.deletion_date {
+            self.pending.remove(&(date, *id));
+        }
+        if let Some(rotation) = key.rotation {
+            self.rotations.remove(&(rotation.next, *id));
+        }
+        if let Some(valid_to) = key.valid_to {
+            self.expiries.remove(&(valid_to, *id));
+        }
+        count_down(&mut self.created_keys, key.creator.as_ref());
+        self.recount(id);
+        Some(key)
+    }
+
+    /// Number of aliases held.
+    pub fn alias_count(&self) -> usize {
+        self.aliases.len()
+    }
+
+    /// Every alias name, in order.
+    pub fn alias_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.aliases.keys().map(String::as_str)
+    }
+
     /// Adds a grant loaded from its record to its key.
     ///
     /// # Errors

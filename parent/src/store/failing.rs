@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ekms_shared::wire::v1::{Record, RecordKey};
 
-use super::{CommitBatch, Store, StoreError};
+use super::{CommitBatch, Fetched, Store, StoreError};
 
 /// Passes the first `ok_commits` commit calls (and every load) to an inner store, then fails
 /// every commit with [`StoreError::Injected`] without touching the inner store.
@@ -63,6 +63,10 @@ impl Store for FailingStore {
         limit: usize,
     ) -> Result<(Vec<Record>, bool), StoreError> {
         self.inner.load(after, limit)
+    }
+
+    fn fetch(&self, at: Option<u64>, keys: &[RecordKey]) -> Result<Fetched, StoreError> {
+        self.inner.fetch(at, keys)
     }
 }
 

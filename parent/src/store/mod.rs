@@ -68,6 +68,10 @@ impl CommitBatch {
     }
 }
 
+/// What [`Store::fetch`] read: the snapshot, and each record's sealed bytes in the order asked
+/// (`None` for one absent there).
+pub type Fetched = (u64, Vec<Option<Vec<u8>>>);
+
 /// Durable storage of sealed records: the seam between the store channel and the disk.
 ///
 /// Methods block (they sync to disk); async callers run them with `spawn_blocking`.
@@ -102,6 +106,23 @@ pub trait Store: Send + Sync + 'static {
     /// Any failure to read the store.
     fn head(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
+    }
+
+    /// The records named by `keys` as they stand in one snapshot of the store, in the order
+    /// asked (`None` for one absent there), and that snapshot: `at`, as an earlier call
+    /// returned it, or with `None` the newest state in which no commit is half applied. A
+    /// member catching up on another member's commits reads the pieces that changed this way.
+    /// A store with one writer, whose enclave never follows it, need not answer.
+    ///
+    /// # Errors
+    ///
+    /// Any failure to read the store, a snapshot it no longer has (etcd compacted it), or
+    /// [`StoreError::Unsupported`].
+    fn fetch(&self, at: Option<u64>, keys: &[RecordKey]) -> Result<Fetched, StoreError> {
+        let _ = (at, keys);
+        Err(StoreError::Unsupported {
+            what: "reading records at a snapshot (Fetch): only a shared store answers it",
+        })
     }
 
     /// The sizes of the store's parts, for metrics; what a store cannot tell is `None`.
@@ -215,6 +236,12 @@ pub enum StoreError {
         free: u64,
         /// The reserve ([`AuditSettings::min_free_bytes`]).
         reserve: u64,
+    },
+    /// This store does not do what was asked.
+    #[error("this store does not support {what}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
     },
     /// A failure injected by [`FailingStore`].
     #[error("injected failure (FailingStore, commit call {call})")]

@@ -4,7 +4,7 @@
 //! Each connection has a reader and a writer. The reader decodes requests and, for each,
 //! queues a one-shot answer slot in the connection's ordered queue before dispatching it, so the
 //! writer sends answers in request order however they complete. `Ping` is answered at once,
-//! `Load` on the blocking pool, and `Commit` goes to the single group writer (a thread of its
+//! `Load`, `Head` and `Fetch` on the blocking pool, and `Commit` goes to the single group writer (a thread of its
 //! own), shared by all connections: it takes everything queued (up to a cap), applies it with
 //! one [`Store::commit`] (one synced write) and answers each request.
 //!
@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use ekms_shared::transport::{Listener, Stream};
 use ekms_shared::wire::v1::{
     decode_body, encode_frame, read_frame_body, Record, RecordKey, Request, Response, WireError,
-    MAX_FRAME_LEN,
+    MAX_FETCH_KEYS, MAX_FRAME_LEN,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -426,6 +426,21 @@ impl Connection {
                     });
                 });
             }
+            Request::Fetch { at, keys } => {
+                if keys.len() > MAX_FETCH_KEYS {
+                    let _ = reply.send(Response::Error {
+                        message: format!(
+                            "fetch refused: {} records asked, at most {MAX_FETCH_KEYS}",
+                            keys.len()
+                        ),
+                    });
+                    return;
+                }
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move {
+                    let _ = reply.send(fetch(store, at, keys).await);
+                });
+            }
             Request::Load { after, limit } => {
                 let limit = usize::try_from(limit)
                     .unwrap_or(usize::MAX)
@@ -524,6 +539,61 @@ async fn load(store: Arc<dyn Store>, after: Option<RecordKey>, limit: usize) -> 
         done = false;
     }
     Response::Records { records, done }
+}
+
+/// One `Fetch`: the records that exist, cut short (with `through` below the keys asked) so
+/// that the frame stays under [`MAX_FRAME_LEN`].
+async fn fetch(store: Arc<dyn Store>, at: Option<u64>, keys: Vec<RecordKey>) -> Response {
+    let asked = keys.len();
+    let read = tokio::task::spawn_blocking(move || {
+        store
+            .fetch(at, &keys)
+            .map(|(at, values)| (at, keys, values))
+    })
+    .await;
+    let (at, keys, values) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
+            return Response::Error {
+                message: format!("fetch failed: {}", error_chain(&e)),
+            }
+        }
+        Err(e) => {
+            return Response::Error {
+                message: format!("fetch failed: the store task ended: {e}"),
+            }
+        }
+    };
+    if values.len() != asked {
+        return Response::Error {
+            message: format!(
+                "fetch failed: the store answered {} of {asked} records",
+                values.len()
+            ),
+        };
+    }
+    let budget = MAX_FRAME_LEN - RECORDS_FRAME_SLACK;
+    let mut used = 0usize;
+    let mut records = Vec::new();
+    let mut through = 0usize;
+    for (key, value) in keys.into_iter().zip(values) {
+        let size = key.id.len() + value.as_ref().map_or(0, Vec::len) + RECORD_OVERHEAD;
+        used = used.saturating_add(size);
+        // Always at least one key, so that the enclave progresses; a record too large for any
+        // frame is reported by `encode_response`.
+        if used > budget && through > 0 {
+            break;
+        }
+        through += 1;
+        if let Some(sealed) = value {
+            records.push(Record { key, sealed });
+        }
+    }
+    Response::Fetched {
+        at,
+        records,
+        through: u32::try_from(through).unwrap_or(u32::MAX),
+    }
 }
 
 /// The frame for `response`, or for an `Error` saying why it cannot be sent.

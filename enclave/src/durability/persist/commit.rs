@@ -21,7 +21,9 @@ pub(super) struct Sealing {
     pub(super) domain: Arc<DomainKey>,
     /// Alias and principal names to record ids.
     pub(super) names: NameKey,
-    pub(super) manifest: Manifest,
+    /// Shared with the task that follows the store, which changes it only while nothing is in
+    /// flight and the committer waits for room ([`super::Persister::adopt`]).
+    pub(super) manifest: Arc<Mutex<Manifest>>,
     pub(super) entropy: Arc<dyn Entropy>,
     pub(super) chain: Arc<Mutex<AuditChain>>,
     /// When the last signed checkpoint was written.
@@ -103,6 +105,10 @@ pub(super) fn build_commit(
         uncovered,
         member,
     } = sealing;
+    let mut manifest = manifest
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let manifest = &mut *manifest;
     let entropy = entropy.as_ref();
     // Snapshot under the locks; seal after releasing them.
     let mut plain = Vec::with_capacity(touched.len());

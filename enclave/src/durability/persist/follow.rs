@@ -1,5 +1,6 @@
 //! Following a shared store: a member polls the store's head on a store channel of its own,
-//! and when another member committed, loads the newer state, verifies it as an unseal does, and
+//! and when another member committed, reads what changed and takes it ([`super::catch_up`]),
+//! or, when that cannot be done, loads the newer state whole, verifies it as an unseal does, and
 //! adopts it ([`Persister::adopt`]). [`Freshness`] is when the member last knew its state to be
 //! the store's: a member that has not known it for [`FRESHNESS`] refuses to answer
 //! (`DependencyTimeoutException`) rather than serve authorization that may be stale.
@@ -11,8 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use ekms_shared::wire::v1::{self, Request, Response};
 
+use super::catch_up::{catch_up, Fallback};
 use super::{load, Newer, NotAdopted, PersistError, Persister};
-use crate::durability::seal::DomainKey;
+use crate::durability::seal::{DomainKey, NameKey};
 use crate::error::KmsError;
 
 /// How often a member asks for the store's head.
@@ -86,6 +88,7 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
+    let names = NameKey::of(&domain);
     loop {
         tick.tick().await;
         #[allow(clippy::disallowed_methods)]
@@ -119,7 +122,44 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
             freshness.confirm(asked);
             continue;
         }
-        // Another member committed: load its state and take it.
+        // Another member committed: read what changed and take it; failing that, load the
+        // store whole.
+        #[allow(clippy::disallowed_methods)] // the follower is the shell: it reads the clock
+        let seen = Instant::now();
+        match catch_up(&mut stream, &persister, base, &domain, &names).await? {
+            Ok((caught, changes)) => {
+                let (seq, records) = (changes.seq(), caught.count());
+                match persister
+                    .take_caught(base, caught, changes, &names, &config)
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        tracing::info!(
+                            from = base,
+                            to = seq,
+                            records,
+                            took_us = seen.elapsed().as_micros(),
+                            "took another member's changes by difference"
+                        );
+                        freshness.confirm(asked);
+                        continue;
+                    }
+                    Ok(Err(fallback)) => {
+                        tracing::warn!(%fallback, "another member's changes not taken: loading the store");
+                    }
+                    Err(NotAdopted::Moved | NotAdopted::LocalChanges) => continue,
+                    Err(NotAdopted::Unavailable) => return Err(PersistError::Unavailable),
+                }
+            }
+            // This member committed meanwhile: ask again.
+            Err(Fallback::Moved) => continue,
+            Err(fallback @ Fallback::Refused(_)) => {
+                tracing::warn!(%fallback, "catching up by difference refused: loading the store");
+            }
+            Err(fallback) => {
+                tracing::info!(%fallback, "loading the store");
+            }
+        }
         let loaded = load(&mut stream, &domain, &config).await?;
         if !loaded.refused.is_empty() {
             let why: Vec<String> = loaded.refused.iter().map(ToString::to_string).collect();
@@ -139,7 +179,12 @@ pub async fn follow<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match persister.adopt(base, newer, &config).await {
             Ok(()) => {
-                tracing::info!(from = base, to = seq, "took another member's changes");
+                tracing::info!(
+                    from = base,
+                    to = seq,
+                    took_us = seen.elapsed().as_micros(),
+                    "took another member's changes by loading the store"
+                );
                 freshness.confirm(asked);
             }
             // A change of this member's went first, or waits: built on the old state, its

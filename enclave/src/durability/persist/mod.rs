@@ -206,8 +206,17 @@ struct Follow {
     state: Arc<State>,
     /// The last commit that changed records, made (sent) or adopted: the next one's base.
     base: std::sync::atomic::AtomicU64,
-    /// A newer state's manifest, adopted while the committer waited: it continues from it.
-    adopted: Mutex<Option<Manifest>>,
+    /// The committer's manifest. The follower reads and changes it only while it holds the
+    /// room for commits in flight: nothing is in flight, and the committer waits.
+    manifest: Arc<Mutex<Manifest>>,
+}
+
+impl Follow {
+    fn manifest(&self) -> std::sync::MutexGuard<'_, Manifest> {
+        self.manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Why [`Persister::adopt`] left the state as it was.
@@ -511,12 +520,88 @@ impl Persister {
         self.follow
             .base
             .store(newer.manifest.seq(), std::sync::atomic::Ordering::SeqCst);
-        *self
-            .follow
-            .adopted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(newer.manifest);
+        // The committer goes on from the newer manifest, with this session's own numbering
+        // (answers are held by it) and the adopted commit as the base.
+        let mut manifest = self.follow.manifest();
+        let counter = manifest.seq();
+        *manifest = newer.manifest.rebased(counter);
         Ok(())
+    }
+
+    /// Runs `read` on the committer's manifest while nothing is in flight and the committer
+    /// waits, if this member's state is still that of commit `base`; `None` if it moved.
+    ///
+    /// # Errors
+    /// [`PersistError::Unavailable`] once the store failed.
+    pub async fn with_manifest<T>(
+        &self,
+        base: u64,
+        read: impl FnOnce(&Manifest) -> T,
+    ) -> Result<Option<T>, PersistError> {
+        let _permit = self
+            .room
+            .acquire()
+            .await
+            .map_err(|_| PersistError::Unavailable)?;
+        if self.durable.borrow().failed {
+            return Err(PersistError::Unavailable);
+        }
+        if self.follow.base.load(std::sync::atomic::Ordering::SeqCst) != base {
+            return Ok(None);
+        }
+        Ok(Some(read(&self.follow.manifest())))
+    }
+
+    /// Takes another member's changes, read by difference from this member's state at commit
+    /// `base` and verified ([`catch_up::catch_up`]), as [`Persister::adopt`] takes a whole
+    /// newer state: under the keys and principals write locks, with nothing in flight, only if
+    /// this member made no change since `base` and none waits to be committed. The committer
+    /// then continues from the caught-up manifest.
+    ///
+    /// # Errors
+    /// [`NotAdopted`] as [`Persister::adopt`]; `Ok(Err(Fallback))` when the changes cannot be
+    /// taken (the state is then as it was, and the member loads the store whole).
+    pub async fn take_caught(
+        &self,
+        base: u64,
+        caught: catch_up::Caught,
+        changes: crate::durability::seal::manifest::ManifestChanges,
+        names: &NameKey,
+        config: &crate::config::Config,
+    ) -> Result<Result<(), catch_up::Fallback>, NotAdopted> {
+        let _permit = self
+            .room
+            .acquire()
+            .await
+            .map_err(|_| NotAdopted::Unavailable)?;
+        if self.durable.borrow().failed {
+            return Err(NotAdopted::Unavailable);
+        }
+        if self.follow.base.load(std::sync::atomic::Ordering::SeqCst) != base {
+            return Err(NotAdopted::Moved);
+        }
+        let state = &self.follow.state;
+        // The order every operation that takes both follows: keys, then principals.
+        let mut keys = state.write();
+        let mut principals = state.principals_mut();
+        if self.queue.lock().jobs.iter().any(|job| !job.touched.is_empty()) {
+            return Err(NotAdopted::LocalChanges);
+        }
+        let settings = match caught.apply(&mut keys, &mut principals, names, config) {
+            Ok(settings) => settings,
+            Err(fallback) => return Ok(Err(fallback)),
+        };
+        if let Some(operator) = settings.tls_operator {
+            state.set_tls_operator(operator);
+        }
+        if let Some(measurements) = settings.measurements {
+            state.set_measurements(measurements);
+        }
+        self.follow
+            .base
+            .store(changes.seq(), std::sync::atomic::Ordering::SeqCst);
+        self.follow.manifest().catch_up(changes);
+        Ok(Ok(()))
     }
 
     /// The last commit that changed records, made or adopted: what this member knows the
@@ -572,13 +657,15 @@ impl Persister {
         session: u64,
     ) -> Persister {
         let member = chain.member().is_some();
+        let (base, seq) = (manifest.base(), manifest.seq());
+        let manifest = Arc::new(Mutex::new(manifest));
         let follow = Arc::new(Follow {
             state: state.clone(),
-            base: std::sync::atomic::AtomicU64::new(manifest.base()),
-            adopted: Mutex::new(None),
+            base: std::sync::atomic::AtomicU64::new(base),
+            manifest: manifest.clone(),
         });
         let (durable_tx, durable) = watch::channel(Durable {
-            seq: manifest.seq(),
+            seq,
             head: chain.head(),
             failed: false,
             ended: Ended::Refused,
@@ -588,7 +675,7 @@ impl Persister {
         let chain = Arc::new(Mutex::new(chain));
         let queue = Arc::new(Queue {
             pending: Mutex::new(Pending {
-                next: manifest.seq() + 1,
+                next: seq + 1,
                 // Nothing queued yet in this session: answers wait for nothing. (What earlier
                 // sessions committed is durable, and this session's parent knows none of it.)
                 last: 0,
@@ -785,16 +872,6 @@ async fn committer<W: AsyncWrite + Unpin>(
         let Ok(permit) = room.clone().acquire_owned().await else {
             return ("acknowledger stopped".to_owned(), Ended::Refused);
         };
-        // A newer state adopted while this waited: go on from its manifest, with this
-        // session's own numbering (answers are held by it) and its last commit as the base.
-        if let Some(newer) = follow
-            .adopted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            sealing.manifest = newer.rebased(sealing.manifest.seq());
-        }
         // Everything queued goes, since all of it was promised this commit's number.
         let (seq, batch, riders) = {
             let mut pending = queue.lock();
@@ -813,10 +890,11 @@ async fn committer<W: AsyncWrite + Unpin>(
         // the last one that did.
         let audit_only = sealing.member && batch.iter().all(|job| job.touched.is_empty());
         let (base, next) = if audit_only {
-            sealing.manifest.skip(1);
-            (None, sealing.manifest.seq())
+            let mut manifest = follow.manifest();
+            manifest.skip(1);
+            (None, manifest.seq())
         } else {
-            let (base, next) = sealing.manifest.next_commit();
+            let (base, next) = follow.manifest().next_commit();
             follow
                 .base
                 .store(next, std::sync::atomic::Ordering::SeqCst);
@@ -943,6 +1021,7 @@ async fn acknowledger<R: AsyncRead + Unpin>(
     }
 }
 
+pub mod catch_up;
 mod commit;
 mod deployment;
 mod follow;

@@ -372,6 +372,207 @@ impl Manifest {
     }
 }
 
+/// A manifest's generations, copied so that a catch-up reads the store without holding the
+/// manifest ([`Manifest::generations`]).
+#[derive(Debug, Clone)]
+pub struct Generations {
+    /// The commit the manifest is the state of.
+    pub base: u64,
+    page_gens: Vec<u64>,
+    bucket_gens: Vec<u64>,
+}
+
+/// A newer root, opened and checked ([`open_root`]).
+#[derive(Debug)]
+pub struct NewRoot {
+    seq: u64,
+    page_gens: Vec<u64>,
+    head: Option<Vec<u8>>,
+}
+
+impl NewRoot {
+    /// The commit whose state it is.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The pages whose generations differ from `current`'s: `(page, its new generation)`.
+    pub fn changed_pages(&self, current: &Generations) -> Vec<(usize, u64)> {
+        (0..PAGES)
+            .filter(|&p| self.page_gens[p] != current.page_gens[p])
+            .map(|p| (p, self.page_gens[p]))
+            .collect()
+    }
+}
+
+/// The manifest's part of a catch-up: the newer root, the pages and buckets that changed, each
+/// verified against the generation the level above lists ([`Manifest::catch_up`]).
+#[derive(Debug)]
+pub struct ManifestChanges {
+    root: NewRoot,
+    /// Changed pages: their buckets' generations.
+    pages: Vec<(usize, Vec<u64>)>,
+    /// Changed buckets: their entries.
+    buckets: Vec<(u16, Vec<Entry>)>,
+}
+
+/// One manifest entry: a record's kind, id and generation.
+pub type Entry = (u8, Vec<u8>, u64);
+
+impl ManifestChanges {
+    /// The changes of `root` over a manifest: `pages` (each with its buckets' generations) and
+    /// `buckets` (each with its entries), as [`open_page`] and [`open_bucket`] verified them.
+    pub fn new(root: NewRoot, pages: Vec<(usize, Vec<u64>)>, buckets: Vec<(u16, Vec<Entry>)>) -> Self {
+        ManifestChanges {
+            root,
+            pages,
+            buckets,
+        }
+    }
+
+    /// The commit whose state this is.
+    pub fn seq(&self) -> u64 {
+        self.root.seq
+    }
+}
+
+impl Manifest {
+    /// Its generations, for a catch-up; `None` when it cannot be caught up by difference (a
+    /// root without pages, or changes not sealed yet).
+    pub fn generations(&self) -> Option<Generations> {
+        (!self.unpaged && self.dirty.is_empty()).then(|| Generations {
+            base: self.base(),
+            page_gens: self.page_gens.clone(),
+            bucket_gens: self.bucket_gens.clone(),
+        })
+    }
+
+    /// The entries of `buckets`.
+    pub fn entries_of(&self, buckets: &[u16]) -> Vec<(u16, Vec<Entry>)> {
+        buckets
+            .iter()
+            .map(|&b| {
+                let entries = self.buckets[usize::from(b) % BUCKETS]
+                    .iter()
+                    .map(|((kind, id), g)| (*kind, id.to_vec(), *g))
+                    .collect();
+                (b, entries)
+            })
+            .collect()
+    }
+
+    /// Takes a newer state's manifest changes, as [`Manifest::rebased`] takes a whole newer
+    /// manifest: the next commit builds on the newer root's commit, numbered after this
+    /// member's own.
+    pub fn catch_up(&mut self, changes: ManifestChanges) {
+        let ManifestChanges {
+            root,
+            pages,
+            buckets,
+        } = changes;
+        for (page, gens) in pages {
+            let start = (page % PAGES) * BUCKETS_PER_PAGE;
+            for (slot, g) in self.bucket_gens[start..start + BUCKETS_PER_PAGE]
+                .iter_mut()
+                .zip(gens)
+            {
+                *slot = g;
+            }
+        }
+        for (bucket, entries) in buckets {
+            self.buckets[usize::from(bucket) % BUCKETS] = entries
+                .into_iter()
+                .map(|(kind, id, g)| ((kind, id.into_boxed_slice()), g))
+                .collect();
+        }
+        self.page_gens = root.page_gens;
+        self.head = root.head;
+        self.skipped_from = Some(root.seq);
+    }
+}
+
+impl Generations {
+    /// The buckets of `page` whose generations in `gens` (the page's newer ones) differ from
+    /// these: `(bucket, its new generation)`.
+    pub fn changed_buckets(&self, page: usize, gens: &[u64]) -> Vec<(u16, u64)> {
+        let start = (page % PAGES) * BUCKETS_PER_PAGE;
+        gens.iter()
+            .enumerate()
+            .filter(|(i, g)| self.bucket_gens.get(start + i) != Some(g))
+            .map(|(i, g)| (u16::try_from(start + i).unwrap_or(u16::MAX), *g))
+            .collect()
+    }
+}
+
+/// Opens a root read from the store: sealed under `domain` as the root, at its own sequence
+/// number, with pages.
+///
+/// # Errors
+/// Why it is refused.
+pub fn open_root(domain: &DomainKey, sealed: &[u8]) -> Result<NewRoot, String> {
+    let (generation, plain) =
+        record::open(domain, RecordKind::Root, ROOT_ID, sealed).map_err(|e| e.to_string())?;
+    let root = RootPlain::decode(&plain)?;
+    if root.seq != generation {
+        return Err("malformed root manifest".to_owned());
+    }
+    match root.gens {
+        RootGens::Pages(page_gens) => Ok(NewRoot {
+            seq: root.seq,
+            page_gens,
+            head: root.head,
+        }),
+        RootGens::Buckets(_) => Err("a root without pages".to_owned()),
+    }
+}
+
+/// Opens page `page` read from the store, which `root` lists at `expected`: its buckets'
+/// generations.
+///
+/// # Errors
+/// Why it is refused (another generation, altered, moved, malformed).
+pub fn open_page(domain: &DomainKey, page: usize, sealed: &[u8], expected: u64) -> Result<Vec<u64>, String> {
+    let (generation, plain) = record::open(domain, RecordKind::Root, &page_id(page), sealed)
+        .map_err(|e| e.to_string())?;
+    if generation != expected {
+        return Err(format!(
+            "page {page}: generation {generation}, but the root lists {expected}"
+        ));
+    }
+    decode_page(&plain, generation)
+}
+
+/// Opens bucket `bucket` read from the store, which its page lists at `expected`: its entries.
+///
+/// # Errors
+/// Why it is refused (another generation, altered, moved, malformed, an entry in another
+/// bucket).
+pub fn open_bucket(domain: &DomainKey, bucket: u16, sealed: &[u8], expected: u64) -> Result<Vec<Entry>, String> {
+    let id = bucket.to_be_bytes();
+    let (generation, plain) =
+        record::open(domain, RecordKind::Bucket, &id, sealed).map_err(|e| e.to_string())?;
+    if generation != expected {
+        return Err(format!(
+            "bucket {bucket}: generation {generation}, but its page lists {expected}"
+        ));
+    }
+    let b: BucketPlain = serde_cbor::from_slice(&plain).map_err(|e| e.to_string())?;
+    let mut entries = Vec::with_capacity(b.entries.len());
+    for (kind, id, g) in b.entries {
+        let in_bucket = RecordKind::from_u8(kind).is_some_and(|k| bucket_of(k, &id) == bucket);
+        if g & SEEN != 0 || !in_bucket {
+            return Err(format!("bucket {bucket}: malformed bucket manifest"));
+        }
+        entries.push((kind, id.into_vec(), g));
+    }
+    Ok(entries)
+}
+
+/// The record id of page `page`.
+pub fn page_record_id(page: usize) -> Vec<u8> {
+    page_id(page)
+}
+
 #[cfg(test)]
 impl Manifest {
     /// The page holding record (kind, id), and that page's record id.

@@ -305,6 +305,84 @@ impl Gateway {
         Ok((answer.succeeded, answer.header.revision))
     }
 
+    /// The values of `keys` at `revision`, in the order asked (`None` for a key absent there):
+    /// one read-only transaction of one range per key, so at most 128 keys (etcd's default
+    /// `--max-txn-ops`).
+    ///
+    /// # Errors
+    /// [`GatewayError`] if etcd cannot be reached or refuses (a compacted revision, say).
+    pub async fn values_at(
+        &self,
+        keys: &[Vec<u8>],
+        revision: i64,
+    ) -> Result<Vec<Option<Vec<u8>>>, GatewayError> {
+        const PATH: &str = "/v3/kv/txn";
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            responses: Vec<Response>,
+        }
+        #[derive(Deserialize)]
+        struct Response {
+            response_range: Option<RangeKvs>,
+        }
+        #[derive(Deserialize)]
+        struct RangeKvs {
+            #[serde(default)]
+            kvs: Vec<RawKv>,
+        }
+        let success: Vec<Value> = keys
+            .iter()
+            .map(|key| {
+                json!({"request_range": {
+                    "key": b64(key),
+                    "limit": "1",
+                    "revision": revision.to_string(),
+                }})
+            })
+            .collect();
+        let answer: Answer = self.call(PATH, &json!({ "success": success })).await?;
+        if answer.responses.len() != keys.len() {
+            return Err(GatewayError::Malformed {
+                path: PATH,
+                why: format!(
+                    "{} answers to {} ranges",
+                    answer.responses.len(),
+                    keys.len()
+                ),
+            });
+        }
+        let mut values = Vec::with_capacity(keys.len());
+        for (key, response) in keys.iter().zip(answer.responses) {
+            let Some(range) = response.response_range else {
+                return Err(GatewayError::Malformed {
+                    path: PATH,
+                    why: "an answer that is not a range's".to_owned(),
+                });
+            };
+            let value = match range.kvs.into_iter().next() {
+                None => None,
+                Some(kv) => {
+                    let decode = |s: &str| {
+                        B64.decode(s).map_err(|e| GatewayError::Malformed {
+                            path: PATH,
+                            why: format!("base64: {e}"),
+                        })
+                    };
+                    if &decode(&kv.key)? != key {
+                        return Err(GatewayError::Malformed {
+                            path: PATH,
+                            why: "a range answered with another key".to_owned(),
+                        });
+                    }
+                    Some(decode(&kv.value)?)
+                }
+            };
+            values.push(value);
+        }
+        Ok(values)
+    }
+
     /// A lease of `ttl` seconds; its id.
     ///
     /// # Errors

@@ -28,13 +28,15 @@
 //! - **Load** first applies the whole log, then reads `rec/` at one etcd revision at which
 //!   nothing was pending, so the pages of one load are one snapshot even while another member
 //!   commits.
+//! - **Fetch** reads named records at such a revision (the first of a catch-up picks it, the
+//!   rest pass it back), [`FETCH_TXN_KEYS`] to a read-only transaction.
 
 use std::sync::Mutex;
 
 use ekms_shared::wire::v1::{Record, RecordKey};
 use serde::{Deserialize, Serialize};
 
-use super::{CommitBatch, Store, StoreError};
+use super::{CommitBatch, Fetched, Store, StoreError};
 
 mod gateway;
 
@@ -57,6 +59,9 @@ const PAGE: i64 = 1000;
 
 /// Records above which a load reads by windows (see [`EtcdStore::load`]).
 const WINDOWED_LOAD: i64 = 50_000;
+
+/// Keys read by one transaction of a `Fetch`: under etcd's default of 128 operations.
+const FETCH_TXN_KEYS: usize = 100;
 
 /// Tries a load makes to find a revision at which the log is fully applied.
 const LOAD_TRIES: usize = 50;
@@ -928,6 +933,31 @@ impl EtcdStore {
         Ok((records, done))
     }
 
+    async fn fetch_async(
+        &self,
+        at: Option<u64>,
+        keys: &[RecordKey],
+    ) -> Result<Fetched, StoreError> {
+        let revision = match at {
+            Some(at) => i64::try_from(at).map_err(|_| StoreError::EtcdLayout {
+                key: "revision".to_owned(),
+                why: format!("{at} is not an etcd revision"),
+            })?,
+            None => self.settled_revision().await?,
+        };
+        let mut values = Vec::with_capacity(keys.len());
+        for part in keys.chunks(FETCH_TXN_KEYS) {
+            let names: Vec<Vec<u8>> = part.iter().map(|k| self.record_key(k)).collect();
+            values.extend(
+                self.gateway
+                    .values_at(&names, revision)
+                    .await
+                    .map_err(etcd("read records at a revision"))?,
+            );
+        }
+        Ok((u64::try_from(revision).unwrap_or(0), values))
+    }
+
     /// A revision at which the log is fully applied: the records there are one commit's state.
     async fn settled_revision(&self) -> Result<i64, StoreError> {
         let log = self.key(&[b"log"]);
@@ -1098,6 +1128,10 @@ impl Store for EtcdStore {
     fn head(&self) -> Result<Option<u64>, StoreError> {
         self.block_on(self.read_head()).map(|head| Some(head.seq))
     }
+
+    fn fetch(&self, at: Option<u64>, keys: &[RecordKey]) -> Result<Fetched, StoreError> {
+        self.block_on(self.fetch_async(at, keys))
+    }
 }
 
 #[cfg(test)]
@@ -1204,6 +1238,54 @@ mod tests {
             store.commit(&[other]),
             Err(StoreError::Conflict { .. })
         ));
+    }
+
+    /// A catch-up reads named records at one snapshot: what a later commit changed or deleted is
+    /// still read as the snapshot had it, a record absent there is `None`, and more keys than
+    /// one transaction may read come back whole and in the order asked.
+    #[test]
+    fn fetch_reads_named_records_at_one_snapshot() {
+        let server = EtcdServer::start();
+        let url: EtcdUrl = server.url("fetch").parse().unwrap();
+        let store = EtcdStore::open(&url).unwrap();
+        let key = |i: u32| record(i, b"").key;
+        store
+            .commit(&[CommitBatch {
+                session: None,
+                seq: 1,
+                base: Some(0),
+                puts: (0..250).map(|i| record(i, b"first")).collect(),
+                deletes: Vec::new(),
+                audit: Vec::new(),
+            }])
+            .unwrap();
+        // Asked in reverse, with one that never existed: more than one transaction's worth.
+        let mut asked: Vec<RecordKey> = (0..250).rev().map(key).collect();
+        asked.insert(7, key(9999));
+        let (at, values) = store.fetch(None, &asked).unwrap();
+        assert_eq!(values.len(), asked.len());
+        assert_eq!(values[7], None);
+        assert!(values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| i == 7 || v.as_deref() == Some(&b"first"[..])));
+
+        store
+            .commit(&[CommitBatch {
+                session: None,
+                seq: 2,
+                base: Some(1),
+                puts: vec![record(0, b"second")],
+                deletes: vec![key(1)],
+                audit: Vec::new(),
+            }])
+            .unwrap();
+        let (again, old) = store.fetch(Some(at), &[key(0), key(1)]).unwrap();
+        assert_eq!(again, at);
+        assert_eq!(old, [Some(b"first".to_vec()), Some(b"first".to_vec())]);
+        let (newer, now) = store.fetch(None, &[key(0), key(1)]).unwrap();
+        assert!(newer > at);
+        assert_eq!(now, [Some(b"second".to_vec()), None]);
     }
 
     #[test]
