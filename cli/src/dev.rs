@@ -121,11 +121,12 @@ struct Member {
     enclave_address: String,
     parent_address: String,
     target: Target,
-    /// Restarts of its enclave, with when they happened.
+    /// Restarts of its enclave or parent, with when they happened.
     restarts: Vec<std::time::Instant>,
 }
 
-/// Most restarts of one member's enclave in [`RESTART_WINDOW`] before `ekms dev` gives up.
+/// Most restarts of one member's enclave or parent in [`RESTART_WINDOW`] before `ekms dev`
+/// gives up.
 const MAX_RESTARTS: usize = 5;
 /// The window [`MAX_RESTARTS`] counts in.
 const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -620,15 +621,39 @@ async fn supervise(
                 .map(|p| p.target.clone())
                 .collect();
             let m = &mut members[i];
+            let index = m.index;
             let name = |what: &str| {
                 if launch.args.members == 1 {
                     what.to_owned()
                 } else {
-                    format!("member {}'s {what}", m.index)
+                    format!("member {index}'s {what}")
                 }
             };
+            let budget = |m: &mut Member, what: &str, status: std::process::ExitStatus| {
+                let now = std::time::Instant::now();
+                m.restarts
+                    .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+                if m.restarts.len() >= MAX_RESTARTS {
+                    bail!(
+                        "{what} exited ({status}): {} restarts within {RESTART_WINDOW:?}, giving up",
+                        MAX_RESTARTS
+                    );
+                }
+                m.restarts.push(now);
+                Ok(())
+            };
             if let Some(status) = m.parent.try_wait()? {
-                bail!("{} exited unexpectedly ({status})", name("ekms-parent"));
+                // Its enclave waits for the store channel, and takes the store's state again by
+                // itself once the parent is back: no unseal, no join.
+                budget(m, &name("ekms-parent"), status)?;
+                say.line(&format!(
+                    "ekms dev: {} exited ({status}); restarting it",
+                    name("ekms-parent")
+                ));
+                let (parent, parent_address) = launch.start_parent(m.index).await?;
+                m.parent = parent;
+                m.parent_address = parent_address;
+                continue;
             }
             let Some(status) = m.enclave.try_wait()? else {
                 continue;
@@ -636,17 +661,7 @@ async fn supervise(
             if launch.args.members == 1 {
                 bail!("{} exited unexpectedly ({status})", name("ekms-enclave"));
             }
-            let now = std::time::Instant::now();
-            m.restarts
-                .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-            if m.restarts.len() >= MAX_RESTARTS {
-                bail!(
-                    "{} exited ({status}) {} times within {RESTART_WINDOW:?}: giving up",
-                    name("ekms-enclave"),
-                    MAX_RESTARTS + 1
-                );
-            }
-            m.restarts.push(now);
+            budget(m, &name("ekms-enclave"), status)?;
             say.line(&format!(
                 "ekms dev: {} exited ({status}); restarting it",
                 name("ekms-enclave")

@@ -181,3 +181,60 @@ async fn a_second_ekms_dev_on_the_same_data_dir_says_another_holds_it() {
         .await
         .expect("the first ekms dev still serves");
 }
+
+/// The pid of `ekms dev`'s child named `name` (`ekms-parent`, `ekms-enclave`).
+fn child_pid(dev: i32, name: &str) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{dev}/task/{dev}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == name)
+        })
+}
+
+/// `kill -9` of `ekms dev`'s parent: `ekms dev` starts it again, and the same enclave process
+/// takes the store's state again by itself and serves the keys made before (no unseal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_that_dies_is_restarted_and_its_enclave_serves_again_by_itself() {
+    let ekms = Ekms::start();
+    let client = ekms.client().await;
+    let key = ekms_tests::create_key(&client).await;
+    let dev = ekms.dev_pid().expect("ekms dev's pid");
+    let parent = child_pid(dev, "ekms-parent").expect("the parent's pid");
+    let enclave = child_pid(dev, "ekms-enclave").expect("the enclave's pid");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(parent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 of the parent");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.describe_key().key_id(&key).send().await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "not serving again: {e:?}\n{}",
+                    ekms.log_tail(30)
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let restarted = child_pid(dev, "ekms-parent").expect("a parent again");
+    assert_ne!(restarted, parent, "a new parent process");
+    assert_eq!(
+        child_pid(dev, "ekms-enclave"),
+        Some(enclave),
+        "the same enclave process serves"
+    );
+    assert!(
+        ekms.log().contains("ekms-parent exited") && ekms.log().contains("restarting it"),
+        "{}",
+        ekms.log_tail(30)
+    );
+    ekms_tests::create_key(&client).await;
+}
