@@ -479,20 +479,16 @@ impl Persister {
         Ok(ask(base).await)
     }
 
-    /// Takes `newer` (another member's commits, loaded and verified) in place of the state,
-    /// if this member made no change since its commit `base`, and none waits to be committed:
-    /// under the state's write locks, with nothing in flight, so that no change is ever built
-    /// on one state and committed on the other. Changes made after it build on `newer`'s last
-    /// commit.
-    ///
-    /// # Errors
-    /// [`NotAdopted`]: why the state stays as it was.
-    pub async fn adopt(
+    /// Runs `take` on the state under its keys and principals write locks, with the room for
+    /// commits in flight held (so nothing is in flight, and the committer waits), if this member
+    /// made no change since its commit `base` and none waits to be committed: so that no change
+    /// is ever built on one state and committed on another. The one path by which another
+    /// member's state comes in ([`Persister::adopt`], [`Persister::take_caught`]).
+    async fn take_newer<T>(
         &self,
         base: u64,
-        newer: Newer,
-        config: &crate::config::Config,
-    ) -> Result<(), NotAdopted> {
+        take: impl FnOnce(&State, &mut crate::keys::KeyStore, &mut crate::access::principals::Principals) -> T,
+    ) -> Result<T, NotAdopted> {
         let _permit = self
             .room
             .acquire()
@@ -511,21 +507,38 @@ impl Persister {
         if self.queue.lock().jobs.iter().any(|job| !job.touched.is_empty()) {
             return Err(NotAdopted::LocalChanges);
         }
-        *keys = newer.keys;
-        principals.replace_sealed(&newer.principals, config);
-        if let Some(operator) = newer.tls_operator {
-            state.set_tls_operator(operator);
-        }
-        state.set_measurements(newer.measurements);
-        self.follow
-            .base
-            .store(newer.manifest.seq(), std::sync::atomic::Ordering::SeqCst);
-        // The committer goes on from the newer manifest, with this session's own numbering
-        // (answers are held by it) and the adopted commit as the base.
-        let mut manifest = self.follow.manifest();
-        let counter = manifest.seq();
-        *manifest = newer.manifest.rebased(counter);
-        Ok(())
+        Ok(take(state, &mut keys, &mut principals))
+    }
+
+    /// Takes `newer` (another member's commits, loaded and verified) in place of the state,
+    /// as [`Persister::take_newer`] allows. Changes made after it build on `newer`'s last
+    /// commit.
+    ///
+    /// # Errors
+    /// [`NotAdopted`]: why the state stays as it was.
+    pub async fn adopt(
+        &self,
+        base: u64,
+        newer: Newer,
+        config: &crate::config::Config,
+    ) -> Result<(), NotAdopted> {
+        self.take_newer(base, |state, keys, principals| {
+            *keys = newer.keys;
+            principals.replace_sealed(&newer.principals, config);
+            if let Some(operator) = newer.tls_operator {
+                state.set_tls_operator(operator);
+            }
+            state.set_measurements(newer.measurements);
+            self.follow
+                .base
+                .store(newer.manifest.seq(), std::sync::atomic::Ordering::SeqCst);
+            // The committer goes on from the newer manifest, with this session's own numbering
+            // (answers are held by it) and the adopted commit as the base.
+            let mut manifest = self.follow.manifest();
+            let counter = manifest.seq();
+            *manifest = newer.manifest.rebased(counter);
+        })
+        .await
     }
 
     /// Runs `read` on the committer's manifest while nothing is in flight and the committer
@@ -553,10 +566,8 @@ impl Persister {
     }
 
     /// Takes another member's changes, read by difference from this member's state at commit
-    /// `base` and verified ([`catch_up::catch_up`]), as [`Persister::adopt`] takes a whole
-    /// newer state: under the keys and principals write locks, with nothing in flight, only if
-    /// this member made no change since `base` and none waits to be committed. The committer
-    /// then continues from the caught-up manifest.
+    /// `base` and verified ([`catch_up::catch_up`]), as [`Persister::take_newer`] allows. The
+    /// committer then continues from the caught-up manifest.
     ///
     /// # Errors
     /// [`NotAdopted`] as [`Persister::adopt`]; `Ok(Err(Fallback))` when the changes cannot be
@@ -569,39 +580,21 @@ impl Persister {
         names: &NameKey,
         config: &crate::config::Config,
     ) -> Result<Result<(), catch_up::Fallback>, NotAdopted> {
-        let _permit = self
-            .room
-            .acquire()
-            .await
-            .map_err(|_| NotAdopted::Unavailable)?;
-        if self.durable.borrow().failed {
-            return Err(NotAdopted::Unavailable);
-        }
-        if self.follow.base.load(std::sync::atomic::Ordering::SeqCst) != base {
-            return Err(NotAdopted::Moved);
-        }
-        let state = &self.follow.state;
-        // The order every operation that takes both follows: keys, then principals.
-        let mut keys = state.write();
-        let mut principals = state.principals_mut();
-        if self.queue.lock().jobs.iter().any(|job| !job.touched.is_empty()) {
-            return Err(NotAdopted::LocalChanges);
-        }
-        let settings = match caught.apply(&mut keys, &mut principals, names, config) {
-            Ok(settings) => settings,
-            Err(fallback) => return Ok(Err(fallback)),
-        };
-        if let Some(operator) = settings.tls_operator {
-            state.set_tls_operator(operator);
-        }
-        if let Some(measurements) = settings.measurements {
-            state.set_measurements(measurements);
-        }
-        self.follow
-            .base
-            .store(changes.seq(), std::sync::atomic::Ordering::SeqCst);
-        self.follow.manifest().catch_up(changes);
-        Ok(Ok(()))
+        self.take_newer(base, |state, keys, principals| {
+            let settings = caught.apply(keys, principals, names, config)?;
+            if let Some(operator) = settings.tls_operator {
+                state.set_tls_operator(operator);
+            }
+            if let Some(measurements) = settings.measurements {
+                state.set_measurements(measurements);
+            }
+            self.follow
+                .base
+                .store(changes.seq(), std::sync::atomic::Ordering::SeqCst);
+            self.follow.manifest().catch_up(changes);
+            Ok(())
+        })
+        .await
     }
 
     /// The last commit that changed records, made or adopted: what this member knows the
