@@ -280,6 +280,15 @@ impl Stack {
         format!("{prefix}-{}", self.names)
     }
 
+    /// The current enclave's log so far (empty without one).
+    fn enclave_log(&self) -> String {
+        self.d
+            .enclave
+            .as_ref()
+            .map(ekms_tests::Daemon::log_text)
+            .unwrap_or_default()
+    }
+
     fn enclave_running(&mut self) -> bool {
         self.d.enclave.as_mut().is_some_and(|e| e.running())
     }
@@ -825,12 +834,7 @@ impl Stack {
                 .expect("an enclave")
                 .stop_with(Signal::SIGKILL);
         } else {
-            let log = self
-                .d
-                .enclave
-                .as_ref()
-                .map(ekms_tests::Daemon::log_text)
-                .unwrap_or_default();
+            let log = self.enclave_log();
             assert!(
                 log.contains("durable store failed"),
                 "the enclave stopped without naming a store failure{}",
@@ -1095,12 +1099,7 @@ impl Stack {
                 // wrong; in the enclave's log when the channel broke (the operator sees an
                 // internal error).
                 let text = format!("{}{}", out.stdout, out.stderr);
-                let log = self
-                    .d
-                    .enclave
-                    .as_ref()
-                    .map(ekms_tests::Daemon::log_text)
-                    .unwrap_or_default();
+                let log = self.enclave_log();
                 assert!(
                     text.contains("cannot be trusted")
                         || (broken_frame
@@ -1404,12 +1403,7 @@ async fn issue_17_snapshot_mix_is_refused_by_name() {
             && (out.stderr.contains("out of order") || out.stderr.contains("mixed")),
         "the refusal does not name what was wrong: {out:?}"
     );
-    let log = stack
-        .d
-        .enclave
-        .as_ref()
-        .map(ekms_tests::Daemon::log_text)
-        .unwrap_or_default();
+    let log = stack.enclave_log();
     assert!(
         log.contains("load refused"),
         "the enclave's log does not record the refused load:\n{log}"
@@ -1684,12 +1678,7 @@ async fn a_closed_store_channel_is_recovered_in_place() {
         pid,
         "the same process serves again"
     );
-    let log = stack
-        .d
-        .enclave
-        .as_ref()
-        .map(ekms_tests::Daemon::log_text)
-        .unwrap_or_default();
+    let log = stack.enclave_log();
     assert!(log.contains("recovered"), "{}", stack.context());
     let (found, _) = stack.findings().await;
     assert!(
@@ -1733,12 +1722,7 @@ async fn a_recovery_stops_rather_than_take_an_older_store() {
         "the enclave did not stop{}",
         stack.context()
     );
-    let log = stack
-        .d
-        .enclave
-        .as_ref()
-        .map(ekms_tests::Daemon::log_text)
-        .unwrap_or_default();
+    let log = stack.enclave_log();
     assert!(
         log.contains("older than what this enclave knows durable"),
         "{}",
