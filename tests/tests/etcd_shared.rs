@@ -267,15 +267,9 @@ async fn members_serve_each_others_changes_and_stop_answering_when_cut_off() {
         .await
         .expect("DisableKey on A");
     let (code, _) = until("DisableKey on A enforced on B", || {
-        let client_b = client_b.clone();
-        let key = key.clone();
+        let encrypted = encrypt_one(client_b.clone(), key.clone());
         async move {
-            let out = client_b
-                .encrypt()
-                .key_id(&key)
-                .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
-                .send()
-                .await;
+            let out = encrypted.await;
             out.err().map(ekms_tests::error_code)
         }
     })
@@ -367,17 +361,8 @@ async fn racing_members_end_with_one_alias_and_the_loser_recovers_in_place() {
     // Both still serve, and at least one refused commit was recovered from in place.
     for (member, client) in [("A", &client_a), ("B", &client_b)] {
         until(&format!("{member} serving at the end"), || {
-            let client = client.clone();
-            let key = key.clone();
-            async move {
-                client
-                    .encrypt()
-                    .key_id(&key)
-                    .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
-                    .send()
-                    .await
-                    .ok()
-            }
+            let encrypted = encrypt_one(client.clone(), key.clone());
+            async move { encrypted.await.ok() }
         })
         .await;
     }
@@ -617,17 +602,8 @@ async fn a_member_follows_one_change_in_a_large_store() {
     // B has followed every commit; one more change, then the time until B enforces it.
     let key = ekms_tests::create_key(&client_a).await;
     until("the last key usable on B", || {
-        let client_b = client_b.clone();
-        let key = key.clone();
-        async move {
-            client_b
-                .encrypt()
-                .key_id(&key)
-                .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
-                .send()
-                .await
-                .ok()
-        }
+        let encrypted = encrypt_one(client_b.clone(), key.clone());
+        async move { encrypted.await.ok() }
     })
     .await;
     let before = b.enclave.as_ref().expect("B runs").log_text().len();
@@ -638,15 +614,9 @@ async fn a_member_follows_one_change_in_a_large_store() {
         .await
         .expect("DisableKey on A");
     until("DisableKey on A enforced on B, in a large store", || {
-        let client_b = client_b.clone();
-        let key = key.clone();
+        let encrypted = encrypt_one(client_b.clone(), key.clone());
         async move {
-            let out = client_b
-                .encrypt()
-                .key_id(&key)
-                .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
-                .send()
-                .await;
+            let out = encrypted.await;
             out.err()
                 .map(ekms_tests::error_code)
                 .filter(|code| code == "DisabledException")
@@ -661,6 +631,20 @@ async fn a_member_follows_one_change_in_a_large_store() {
     println!("B's catch-up of the DisableKey: {took:?}");
     let loads = log.matches("by loading the store").count();
     println!("B loaded the store whole {loads} times while following the build");
+}
+
+/// One Encrypt under `key` on `client`'s member: whether that member serves the key now.
+async fn encrypt_one(
+    client: aws_sdk_kms::Client,
+    key: String,
+) -> Result<(), aws_sdk_kms::error::SdkError<aws_sdk_kms::operation::encrypt::EncryptError>> {
+    client
+        .encrypt()
+        .key_id(&key)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"x".to_vec()))
+        .send()
+        .await
+        .map(drop)
 }
 
 /// B's state as `ekms status` reports it, or `None` while it does not answer.

@@ -642,46 +642,43 @@ impl Service {
         }
     }
 
-    /// The audit record of a recovery: the service took the store's state again, in a new
-    /// session, with this many keys.
-    fn recover_record(&self, keys: usize) -> crate::durability::audit::Record {
-        let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
-        Event {
-            request_id: &request_id.to_string(),
-            event_id,
-            event_name: "Recover",
-            time_millis: self.env.now(),
-            identity: &Identity::Unknown {
-                access_key_id: None,
-            },
-            config: &self.config,
-            request_parameters: serde_json::Value::Null,
-            response: serde_json::json!({ "keyCount": keys }),
-            error: None,
-            resources: Vec::new(),
-            user_agent: None,
-        }
-        .record()
-    }
-
     /// The audit record of an unseal that refused records: how many, and which (their ids are
     /// key ids and keyed digests, never names).
     fn unseal_record(&self, refused: &[String]) -> crate::durability::audit::Record {
+        self.service_record(
+            "Unseal",
+            serde_json::json!({
+                "refusedRecordCount": refused.len(),
+                "refusedRecords": refused,
+            }),
+        )
+    }
+
+    /// The audit record of a recovery: the service took the store's state again, in a new
+    /// session, with this many keys.
+    fn recover_record(&self, keys: usize) -> crate::durability::audit::Record {
+        self.service_record("Recover", serde_json::json!({ "keyCount": keys }))
+    }
+
+    /// An audit record of the service's own doing (no principal asked): `event_name`, with
+    /// `response` as its response elements.
+    fn service_record(
+        &self,
+        event_name: &'static str,
+        response: serde_json::Value,
+    ) -> crate::durability::audit::Record {
         let (request_id, event_id) = request_ids(self.env.entropy.as_ref());
         Event {
             request_id: &request_id.to_string(),
             event_id,
-            event_name: "Unseal",
+            event_name,
             time_millis: self.env.now(),
             identity: &Identity::Unknown {
                 access_key_id: None,
             },
             config: &self.config,
             request_parameters: serde_json::Value::Null,
-            response: serde_json::json!({
-                "refusedRecordCount": refused.len(),
-                "refusedRecords": refused,
-            }),
+            response,
             error: None,
             resources: Vec::new(),
             user_agent: None,

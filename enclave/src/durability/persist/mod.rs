@@ -467,7 +467,18 @@ impl Persister {
         &self,
         ask: impl FnOnce(u64) -> F,
     ) -> Result<T, PersistError> {
-        let _permit = self
+        let (_permit, base) = self.quiet().await?;
+        Ok(ask(base).await)
+    }
+
+    /// Holds the room for commits in flight (so nothing is in flight and the committer waits)
+    /// and reads the last commit that changed records, made or adopted: what the follower's
+    /// operations run under.
+    ///
+    /// # Errors
+    /// [`PersistError::Unavailable`] once the store failed.
+    async fn quiet(&self) -> Result<(tokio::sync::SemaphorePermit<'_>, u64), PersistError> {
+        let permit = self
             .room
             .acquire()
             .await
@@ -475,8 +486,10 @@ impl Persister {
         if self.durable.borrow().failed {
             return Err(PersistError::Unavailable);
         }
-        let base = self.follow.base.load(std::sync::atomic::Ordering::SeqCst);
-        Ok(ask(base).await)
+        Ok((
+            permit,
+            self.follow.base.load(std::sync::atomic::Ordering::SeqCst),
+        ))
     }
 
     /// Runs `take` on the state under its keys and principals write locks, with the room for
@@ -489,15 +502,8 @@ impl Persister {
         base: u64,
         take: impl FnOnce(&State, &mut crate::keys::KeyStore, &mut crate::access::principals::Principals) -> T,
     ) -> Result<T, NotAdopted> {
-        let _permit = self
-            .room
-            .acquire()
-            .await
-            .map_err(|_| NotAdopted::Unavailable)?;
-        if self.durable.borrow().failed {
-            return Err(NotAdopted::Unavailable);
-        }
-        if self.follow.base.load(std::sync::atomic::Ordering::SeqCst) != base {
+        let (_permit, now) = self.quiet().await.map_err(|_| NotAdopted::Unavailable)?;
+        if now != base {
             return Err(NotAdopted::Moved);
         }
         let state = &self.follow.state;
@@ -551,18 +557,8 @@ impl Persister {
         base: u64,
         read: impl FnOnce(&Manifest) -> T,
     ) -> Result<Option<T>, PersistError> {
-        let _permit = self
-            .room
-            .acquire()
-            .await
-            .map_err(|_| PersistError::Unavailable)?;
-        if self.durable.borrow().failed {
-            return Err(PersistError::Unavailable);
-        }
-        if self.follow.base.load(std::sync::atomic::Ordering::SeqCst) != base {
-            return Ok(None);
-        }
-        Ok(Some(read(&self.follow.manifest())))
+        let (_permit, now) = self.quiet().await?;
+        Ok((now == base).then(|| read(&self.follow.manifest())))
     }
 
     /// Takes another member's changes, read by difference from this member's state at commit
